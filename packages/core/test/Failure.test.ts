@@ -1,0 +1,143 @@
+import { Failure } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Data, Duration, Effect, FiberId, Option } from "effect"
+
+class Refused extends Data.TaggedError("Refused")<{}> {}
+class RateLimited extends Data.TaggedError("RateLimited")<{ readonly retryAfterMs: number }> {}
+class BadInput extends Data.TaggedError("BadInput")<{ readonly field: string }> {}
+type ApiError = Refused | RateLimited | BadInput
+
+const table = Failure.table<ApiError>({
+  Refused: "connection",
+  RateLimited: (e) => ({ category: "resource", strategy: "backoff_retry", maxRetries: 3, retryAfter: e.retryAfterMs }),
+  BadInput: { category: "validation", code: "BAD_INPUT" }
+})
+
+describe("Failure", () => {
+  it("the default matrix is seed 001's decision matrix, row for row", () => {
+    const seed001 = [
+      ["initialization", "critical", "circuit_break", 3, "exponential"],
+      ["connection", "major", "backoff_retry", 5, "exponential"],
+      ["communication", "major", "immediate_retry", 3, "linear"],
+      ["timeout", "major", "backoff_retry", 2, "exponential"],
+      ["resource", "critical", "circuit_break", 1, "none"],
+      ["health_check", "minor", "backoff_retry", 3, "linear"],
+      ["session", "minor", "immediate_retry", 2, "none"],
+      ["external", "major", "failover", 1, "none"],
+      ["system", "critical", "abandon", 0, "none"]
+    ] as const
+    for (const [category, severity, strategy, maxRetries, backoff] of seed001) {
+      const row = Failure.defaultMatrix[category]
+      expect([category, row.severity, row.strategy, row.maxRetries, row.backoff]).toEqual([
+        category,
+        severity,
+        strategy,
+        maxRetries,
+        backoff
+      ])
+    }
+    for (const category of ["validation", "security", "user_code"] as const) {
+      expect(Failure.defaultMatrix[category].strategy).toBe("abandon")
+      expect(Failure.defaultMatrix[category].maxRetries).toBe(0)
+    }
+    expect(Object.keys(Failure.defaultMatrix).sort()).toEqual([...Failure.Category.literals].sort())
+  })
+
+  it("a table classifies each tag of the union", () => {
+    const classifier = Failure.makeClassifier({ tables: [table] })
+    const refused = classifier.classify(new Refused())
+    expect(refused).toMatchObject({
+      category: "connection",
+      severity: "major",
+      strategy: "backoff_retry",
+      retryable: true,
+      maxRetries: 5,
+      code: "REFUSED",
+      tripsBreaker: true,
+      defect: false
+    })
+    const limited = classifier.classify(new RateLimited({ retryAfterMs: 1500 }))
+    expect(limited.retryAfter).toEqual(Option.some(Duration.millis(1500)))
+    expect(limited.retryable).toBe(true)
+    const bad = classifier.classify(new BadInput({ field: "email" }))
+    expect(bad).toMatchObject({ category: "validation", code: "BAD_INPUT", retryable: false, tripsBreaker: false })
+  })
+
+  it("leaving a tag out of a table is a compile error", () => {
+    // @ts-expect-error BadInput has no rule
+    const incomplete = () => Failure.table<ApiError>({ Refused: "connection", RateLimited: "resource" })
+    expect(incomplete).not.toThrow()
+  })
+
+  it("a rule naming an unknown category is rejected with the tag and the category", () => {
+    expect(() => Failure.table<Refused>({ Refused: "network" as Failure.Category })).toThrow(
+      /rule for "Refused" names the unknown category "network"/
+    )
+  })
+
+  it("severity escalates past attempt 3 and for failures that affect every worker", () => {
+    const c = Failure.makeClassifier({ tables: [table] })
+    expect(c.classify(new Refused(), { attempt: 3 }).severity).toBe("major")
+    expect(c.classify(new Refused(), { attempt: 4 }).severity).toBe("critical")
+    expect(Failure.escalateSeverity("minor", { attempt: 4 })).toBe("major")
+    expect(Failure.escalateSeverity("warning", { attempt: 9 })).toBe("warning")
+    expect(Failure.escalateSeverity("minor", { attempt: 1, affectsAllWorkers: true })).toBe("critical")
+  })
+
+  it("a critical failure past attempt 2 is abandoned", () => {
+    const classifier = Failure.makeClassifier({ tables: [table] })
+    const early = classifier.classify(new Refused(), { attempt: 2, affectsAllWorkers: true })
+    expect(early).toMatchObject({ severity: "critical", strategy: "backoff_retry", retryable: true })
+    const late = classifier.classify(new Refused(), { attempt: 3, affectsAllWorkers: true })
+    expect(late).toMatchObject({ severity: "critical", strategy: "abandon", retryable: false })
+    expect(classifier.classify(new Refused(), { attempt: 4 }).strategy).toBe("abandon")
+  })
+
+  it("unknown errors and defects are system / critical", () => {
+    const c = Failure.defaultClassifier
+    expect(c.classify(new Error("boom"))).toMatchObject({
+      category: "system",
+      severity: "critical",
+      strategy: "abandon",
+      retryable: false,
+      code: "UNKNOWN_ERROR"
+    })
+    expect(c.classify("weird")).toMatchObject({ category: "system", severity: "critical" })
+    expect(c.classifyDefect(new TypeError("x"))).toMatchObject({
+      category: "system",
+      severity: "critical",
+      code: "DEFECT",
+      defect: true,
+      retryable: false
+    })
+  })
+
+  it("Node system errors and Effect's own errors have built-in rules", () => {
+    const c = Failure.defaultClassifier
+    const refused = Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" })
+    expect(c.classify(refused)).toMatchObject({ category: "connection", code: "ECONNREFUSED", retryable: true })
+    expect(c.classify(new Cause.TimeoutException())).toMatchObject({ category: "timeout", retryable: true })
+  })
+
+  it.effect("classifyCause: failure, defect, and interruption (not a failure)", () =>
+    Effect.gen(function*() {
+      const failed = yield* Failure.classifyCause(Cause.fail(new Refused())).pipe(
+        Effect.provide(Failure.layerClassifier({ tables: [table] }))
+      )
+      expect(Option.map(failed, (c) => c.category)).toEqual(Option.some("connection"))
+      const died = yield* Failure.classifyCause(Cause.die(new Error("bug")))
+      expect(Option.map(died, (c) => c.defect)).toEqual(Option.some(true))
+      const interrupted = yield* Failure.classifyCause(Cause.interrupt(FiberId.none))
+      expect(Option.isNone(interrupted)).toBe(true)
+    }))
+
+  it.effect("the Classifier service replaces the default through a Layer", () =>
+    Effect.gen(function*() {
+      const before = yield* Failure.classify(new Refused())
+      expect(before.category).toBe("system")
+      const after = yield* Failure.classify(new Refused()).pipe(
+        Effect.provide(Failure.layerClassifier({ tables: [table] }))
+      )
+      expect(after.category).toBe("connection")
+    }))
+})

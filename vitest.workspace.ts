@@ -1,0 +1,12 @@
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = path.dirname(fileURLToPath(import.meta.url))
+
+/**
+ * One inline project per package with tests. Imported by `vitest.config.ts` as
+ * `test.projects`; roots are absolute so `pnpm --filter <pkg> test` works too.
+ */
+export default [
+  { extends: true, test: { name: "core", root: path.join(root, "packages/core") } }
+]
