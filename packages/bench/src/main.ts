@@ -1,0 +1,23 @@
+/**
+ * Runs every benchmark suite in one process and prints a markdown report.
+ * `pnpm bench` (all suites) or `pnpm bench <name-substring>`.
+ */
+import { formatResults, machine, runSuite, type Suite } from "./harness.js"
+import { suites as retrySuites } from "./suites/retry.js"
+
+const all: ReadonlyArray<Suite> = [
+  ...retrySuites
+]
+
+const filter = process.argv[2]
+const selected = filter === undefined ? all : all.filter((s) => s.name.includes(filter))
+
+console.log(`# Bulwark benchmarks\n\nMachine: ${machine()}\n`)
+for (const suite of selected) {
+  const results = await runSuite(suite)
+  console.log(formatResults(suite, results))
+  if (suite.extra !== undefined) {
+    for (const line of await suite.extra()) console.log(line)
+  }
+  console.log("")
+}
