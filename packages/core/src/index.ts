@@ -1,4 +1,5 @@
 /**
  * @since 0.1.0
  */
+export * as Bulkhead from "./Bulkhead.js"
 export * as Failure from "./Failure.js"

@@ -1,0 +1,562 @@
+/**
+ * A bulkhead: a limit on how many calls to one dependency run at once, with a bounded waiting
+ * queue in front of it. Work beyond both is rejected at once with a typed
+ * {@link BulkheadRejectedError}, so an overloaded dependency sheds load instead of piling up
+ * fibers. Waiters can have a deadline and a priority class: under load, higher classes are
+ * admitted first, FIFO within a class (seed 003's queue limits and priority queuing).
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Failure from "./Failure.js"
+
+// -----------------------------------------------------------------------------
+// errors
+// -----------------------------------------------------------------------------
+
+/**
+ * Why a bulkhead turned a call away: every slot was busy and the queue was full, or the call
+ * waited in the queue longer than `maxWait`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const RejectionReason = Schema.Literal("queue_full", "wait_timeout")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RejectionReason = typeof RejectionReason.Type
+
+/**
+ * A bulkhead rejected the call. It carries the bulkhead's name, the reason and its limits.
+ *
+ * Classification: category `resource`, code `BULKHEAD_QUEUE_FULL` or `BULKHEAD_WAIT_TIMEOUT`,
+ * severity `minor`, strategy `failover`, **not retryable** (retrying shed load adds to the
+ * overload it protects against; a fallback is the useful answer) and it **does not trip a
+ * circuit breaker** (the dependency did not fail; the caller's own limit did its job).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BulkheadRejectedError extends Schema.TaggedError<BulkheadRejectedError>()("BulkheadRejectedError", {
+  bulkhead: Schema.String,
+  reason: RejectionReason,
+  maxConcurrent: Schema.Number,
+  maxQueued: Schema.Number,
+  maxWaitMillis: Schema.optional(Schema.Number)
+}) {
+  override get message(): string {
+    return this.reason === "queue_full"
+      ? `Bulkhead "${this.bulkhead}" rejected the call: ${this.maxConcurrent} calls running and ${this.maxQueued} waiting (queue full)`
+      : `Bulkhead "${this.bulkhead}" rejected the call: no slot freed within ${
+        this.maxWaitMillis ?? 0
+      }ms (wait timeout)`
+  }
+  get [Failure.RuleKey](): Failure.RuleObject {
+    return {
+      category: "resource",
+      code: this.reason === "queue_full" ? "BULKHEAD_QUEUE_FULL" : "BULKHEAD_WAIT_TIMEOUT",
+      severity: "minor",
+      strategy: "failover",
+      retryable: false,
+      maxRetries: 0,
+      tripsBreaker: false
+    }
+  }
+}
+
+// -----------------------------------------------------------------------------
+// models
+// -----------------------------------------------------------------------------
+
+/**
+ * Options for a bulkhead.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The bulkhead's name, used in errors, metrics and logs. Default: `"default"`. */
+  readonly name?: string | undefined
+  /** How many calls may run at once; a whole number >= 1. Default: `10`. */
+  readonly maxConcurrent?: number | undefined
+  /** How many calls may wait for a slot; a whole number >= 0 (0: no queue). Default: `0`. */
+  readonly maxQueued?: number | undefined
+  /**
+   * How long a call may wait in the queue before it is rejected with reason `wait_timeout`.
+   * Default: no limit (it waits until a slot frees or it is interrupted).
+   */
+  readonly maxWait?: Duration.DurationInput | undefined
+  /**
+   * How many priority classes the queue has; a whole number >= 1. Classes are numbered
+   * `0 … priorities - 1` and the highest number is admitted first. Default: `1`.
+   */
+  readonly priorities?: number | undefined
+  /** The class of a call that names none; in `[0, priorities)`. Default: `0` (the lowest). */
+  readonly defaultPriority?: number | undefined
+}
+
+/**
+ * The options with every default filled in.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ResolvedOptions {
+  readonly name: string
+  readonly maxConcurrent: number
+  readonly maxQueued: number
+  readonly maxWait: Option.Option<Duration.Duration>
+  readonly priorities: number
+  readonly defaultPriority: number
+}
+
+/**
+ * A snapshot of a bulkhead: what runs, what waits (per priority class), how much was rejected.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface State {
+  readonly name: string
+  readonly active: number
+  readonly queued: number
+  readonly queuedByPriority: ReadonlyArray<number>
+  readonly maxConcurrent: number
+  readonly maxQueued: number
+  readonly admitted: number
+  readonly rejected: { readonly queue_full: number; readonly wait_timeout: number }
+}
+
+/**
+ * A bulkhead for one dependency.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Bulkhead {
+  readonly options: ResolvedOptions
+  /** Runs `self` in a slot of the bulkhead, with the default priority. A policy function. */
+  readonly protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | BulkheadRejectedError, R>
+  /** Runs `self` in a slot of the bulkhead; `priority` picks its queue class. */
+  readonly run: <A, E, R>(
+    self: Effect.Effect<A, E, R>,
+    priority?: number
+  ) => Effect.Effect<A, E | BulkheadRejectedError, R>
+  /** A policy function that runs its effect with the given priority class. */
+  readonly withPriority: (
+    priority: number
+  ) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | BulkheadRejectedError, R>
+  /** The current state. */
+  readonly state: Effect.Effect<State>
+}
+
+/**
+ * The bulkhead service, for a program that needs only one. Use {@link Tag} for one bulkhead per
+ * dependency.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Bulkhead: Context.Tag<Bulkhead, Bulkhead> = Context.GenericTag<Bulkhead>("@bulwark/core/Bulkhead")
+
+// -----------------------------------------------------------------------------
+// options
+// -----------------------------------------------------------------------------
+
+const isWhole = (n: number, min: number): boolean => Number.isInteger(n) && n >= min
+
+/**
+ * Fills in defaults and checks the rules; returns the field and the broken rule on failure.
+ */
+const resolve = (
+  options: Options
+): Either.Either<ResolvedOptions, { readonly field: string; readonly message: string }> => {
+  const name = options.name ?? "default"
+  const maxConcurrent = options.maxConcurrent ?? 10
+  const maxQueued = options.maxQueued ?? 0
+  const priorities = options.priorities ?? 1
+  const defaultPriority = options.defaultPriority ?? 0
+  const bad = (field: string, rule: string, value: unknown) =>
+    Either.left({ field, message: `Bulkhead "${name}": ${field} must be ${rule}, got ${String(value)}` })
+  if (!isWhole(maxConcurrent, 1)) return bad("maxConcurrent", "a whole number >= 1", maxConcurrent)
+  if (!isWhole(maxQueued, 0)) return bad("maxQueued", "a whole number >= 0", maxQueued)
+  if (!isWhole(priorities, 1)) return bad("priorities", "a whole number >= 1", priorities)
+  if (!isWhole(defaultPriority, 0) || defaultPriority >= priorities) {
+    return bad("defaultPriority", `a whole number in [0, ${priorities})`, defaultPriority)
+  }
+  let maxWait: Option.Option<Duration.Duration> = Option.none()
+  if (options.maxWait !== undefined) {
+    const decoded = Duration.decodeUnknown(options.maxWait)
+    if (Option.isNone(decoded) || Duration.lessThanOrEqualTo(decoded.value, Duration.zero)) {
+      return bad("maxWait", "a duration > 0", options.maxWait)
+    }
+    maxWait = decoded
+  }
+  return Either.right({ name, maxConcurrent, maxQueued, maxWait, priorities, defaultPriority })
+}
+
+// -----------------------------------------------------------------------------
+// the wait queue: one FIFO list per priority class, O(1) removal of an abandoned waiter
+// -----------------------------------------------------------------------------
+
+interface Waiter {
+  readonly priority: number
+  /** Set once the waiting fiber has registered; called with the slot. */
+  resume: ((effect: Effect.Effect<void>) => void) | undefined
+  /** The slot has been handed to this waiter. */
+  granted: boolean
+  prev: Waiter | undefined
+  next: Waiter | undefined
+}
+
+interface Lane {
+  head: Waiter | undefined
+  tail: Waiter | undefined
+  size: number
+}
+
+const push = (lane: Lane, waiter: Waiter): void => {
+  waiter.prev = lane.tail
+  if (lane.tail === undefined) lane.head = waiter
+  else lane.tail.next = waiter
+  lane.tail = waiter
+  lane.size++
+}
+
+const unlink = (lane: Lane, waiter: Waiter): void => {
+  if (waiter.prev === undefined) lane.head = waiter.next
+  else waiter.prev.next = waiter.next
+  if (waiter.next === undefined) lane.tail = waiter.prev
+  else waiter.next.prev = waiter.prev
+  waiter.prev = undefined
+  waiter.next = undefined
+  lane.size--
+}
+
+const grantResume: Effect.Effect<void> = Effect.void
+
+// -----------------------------------------------------------------------------
+// metrics
+// -----------------------------------------------------------------------------
+
+/**
+ * Calls running in a bulkhead (tagged `bulkhead`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const activeGauge = Metric.gauge("bulwark_bulkhead_active", {
+  description: "Calls running inside the bulkhead"
+})
+
+/**
+ * Calls waiting in a bulkhead's queue (tagged `bulkhead`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const queuedGauge = Metric.gauge("bulwark_bulkhead_queued", {
+  description: "Calls waiting for a slot of the bulkhead"
+})
+
+/**
+ * Calls a bulkhead rejected (tagged `bulkhead`, `reason`, `category`, `code`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const rejectedCounter = Metric.counter("bulwark_bulkhead_rejected_total", {
+  description: "Calls the bulkhead rejected, by reason",
+  incremental: true
+})
+
+// -----------------------------------------------------------------------------
+// constructors
+// -----------------------------------------------------------------------------
+
+const unsafeMake = (options: ResolvedOptions): Bulkhead => {
+  const { maxConcurrent, maxQueued, name, priorities } = options
+  const lanes: Array<Lane> = Array.from({ length: priorities }, () => ({ head: undefined, tail: undefined, size: 0 }))
+  let active = 0
+  let queued = 0
+  let admitted = 0
+  let rejectedFull = 0
+  let rejectedWait = 0
+
+  const active$ = Metric.tagged(activeGauge, "bulkhead", name)
+  const queued$ = Metric.tagged(queuedGauge, "bulkhead", name)
+  const rejected$ = Metric.tagged(Metric.tagged(rejectedCounter, "bulkhead", name), "category", "resource")
+  const rejectedFull$ = Metric.tagged(Metric.tagged(rejected$, "reason", "queue_full"), "code", "BULKHEAD_QUEUE_FULL")
+  const rejectedWait$ = Metric.tagged(
+    Metric.tagged(rejected$, "reason", "wait_timeout"),
+    "code",
+    "BULKHEAD_WAIT_TIMEOUT"
+  )
+  const noTags: ReadonlyArray<never> = []
+
+  // preallocated: a fast rejection must not capture a stack per call
+  const queueFull = new BulkheadRejectedError({ bulkhead: name, reason: "queue_full", maxConcurrent, maxQueued })
+  const failQueueFull = Effect.fail(queueFull)
+  const waitTimeout = Option.isSome(options.maxWait)
+    ? new BulkheadRejectedError({
+      bulkhead: name,
+      reason: "wait_timeout",
+      maxConcurrent,
+      maxQueued,
+      maxWaitMillis: Duration.toMillis(options.maxWait.value)
+    })
+    : undefined
+
+  /** Frees a slot: hands it to the first waiter of the highest class, or gives it back. */
+  const release = (): void => {
+    for (let p = priorities - 1; p >= 0; p--) {
+      const lane = lanes[p]!
+      const waiter = lane.head
+      if (waiter !== undefined) {
+        unlink(lane, waiter)
+        queued--
+        queued$.unsafeUpdate(queued, noTags)
+        waiter.granted = true
+        admitted++
+        if (waiter.resume !== undefined) waiter.resume(grantResume)
+        return
+      }
+    }
+    active--
+    active$.unsafeUpdate(active, noTags)
+  }
+
+  /** The waiter gives up (interrupted or timed out): leave the queue, or pass on a granted slot. */
+  const abandon = (waiter: Waiter): void => {
+    if (waiter.granted) {
+      release()
+    } else {
+      unlink(lanes[waiter.priority]!, waiter)
+      queued--
+      queued$.unsafeUpdate(queued, noTags)
+    }
+  }
+
+  const onWaitTimeout = (): BulkheadRejectedError => {
+    rejectedWait++
+    rejectedWait$.unsafeUpdate(1, noTags)
+    return waitTimeout!
+  }
+
+  const releaseAfter = <A, E>(exit: Exit.Exit<A, E>) => {
+    release()
+    return exit
+  }
+
+  const run = <A, E, R>(
+    self: Effect.Effect<A, E, R>,
+    priority: number = options.defaultPriority
+  ): Effect.Effect<A, E | BulkheadRejectedError, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        if (active < maxConcurrent) {
+          active++
+          admitted++
+          active$.unsafeUpdate(active, noTags)
+          return Effect.flatMap(Effect.exit(restore(self)), releaseAfter)
+        }
+        if (queued >= maxQueued) {
+          rejectedFull++
+          rejectedFull$.unsafeUpdate(1, noTags)
+          return failQueueFull
+        }
+        if (!Number.isInteger(priority) || priority < 0 || priority >= priorities) {
+          return Effect.dieMessage(
+            `Bulkhead "${name}": priority must be a whole number in [0, ${priorities}), got ${priority}`
+          )
+        }
+        const waiter: Waiter = { priority, resume: undefined, granted: false, prev: undefined, next: undefined }
+        push(lanes[priority]!, waiter)
+        queued++
+        queued$.unsafeUpdate(queued, noTags)
+        const wait = Effect.async<void>((resume) => {
+          if (waiter.granted) return resume(grantResume)
+          waiter.resume = resume
+          return Effect.sync(() => abandon(waiter))
+        })
+        const bounded = waitTimeout === undefined
+          ? wait
+          : Effect.timeoutFail(wait, { duration: options.maxWait.pipe(Option.getOrThrow), onTimeout: onWaitTimeout })
+        return Effect.flatMap(restore(bounded), () => Effect.flatMap(Effect.exit(restore(self)), releaseAfter))
+      })
+    )
+
+  const protect = <A, E, R>(self: Effect.Effect<A, E, R>) => run(self)
+
+  return {
+    options,
+    run,
+    protect,
+    withPriority: (priority) => (self) => run(self, priority),
+    state: Effect.sync(() => ({
+      name,
+      active,
+      queued,
+      queuedByPriority: lanes.map((lane) => lane.size),
+      maxConcurrent,
+      maxQueued,
+      admitted,
+      rejected: { queue_full: rejectedFull, wait_timeout: rejectedWait }
+    }))
+  }
+}
+
+/**
+ * Builds a bulkhead. Options that break a rule are a defect whose message names the field.
+ *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const bulkhead = yield* Bulkhead.make({ name: "payments", maxConcurrent: 4, maxQueued: 16, maxWait: "2 seconds" })
+ *   return yield* bulkhead.protect(Effect.succeed("charged"))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<Bulkhead> =>
+  Effect.suspend(() => {
+    const resolved = resolve(options)
+    return Either.isLeft(resolved)
+      ? Effect.dieMessage(resolved.left.message)
+      : Effect.sync(() => unsafeMake(resolved.right))
+  })
+
+/**
+ * The configuration of a bulkhead read from `Config`: keys `maxConcurrent`, `maxQueued`,
+ * `maxWait` (a duration), `priorities`, `defaultPriority`, all optional. Nest it with
+ * `Config.nested("payments")` to read `PAYMENTS_MAX_CONCURRENT`-style keys.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  maxConcurrent: Config.option(Config.integer("maxConcurrent")),
+  maxQueued: Config.option(Config.integer("maxQueued")),
+  maxWait: Config.option(Config.duration("maxWait")),
+  priorities: Config.option(Config.integer("priorities")),
+  defaultPriority: Config.option(Config.integer("defaultPriority"))
+}).pipe(
+  Config.map((c) => ({
+    maxConcurrent: Option.getOrUndefined(c.maxConcurrent),
+    maxQueued: Option.getOrUndefined(c.maxQueued),
+    maxWait: Option.getOrUndefined(c.maxWait),
+    priorities: Option.getOrUndefined(c.priorities),
+    defaultPriority: Option.getOrUndefined(c.defaultPriority)
+  }))
+)
+
+const fromConfig = (name: string, options: Config.Config<Options>): Effect.Effect<Bulkhead, ConfigError.ConfigError> =>
+  Effect.flatMap(options, (read) => {
+    const resolved = resolve({ ...read, name })
+    return Either.isLeft(resolved)
+      ? Effect.fail(ConfigError.InvalidData([resolved.left.field], resolved.left.message))
+      : Effect.sync(() => unsafeMake(resolved.right))
+  })
+
+/**
+ * Provides the {@link Bulkhead} service.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Bulkhead> => Layer.effect(Bulkhead, make(options))
+
+/**
+ * Provides the {@link Bulkhead} service from `Config` (see {@link config}); a value that breaks
+ * a rule fails the Layer with a `ConfigError` naming the key.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  name: string,
+  options: Config.Config<Options> = config
+): Layer.Layer<Bulkhead, ConfigError.ConfigError> => Layer.effect(Bulkhead, fromConfig(name, options))
+
+/**
+ * The class {@link Tag} returns: a Tag for one dependency's bulkhead, with its Layers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TagClass<Self, Name extends string>
+  extends Context.TagClass<Self, `@bulwark/core/Bulkhead/${Name}`, Bulkhead>
+{
+  /** The dependency's name; also the bulkhead's name. */
+  readonly dependency: Name
+  /** Provides this bulkhead. */
+  readonly layer: (options?: Omit<Options, "name">) => Layer.Layer<Self>
+  /** Provides this bulkhead from `Config` (default: {@link config}). */
+  readonly layerConfig: (options?: Config.Config<Options>) => Layer.Layer<Self, ConfigError.ConfigError>
+  /** A policy function that runs its effect in this bulkhead (taken from the context). */
+  readonly protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | BulkheadRejectedError, R | Self>
+}
+
+/**
+ * Declares a Tag for one dependency's bulkhead, so that each dependency gets its own limits.
+ *
+ * @example
+ * ```ts
+ * import { Bulkhead } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * class PaymentsBulkhead extends Bulkhead.Tag("payments")<PaymentsBulkhead>() {}
+ *
+ * const charge = Effect.succeed("charged").pipe(PaymentsBulkhead.protect)
+ * const main = charge.pipe(Effect.provide(PaymentsBulkhead.layer({ maxConcurrent: 4, maxQueued: 16 })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Tag = <const Name extends string>(dependency: Name) => <Self>(): TagClass<Self, Name> => {
+  const tag = Context.Tag(`@bulwark/core/Bulkhead/${dependency}`)<Self, Bulkhead>()
+  const Class = class extends tag {
+    static readonly dependency = dependency
+    static layer(options: Omit<Options, "name"> = {}): Layer.Layer<Self> {
+      return Layer.effect(tag, make({ ...options, name: dependency }))
+    }
+    static layerConfig(options: Config.Config<Options> = config): Layer.Layer<Self, ConfigError.ConfigError> {
+      return Layer.effect(tag, fromConfig(dependency, options))
+    }
+    static protect<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadRejectedError, R | Self> {
+      return Effect.flatMap(tag, (bulkhead) => bulkhead.protect(self))
+    }
+  }
+  return Class as unknown as TagClass<Self, Name>
+}
+
+/**
+ * A policy function that runs its effect in the bulkhead held by `tag` (use it with the
+ * {@link Bulkhead} service or a per-dependency {@link Tag}).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const protect =
+  <Id>(tag: Context.Tag<Id, Bulkhead>) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadRejectedError, R | Id> =>
+    Effect.flatMap(tag, (bulkhead) => bulkhead.protect(self))

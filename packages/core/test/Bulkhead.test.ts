@@ -1,0 +1,348 @@
+import { Bulkhead, Failure } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import {
+  Cause,
+  ConfigProvider,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck as fc,
+  Fiber,
+  Layer,
+  Metric,
+  MetricState,
+  Option,
+  TestClock
+} from "effect"
+
+/** Lets every forked fiber run until it blocks. */
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+})
+
+/** A call that records its start in `log` and finishes when `gate` opens. */
+const gated = (log: Array<string>, label: string, gate: Deferred.Deferred<void>) =>
+  Effect.sync(() => log.push(label)).pipe(Effect.zipRight(Deferred.await(gate)), Effect.as(label))
+
+describe("Bulkhead", () => {
+  it.effect("runs up to maxConcurrent calls at once, queues up to maxQueued, rejects the rest at once", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "payments", maxConcurrent: 2, maxQueued: 1 })
+      const gate = yield* Deferred.make<void>()
+      const started: Array<string> = []
+      const a = yield* Effect.fork(bulkhead.protect(gated(started, "a", gate)))
+      const b = yield* Effect.fork(bulkhead.protect(gated(started, "b", gate)))
+      const c = yield* Effect.fork(bulkhead.protect(gated(started, "c", gate)))
+      yield* settle
+      expect(started).toEqual(["a", "b"])
+      expect(yield* bulkhead.state).toMatchObject({ active: 2, queued: 1 })
+      const rejected = yield* Effect.flip(bulkhead.protect(Effect.succeed("d")))
+      expect(rejected).toBeInstanceOf(Bulkhead.BulkheadRejectedError)
+      expect(rejected).toMatchObject({ bulkhead: "payments", reason: "queue_full", maxConcurrent: 2, maxQueued: 1 })
+      expect(rejected.message).toBe(
+        "Bulkhead \"payments\" rejected the call: 2 calls running and 1 waiting (queue full)"
+      )
+      yield* Deferred.succeed(gate, void 0)
+      expect(yield* Fiber.join(a)).toBe("a")
+      expect(yield* Fiber.join(b)).toBe("b")
+      expect(yield* Fiber.join(c)).toBe("c")
+      expect(started).toEqual(["a", "b", "c"])
+      expect(yield* bulkhead.state).toMatchObject({
+        active: 0,
+        queued: 0,
+        admitted: 3,
+        rejected: { queue_full: 1, wait_timeout: 0 }
+      })
+    }))
+
+  it.effect("frees the slot when the call fails, dies or is interrupted", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1 })
+      expect(yield* Effect.exit(bulkhead.protect(Effect.fail("boom")))).toEqual(Exit.fail("boom"))
+      expect(Exit.isFailure(yield* Effect.exit(bulkhead.protect(Effect.die("bug"))))).toBe(true)
+      const running = yield* Effect.fork(bulkhead.protect(Effect.never))
+      yield* settle
+      expect((yield* bulkhead.state).active).toBe(1)
+      yield* Fiber.interrupt(running)
+      expect((yield* bulkhead.state).active).toBe(0)
+      expect(yield* bulkhead.protect(Effect.succeed(1))).toBe(1)
+    }))
+
+  it.effect("a call that waits longer than maxWait is rejected with wait_timeout and leaves the queue", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "search", maxConcurrent: 1, maxQueued: 5, maxWait: "2 seconds" })
+      const busy = yield* Effect.fork(bulkhead.protect(Effect.never))
+      yield* settle
+      const waiting = yield* Effect.fork(Effect.flip(bulkhead.protect(Effect.succeed(1))))
+      yield* settle
+      expect((yield* bulkhead.state).queued).toBe(1)
+      yield* TestClock.adjust("1999 millis")
+      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Fiber.join(waiting)
+      expect(error).toMatchObject({ bulkhead: "search", reason: "wait_timeout", maxWaitMillis: 2000 })
+      expect(error.message).toBe("Bulkhead \"search\" rejected the call: no slot freed within 2000ms (wait timeout)")
+      expect(yield* bulkhead.state).toMatchObject({ queued: 0, rejected: { queue_full: 0, wait_timeout: 1 } })
+      yield* Fiber.interrupt(busy)
+    }))
+
+  it.effect("under load the highest priority class is admitted first, FIFO within a class", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 10, priorities: 3 })
+      const gate = yield* Deferred.make<void>()
+      const started: Array<string> = []
+      const holder = yield* Effect.fork(bulkhead.protect(gated(started, "holder", gate)))
+      yield* settle
+      const arrivals: Array<[string, number]> = [["low1", 0], ["mid1", 1], ["high1", 2], ["low2", 0], ["high2", 2]]
+      const fibers = []
+      for (const [label, priority] of arrivals) {
+        fibers.push(yield* Effect.fork(bulkhead.run(Effect.sync(() => started.push(label)), priority)))
+        yield* settle
+      }
+      expect((yield* bulkhead.state).queuedByPriority).toEqual([2, 1, 2])
+      yield* Deferred.succeed(gate, void 0)
+      yield* Fiber.join(holder)
+      yield* Fiber.joinAll(fibers)
+      expect(started).toEqual(["holder", "high1", "high2", "mid1", "low1", "low2"])
+    }))
+
+  it.effect("withPriority is a policy function, and a priority outside the classes is a defect", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 2, priorities: 2 })
+      expect(yield* Effect.succeed(7).pipe(bulkhead.withPriority(1))).toBe(7)
+      const busy = yield* Effect.fork(bulkhead.protect(Effect.never))
+      yield* settle
+      const exit = yield* Effect.exit(bulkhead.run(Effect.void, 5))
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/priority must be a whole number in \[0, 2\), got 5/)
+      yield* Fiber.interrupt(busy)
+    }))
+
+  it.effect("an interrupted waiter gives its place back at once; the next caller is admitted when a slot frees", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 2 })
+      const gate = yield* Deferred.make<void>()
+      const started: Array<string> = []
+      const holder = yield* Effect.fork(bulkhead.protect(gated(started, "holder", gate)))
+      yield* settle
+      const aborted1 = yield* Effect.fork(bulkhead.protect(Effect.sync(() => started.push("aborted1"))))
+      const aborted2 = yield* Effect.fork(bulkhead.protect(Effect.sync(() => started.push("aborted2"))))
+      yield* settle
+      expect((yield* bulkhead.state).queued).toBe(2)
+      yield* Fiber.interrupt(aborted1)
+      yield* Fiber.interrupt(aborted2)
+      // the places are given back at once: the queue has room again
+      expect((yield* bulkhead.state).queued).toBe(0)
+      const next = yield* Effect.fork(bulkhead.protect(Effect.sync(() => started.push("next"))))
+      const afterNext = yield* Effect.fork(bulkhead.protect(Effect.sync(() => started.push("afterNext"))))
+      yield* settle
+      expect((yield* bulkhead.state).queued).toBe(2)
+      yield* Deferred.succeed(gate, void 0)
+      yield* Fiber.join(holder)
+      yield* Fiber.join(next)
+      yield* Fiber.join(afterNext)
+      expect(started).toEqual(["holder", "next", "afterNext"])
+      expect(yield* bulkhead.state).toMatchObject({ active: 0, queued: 0 })
+    }))
+
+  it.effect("a waiter interrupted after it was handed a slot passes the slot on", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 2 })
+      const gate = yield* Deferred.make<void>()
+      const started: Array<string> = []
+      const holder = yield* Effect.fork(bulkhead.protect(gated(started, "holder", gate)))
+      yield* settle
+      const first = yield* Effect.fork(bulkhead.protect(Effect.sync(() => started.push("first"))))
+      const second = yield* Effect.fork(bulkhead.protect(Effect.sync(() => started.push("second"))))
+      yield* settle
+      // the holder finishes and hands its slot to `first`; `first` is interrupted before it runs
+      yield* Effect.uninterruptible(
+        Effect.zipRight(Deferred.succeed(gate, void 0), Fiber.interruptFork(first))
+      )
+      yield* Fiber.join(holder)
+      yield* Fiber.await(first)
+      yield* Fiber.join(second)
+      expect(started).toContain("second")
+      expect(yield* bulkhead.state).toMatchObject({ active: 0, queued: 0 })
+    }))
+
+  it.effect("keeps metrics tagged with the bulkhead: active, queued, rejected by reason", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "metrics-test", maxConcurrent: 1, maxQueued: 1 })
+      const busy = yield* Effect.fork(bulkhead.protect(Effect.never))
+      const waiting = yield* Effect.fork(bulkhead.protect(Effect.void))
+      yield* settle
+      yield* Effect.flip(bulkhead.protect(Effect.void))
+      yield* Effect.flip(bulkhead.protect(Effect.void))
+      const active = yield* Metric.value(Metric.tagged(Bulkhead.activeGauge, "bulkhead", "metrics-test"))
+      const queued = yield* Metric.value(Metric.tagged(Bulkhead.queuedGauge, "bulkhead", "metrics-test"))
+      const rejected = yield* Metric.value(
+        Bulkhead.rejectedCounter.pipe(
+          Metric.tagged("bulkhead", "metrics-test"),
+          Metric.tagged("category", "resource"),
+          Metric.tagged("reason", "queue_full"),
+          Metric.tagged("code", "BULKHEAD_QUEUE_FULL")
+        )
+      )
+      expect(active).toEqual(MetricState.gauge(1))
+      expect(queued).toEqual(MetricState.gauge(1))
+      expect(rejected).toEqual(MetricState.counter(2))
+      yield* Fiber.interrupt(waiting)
+      yield* Fiber.interrupt(busy)
+    }))
+
+  it("classifies its rejection as resource, not retryable, not tripping a breaker", () => {
+    const error = new Bulkhead.BulkheadRejectedError({
+      bulkhead: "x",
+      reason: "queue_full",
+      maxConcurrent: 1,
+      maxQueued: 0
+    })
+    expect(Failure.defaultClassifier.classify(error)).toMatchObject({
+      category: "resource",
+      code: "BULKHEAD_QUEUE_FULL",
+      strategy: "failover",
+      retryable: false,
+      tripsBreaker: false
+    })
+  })
+
+  it.effect("literal options that break a rule are a defect naming the field", () =>
+    Effect.gen(function*() {
+      for (
+        const [options, pattern] of [
+          [{ maxConcurrent: 0 }, /maxConcurrent must be a whole number >= 1, got 0/],
+          [{ maxQueued: -1 }, /maxQueued must be a whole number >= 0, got -1/],
+          [{ maxWait: 0 }, /maxWait must be a duration > 0/],
+          [{ priorities: 2, defaultPriority: 2 }, /defaultPriority must be a whole number in \[0, 2\), got 2/]
+        ] as const
+      ) {
+        const exit = yield* Effect.exit(Bulkhead.make(options))
+        expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(pattern)
+      }
+    }))
+
+  class PaymentsBulkhead extends Bulkhead.Tag("payments")<PaymentsBulkhead>() {}
+  class SearchBulkhead extends Bulkhead.Tag("search")<SearchBulkhead>() {}
+
+  it.effect("one bulkhead per dependency through Tag, each with its own limits", () =>
+    Effect.gen(function*() {
+      const payments = yield* PaymentsBulkhead
+      const search = yield* SearchBulkhead
+      expect(payments.options).toMatchObject({ name: "payments", maxConcurrent: 1 })
+      expect(search.options).toMatchObject({ name: "search", maxConcurrent: 3 })
+      const busy = yield* Effect.fork(Effect.never.pipe(PaymentsBulkhead.protect))
+      yield* settle
+      const rejected = yield* Effect.flip(Effect.void.pipe(PaymentsBulkhead.protect))
+      expect(rejected.bulkhead).toBe("payments")
+      expect(yield* Effect.succeed("ok").pipe(Bulkhead.protect(SearchBulkhead))).toBe("ok")
+      yield* Fiber.interrupt(busy)
+    }).pipe(Effect.provide(Layer.merge(
+      PaymentsBulkhead.layer({ maxConcurrent: 1 }),
+      SearchBulkhead.layer({ maxConcurrent: 3 })
+    ))))
+
+  it.effect("layerConfig reads the limits from Config and fails with a ConfigError naming the key", () =>
+    Effect.gen(function*() {
+      const good = ConfigProvider.fromMap(
+        new Map([["maxConcurrent", "4"], ["maxQueued", "8"], ["maxWait", "1 second"]])
+      )
+      const bulkhead = yield* Effect.provide(
+        Bulkhead.Bulkhead,
+        Bulkhead.layerConfig("db").pipe(
+          Layer.provide(Layer.setConfigProvider(good))
+        )
+      )
+      expect(bulkhead.options).toMatchObject({ name: "db", maxConcurrent: 4, maxQueued: 8 })
+      expect(bulkhead.options.maxWait).toEqual(Option.some(Duration.seconds(1)))
+      const bad = ConfigProvider.fromMap(new Map([["maxConcurrent", "0"]]))
+      const error = yield* Effect.flip(
+        Effect.provide(
+          PaymentsBulkhead,
+          PaymentsBulkhead.layerConfig().pipe(Layer.provide(Layer.setConfigProvider(bad)))
+        )
+      )
+      expect(String(error)).toMatch(/maxConcurrent.*must be a whole number >= 1, got 0/)
+    }))
+
+  it.effect.prop(
+    "concurrency never exceeds the limit, the queue never exceeds its bound, nothing admitted is lost",
+    {
+      limits: fc.record({
+        maxConcurrent: fc.integer({ min: 1, max: 4 }),
+        maxQueued: fc.integer({ min: 0, max: 5 }),
+        maxWait: fc.option(fc.integer({ min: 1, max: 50 }), { nil: undefined }),
+        priorities: fc.integer({ min: 1, max: 3 })
+      }),
+      calls: fc.array(
+        fc.record({
+          arrival: fc.integer({ min: 0, max: 60 }),
+          duration: fc.integer({ min: 0, max: 40 }),
+          priority: fc.nat(),
+          interruptAfter: fc.option(fc.integer({ min: 0, max: 80 }), { nil: undefined })
+        }),
+        { maxLength: 25 }
+      )
+    },
+    ({ calls, limits }) =>
+      Effect.gen(function*() {
+        const bulkhead = yield* Bulkhead.make(limits)
+        let running = 0
+        let maxRunning = 0
+        let maxQueued = 0
+        const sample = Effect.flatMap(bulkhead.state, (s) =>
+          Effect.sync(() => {
+            maxQueued = Math.max(maxQueued, s.queued)
+          }))
+        const work = (status: { admitted: boolean; finished: boolean }, duration: number) =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => {
+              status.admitted = true
+              running++
+              maxRunning = Math.max(maxRunning, running)
+            }),
+            () => Effect.zipRight(Effect.sleep(Duration.millis(duration)), sample),
+            () => Effect.sync(() => running--)
+          ).pipe(Effect.tap(() => Effect.sync(() => status.finished = true)))
+        const fibers = []
+        for (const call of calls) {
+          const status = { admitted: false, finished: false }
+          const fiber = yield* Effect.fork(
+            Effect.zipRight(
+              Effect.sleep(Duration.millis(call.arrival)),
+              Effect.zipRight(sample, bulkhead.run(work(status, call.duration), call.priority % limits.priorities))
+            )
+          )
+          fibers.push({ fiber, status })
+          if (call.interruptAfter !== undefined) {
+            yield* Effect.fork(
+              Effect.zipRight(Effect.sleep(Duration.millis(call.interruptAfter)), Fiber.interrupt(fiber))
+            )
+          }
+        }
+        yield* TestClock.adjust("500 millis")
+        let admitted = 0
+        for (const { fiber, status } of fibers) {
+          const exit = yield* Fiber.await(fiber)
+          if (status.admitted) admitted++
+          if (Exit.isSuccess(exit)) {
+            expect(status.finished).toBe(true)
+          } else if (!Exit.isInterrupted(exit)) {
+            // the only failure a call meets is a typed rejection, and a rejected call never ran
+            const failure = Cause.failureOption(exit.cause)
+            expect(Option.getOrUndefined(failure)).toBeInstanceOf(Bulkhead.BulkheadRejectedError)
+            expect(status.admitted).toBe(false)
+          } else {
+            // interrupted by the test: if it was admitted, its slot was given back (checked below)
+          }
+        }
+        const state = yield* bulkhead.state
+        expect(maxRunning).toBeLessThanOrEqual(limits.maxConcurrent)
+        expect(maxQueued).toBeLessThanOrEqual(limits.maxQueued)
+        expect(running).toBe(0)
+        expect(state).toMatchObject({ active: 0, queued: 0 })
+        expect(state.admitted).toBeGreaterThanOrEqual(admitted)
+      }),
+    { fastCheck: { numRuns: 50 } }
+  )
+})
