@@ -3,3 +3,4 @@
  */
 export * as Bulkhead from "./Bulkhead.js"
 export * as Failure from "./Failure.js"
+export * as Timeout from "./Timeout.js"
