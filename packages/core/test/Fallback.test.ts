@@ -1,0 +1,102 @@
+import { Failure, Fallback } from "@bulwark/core"
+import { describe, expect, expectTypeOf, it } from "@effect/vitest"
+import { Cause, Context, Data, Effect, Exit, Layer, Metric, MetricState, Option } from "effect"
+
+class Refused extends Data.TaggedError("Refused")<{}> {}
+class BadInput extends Data.TaggedError("BadInput")<{}> {}
+class ReplicaDown extends Data.TaggedError("ReplicaDown")<{}> {}
+
+const classifier = Failure.layerClassifier({
+  tables: [
+    Failure.table<Refused | BadInput | ReplicaDown>({
+      Refused: "connection",
+      BadInput: "validation",
+      ReplicaDown: "connection"
+    })
+  ]
+})
+
+describe("Fallback", () => {
+  it.effect("runs the alternative when the call fails in a way another backend can help with", () =>
+    Effect.gen(function*() {
+      const primary: Effect.Effect<string, Refused> = Effect.fail(new Refused())
+      const price = primary.pipe(Fallback.orElse(Effect.succeed("cached"), { name: "price-ok" }))
+      expect(yield* price).toBe("cached")
+      const counted = yield* Metric.value(
+        Fallback.fallbacksCounter.pipe(Metric.tagged("operation", "price-ok"), Metric.tagged("outcome", "succeeded"))
+      )
+      expect(counted).toEqual(MetricState.counter(1))
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("does not fall back on the caller's own errors, defects or success", () =>
+    Effect.gen(function*() {
+      let ran = 0
+      const alternative = Effect.sync(() => ++ran)
+      expect(yield* Effect.exit(Effect.fail(new BadInput()).pipe(Fallback.orElse(alternative)))).toEqual(
+        Exit.fail(new BadInput())
+      )
+      const died = yield* Effect.exit(Effect.die("bug").pipe(Fallback.orElse(alternative)))
+      expect(Exit.isFailure(died) && Cause.isDie(died.cause)).toBe(true)
+      expect(yield* Effect.succeed(0).pipe(Fallback.orElse(alternative))).toBe(0)
+      expect(ran).toBe(0)
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("`when` chooses by classification, and the alternative can read the failure", () =>
+    Effect.gen(function*() {
+      const onlyConnection = Fallback.orElse(
+        (failed) => Effect.succeed(`${failed.classification.category}:${(failed.error as Refused)._tag}`),
+        { when: (c) => c.category === "connection" }
+      )
+      expect(yield* Effect.fail(new Refused()).pipe(onlyConnection)).toBe("connection:Refused")
+      const timeout = new Cause.TimeoutException()
+      expect(yield* Effect.exit(Effect.fail(timeout).pipe(onlyConnection))).toEqual(Exit.fail(timeout))
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("when the fallback fails too, both causes are reported in a FallbackFailedError", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.fail(new ReplicaDown()), { name: "quote" }))
+      )
+      if (!(error instanceof Fallback.FallbackFailedError)) return expect.unreachable("not a FallbackFailedError")
+      expect(error.primaryError).toEqual(Option.some(new Refused()))
+      expect(error.fallbackError).toEqual(Option.some(new ReplicaDown()))
+      expect(error.operation).toBe("quote")
+      expect(error.message).toBe("\"quote\" failed (Refused) and so did its fallback (ReplicaDown)")
+      expect(Failure.defaultClassifier.classify(error)).toMatchObject({
+        code: "FALLBACK_FAILED",
+        strategy: "abandon",
+        retryable: false
+      })
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("a defect in the fallback stays a defect, with the primary failure before it", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.die("fallback bug"))))
+      expect(Exit.isFailure(exit)).toBe(true)
+      if (Exit.isFailure(exit)) {
+        expect(Cause.failures(exit.cause).pipe((c) => [...c])).toEqual([new Refused()])
+        expect([...Cause.defects(exit.cause)]).toEqual(["fallback bug"])
+      }
+    }).pipe(Effect.provide(classifier)))
+
+  it("the error type is the primary's errors plus FallbackFailedError only when the alternative can fail", () => {
+    const primary = Effect.fail(new Refused()) as Effect.Effect<number, Refused>
+    const safe = primary.pipe(Fallback.orElse(Effect.succeed("cached")))
+    expectTypeOf(safe).toEqualTypeOf<Effect.Effect<number | string, Refused>>()
+    const risky = primary.pipe(Fallback.orElse(Effect.fail(new ReplicaDown()) as Effect.Effect<number, ReplicaDown>))
+    expectTypeOf(risky).toEqualTypeOf<Effect.Effect<number, Refused | Fallback.FallbackFailedError>>()
+  })
+
+  class Quotes extends Context.Tag("test/Quotes")<Quotes, { readonly get: Effect.Effect<number, Refused> }>() {}
+
+  it.effect("plan fails over from one Layer to another on classified failures", () =>
+    Effect.gen(function*() {
+      const primary = Layer.succeed(Quotes, { get: Effect.fail(new Refused()) })
+      const replica = Layer.succeed(Quotes, { get: Effect.succeed(42) })
+      const program = Effect.flatMap(Quotes, (q) => q.get)
+      expect(yield* program.pipe(Effect.withExecutionPlan(Fallback.plan(primary, replica)))).toBe(42)
+      const invalid = Layer.succeed(Quotes, { get: Effect.fail(new BadInput() as unknown as Refused) })
+      const exit = yield* Effect.exit(program.pipe(Effect.withExecutionPlan(Fallback.plan(invalid, replica))))
+      expect(exit).toEqual(Exit.fail(new BadInput()))
+    }).pipe(Effect.provide(classifier)))
+})
