@@ -4,4 +4,5 @@
 export * as Bulkhead from "./Bulkhead.js"
 export * as Failure from "./Failure.js"
 export * as Fallback from "./Fallback.js"
+export * as Hedge from "./Hedge.js"
 export * as Timeout from "./Timeout.js"

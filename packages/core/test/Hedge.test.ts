@@ -1,0 +1,126 @@
+import { Failure, Hedge } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Data, Effect, Exit, Fiber, Metric, MetricState, Option, TestClock } from "effect"
+
+class Flaky extends Data.TaggedError("Flaky")<{ readonly attempt: number }> {}
+class Invalid extends Data.TaggedError("Invalid")<{}> {}
+
+const classifier = Failure.layerClassifier({
+  tables: [Failure.table<Flaky | Invalid>({ Flaky: "connection", Invalid: "validation" })]
+})
+
+/** An effect whose n-th run behaves as `attempts[n]`, recording starts and finalizers in `log`. */
+const scripted = <E>(log: Array<string>, attempts: ReadonlyArray<(n: number) => Effect.Effect<string, E>>) => {
+  let n = 0
+  return Effect.suspend(() => {
+    const i = n++
+    log.push(`start ${i}`)
+    return attempts[i]!(i).pipe(Effect.onInterrupt(() => Effect.sync(() => log.push(`interrupted ${i}`))))
+  })
+}
+
+const after = (ms: number, value: string) => () => Effect.sleep(`${ms} millis`).pipe(Effect.as(value))
+
+describe("Hedge", () => {
+  it.effect("an attempt that answers before the delay is the only one", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const call = scripted(log, [after(40, "first"), after(0, "second")]).pipe(
+        Hedge.hedge({ delay: "50 millis", maxHedges: 2 })
+      )
+      const fiber = yield* Effect.fork(call)
+      yield* TestClock.adjust("40 millis")
+      expect(yield* Fiber.join(fiber)).toBe("first")
+      yield* TestClock.adjust("1 second")
+      expect(log).toEqual(["start 0"])
+    }))
+
+  it.effect("after the delay another attempt starts; the first success wins and the loser is interrupted first", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const call = scripted(log, [after(500, "slow"), after(10, "hedge")]).pipe(
+        Hedge.hedge({ delay: "50 millis", name: "hedge-win" }),
+        Effect.tap(() => Effect.sync(() => log.push("returned")))
+      )
+      const fiber = yield* Effect.fork(call)
+      yield* TestClock.adjust("49 millis")
+      expect(log).toEqual(["start 0"])
+      yield* TestClock.adjust("1 millis")
+      expect(log).toEqual(["start 0", "start 1"])
+      yield* TestClock.adjust("10 millis")
+      expect(yield* Fiber.join(fiber)).toBe("hedge")
+      expect(log).toEqual(["start 0", "start 1", "interrupted 0", "returned"])
+      const hedges = yield* Metric.value(Metric.tagged(Hedge.hedgesCounter, "operation", "hedge-win"))
+      expect(hedges).toEqual(MetricState.counter(1))
+    }))
+
+  it.effect("never starts more than 1 + maxHedges attempts", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const never = () => Effect.never
+      const fiber = yield* Effect.fork(
+        scripted(log, [never, never, never, never]).pipe(Hedge.hedge({ delay: "10 millis", maxHedges: 2 }))
+      )
+      yield* TestClock.adjust("1 hour")
+      expect(log).toEqual(["start 0", "start 1", "start 2"])
+      yield* Fiber.interrupt(fiber)
+      expect(log.filter((l) => l.startsWith("interrupted")).sort()).toEqual([
+        "interrupted 0",
+        "interrupted 1",
+        "interrupted 2"
+      ])
+    }))
+
+  it.effect("a retryable failure with nothing else running starts the next attempt at once", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const call = scripted<Flaky>(log, [
+        (n) => Effect.fail(new Flaky({ attempt: n })),
+        after(5, "second")
+      ]).pipe(Hedge.hedge({ delay: "1 second" }))
+      const fiber = yield* Effect.fork(call)
+      yield* TestClock.adjust("5 millis")
+      expect(yield* Fiber.join(fiber)).toBe("second")
+      expect(log).toEqual(["start 0", "start 1"])
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("a non-retryable failure ends the call at once and interrupts the other attempts", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const call = scripted<Invalid>(log, [
+        () => Effect.never,
+        () => Effect.sleep("5 millis").pipe(Effect.zipRight(Effect.fail(new Invalid())))
+      ]).pipe(Hedge.hedge({ delay: "10 millis" }))
+      const fiber = yield* Effect.fork(call)
+      yield* TestClock.adjust("15 millis")
+      expect(yield* Effect.flip(Fiber.join(fiber))).toEqual(new Invalid())
+      expect(log).toEqual(["start 0", "start 1", "interrupted 0"])
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("when every attempt fails, the call fails with all their causes in order", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const fail = (ms: number) => (n: number) =>
+        Effect.sleep(`${ms} millis`).pipe(Effect.zipRight(Effect.fail(new Flaky({ attempt: n }))))
+      const call = scripted<Flaky>(log, [fail(30), fail(5), fail(5)]).pipe(
+        Hedge.hedge({ delay: "10 millis", maxHedges: 2 })
+      )
+      const fiber = yield* Effect.fork(call)
+      yield* TestClock.adjust("1 second")
+      const exit = yield* Fiber.await(fiber)
+      expect(Exit.isFailure(exit)).toBe(true)
+      if (Exit.isFailure(exit)) {
+        // attempt 1 (started at 10 ms) fails at 15, attempt 2 (started at 20) at 25, attempt 0 at 30
+        expect([...Cause.failures(exit.cause)].map((e) => e.attempt)).toEqual([1, 2, 0])
+        expect(log).toEqual(["start 0", "start 1", "start 2"])
+        expect(Cause.failureOption(exit.cause)).toEqual(Option.some(new Flaky({ attempt: 1 })))
+      }
+    }).pipe(Effect.provide(classifier)))
+
+  it("options that break a rule are rejected when the policy is built", () => {
+    expect(() => Hedge.hedge({ delay: 0 })).toThrow(/delay must be a duration > 0/)
+    expect(() => Hedge.hedge({ delay: "1 second", maxHedges: 0 })).toThrow(
+      /maxHedges must be a whole number >= 1, got 0/
+    )
+  })
+})
