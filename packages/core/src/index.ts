@@ -1,4 +1,19 @@
 /**
  * @since 0.1.0
  */
+export * as Backoff from "./Backoff.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Failure from "./Failure.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as RetryBudget from "./RetryBudget.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Retry from "./Retry.js"
