@@ -129,6 +129,19 @@ const recoveredCounter = Metric.counter("bulwark_retry_recovered_total", {
   incremental: true
 })
 
+/**
+ * The retry metrics: `retries` (tagged `category`, `operation`), `exhausted` (tagged `category`,
+ * `reason`, `operation`) and `recovered` (tagged `operation`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  retries: retriesCounter,
+  exhausted: exhaustedCounter,
+  recovered: recoveredCounter
+} as const
+
 const immediate = Backoff.fromDelays(Backoff.immediateRetryDelays)
 const backoffRetry = Backoff.fromDelays(Backoff.backoffRetryDelays)
 const linearSecond = Backoff.linear({ base: Duration.seconds(1) })
