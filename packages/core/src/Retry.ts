@@ -76,7 +76,7 @@ export interface Options<E> {
  * @since 0.1.0
  * @category models
  */
-export type Verdict = "retry" | "not_retryable" | "exhausted" | "budget_exhausted"
+export type Verdict = "retry" | "not_retryable" | "abandoned" | "exhausted" | "budget_exhausted"
 
 /**
  * What a policy decided for one failure.
@@ -311,6 +311,10 @@ export const policy: {
                   ? `Not retrying: ${classification.code} (${classification.category}) is not retryable: ${
                     describe(error)
                   }`
+                  : verdict === "abandoned"
+                  ? `Abandoning after attempt ${attempt}: ${classification.code} (${classification.category}) escalated to ${classification.severity}: ${
+                    describe(error)
+                  }`
                   : verdict === "budget_exhausted"
                   ? `Retry budget "${options.budget?.name}" is spent; giving up after attempt ${attempt}: ${
                     describe(error)
@@ -323,7 +327,11 @@ export const policy: {
             [next, step, ScheduleDecision.done] as const
           )
         }
-        if (!classification.retryable) return yield* stop("not_retryable")
+        if (!classification.retryable) {
+          // retryable on its own but escalated to critical past attempt 2: abandoned, not unretryable
+          const escalated = context !== undefined && !isDefect(error) && classifier.classify(error).retryable
+          return yield* stop(escalated ? "abandoned" : "not_retryable")
+        }
         const categoryRetries = category?.retries ?? 0
         const budget = isDefect(error) ?
           (classification.maxRetries > 0 ? classification.maxRetries : 3) :

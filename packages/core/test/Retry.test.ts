@@ -281,6 +281,19 @@ describe("Retry", () => {
       expect(entries[2]!.message).toMatch(/All retries exhausted after attempt 3: TIMEOUT/)
     }).pipe(Effect.provide(Classified), Effect.withLogSpan("retry-test")))
 
+  it.effect("an escalated failure is logged as abandoned, not as unretryable", () =>
+    Effect.gen(function*() {
+      const { entries, layer } = yield* captureLogs
+      const { effect } = yield* scripted<ApiError>([new ConnectionError({ reason: "down" })])
+      const fiber = yield* Effect.fork(effect.pipe(Retry.retry({}), Effect.provide(layer)))
+      yield* TestClock.adjust("1 hour")
+      yield* Fiber.await(fiber)
+      const last = entries[entries.length - 1]!
+      expect(last.level).toBe("ERROR")
+      expect(last.message).toMatch(/Abandoning after attempt 4: CONNECTION_ERROR \(connection\) escalated to critical/)
+      expect(last.annotations).toMatchObject({ "bulwark.retry.verdict": "abandoned", "bulwark.retry.attempt": 4 })
+    }).pipe(Effect.provide(Classified)))
+
   it.effect("metrics: retries by category, exhaustions by reason, recoveries", () =>
     Effect.gen(function*() {
       const operation = "metrics-test"
