@@ -3,7 +3,7 @@ import tseslint from "typescript-eslint"
 
 export default [
   {
-    ignores: ["**/dist/**", "**/build/**", "**/node_modules/**", "**/*.d.ts", "docs/**"]
+    ignores: ["**/dist/**", "**/build/**", "**/node_modules/**", "**/*.d.ts"]
   },
   {
     files: ["**/*.ts", "**/*.mjs"],

@@ -1,9 +1,44 @@
 /**
  * @since 0.1.0
  */
+export * as Backoff from "./Backoff.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Bulkhead from "./Bulkhead.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Chaos from "./Chaos.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Failure from "./Failure.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Fallback from "./Fallback.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Hedge from "./Hedge.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as RetryBudget from "./RetryBudget.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Retry from "./Retry.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Timeout from "./Timeout.js"

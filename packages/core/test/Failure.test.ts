@@ -1,6 +1,6 @@
 import { Failure } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Data, Duration, Effect, FiberId, Option } from "effect"
+import { Cause, Data, Duration, Effect, FiberId, Option, Schema, TestClock } from "effect"
 
 class Refused extends Data.TaggedError("Refused")<{}> {}
 class RateLimited extends Data.TaggedError("RateLimited")<{ readonly retryAfterMs: number }> {}
@@ -140,4 +140,81 @@ describe("Failure", () => {
       )
       expect(after.category).toBe("connection")
     }))
+
+  describe("ExecutionError", () => {
+    it.effect("round-trips through its JSON shape", () =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(Date.UTC(2026, 0, 2, 3, 4, 5, 678))
+        const error = yield* Failure.toExecutionError(new RateLimited({ retryAfterMs: 200 }), {
+          taskId: "task-7",
+          correlationId: "req-42",
+          details: "upstream said 429"
+        }).pipe(Effect.provide(Failure.layerClassifier({ tables: [table] })))
+        const json = Failure.encodeExecutionError(error)
+        expect(json).toEqual({
+          type: "resource",
+          code: "RATE_LIMITED",
+          message: "RateLimited",
+          details: "upstream said 429",
+          retryable: true,
+          severity: "critical",
+          strategy: "backoff_retry",
+          task_id: "task-7",
+          correlation_id: "req-42",
+          timestamp: "2026-01-02T03:04:05.678Z"
+        })
+        const text = JSON.stringify(json)
+        const decoded = yield* Failure.decodeExecutionError(JSON.parse(text))
+        expect(decoded).toEqual(error)
+      }))
+
+    it.effect("a defect cause becomes a system / critical DEFECT with the defect's message", () =>
+      Effect.gen(function*() {
+        const error = yield* Failure.toExecutionError(Cause.die(new TypeError("undefined is not a function")))
+        expect(error).toMatchObject({
+          type: "system",
+          code: "DEFECT",
+          severity: "critical",
+          retryable: false,
+          message: "undefined is not a function"
+        })
+      }))
+
+    it.effect("decoding bad input fails with an error that names the field", () =>
+      Effect.gen(function*() {
+        const bad = { type: "network", code: "X", message: "m", retryable: true, severity: "major" }
+        const error = yield* Effect.flip(Failure.decodeExecutionError(bad))
+        expect(error._tag).toBe("ParseError")
+        expect(error.message).toMatch(/\["type"\]/)
+      }))
+
+    it.effect("converts to RFC 9457 problem details", () =>
+      Effect.gen(function*() {
+        const error = yield* Failure.toExecutionError(new BadInput({ field: "email" }), {
+          taskId: "t1",
+          correlationId: "c1",
+          details: "email is required"
+        }).pipe(Effect.provide(Failure.layerClassifier({ tables: [table] })))
+        const problem = Failure.toProblemDetails(error)
+        expect(problem).toEqual({
+          type: "urn:bulwark:failure:validation:BAD_INPUT",
+          title: "BadInput",
+          status: 400,
+          detail: "email is required",
+          instance: "urn:bulwark:task:t1",
+          code: "BAD_INPUT",
+          category: "validation",
+          severity: "warning",
+          retryable: false,
+          correlation_id: "c1",
+          timestamp: "1970-01-01T00:00:00.000Z"
+        })
+        const valid = yield* Schema.decodeUnknown(Failure.ProblemDetails)(problem)
+        expect(valid.status).toBe(400)
+        expect(Failure.toProblemDetails(error, { status: 422, instance: "/orders/1" })).toMatchObject({
+          status: 422,
+          instance: "/orders/1"
+        })
+      }))
+  })
 })

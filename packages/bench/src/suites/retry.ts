@@ -1,3 +1,5 @@
+import { Retry } from "@bulwark/core"
+import { handleAll, retry as cockatielRetry } from "cockatiel"
 import { Effect, Schedule } from "effect"
 import type { Suite } from "../harness.js"
 
@@ -9,16 +11,27 @@ export const loop = <A, E>(effect: Effect.Effect<A, E>) => (n: number): Promise<
     }) as Effect.Effect<void>
   )
 
+/** Runs an async function n times in sequence. */
+export const loopAsync = (fn: () => Promise<unknown>) => async (n: number): Promise<void> => {
+  for (let i = 0; i < n; i++) await fn()
+}
+
 const ok = Effect.succeed(1)
+const policy = Retry.policy({ name: "bench" })
+const cockatiel = cockatielRetry(handleAll, { maxAttempts: 3 })
+const okAsync = () => Promise.resolve(1)
 
 export const suites: ReadonlyArray<Suite> = [
   {
-    name: "retry: success path",
+    name: "retry: success path (nothing fails)",
     baseline: "bare yield*",
     iterations: 20_000,
     cases: [
       { name: "bare yield*", run: loop(ok) },
-      { name: "Effect.retry(schedule)", run: loop(Effect.retry(ok, Schedule.recurs(3))) }
+      { name: "Bulwark Retry.retry(policy)", run: loop(Retry.retry(ok, policy)) },
+      { name: "Effect.retry(Schedule.recurs(3))", run: loop(Effect.retry(ok, Schedule.recurs(3))) },
+      { name: "bare await", run: loopAsync(okAsync) },
+      { name: "cockatiel retry.execute", run: loopAsync(() => cockatiel.execute(okAsync)) }
     ]
   }
 ]

@@ -1,0 +1,253 @@
+import { Backoff } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, FastCheck as fc, Fiber, Random, Ref, Schedule, TestClock } from "effect"
+
+const millis = (ds: ReadonlyArray<Duration.Duration>) => ds.map(Duration.toMillis)
+const delaysOf = <Out>(schedule: Schedule.Schedule<Out, unknown>, n: number, seed: number = 1) =>
+  Backoff.delays(schedule, n).pipe(Effect.map(millis), Effect.withRandom(Random.make(seed)))
+
+const base = fc.integer({ min: 1, max: 2_000 })
+const factor = fc.double({ min: 1, max: 4, noNaN: true })
+const count = fc.integer({ min: 1, max: 25 })
+const seed = fc.integer()
+const close = (a: number, b: number) => Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b))
+
+describe("Backoff", () => {
+  describe("exact sequences before the cap", () => {
+    it.effect.prop(
+      "exponential: base × factor^(n-1)",
+      { base, factor, n: count },
+      ({ base, factor, n }) =>
+        Effect.gen(function*() {
+          const got = yield* delaysOf(Backoff.exponential({ base, factor }), n)
+          expect(got.length).toBe(n)
+          got.forEach((d, i) => expect(close(d, base * Math.pow(factor, i))).toBe(true))
+        })
+    )
+
+    it.effect.prop("linear: base × n", { base, n: count }, ({ base, n }) =>
+      Effect.gen(function*() {
+        const got = yield* delaysOf(Backoff.linear({ base }), n)
+        expect(got).toEqual(Array.from({ length: n }, (_, i) => base * (i + 1)))
+      }))
+
+    it.effect.prop("fibonacci: base × fib(n)", { base, n: count }, ({ base, n }) =>
+      Effect.gen(function*() {
+        const got = yield* delaysOf(Backoff.fibonacci({ base }), n)
+        const fib = [1, 1]
+        while (fib.length < n) fib.push(fib[fib.length - 1]! + fib[fib.length - 2]!)
+        expect(got).toEqual(fib.slice(0, n).map((f) => base * f))
+      }))
+
+    it.effect.prop(
+      "fromDelays: the table, then its last delay again",
+      { table: fc.array(fc.integer({ min: 0, max: 60_000 }), { minLength: 1, maxLength: 8 }), n: count },
+      ({ n, table }) =>
+        Effect.gen(function*() {
+          const got = yield* delaysOf(Backoff.fromDelays(table), n)
+          expect(got).toEqual(Array.from({ length: n }, (_, i) => table[Math.min(i, table.length - 1)]))
+        })
+    )
+
+    it.effect("seed 001's tables are constants", () =>
+      Effect.gen(function*() {
+        expect(millis(Backoff.immediateRetryDelays)).toEqual([0, 100, 200])
+        expect(millis(Backoff.backoffRetryDelays)).toEqual([1000, 2000, 4000, 8000, 16000])
+        expect(millis(Backoff.exponentialDelays)).toEqual([1000, 3000, 9000, 27000])
+        expect(yield* delaysOf(Backoff.fromDelays(Backoff.backoffRetryDelays), 7)).toEqual([
+          1000,
+          2000,
+          4000,
+          8000,
+          16000,
+          16000,
+          16000
+        ])
+      }))
+  })
+
+  describe("caps", () => {
+    const families = (b: number, f: number, cap: number): ReadonlyArray<Backoff.Backoff> => [
+      Backoff.exponential({ base: b, factor: f }),
+      Backoff.linear({ base: b }),
+      Backoff.fibonacci({ base: b }),
+      Backoff.decorrelatedJitter({ base: b, cap: Math.max(b, cap) * 4 }),
+      Backoff.fullJitter({ base: b, factor: f, cap: Math.max(b, cap) * 4 }),
+      Backoff.equalJitter({ base: b, factor: f, cap: Math.max(b, cap) * 4 })
+    ]
+
+    it.effect.prop(
+      "no delay exceeds maxDelay, for every family",
+      { base, factor, cap: fc.integer({ min: 0, max: 10_000 }), n: count, seed },
+      ({ base, cap, factor, n, seed }) =>
+        Effect.gen(function*() {
+          for (const family of families(base, factor, cap)) {
+            const got = yield* delaysOf(Backoff.limit(family, { maxDelay: cap }), n, seed)
+            expect(got.length).toBe(n)
+            for (const d of got) expect(d).toBeLessThanOrEqual(cap)
+          }
+        })
+    )
+
+    it.effect.prop(
+      "the built-in cap option holds too",
+      { base, factor, cap: fc.integer({ min: 1, max: 10_000 }), n: count },
+      ({ base, cap, factor, n }) =>
+        Effect.gen(function*() {
+          for (
+            const s of [
+              Backoff.exponential({ base, factor, cap }),
+              Backoff.linear({ base, cap }),
+              Backoff.fibonacci({ base, cap })
+            ]
+          ) {
+            for (const d of yield* delaysOf(s, n)) expect(d).toBeLessThanOrEqual(cap)
+          }
+        })
+    )
+
+    it.effect.prop(
+      "the number of recurrences never exceeds maxRetries",
+      { base, factor, maxRetries: fc.integer({ min: 0, max: 20 }), extra: fc.integer({ min: 0, max: 20 }), seed },
+      ({ base, extra, factor, maxRetries, seed }) =>
+        Effect.gen(function*() {
+          for (const family of families(base, factor, base)) {
+            const got = yield* delaysOf(Backoff.limit(family, { maxRetries }), maxRetries + extra, seed)
+            expect(got.length).toBe(maxRetries)
+          }
+        })
+    )
+
+    it.effect.prop(
+      "no retry starts after maxElapsed",
+      { base, factor, maxElapsed: fc.integer({ min: 0, max: 120_000 }), seed },
+      ({ base, factor, maxElapsed, seed }) =>
+        Effect.gen(function*() {
+          for (const family of families(base, factor, base)) {
+            const got = yield* delaysOf(Backoff.limit(family, { maxElapsed }), 500, seed)
+            expect(got.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(maxElapsed)
+          }
+          // and it stops only when the next retry would start too late
+          const expected: Array<number> = []
+          for (let total = 0, i = 1; total + base * i <= maxElapsed; i++) {
+            total += base * i
+            expected.push(base * i)
+          }
+          expect(yield* delaysOf(Backoff.limit(Backoff.linear({ base }), { maxElapsed }), 500)).toEqual(expected)
+        })
+    )
+  })
+
+  describe("jitter", () => {
+    const cap = fc.integer({ min: 1, max: 100_000 })
+
+    it.effect.prop(
+      "decorrelated jitter stays in [base, min(cap, 3 × previous)]",
+      { base, cap, n: count, seed },
+      ({ base, cap, n, seed }) =>
+        Effect.gen(function*() {
+          const c = Math.max(base, cap)
+          const got = yield* delaysOf(Backoff.decorrelatedJitter({ base, cap: c }), n, seed)
+          let previous = base
+          for (const d of got) {
+            expect(d).toBeGreaterThanOrEqual(base)
+            expect(d).toBeLessThanOrEqual(Math.min(c, 3 * previous) + 1e-9)
+            previous = d
+          }
+        })
+    )
+
+    it.effect.prop(
+      "full jitter stays in [0, min(cap, base × factor^(n-1))]",
+      { base, factor, cap, n: count, seed },
+      ({ base, cap, factor, n, seed }) =>
+        Effect.gen(function*() {
+          const c = Math.max(base, cap)
+          const got = yield* delaysOf(Backoff.fullJitter({ base, factor, cap: c }), n, seed)
+          got.forEach((d, i) => {
+            expect(d).toBeGreaterThanOrEqual(0)
+            expect(d).toBeLessThanOrEqual(Math.min(c, base * Math.pow(factor, i)) + 1e-9)
+          })
+        })
+    )
+
+    it.effect.prop(
+      "equal jitter stays in [ceiling / 2, ceiling]",
+      { base, factor, cap, n: count, seed },
+      ({ base, cap, factor, n, seed }) =>
+        Effect.gen(function*() {
+          const c = Math.max(base, cap)
+          const got = yield* delaysOf(Backoff.equalJitter({ base, factor, cap: c }), n, seed)
+          got.forEach((d, i) => {
+            const ceiling = Math.min(c, base * Math.pow(factor, i))
+            expect(d).toBeGreaterThanOrEqual(ceiling / 2 - 1e-9)
+            expect(d).toBeLessThanOrEqual(ceiling + 1e-9)
+          })
+        })
+    )
+
+    it.effect.prop(
+      "the same seed gives the same sequence",
+      { base, seed, n: count },
+      ({ base, n, seed }) =>
+        Effect.gen(function*() {
+          for (
+            const make of [
+              () => Backoff.decorrelatedJitter({ base, cap: base * 50 }),
+              () => Backoff.fullJitter({ base, cap: base * 50 }),
+              () => Backoff.equalJitter({ base, cap: base * 50 })
+            ]
+          ) {
+            const a = yield* delaysOf(make(), n, seed)
+            const b = yield* delaysOf(make(), n, seed)
+            expect(a).toEqual(b)
+          }
+        })
+    )
+
+    it.effect("different seeds give different jitter", () =>
+      Effect.gen(function*() {
+        const a = yield* delaysOf(Backoff.fullJitter({ base: 1000, cap: 60_000 }), 10, 1)
+        const b = yield* delaysOf(Backoff.fullJitter({ base: 1000, cap: 60_000 }), 10, 2)
+        expect(a).not.toEqual(b)
+      }))
+  })
+
+  describe("as a Schedule", () => {
+    it.effect("Effect.retry sleeps exactly the backoff's delays on the Clock", () =>
+      Effect.gen(function*() {
+        const times = yield* Ref.make<Array<number>>([])
+        const failing = Effect.flatMap(TestClock.currentTimeMillis, (now) => Ref.update(times, (ts) => [...ts, now]))
+          .pipe(Effect.zipRight(Effect.fail("nope")))
+        const fiber = yield* Effect.fork(
+          Effect.retry(failing, Backoff.exponential({ base: "100 millis" }).pipe(Backoff.limit({ maxRetries: 4 })))
+        )
+        yield* TestClock.adjust("10 seconds")
+        const exit = yield* Fiber.await(fiber)
+        expect(exit._tag).toBe("Failure")
+        expect(yield* Ref.get(times)).toEqual([0, 100, 300, 700, 1500])
+      }))
+
+    it.effect("composes with Effect's own Schedule combinators", () =>
+      Effect.gen(function*() {
+        const got = yield* delaysOf(Backoff.linear({ base: 10 }).pipe(Schedule.intersect(Schedule.recurs(2))), 5)
+        expect(got).toEqual([10, 20])
+      }))
+  })
+
+  describe("bad options", () => {
+    it("name the field and the rule", () => {
+      expect(() => Backoff.exponential({ base: 0 })).toThrow(/Backoff.exponential: base must be a finite duration > 0/)
+      expect(() => Backoff.exponential({ base: 10, factor: 0.5 })).toThrow(
+        /factor must be a finite number >= 1, got 0.5/
+      )
+      expect(() => Backoff.decorrelatedJitter({ base: 100, cap: 10 })).toThrow(/cap \(10ms\) must be >= base \(100ms\)/)
+      expect(() => Backoff.fromDelays([])).toThrow(/delays must not be empty/)
+      expect(() => Backoff.fromDelays([10, -1])).toThrow(/delays\[1\] must be a finite duration >= 0, got -1/)
+      expect(() => Backoff.linear({ base: Number.NaN })).toThrow(/Backoff.linear: base must be a finite duration > 0/)
+      expect(() => Backoff.limit(Backoff.linear({ base: 1 }), { maxRetries: 1.5 })).toThrow(
+        /maxRetries must be a whole number >= 0, got 1.5/
+      )
+    })
+  })
+})
