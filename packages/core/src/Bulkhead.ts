@@ -16,6 +16,9 @@ import * as Either from "effect/Either"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as MetricKey from "effect/MetricKey"
+import type * as MetricKeyType from "effect/MetricKeyType"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Failure from "./Failure.js"
@@ -252,15 +255,22 @@ const grantResume: Effect.Effect<void> = Effect.void
 // metrics
 // -----------------------------------------------------------------------------
 
+const activeKey = MetricKey.gauge("bulwark_bulkhead_active", { description: "Calls running inside the bulkhead" })
+const queuedKey = MetricKey.gauge("bulwark_bulkhead_queued", {
+  description: "Calls waiting for a slot of the bulkhead"
+})
+const rejectedKey = MetricKey.counter("bulwark_bulkhead_rejected_total", {
+  description: "Calls the bulkhead rejected, by reason",
+  incremental: true
+})
+
 /**
  * Calls running in a bulkhead (tagged `bulkhead`).
  *
  * @since 0.1.0
  * @category metrics
  */
-export const activeGauge = Metric.gauge("bulwark_bulkhead_active", {
-  description: "Calls running inside the bulkhead"
-})
+export const activeGauge: Metric.Metric.Gauge<number> = Metric.fromMetricKey(activeKey)
 
 /**
  * Calls waiting in a bulkhead's queue (tagged `bulkhead`).
@@ -268,20 +278,24 @@ export const activeGauge = Metric.gauge("bulwark_bulkhead_active", {
  * @since 0.1.0
  * @category metrics
  */
-export const queuedGauge = Metric.gauge("bulwark_bulkhead_queued", {
-  description: "Calls waiting for a slot of the bulkhead"
-})
+export const queuedGauge: Metric.Metric.Gauge<number> = Metric.fromMetricKey(queuedKey)
 
 /**
- * Calls a bulkhead rejected (tagged `bulkhead`, `reason`, `category`, `code`).
+ * Calls a bulkhead rejected, tagged in this order: `bulkhead`, `reason`, `category`, `code`.
  *
  * @since 0.1.0
  * @category metrics
  */
-export const rejectedCounter = Metric.counter("bulwark_bulkhead_rejected_total", {
-  description: "Calls the bulkhead rejected, by reason",
-  incremental: true
-})
+export const rejectedCounter: Metric.Metric.Counter<number> = Metric.fromMetricKey(rejectedKey)
+
+/** A metric with its tags resolved once, so an update does not look the metric up again. */
+const instance = <Type extends MetricKeyType.MetricKeyType<any, any>>(
+  key: MetricKey.MetricKey<Type>,
+  tags: Record<string, string>
+) =>
+  Metric.fromMetricKey(
+    MetricKey.taggedWithLabels(key, Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v)))
+  )
 
 // -----------------------------------------------------------------------------
 // constructors
@@ -296,15 +310,20 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
   let rejectedFull = 0
   let rejectedWait = 0
 
-  const active$ = Metric.tagged(activeGauge, "bulkhead", name)
-  const queued$ = Metric.tagged(queuedGauge, "bulkhead", name)
-  const rejected$ = Metric.tagged(Metric.tagged(rejectedCounter, "bulkhead", name), "category", "resource")
-  const rejectedFull$ = Metric.tagged(Metric.tagged(rejected$, "reason", "queue_full"), "code", "BULKHEAD_QUEUE_FULL")
-  const rejectedWait$ = Metric.tagged(
-    Metric.tagged(rejected$, "reason", "wait_timeout"),
-    "code",
-    "BULKHEAD_WAIT_TIMEOUT"
-  )
+  const active$ = instance(activeKey, { bulkhead: name })
+  const queued$ = instance(queuedKey, { bulkhead: name })
+  const rejectedFull$ = instance(rejectedKey, {
+    bulkhead: name,
+    reason: "queue_full",
+    category: "resource",
+    code: "BULKHEAD_QUEUE_FULL"
+  })
+  const rejectedWait$ = instance(rejectedKey, {
+    bulkhead: name,
+    reason: "wait_timeout",
+    category: "resource",
+    code: "BULKHEAD_WAIT_TIMEOUT"
+  })
   const noTags: ReadonlyArray<never> = []
 
   // preallocated: a fast rejection must not capture a stack per call

@@ -11,6 +11,7 @@ import {
   Fiber,
   Layer,
   Metric,
+  MetricLabel,
   MetricState,
   Option,
   TestClock
@@ -177,12 +178,12 @@ describe("Bulkhead", () => {
       const active = yield* Metric.value(Metric.tagged(Bulkhead.activeGauge, "bulkhead", "metrics-test"))
       const queued = yield* Metric.value(Metric.tagged(Bulkhead.queuedGauge, "bulkhead", "metrics-test"))
       const rejected = yield* Metric.value(
-        Bulkhead.rejectedCounter.pipe(
-          Metric.tagged("bulkhead", "metrics-test"),
-          Metric.tagged("category", "resource"),
-          Metric.tagged("reason", "queue_full"),
-          Metric.tagged("code", "BULKHEAD_QUEUE_FULL")
-        )
+        Metric.taggedWithLabels(Bulkhead.rejectedCounter, [
+          MetricLabel.make("bulkhead", "metrics-test"),
+          MetricLabel.make("reason", "queue_full"),
+          MetricLabel.make("category", "resource"),
+          MetricLabel.make("code", "BULKHEAD_QUEUE_FULL")
+        ])
       )
       expect(active).toEqual(MetricState.gauge(1))
       expect(queued).toEqual(MetricState.gauge(1))

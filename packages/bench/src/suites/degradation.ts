@@ -2,20 +2,20 @@ import { Bulkhead, Timeout } from "@bulwark/core"
 import { bulkhead as cockatielBulkhead, timeout as cockatielTimeout, TimeoutStrategy } from "cockatiel"
 import { Effect } from "effect"
 import type { Suite } from "../harness.js"
-import { loop } from "./retry.js"
+import { loop, loopAsync } from "./retry.js"
 
 const ok = Effect.succeed(1)
-
-/** Awaits `fn` n times in a row: the per-call cost for a Promise-based library. */
-const awaitLoop = (fn: () => Promise<unknown>) => async (n: number): Promise<void> => {
-  for (let i = 0; i < n; i++) await fn()
-}
 
 const bulkhead = Effect.runSync(Bulkhead.make({ name: "bench", maxConcurrent: 10, maxQueued: 10 }))
 const semaphore = Effect.runSync(Effect.makeSemaphore(10))
 const cockatielBh = cockatielBulkhead(10, 10)
 const cockatielTo = cockatielTimeout(10_000, TimeoutStrategy.Cooperative)
 const value = () => 1
+// full bulkheads: one slot held forever, no queue
+const full = Effect.runSync(Bulkhead.make({ name: "bench-full", maxConcurrent: 1 }))
+Effect.runFork(full.protect(Effect.never))
+const fullCockatiel = cockatielBulkhead(1, 0)
+void fullCockatiel.execute(() => new Promise<never>(() => {}))
 const promised = () => Promise.resolve(1)
 
 export const suites: ReadonlyArray<Suite> = [
@@ -27,8 +27,21 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "bare yield*", run: loop(ok) },
       { name: "Bulkhead.protect", run: loop(bulkhead.protect(ok)) },
       { name: "semaphore.withPermits(1)", run: loop(semaphore.withPermits(1)(ok)) },
-      { name: "bare await fn()", run: awaitLoop(promised) },
-      { name: "cockatiel bulkhead.execute", run: awaitLoop(() => cockatielBh.execute(value)) }
+      { name: "bare await fn()", run: loopAsync(promised) },
+      { name: "cockatiel bulkhead.execute", run: loopAsync(() => cockatielBh.execute(value)) }
+    ]
+  },
+  {
+    name: "bulkhead: full, rejection",
+    baseline: "bare yield*",
+    iterations: 20_000,
+    cases: [
+      { name: "bare yield*", run: loop(ok) },
+      { name: "Bulkhead.protect, rejected", run: loop(Effect.either(full.protect(ok))) },
+      {
+        name: "cockatiel bulkhead.execute, rejected",
+        run: loopAsync(() => fullCockatiel.execute(value).catch(() => 0))
+      }
     ]
   },
   {
@@ -39,7 +52,7 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "bare yield*", run: loop(ok) },
       { name: "Timeout.timeout", run: loop(ok.pipe(Timeout.timeout("10 seconds"))) },
       { name: "Effect.timeout", run: loop(Effect.timeout(ok, "10 seconds")) },
-      { name: "cockatiel timeout.execute", run: awaitLoop(() => cockatielTo.execute(value)) }
+      { name: "cockatiel timeout.execute", run: loopAsync(() => cockatielTo.execute(value)) }
     ]
   }
 ]
