@@ -31,6 +31,11 @@ export * as Hedge from "./Hedge.js"
 /**
  * @since 0.1.0
  */
+export * as Policy from "./Policy.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as RetryBudget from "./RetryBudget.js"
 
 /**

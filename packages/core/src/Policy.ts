@@ -1,0 +1,348 @@
+/**
+ * One composition of the resilience policies in a documented order, outermost first:
+ *
+ * ```
+ * fallback( totalTimeout( retry( breaker( bulkhead( timeout( call ))))))
+ * ```
+ *
+ * - **timeout** (per attempt) is innermost, so it bounds the call itself, not its time in the
+ *   bulkhead's queue (the queue has its own `maxWait`), and a timeout counts as a failure for
+ *   the breaker around it.
+ * - **bulkhead** sits inside the breaker, so an open breaker rejects before a slot or a place
+ *   in the queue is taken; its own rejections do not trip the breaker (`tripsBreaker: false`).
+ * - **breaker** sits inside retry, so every retry goes through it, and a rejection by the
+ *   breaker stops the retry loop at once rather than burning the retry budget on it.
+ * - **retry** waits between attempts outside the bulkhead, so backoff never holds a slot.
+ * - **totalTimeout** bounds the whole retry loop.
+ * - **fallback** is outermost: it answers when everything inside has given up.
+ *
+ * Each stage is a plain policy function, so the same order can be written with `pipe`
+ * ({@link retry} couples retry and breaker); {@link make} builds it from options.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Failure from "./Failure.js"
+import * as Fallback from "./Fallback.js"
+import * as Retry from "./Retry.js"
+import * as Timeout from "./Timeout.js"
+
+// -----------------------------------------------------------------------------
+// slots
+// -----------------------------------------------------------------------------
+
+declare const probeA: unique symbol
+declare const probeE: unique symbol
+declare const probeR: unique symbol
+
+/**
+ * Placeholder types through which a policy function shows what it adds: a slot is applied to
+ * an effect of these types, and whatever else appears in its result is the policy's own.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export declare namespace Probe {
+  /**
+   * @since 0.1.0
+   */
+  export interface A {
+    readonly [probeA]: true
+  }
+  /**
+   * @since 0.1.0
+   */
+  export interface E {
+    readonly [probeE]: true
+  }
+  /**
+   * @since 0.1.0
+   */
+  export interface R {
+    readonly [probeR]: true
+  }
+}
+
+/**
+ * A slot for a policy function `<A, E, R>(self: Effect<A, E, R>) => Effect<A, E | X, R | RX>`
+ * (such as `breaker.protect` or `bulkhead.protect`): the compiler reads `X` and `RX` off it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Slot<X, RX> = (
+  self: Effect.Effect<Probe.A, Probe.E, Probe.R>
+) => Effect.Effect<Probe.A, Probe.E | X, Probe.R | RX>
+
+/**
+ * The error a slot adds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SlotError<X> = Exclude<X, Probe.E>
+
+/**
+ * The requirements a slot adds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SlotContext<RX> = Exclude<RX, Probe.R>
+
+type AnyPolicy = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, any, any>
+
+const asPolicy = (slot: Slot<any, any>): AnyPolicy => slot as unknown as AnyPolicy
+
+const identity: AnyPolicy = (self) => self
+
+// -----------------------------------------------------------------------------
+// retry through the breaker
+// -----------------------------------------------------------------------------
+
+const RejectedTag = "@bulwark/core/Policy/BreakerRejected"
+
+/**
+ * A breaker's rejection on its way through the retry loop: marked not retryable, unwrapped
+ * again once the loop has stopped.
+ */
+class BreakerRejected implements Failure.SelfClassifying {
+  readonly _tag = RejectedTag
+  constructor(readonly error: unknown) {}
+  get message(): string {
+    const message = (this.error as { readonly message?: unknown } | null)?.message
+    return `rejected by the circuit breaker: ${typeof message === "string" ? message : String(this.error)}`
+  }
+  get [Failure.RuleKey](): Failure.RuleObject {
+    const own = Failure.builtinRule(this.error)
+    return {
+      category: own?.category ?? "resource",
+      code: own?.code ?? "CIRCUIT_OPEN",
+      strategy: "abandon",
+      retryable: false,
+      tripsBreaker: false
+    }
+  }
+}
+
+const isRejected = (u: unknown): u is BreakerRejected =>
+  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === RejectedTag
+
+const unwrap = (error: unknown) => Effect.fail(isRejected(error) ? error.error : error)
+
+/**
+ * Runs the breaker around one attempt; a failure raised by the breaker itself (the attempt
+ * never ran) is marked so that the retry loop stops on it.
+ */
+const throughBreaker = (breaker: AnyPolicy): AnyPolicy => (self) =>
+  Effect.suspend(() => {
+    let ran = false
+    const attempt = Effect.suspend(() => {
+      ran = true
+      return self
+    })
+    return Effect.catchAll(
+      breaker(attempt),
+      (error) => Effect.fail(ran ? error : new BreakerRejected(error))
+    )
+  })
+
+const withRejectionRule = (policy: Retry.RetryPolicy<any, any>): Retry.RetryPolicy<any, any> => {
+  const classify = policy.options.classify
+  if (typeof classify !== "function") return policy // tables and the context's classifier see the mark's own rule
+  return Retry.policy({
+    ...policy.options,
+    classify: (error: unknown) => isRejected(error) ? error[Failure.RuleKey] : classify(error)
+  })
+}
+
+/**
+ * Retries its effect under `policy`, with every attempt going through `breaker` when one is
+ * given. A rejection by the breaker (the attempt did not run) stops the loop at once and is
+ * the error the caller sees; the retry budget is not spent on it.
+ *
+ * @example
+ * ```ts
+ * import { Policy, Retry } from "@bulwark/core"
+ *
+ * const guarded = call.pipe(
+ *   Policy.retry(Retry.policy({ maxRetries: 3 }), { breaker: breaker.protect })
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const retry = <XR = never, XB = never, RB = never>(
+  policy: Retry.RetryPolicy<any, XR>,
+  options: { readonly breaker?: Slot<XB, RB> | undefined } = {}
+) => {
+  const breaker = options.breaker
+  if (breaker === undefined) {
+    const plain = Retry.retry(policy) as unknown as AnyPolicy
+    return plain as <A, E, R>(
+      self: Effect.Effect<A, E, R>
+    ) => Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>>
+  }
+  const guarded = throughBreaker(asPolicy(breaker))
+  const retrying = Retry.retry(withRejectionRule(policy)) as unknown as AnyPolicy
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>> =>
+    Effect.catchAll(retrying(guarded(self)), unwrap) as Effect.Effect<
+      A,
+      E | XR | SlotError<XB>,
+      R | SlotContext<RB>
+    >
+}
+
+// -----------------------------------------------------------------------------
+// make
+// -----------------------------------------------------------------------------
+
+/**
+ * The stages of a policy, outermost first.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const order = ["fallback", "totalTimeout", "retry", "breaker", "bulkhead", "timeout"] as const
+
+/**
+ * Options for {@link make}. Every stage is optional; a missing stage is not applied.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<
+  TO extends Duration.DurationInput | undefined,
+  TT extends Duration.DurationInput | undefined,
+  XR,
+  XB,
+  RB,
+  XH,
+  RH,
+  A2,
+  E2,
+  R2
+> {
+  /** Names the operation in timeouts, fallbacks and their logs and metrics. Default: none. */
+  readonly name?: string | undefined
+  /** The time limit of one attempt (innermost). Default: none. */
+  readonly timeout?: TO
+  /** A bulkhead's policy function, e.g. `bulkhead.protect` or `PaymentsBulkhead.protect`. Default: none. */
+  readonly bulkhead?: Slot<XH, RH> | undefined
+  /** A circuit breaker's policy function, e.g. `breaker.protect`. Default: none. */
+  readonly breaker?: Slot<XB, RB> | undefined
+  /** A retry policy (`Retry.policy(...)`, with a budget if you like). Default: no retries. */
+  readonly retry?: Retry.RetryPolicy<any, XR> | undefined
+  /** The time limit of the whole call, retries included. Default: none. */
+  readonly totalTimeout?: TT
+  /** The alternative when everything inside has failed (see `Fallback.orElse`). Default: none. */
+  readonly fallback?: Effect.Effect<A2, E2, R2> | ((failed: Fallback.Failed) => Effect.Effect<A2, E2, R2>) | undefined
+  /** Which classified failures fall back. Default: `Fallback.defaultWhen`. */
+  readonly fallbackWhen?: ((classification: Failure.Classification) => boolean) | undefined
+}
+
+/**
+ * What a policy built by {@link make} does to an effect's types: the success type gains the
+ * fallback's, the error type is exactly the union of what the stages can raise, the
+ * requirements gain the slots' and the fallback's.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Policy<
+  TO extends Duration.DurationInput | undefined,
+  TT extends Duration.DurationInput | undefined,
+  XR,
+  XB,
+  RB,
+  XH,
+  RH,
+  A2,
+  E2,
+  R2
+> = <A, E, R>(
+  self: Effect.Effect<A, E, R>
+) => Effect.Effect<
+  A | A2,
+  Fallback.Errors<
+    | E
+    | ([TO] extends [undefined] ? never : Timeout.TimeoutError)
+    | ([TT] extends [undefined] ? never : Timeout.TimeoutError)
+    | SlotError<XH>
+    | SlotError<XB>
+    | XR,
+    E2
+  >,
+  R | SlotContext<RH> | SlotContext<RB> | R2
+>
+
+/**
+ * Builds one policy from its stages, composed in the documented {@link order}.
+ *
+ * @example
+ * ```ts
+ * import { Bulkhead, Policy, Retry, RetryBudget } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const bulkhead = yield* Bulkhead.make({ name: "payments", maxConcurrent: 8, maxQueued: 32 })
+ *   const budget = yield* RetryBudget.make({ name: "payments" })
+ *   const payments = Policy.make({
+ *     name: "payments",
+ *     timeout: "2 seconds",
+ *     bulkhead: bulkhead.protect,
+ *     breaker: breaker.protect,
+ *     retry: Retry.policy({ maxRetries: 3, budget }),
+ *     totalTimeout: "10 seconds",
+ *     fallback: Effect.succeed("queued for later")
+ *   })
+ *   return yield* charge.pipe(payments)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <
+  TO extends Duration.DurationInput | undefined = undefined,
+  TT extends Duration.DurationInput | undefined = undefined,
+  XR = never,
+  XB = never,
+  RB = never,
+  XH = never,
+  RH = never,
+  A2 = never,
+  E2 = never,
+  R2 = never
+>(
+  options: Options<TO, TT, XR, XB, RB, XH, RH, A2, E2, R2>
+): Policy<TO, TT, XR, XB, RB, XH, RH, A2, E2, R2> => {
+  const named = options.name === undefined ? {} : { name: options.name }
+  const timeout: AnyPolicy = options.timeout === undefined ? identity : Timeout.timeout(options.timeout, named)
+  const bulkhead: AnyPolicy = options.bulkhead === undefined ? identity : asPolicy(options.bulkhead)
+  const retrying: AnyPolicy = options.retry !== undefined
+    ? retry(options.retry, { breaker: options.breaker }) as AnyPolicy
+    : options.breaker !== undefined
+    ? asPolicy(options.breaker)
+    : identity
+  const totalTimeout: AnyPolicy = options.totalTimeout === undefined
+    ? identity
+    : Timeout.timeout(options.totalTimeout, named)
+  const fallback: AnyPolicy = options.fallback === undefined
+    ? identity
+    : Fallback.orElse(options.fallback, { ...named, when: options.fallbackWhen }) as AnyPolicy
+  return ((self: Effect.Effect<any, any, any>) => fallback(totalTimeout(retrying(bulkhead(timeout(self)))))) as Policy<
+    TO,
+    TT,
+    XR,
+    XB,
+    RB,
+    XH,
+    RH,
+    A2,
+    E2,
+    R2
+  >
+}

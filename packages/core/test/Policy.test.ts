@@ -1,0 +1,289 @@
+import { Backoff, Bulkhead, Chaos, Failure, Fallback, Policy, Retry, RetryBudget, Timeout } from "@bulwark/core"
+import { describe, expect, expectTypeOf, it } from "@effect/vitest"
+import {
+  Cause,
+  Clock,
+  Data,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck as fc,
+  Fiber,
+  Layer,
+  Logger,
+  LogLevel,
+  Option,
+  Schema,
+  TestClock
+} from "effect"
+
+class Unavailable extends Data.TaggedError("Unavailable")<{}> {}
+
+/**
+ * A small circuit breaker standing in for `CircuitBreaker`: it opens after `threshold`
+ * consecutive failures that trip it (by classification) and rejects calls for `openFor`.
+ * Its rejection claims to be retryable with a retry-after hint, so only the Policy's own rule
+ * can stop a retry loop on it.
+ */
+class StandInOpen extends Schema.TaggedError<StandInOpen>()("StandInOpen", { breaker: Schema.String }) {
+  get [Failure.RuleKey](): Failure.RuleObject {
+    return {
+      category: "resource",
+      code: "CIRCUIT_OPEN",
+      strategy: "backoff_retry",
+      retryable: true,
+      maxRetries: 9,
+      retryAfter: 1000,
+      tripsBreaker: false
+    }
+  }
+}
+
+const makeBreaker = (threshold: number, openFor: Duration.DurationInput) => {
+  let failures = 0
+  let openUntil = -1
+  const counted: Array<string> = []
+  const rejection = new StandInOpen({ breaker: "stand-in" })
+  const protect = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | StandInOpen, R> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<A, E | StandInOpen, R> => {
+      if (now < openUntil) return Effect.fail(rejection)
+      return self.pipe(
+        Effect.tap(() => Effect.sync(() => failures = 0)),
+        Effect.tapErrorCause((cause) =>
+          Effect.flatMap(Failure.classifyCause(cause), (c) =>
+            Effect.sync(() => {
+              if (Option.isNone(c) || !c.value.tripsBreaker) return
+              counted.push(c.value.code)
+              if (++failures >= threshold) openUntil = now + Duration.toMillis(openFor)
+            }))
+        )
+      )
+    })
+  return { protect, counted, isOpen: Effect.map(Clock.currentTimeMillis, (now) => now < openUntil) }
+}
+
+const classifier = Failure.layerClassifier({ tables: [Failure.table<Unavailable>({ Unavailable: "connection" })] })
+const quiet = Logger.minimumLogLevel(LogLevel.None)
+const env = Layer.merge(classifier, quiet)
+
+const every100ms = Retry.policy({ maxRetries: 5, schedule: Backoff.fromDelays(["100 millis"]) })
+
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+})
+
+describe("Policy", () => {
+  it("the error type is exactly the union of what the stages can raise", () => {
+    const breaker = makeBreaker(5, "1 minute")
+    const bulkhead = Effect.runSync(Bulkhead.make())
+    const budget = RetryBudget.unsafeMake()
+    const call = Effect.fail(new Unavailable()) as Effect.Effect<number, Unavailable>
+
+    const full = Policy.make({
+      timeout: "1 second",
+      bulkhead: bulkhead.protect,
+      breaker: breaker.protect,
+      retry: Retry.policy({ budget }),
+      totalTimeout: "5 seconds",
+      fallback: Effect.fail(new Unavailable()) as Effect.Effect<string, Unavailable>
+    })
+    expectTypeOf(call.pipe(full)).toEqualTypeOf<
+      Effect.Effect<
+        number | string,
+        | Unavailable
+        | Timeout.TimeoutError
+        | Bulkhead.BulkheadRejectedError
+        | StandInOpen
+        | RetryBudget.RetryBudgetExhaustedError
+        | Fallback.FallbackFailedError
+      >
+    >()
+
+    expectTypeOf(call.pipe(Policy.make({}))).toEqualTypeOf<Effect.Effect<number, Unavailable>>()
+    expectTypeOf(call.pipe(Policy.make({ timeout: "1 second" }))).toEqualTypeOf<
+      Effect.Effect<number, Unavailable | Timeout.TimeoutError>
+    >()
+    // a fallback that cannot fail adds no FallbackFailedError; a retry without a budget adds nothing
+    expectTypeOf(call.pipe(Policy.make({ retry: every100ms, fallback: Effect.succeed(0) }))).toEqualTypeOf<
+      Effect.Effect<number, Unavailable>
+    >()
+    // a per-dependency bulkhead Tag adds itself to the requirements
+    class Payments extends Bulkhead.Tag("payments")<Payments>() {}
+    expectTypeOf(call.pipe(Policy.make({ bulkhead: Payments.protect }))).toEqualTypeOf<
+      Effect.Effect<number, Unavailable | Bulkhead.BulkheadRejectedError, Payments>
+    >()
+  })
+
+  it.effect("an open breaker stops the retry loop at once without spending the budget", () =>
+    Effect.gen(function*() {
+      const breaker = makeBreaker(1, "1 minute")
+      const budget = yield* RetryBudget.make({ name: "stop", minRetriesPerSecond: 100 })
+      yield* Effect.exit(Effect.fail(new Unavailable()).pipe(breaker.protect))
+      expect(yield* breaker.isOpen).toBe(true)
+      let runs = 0
+      const policy = Policy.make({ breaker: breaker.protect, retry: Retry.policy({ maxRetries: 5, budget }) })
+      // no clock adjustment: the call must end without waiting for any backoff
+      const exit = yield* Effect.exit(Effect.sync(() => ++runs).pipe(policy))
+      expect(exit).toEqual(Exit.fail(new StandInOpen({ breaker: "stand-in" })))
+      expect(runs).toBe(0)
+      expect((yield* budget.snapshot).retries).toBe(0)
+    }).pipe(Effect.provide(env)))
+
+  it.effect("retries go through the breaker: once it opens, the next retry is rejected and the loop ends", () =>
+    Effect.gen(function*() {
+      const breaker = makeBreaker(2, "1 minute")
+      let runs = 0
+      const policy = Policy.make({ breaker: breaker.protect, retry: every100ms })
+      const fiber = yield* Effect.fork(
+        Effect.suspend(() => {
+          runs++
+          return Effect.fail(new Unavailable())
+        }).pipe(policy)
+      )
+      yield* TestClock.adjust("1 second")
+      expect(yield* Effect.flip(Fiber.join(fiber))).toBeInstanceOf(StandInOpen)
+      expect(runs).toBe(2)
+    }).pipe(Effect.provide(env)))
+
+  it.effect("timeouts count as breaker failures; bulkhead rejections do not", () =>
+    Effect.gen(function*() {
+      const breaker = makeBreaker(10, "1 minute")
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1 })
+      const policy = Policy.make({ timeout: "1 second", bulkhead: bulkhead.protect, breaker: breaker.protect })
+      const hung = yield* Effect.fork(Effect.never.pipe(policy))
+      yield* settle
+      expect(yield* Effect.flip(Effect.void.pipe(policy))).toBeInstanceOf(Bulkhead.BulkheadRejectedError)
+      yield* TestClock.adjust("1 second")
+      expect(yield* Effect.flip(Fiber.join(hung))).toBeInstanceOf(Timeout.TimeoutError)
+      expect(breaker.counted).toEqual(["TIMEOUT"])
+    }).pipe(Effect.provide(env)))
+
+  it.effect("the per-attempt timeout bounds the call, not its wait in the bulkhead's queue", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 1 })
+      const policy = Policy.make({ timeout: "1 second", bulkhead: bulkhead.protect })
+      const first = yield* Effect.fork(Effect.sleep("900 millis").pipe(Effect.as("first"), policy))
+      yield* settle
+      const second = yield* Effect.fork(Effect.sleep("900 millis").pipe(Effect.as("second"), policy))
+      yield* TestClock.adjust("1800 millis")
+      expect(yield* Fiber.join(first)).toBe("first")
+      expect(yield* Fiber.join(second)).toBe("second")
+    }).pipe(Effect.provide(env)))
+
+  it.effect("totalTimeout bounds the whole retry loop", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const policy = Policy.make({
+        retry: Retry.policy({ maxRetries: 100, escalate: false, schedule: Backoff.fromDelays(["1 second"]) }),
+        totalTimeout: "2500 millis",
+        name: "bounded"
+      })
+      const fiber = yield* Effect.fork(
+        Effect.suspend(() => {
+          runs++
+          return Effect.fail(new Unavailable())
+        }).pipe(policy)
+      )
+      yield* TestClock.adjust("2500 millis")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error).toBeInstanceOf(Timeout.TimeoutError)
+      expect(runs).toBe(3)
+    }).pipe(Effect.provide(env)))
+
+  it.effect("the fallback is outermost: it answers when the breaker has rejected the call", () =>
+    Effect.gen(function*() {
+      const breaker = makeBreaker(1, "1 minute")
+      const policy = Policy.make({
+        breaker: breaker.protect,
+        retry: every100ms,
+        fallback: (failed) => Effect.succeed(`fallback after ${failed.classification.code}`)
+      })
+      const fiber = yield* Effect.fork(Effect.fail(new Unavailable()).pipe(policy))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe("fallback after CIRCUIT_OPEN")
+    }).pipe(Effect.provide(env)))
+
+  it.effect("written with pipe, the same stages in the same order behave the same", () =>
+    Effect.gen(function*() {
+      const breaker = makeBreaker(2, "1 minute")
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 2 })
+      let runs = 0
+      const call = Effect.suspend(() => {
+        runs++
+        return Effect.fail(new Unavailable())
+      })
+      const piped = call.pipe(
+        Timeout.timeout("1 second"),
+        bulkhead.protect,
+        Policy.retry(every100ms, { breaker: breaker.protect }),
+        Timeout.timeout("10 seconds"),
+        Fallback.orElse(Effect.succeed("cached"))
+      )
+      const fiber = yield* Effect.fork(piped)
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe("cached")
+      expect(runs).toBe(2)
+      expect(Policy.order).toEqual(["fallback", "totalTimeout", "retry", "breaker", "bulkhead", "timeout"])
+    }).pipe(Effect.provide(env)))
+
+  it.effect.prop(
+    "under random chaos no admitted call is lost and every failure is typed",
+    {
+      seed: fc.integer(),
+      failureRate: fc.double({ min: 0, max: 0.6, noNaN: true }),
+      hangRate: fc.double({ min: 0, max: 0.2, noNaN: true }),
+      maxConcurrent: fc.integer({ min: 1, max: 4 }),
+      maxQueued: fc.integer({ min: 0, max: 4 }),
+      threshold: fc.integer({ min: 1, max: 5 }),
+      arrivals: fc.array(fc.integer({ min: 0, max: 3000 }), { minLength: 1, maxLength: 20 })
+    },
+    ({ arrivals, failureRate, hangRate, maxConcurrent, maxQueued, seed, threshold }) =>
+      Effect.gen(function*() {
+        const breaker = makeBreaker(threshold, "2 seconds")
+        const bulkhead = yield* Bulkhead.make({ maxConcurrent, maxQueued, maxWait: "3 seconds" })
+        const budget = yield* RetryBudget.make({ name: "chaos", ratio: 0.5, minRetriesPerSecond: 1 })
+        const chaos = Chaos.inject({
+          seed,
+          failureRate,
+          hangRate,
+          failure: () => new Unavailable(),
+          latency: { min: "10 millis", max: "500 millis" }
+        })
+        const policy = Policy.make({
+          timeout: "1 second",
+          bulkhead: bulkhead.protect,
+          breaker: breaker.protect,
+          retry: Retry.policy({ maxRetries: 3, budget, schedule: Backoff.fromDelays(["200 millis"]) }),
+          totalTimeout: "8 seconds"
+        })
+        const admitted = new Set<number>()
+        const finished = new Set<number>()
+        const fibers = []
+        for (const [i, at] of arrivals.entries()) {
+          const call = Effect.sync(() => admitted.add(i)).pipe(
+            Effect.zipRight(Effect.succeed(i).pipe(chaos)),
+            Effect.ensuring(Effect.sync(() => finished.add(i)))
+          )
+          fibers.push(yield* Effect.fork(Effect.sleep(Duration.millis(at)).pipe(Effect.zipRight(call.pipe(policy)))))
+        }
+        yield* TestClock.adjust("20 seconds")
+        for (const fiber of fibers) {
+          const exit = Option.getOrThrow(yield* Fiber.poll(fiber))
+          if (Exit.isFailure(exit)) {
+            const error = Cause.failureOption(exit.cause)
+            expect(Option.isSome(error), String(exit.cause)).toBe(true)
+            const value = Option.getOrThrow(error)
+            expect(
+              value instanceof Unavailable || value instanceof Timeout.TimeoutError ||
+                value instanceof Bulkhead.BulkheadRejectedError || value instanceof StandInOpen ||
+                value instanceof RetryBudget.RetryBudgetExhaustedError
+            ).toBe(true)
+          }
+        }
+        // every call that entered the protected effect got to its end (success, failure or timeout)
+        expect([...admitted].filter((i) => !finished.has(i))).toEqual([])
+        expect(yield* bulkhead.state).toMatchObject({ active: 0, queued: 0 })
+      }).pipe(Effect.provide(env)),
+    { fastCheck: { numRuns: 40 } }
+  )
+})
