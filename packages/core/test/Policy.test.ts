@@ -30,6 +30,7 @@ class StandInOpen extends Schema.TaggedError<StandInOpen>()("StandInOpen", { bre
     return {
       category: "resource",
       code: "CIRCUIT_OPEN",
+      severity: "minor",
       strategy: "backoff_retry",
       retryable: true,
       maxRetries: 9,
