@@ -1,5 +1,14 @@
-import { Bulkhead, Timeout } from "@bulwark/core"
-import { bulkhead as cockatielBulkhead, timeout as cockatielTimeout, TimeoutStrategy } from "cockatiel"
+import { Bulkhead, Policy, Retry, Timeout } from "@bulwark/core"
+import {
+  bulkhead as cockatielBulkhead,
+  ConstantBackoff,
+  fallback as cockatielFallback,
+  handleAll,
+  retry as cockatielRetry,
+  timeout as cockatielTimeout,
+  TimeoutStrategy,
+  wrap
+} from "cockatiel"
 import { Effect } from "effect"
 import type { Suite } from "../harness.js"
 import { loop, loopAsync } from "./retry.js"
@@ -17,6 +26,31 @@ Effect.runFork(full.protect(Effect.never))
 const fullCockatiel = cockatielBulkhead(1, 0)
 void fullCockatiel.execute(() => new Promise<never>(() => {}))
 const promised = () => Promise.resolve(1)
+
+// a full stack: fallback, retry, bulkhead (and per-attempt timeout), nothing failing
+const stackBulkhead = Effect.runSync(Bulkhead.make({ name: "bench-stack", maxConcurrent: 10, maxQueued: 10 }))
+const policyStack = Policy.make({
+  bulkhead: stackBulkhead.protect,
+  retry: Retry.policy({ maxRetries: 3 }),
+  fallback: Effect.succeed(0)
+})
+const policyStackTimeout = Policy.make({
+  timeout: "10 seconds",
+  bulkhead: stackBulkhead.protect,
+  retry: Retry.policy({ maxRetries: 3 }),
+  fallback: Effect.succeed(0)
+})
+const cockatielStack = wrap(
+  cockatielFallback(handleAll, 0),
+  cockatielRetry(handleAll, { maxAttempts: 3, backoff: new ConstantBackoff(100) }),
+  cockatielBulkhead(10, 10)
+)
+const cockatielStackTimeout = wrap(
+  cockatielFallback(handleAll, 0),
+  cockatielRetry(handleAll, { maxAttempts: 3, backoff: new ConstantBackoff(100) }),
+  cockatielBulkhead(10, 10),
+  cockatielTimeout(10_000, TimeoutStrategy.Cooperative)
+)
 
 export const suites: ReadonlyArray<Suite> = [
   {
@@ -53,6 +87,22 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "Timeout.timeout", run: loop(ok.pipe(Timeout.timeout("10 seconds"))) },
       { name: "Effect.timeout", run: loop(Effect.timeout(ok, "10 seconds")) },
       { name: "cockatiel timeout.execute", run: loopAsync(() => cockatielTo.execute(value)) }
+    ]
+  },
+  {
+    name: "policy: full stack, success path",
+    baseline: "bare yield*",
+    iterations: 2_000,
+    cases: [
+      { name: "bare yield*", run: loop(ok) },
+      { name: "Policy.make(bulkhead, retry, fallback)", run: loop(ok.pipe(policyStack)) },
+      { name: "Policy.make(timeout, bulkhead, retry, fallback)", run: loop(ok.pipe(policyStackTimeout)) },
+      { name: "bare await fn()", run: loopAsync(promised) },
+      { name: "cockatiel wrap(fallback, retry, bulkhead)", run: loopAsync(() => cockatielStack.execute(value)) },
+      {
+        name: "cockatiel wrap(fallback, retry, bulkhead, timeout)",
+        run: loopAsync(() => cockatielStackTimeout.execute(value))
+      }
     ]
   }
 ]
