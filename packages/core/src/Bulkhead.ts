@@ -386,6 +386,14 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
   ): Effect.Effect<A, E | BulkheadRejectedError, R> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.suspend(() => {
+        if (
+          priority !== options.defaultPriority &&
+          !(Number.isInteger(priority) && priority >= 0 && priority < priorities)
+        ) {
+          return Effect.dieMessage(
+            `Bulkhead "${name}": priority must be a whole number in [0, ${priorities}), got ${priority}`
+          )
+        }
         if (active < maxConcurrent) {
           active++
           admitted++
@@ -396,11 +404,6 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
           rejectedFull++
           rejectedFull$.unsafeUpdate(1, noTags)
           return failQueueFull
-        }
-        if (!Number.isInteger(priority) || priority < 0 || priority >= priorities) {
-          return Effect.dieMessage(
-            `Bulkhead "${name}": priority must be a whole number in [0, ${priorities}), got ${priority}`
-          )
         }
         const waiter: Waiter = { priority, resume: undefined, granted: false, prev: undefined, next: undefined }
         push(lanes[priority]!, waiter)
