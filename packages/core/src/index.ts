@@ -1,4 +1,6 @@
 /**
  * @since 0.1.0
  */
+export * as BreakerStore from "./BreakerStore.js"
+export * as CircuitBreaker from "./CircuitBreaker.js"
 export * as Failure from "./Failure.js"
