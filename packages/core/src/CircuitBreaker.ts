@@ -24,7 +24,7 @@ import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as BreakerStore from "./BreakerStore.js"
 import * as Failure from "./Failure.js"
@@ -231,6 +231,11 @@ export const timeWindow = (options: {
 export interface Options {
   /** The name in errors, logs, metrics and the store. Default: `"default"`. */
   readonly name?: string | undefined
+  /**
+   * The `breaker` label on this breaker's metrics. Default: `name`. A registry gives all its
+   * breakers its own name here, so that many keys cannot grow the metric registry.
+   */
+  readonly metricLabel?: string | undefined
   /** How failures open a closed breaker. Default: `consecutive(5)`. */
   readonly policy?: Policy | undefined
   /**
@@ -308,6 +313,7 @@ export const CircuitBreaker: Context.Tag<CircuitBreaker, CircuitBreaker> = Conte
 
 interface Resolved {
   readonly name: string
+  readonly metricLabel: string
   readonly policy: Policy
   readonly openDelay: number
   readonly openSchedule: Schedule.Schedule<unknown, unknown> | undefined
@@ -387,6 +393,7 @@ const resolve = (options: Options): Resolved => {
   }
   return {
     name,
+    metricLabel: options.metricLabel ?? name,
     policy,
     openDelay,
     openSchedule,
@@ -492,12 +499,23 @@ const build = (
   Effect.gen(function*() {
     const name = o.name
     const now = () => clock.unsafeCurrentTimeMillis()
-    const hub = yield* Effect.acquireRelease(PubSub.sliding<Transition>(1024), PubSub.shutdown)
+    const scope = yield* Effect.scope
+    // the transition hub is made on first subscription: most breakers never have one
+    let hub: PubSub.PubSub<Transition> | undefined = undefined
+    const getHub = Effect.suspend(() =>
+      hub !== undefined ? Effect.succeed(hub) : Effect.tap(
+        PubSub.sliding<Transition>(1024),
+        (made) => {
+          hub = made
+          return Scope.addFinalizer(scope, PubSub.shutdown(made))
+        }
+      )
+    )
     const maybeStore = yield* Effect.serviceOption(BreakerStore.BreakerStore)
     const origin = `${name}#${(yield* Random.nextIntBetween(0, 2 ** 31 - 1)).toString(36)}`
 
     // ----- labels for metrics (constant arrays: the metric registry caches by identity)
-    const nameLabel = MetricLabel.make("breaker", name)
+    const nameLabel = MetricLabel.make("breaker", o.metricLabel)
     const successLabels = [nameLabel, MetricLabel.make("outcome", "success")]
     const failureLabels = [nameLabel, MetricLabel.make("outcome", "failure")]
     const ignoredLabels = [nameLabel, MetricLabel.make("outcome", "ignored")]
@@ -599,7 +617,7 @@ const build = (
         nextOpenDelay = firstOpenDelay
         scheduleState = scheduleStateAfterFirst
       }
-      hub.unsafeOffer({ breaker: name, from, to, at })
+      hub?.unsafeOffer({ breaker: name, from, to, at })
       transitionsTotal.unsafeUpdate(1, transitionLabels[to])
       stateGauge.unsafeUpdate(stateCode[to], stateLabels)
       if (publish && outbox !== undefined) outbox.unsafeOffer(snapshot())
@@ -859,7 +877,7 @@ const build = (
       name,
       protect,
       state: readState,
-      changes: Stream.fromPubSub(hub),
+      changes: Stream.unwrapScoped(Effect.map(Effect.flatMap(getHub, PubSub.subscribe), Stream.fromQueue)),
       metrics,
       reset,
       isolate,

@@ -450,4 +450,38 @@ describe("CircuitBreaker", () => {
       const late = yield* CircuitBreaker.make({ name: "svc" })
       expect(yield* late.state).toBe("Open")
     }).pipe(Effect.provide(BreakerStore.layerMemory), Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("time-window policy: memory does not grow with the number of calls", () =>
+    Effect.gen(function*() {
+      const gc = (globalThis as { gc?: () => void }).gc
+      expect(gc, "run with --expose-gc (set in vitest.config.ts)").toBeTypeOf("function")
+      const breaker = yield* CircuitBreaker.make({
+        name: "busy",
+        policy: CircuitBreaker.timeWindow({ window: "10 seconds", buckets: 10, rateThreshold: 1, minimumCalls: 10 })
+      })
+      // call i runs at floor(i / 100) * 7 ms
+      let i = 0
+      const run = (n: number) =>
+        Effect.gen(function*() {
+          for (const end = i + n; i < end; i++) {
+            if (i % 100 === 0 && i > 0) yield* TestClock.adjust("7 millis")
+            yield* breaker.protect(ok)
+          }
+        })
+      yield* run(20_000)
+      gc!()
+      const before = process.memoryUsage().heapUsed
+      yield* run(200_000)
+      gc!()
+      const grown = process.memoryUsage().heapUsed - before
+      // 200,000 more calls: a window that kept anything per call would grow by megabytes
+      expect(grown).toBeLessThan(1_000_000)
+      const now = Math.floor((i - 1) / 100) * 7
+      let expected = 0
+      for (let j = 0; j < i; j++) {
+        if (Math.floor((Math.floor(j / 100) * 7) / 1000) > Math.floor(now / 1000) - 10) expected++
+      }
+      const metrics = yield* breaker.metrics
+      expect(metrics).toMatchObject({ state: "Closed", calls: 220_000, successes: 220_000, windowCalls: expected })
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
