@@ -737,36 +737,69 @@ const build = (
       return INTERRUPTED
     }
 
+    // rejections in the same millisecond of the same period share one error: a flood of
+    // rejections costs neither a stack trace nor an allocation per call
+    let rejection: Effect.Effect<never, CircuitOpenError> | undefined = undefined
+    let rejectionAt = -1
+    let rejectionGeneration = -1
     const reject = (at: number): Effect.Effect<never, CircuitOpenError> => {
       rejections++
       callsTotal.unsafeUpdate(1, rejectedLabels)
-      const s = state
-      return Effect.fail(makeError(
-        name,
-        s === "Isolated" ? "Isolated" : s === "HalfOpen" ? "HalfOpen" : "Open",
-        s === "Isolated" ? Duration.infinity : s === "Open" ? Duration.millis(openUntil - at) : Duration.zero
-      ))
+      if (rejection === undefined || at !== rejectionAt || generation !== rejectionGeneration) {
+        const s = state
+        rejection = Effect.failCause(Cause.fail(makeError(
+          name,
+          s === "Isolated" ? "Isolated" : s === "HalfOpen" ? "HalfOpen" : "Open",
+          s === "Isolated" ? Duration.infinity : s === "Open" ? Duration.millis(openUntil - at) : Duration.zero
+        )))
+        rejectionAt = at
+        rejectionGeneration = generation
+      }
+      return rejection
     }
+
+    type Handlers = {
+      readonly onSuccess: (a: unknown) => Effect.Effect<unknown>
+      readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<never, unknown>
+    }
+    const handlers = (gen: number, admittedIn: State, start: number): Handlers => ({
+      onSuccess: (a) => {
+        const after = settle(gen, admittedIn, SUCCESS, start)
+        return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
+      },
+      onFailure: (cause) => {
+        const after = settle(gen, admittedIn, outcomeOf(cause), start)
+        return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+      }
+    })
+    // without slow-call timing the handlers depend only on the generation: build them once per
+    // generation instead of once per call (allocating them per call doubles the cost of a call)
+    let shared: Handlers = handlers(generation, state, 0)
+    let sharedGeneration = generation
 
     const protect = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
       Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
         let s = state
         if (s === "Closed" || s === "Disabled") {
           calls++
-          const gen = generation
-          const start = timed ? now() : 0
-          const admittedIn = s
-          // interruption counts as nothing in these states, so a plain match is enough
-          return Effect.matchCauseEffect(self, {
-            onSuccess: (a) => {
-              const after = settle(gen, admittedIn, SUCCESS, start)
-              return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
-            },
-            onFailure: (cause) => {
-              const after = settle(gen, admittedIn, outcomeOf(cause), start)
-              return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+          let h: Handlers
+          if (timed) {
+            h = handlers(generation, s, now())
+          } else {
+            if (sharedGeneration !== generation) {
+              shared = handlers(generation, s, 0)
+              sharedGeneration = generation
             }
-          })
+            h = shared
+          }
+          // interruption counts as nothing in these states, so a plain match is enough
+          return Effect.matchCauseEffect(
+            self,
+            h as unknown as {
+              readonly onSuccess: (a: A) => Effect.Effect<A>
+              readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
+            }
+          )
         }
         const at = now()
         if (s === "Open") {

@@ -1,0 +1,96 @@
+import { CircuitBreaker } from "@bulwark/core"
+import { circuitBreaker as cockatielBreaker, ConsecutiveBreaker, handleAll } from "cockatiel"
+import { Effect, Logger, LogLevel, Scope } from "effect"
+import Opossum from "opossum"
+import type { Suite } from "../harness.js"
+import { loop } from "./retry.js"
+
+const quiet = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>, scope: Scope.Scope) =>
+  Effect.runSync(Scope.extend(effect, scope).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+const scope = Effect.runSync(Scope.make())
+
+const ok = Effect.succeed(1)
+const fn = () => Promise.resolve(1)
+class Down extends Error {}
+const down = new Down("down")
+const failing = () => Promise.reject(down)
+
+// ----- closed breakers
+const consecutive = quiet(CircuitBreaker.make({ name: "bench-consecutive" }), scope)
+const countWindow = quiet(
+  CircuitBreaker.make({
+    name: "bench-count",
+    policy: CircuitBreaker.countWindow({ size: 100, rateThreshold: 0.5 })
+  }),
+  scope
+)
+const timeWindow = quiet(
+  CircuitBreaker.make({
+    name: "bench-time",
+    policy: CircuitBreaker.timeWindow({ window: "10 seconds", rateThreshold: 0.5 })
+  }),
+  scope
+)
+const timeWindowSlow = quiet(
+  CircuitBreaker.make({
+    name: "bench-time-slow",
+    policy: CircuitBreaker.timeWindow({ window: "10 seconds", rateThreshold: 0.5 }),
+    slowCall: { duration: "1 second", rateThreshold: 0.8 }
+  }),
+  scope
+)
+const cockatielClosed = cockatielBreaker(handleAll, { halfOpenAfter: 60_000, breaker: new ConsecutiveBreaker(5) })
+const opossumClosed = new Opossum(fn, { timeout: false, resetTimeout: 60_000 })
+
+// ----- open breakers
+const open = quiet(CircuitBreaker.make({ name: "bench-open", policy: CircuitBreaker.consecutive(1) }), scope)
+Effect.runSync(Effect.exit(open.protect(Effect.fail(down))).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+const cockatielOpen = cockatielBreaker(handleAll, { halfOpenAfter: 3_600_000, breaker: new ConsecutiveBreaker(1) })
+await cockatielOpen.execute(failing).catch(() => undefined)
+const opossumOpen = new Opossum(fn, { timeout: false, resetTimeout: 3_600_000 })
+opossumOpen.open()
+
+const preallocated = Effect.fail(down)
+
+const promiseLoop = (call: () => Promise<unknown>) => async (n: number): Promise<void> => {
+  for (let i = 0; i < n; i++) await call()
+}
+const rejectLoop = (call: () => Promise<unknown>) => async (n: number): Promise<void> => {
+  for (let i = 0; i < n; i++) {
+    try {
+      await call()
+    } catch {
+      // rejected, as expected
+    }
+  }
+}
+
+export const suites: ReadonlyArray<Suite> = [
+  {
+    name: "breaker: closed, success path",
+    baseline: "bare yield*",
+    iterations: 20_000,
+    cases: [
+      { name: "bare yield*", run: loop(ok) },
+      { name: "bulwark protect (consecutive)", run: loop(consecutive.protect(ok)) },
+      { name: "bulwark protect (count window)", run: loop(countWindow.protect(ok)) },
+      { name: "bulwark protect (time window)", run: loop(timeWindow.protect(ok)) },
+      { name: "bulwark protect (time window + slow calls)", run: loop(timeWindowSlow.protect(ok)) },
+      { name: "bare await fn()", run: promiseLoop(fn) },
+      { name: "cockatiel execute", run: promiseLoop(() => cockatielClosed.execute(fn)) },
+      { name: "opossum fire", run: promiseLoop(() => opossumClosed.fire()) }
+    ]
+  },
+  {
+    name: "breaker: open, rejection",
+    baseline: "bare yield* of a preallocated failure",
+    iterations: 20_000,
+    cases: [
+      { name: "bare yield* of a preallocated failure", run: loop(Effect.exit(preallocated)) },
+      { name: "bulwark protect (open)", run: loop(Effect.exit(open.protect(ok))) },
+      { name: "cockatiel execute (open)", run: rejectLoop(() => cockatielOpen.execute(fn)) },
+      { name: "opossum fire (open)", run: rejectLoop(() => opossumOpen.fire()) }
+    ]
+  }
+]
