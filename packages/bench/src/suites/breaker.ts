@@ -42,6 +42,7 @@ const timeWindowSlow = quiet(
 )
 const cockatielClosed = cockatielBreaker(handleAll, { halfOpenAfter: 60_000, breaker: new ConsecutiveBreaker(5) })
 const opossumClosed = new Opossum(fn, { timeout: false, resetTimeout: 60_000 })
+const opossumClosedTimeout = new Opossum(fn, { resetTimeout: 60_000 })
 
 // ----- open breakers
 const open = quiet(CircuitBreaker.make({ name: "bench-open", policy: CircuitBreaker.consecutive(1) }), scope)
@@ -73,13 +74,15 @@ export const suites: ReadonlyArray<Suite> = [
     iterations: 20_000,
     cases: [
       { name: "bare yield*", run: loop(ok) },
+      { name: "Effect.exit (any wrapper that sees the outcome)", run: loop(Effect.exit(ok)) },
       { name: "bulwark protect (consecutive)", run: loop(consecutive.protect(ok)) },
       { name: "bulwark protect (count window)", run: loop(countWindow.protect(ok)) },
       { name: "bulwark protect (time window)", run: loop(timeWindow.protect(ok)) },
       { name: "bulwark protect (time window + slow calls)", run: loop(timeWindowSlow.protect(ok)) },
       { name: "bare await fn()", run: promiseLoop(fn) },
       { name: "cockatiel execute", run: promiseLoop(() => cockatielClosed.execute(fn)) },
-      { name: "opossum fire", run: promiseLoop(() => opossumClosed.fire()) }
+      { name: "opossum fire (timeout: false)", run: promiseLoop(() => opossumClosed.fire()) },
+      { name: "opossum fire (default 10 s timeout)", run: promiseLoop(() => opossumClosedTimeout.fire()) }
     ]
   },
   {
