@@ -109,6 +109,8 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
     const ttlMillis = Duration.toMillis(ttl.value)
     const breakerOptions = options.breaker ?? {}
     return Effect.gen(function*() {
+      // check the breaker options once, now, so that a bad option fails the registry's Layer
+      yield* Effect.scoped(CircuitBreaker.make({ ...breakerOptions, name: `${name}/options`, metricLabel: name }))
       const registryScope = yield* Effect.scope
       const clock = yield* Effect.clock
       // entries by key, least recently used first (a Map iterates in insertion order)
@@ -139,7 +141,19 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
           entry.breaker = breaker
           yield* Deferred.succeed(ready, breaker)
           return breaker
-        }).pipe(Effect.uninterruptible)
+        }).pipe(
+          Effect.tapErrorCause((cause) =>
+            Effect.suspend(() => {
+              const entry = entries.get(key)
+              if (entry !== undefined && entry.breaker === undefined) {
+                entries.delete(key)
+                return Deferred.failCause(entry.ready, cause)
+              }
+              return Effect.void
+            })
+          ),
+          Effect.uninterruptible
+        )
 
       const get = (key: string): Effect.Effect<CircuitBreaker.CircuitBreaker> =>
         Effect.suspend(() => {

@@ -625,7 +625,8 @@ const build = (
 
     const open = (at: number, reason: string): Effect.Effect<void> => {
       transition("Open", at)
-      return Effect.zipRight(logOpen(at, reason), stepSchedule(at))
+      // the schedule must step even if the calling fiber is interrupted right now
+      return Effect.uninterruptible(Effect.zipRight(stepSchedule(at), logOpen(at, reason)))
     }
 
     /** Moves an open breaker whose time has come to half-open. */
@@ -875,8 +876,12 @@ const build = (
         Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Isolated" })
       )
     })
-    const disable = Effect.sync(() => {
-      if (state !== "Disabled") transition("Disabled", now())
+    const disable = Effect.suspend(() => {
+      if (state === "Disabled") return Effect.void
+      transition("Disabled", now())
+      return Effect.logWarning(`Circuit "${name}" disabled: calls run unprotected until released`).pipe(
+        Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Disabled" })
+      )
     })
 
     const exportState = Effect.sync(() => {
@@ -1054,7 +1059,8 @@ export interface TagClass<Self, Name extends string>
   readonly layer: (options?: Omit<Options, "name">) => Layer.Layer<Self>
   /**
    * Provides the breaker from configuration, by default {@link config} nested under the
-   * breaker's name (`PAYMENTS_FAILURE_THRESHOLD`… with the environment provider's defaults).
+   * breaker's name, upper-cased with every other character than letters and digits turned to
+   * `_` (`payments-api` → `PAYMENTS_API_FAILURE_THRESHOLD`… with the environment provider).
    */
   readonly layerConfig: (options?: Config.Config<Options>) => Layer.Layer<Self, ConfigError.ConfigError>
 }
@@ -1084,8 +1090,9 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
   return Object.assign(base, {
     breakerName: name,
     layer: (options: Omit<Options, "name"> = {}) => Layer.scoped(tag, make({ ...options, name })),
-    layerConfig: (options: Config.Config<Options> = Config.nested(config(name), name.toUpperCase())) =>
-      Layer.scoped(tag, Effect.flatMap(options, (o) => make({ ...o, name })))
+    layerConfig: (
+      options: Config.Config<Options> = Config.nested(config(name), name.toUpperCase().replace(/[^A-Z0-9]+/g, "_"))
+    ) => Layer.scoped(tag, Effect.flatMap(options, (o) => make({ ...o, name })))
   }) as unknown as TagClass<Self, Name>
 }
 

@@ -64,9 +64,15 @@ describe("BreakerRegistry", () => {
       expect(yield* registry.keys).toEqual([])
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
-  it.effect("a bad capacity is a defect that names the field", () =>
+  it.effect("bad options are a defect that names the field, before any call", () =>
     Effect.gen(function*() {
       const exit = yield* Effect.exit(Effect.scoped(BreakerRegistry.make({ capacity: 0 })))
       expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toMatch(/capacity must be a whole number >= 1, got 0/)
+      const badBreaker = yield* Effect.exit(
+        Effect.scoped(BreakerRegistry.make({ breaker: { policy: CircuitBreaker.consecutive(0) } }))
+      )
+      expect(Exit.isFailure(badBreaker) && Cause.pretty(badBreaker.cause)).toMatch(
+        /policy\.threshold must be a whole number >= 1, got 0/
+      )
     }))
 })
