@@ -446,7 +446,7 @@ const makeError = (breaker: string, state: "Open" | "HalfOpen" | "Isolated", ret
   }
 }
 
-const firstDelay = (
+const stepDelay = (
   schedule: Schedule.Schedule<unknown, unknown>,
   now: number,
   state: unknown
@@ -559,7 +559,7 @@ const build = (
     let firstOpenDelay = o.openDelay
     let scheduleStateAfterFirst: unknown = undefined
     if (o.openSchedule !== undefined) {
-      const [s, d] = yield* firstDelay(o.openSchedule, since, o.openSchedule.initial)
+      const [s, d] = yield* stepDelay(o.openSchedule, since, o.openSchedule.initial)
       firstOpenDelay = d ?? 0
       scheduleStateAfterFirst = s
       nextOpenDelay = firstOpenDelay
@@ -568,7 +568,7 @@ const build = (
     // steps the schedule once the breaker has opened, ready for the next open
     const stepSchedule = (at: number): Effect.Effect<void> =>
       o.openSchedule === undefined ? Effect.void : Effect.map(
-        firstDelay(o.openSchedule, at, scheduleState),
+        stepDelay(o.openSchedule, at, scheduleState),
         ([s, d]) => {
           scheduleState = s
           if (d !== undefined) nextOpenDelay = d

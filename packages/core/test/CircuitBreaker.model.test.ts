@@ -16,6 +16,7 @@ import {
   Logger,
   LogLevel,
   Option,
+  Schedule,
   TestClock,
   TestContext
 } from "effect"
@@ -46,6 +47,8 @@ type Command =
 interface Setup {
   readonly policy: CircuitBreaker.Policy
   readonly openMillis: number
+  /** When set, the open duration is `Schedule.exponential(openMillis)`: it doubles on every open. */
+  readonly growing: boolean
   readonly halfOpenProbes: number
   readonly successThreshold: number
   readonly slowMillis: number | undefined
@@ -96,7 +99,7 @@ class Model {
     this.consecutiveFailures = 0
     this.history = []
     if (to === "Open") {
-      this.openUntil = now + this.setup.openMillis
+      this.openUntil = now + (this.setup.growing ? this.setup.openMillis * 2 ** this.opens : this.setup.openMillis)
       this.opens++
     }
     if (to === "Closed") this.opens = 0
@@ -227,11 +230,17 @@ const setupArb: fc.Arbitrary<Setup> = fc.record({
     }).map((r) => CircuitBreaker.timeWindow(r))
   ),
   openMillis: fc.constantFrom(0, 500, 1000, 2500),
+  growing: fc.boolean(),
   halfOpenProbes: fc.integer({ min: 1, max: 3 }),
   successThreshold: fc.integer({ min: 1, max: 4 }),
   slowMillis: fc.option(fc.constantFrom(100, 250), { nil: undefined }),
   slowRate: rate
-}).map((s) => s.policy._tag === "Consecutive" ? { ...s, slowMillis: undefined } : s)
+}).map((s) => ({
+  ...s,
+  // an exponential schedule needs a base above zero
+  openMillis: s.growing && s.openMillis === 0 ? 100 : s.openMillis,
+  slowMillis: s.policy._tag === "Consecutive" ? undefined : s.slowMillis
+}))
 
 const outcomeArb = fc.constantFrom<Outcome>(
   "success",
@@ -300,7 +309,7 @@ const runSequence = (setup: Setup, commands: ReadonlyArray<Command>) =>
     const breaker = yield* CircuitBreaker.make({
       name: "model",
       policy: setup.policy,
-      openDuration: Duration.millis(setup.openMillis),
+      openDuration: setup.growing ? Schedule.exponential(setup.openMillis) : Duration.millis(setup.openMillis),
       halfOpenProbes: setup.halfOpenProbes,
       successThreshold: setup.successThreshold,
       ...(setup.slowMillis !== undefined
