@@ -425,6 +425,15 @@ const stateGauge = Metric.gauge("bulwark_breaker_state", {
   description: "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled"
 })
 const stateCode: Record<State, number> = { Closed: 0, Open: 1, HalfOpen: 2, Isolated: 3, Disabled: 4 }
+const outcomeLabels = {
+  success: MetricLabel.make("outcome", "success"),
+  failure: MetricLabel.make("outcome", "failure"),
+  ignored: MetricLabel.make("outcome", "ignored"),
+  rejected: MetricLabel.make("outcome", "rejected")
+}
+const toLabels = Object.fromEntries(
+  BreakerStore.BreakerState.literals.map((to) => [to, MetricLabel.make("to", to)])
+) as unknown as Record<State, MetricLabel.MetricLabel>
 
 // -----------------------------------------------------------------------------
 // the breaker
@@ -516,14 +525,14 @@ const build = (
 
     // ----- labels for metrics (constant arrays: the metric registry caches by identity)
     const nameLabel = MetricLabel.make("breaker", o.metricLabel)
-    const successLabels = [nameLabel, MetricLabel.make("outcome", "success")]
-    const failureLabels = [nameLabel, MetricLabel.make("outcome", "failure")]
-    const ignoredLabels = [nameLabel, MetricLabel.make("outcome", "ignored")]
-    const rejectedLabels = [nameLabel, MetricLabel.make("outcome", "rejected")]
+    const successLabels = [nameLabel, outcomeLabels.success]
+    const failureLabels = [nameLabel, outcomeLabels.failure]
+    const ignoredLabels = [nameLabel, outcomeLabels.ignored]
+    const rejectedLabels = [nameLabel, outcomeLabels.rejected]
     const stateLabels = [nameLabel]
-    const transitionLabels = Object.fromEntries(
-      State.literals.map((to) => [to, [nameLabel, MetricLabel.make("to", to)]])
-    ) as unknown as Record<State, ReadonlyArray<MetricLabel.MetricLabel>>
+    // made on the first transition to each state: most breakers never leave Closed
+    const transitionLabels: Partial<Record<State, ReadonlyArray<MetricLabel.MetricLabel>>> = {}
+    const transitionLabelsFor = (to: State) => transitionLabels[to] ??= [nameLabel, toLabels[to]]
 
     // ----- mutable state, touched only inside Effect.sync / Effect.suspend
     const policy = o.policy
@@ -618,7 +627,7 @@ const build = (
         scheduleState = scheduleStateAfterFirst
       }
       hub?.unsafeOffer({ breaker: name, from, to, at })
-      transitionsTotal.unsafeUpdate(1, transitionLabels[to])
+      transitionsTotal.unsafeUpdate(1, transitionLabelsFor(to))
       stateGauge.unsafeUpdate(stateCode[to], stateLabels)
       if (publish && outbox !== undefined) outbox.unsafeOffer(snapshot())
     }

@@ -1,6 +1,8 @@
-import { CircuitBreaker } from "@bulwark/core"
+import { BreakerRegistry, CircuitBreaker } from "@bulwark/core"
 import { circuitBreaker as cockatielBreaker, ConsecutiveBreaker, handleAll } from "cockatiel"
 import { Effect, Logger, LogLevel, Scope } from "effect"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import Opossum from "opossum"
 import type { Suite } from "../harness.js"
 import { loop } from "./retry.js"
@@ -67,6 +69,45 @@ const rejectLoop = (call: () => Promise<unknown>) => async (n: number): Promise<
   }
 }
 
+v8.setFlagsFromString("--expose-gc")
+const gc = vm.runInNewContext("gc") as () => void
+const heap = () => {
+  gc()
+  gc()
+  return process.memoryUsage().heapUsed
+}
+
+/** Heap figures: bytes per breaker held by a registry, and growth of a time window under load. */
+const memory = async (): Promise<ReadonlyArray<string>> => {
+  const lines: Array<string> = []
+  await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const keys = 10_000
+    const registry = yield* BreakerRegistry.make({ name: "bench-memory", capacity: keys })
+    const before = heap()
+    for (let i = 0; i < keys; i++) yield* registry.protect(`key-${i}`)(ok)
+    const after = heap()
+    lines.push(`- a registry holding ${keys} breakers: ${Math.round((after - before) / keys)} bytes per breaker`)
+  })))
+  await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const breaker = yield* CircuitBreaker.make({
+      name: "bench-window",
+      policy: CircuitBreaker.timeWindow({ window: "1 second", rateThreshold: 0.5 })
+    })
+    const calls = 1_000_000
+    const call = breaker.protect(ok)
+    for (let i = 0; i < 10_000; i++) yield* call
+    const before = heap()
+    for (let i = 0; i < calls; i++) yield* call
+    const after = heap()
+    lines.push(
+      `- a time-window breaker after ${calls.toLocaleString("en")} more calls: heap ${after - before >= 0 ? "+" : ""}${
+        Math.round((after - before) / 1024)
+      } KiB`
+    )
+  })))
+  return lines
+}
+
 export const suites: ReadonlyArray<Suite> = [
   {
     name: "breaker: closed, success path",
@@ -94,6 +135,7 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "bulwark protect (open)", run: loop(Effect.exit(open.protect(ok))) },
       { name: "cockatiel execute (open)", run: rejectLoop(() => cockatielOpen.execute(fn)) },
       { name: "opossum fire (open)", run: rejectLoop(() => opossumOpen.fire()) }
-    ]
+    ],
+    extra: memory
   }
 ]
