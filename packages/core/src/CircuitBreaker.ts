@@ -409,19 +409,44 @@ const resolve = (options: Options): Resolved => {
 // metrics
 // -----------------------------------------------------------------------------
 
-const callsTotal = Metric.counter("bulwark_breaker_calls_total", {
+/**
+ * `bulwark_breaker_calls_total{breaker, outcome}`: calls seen, by outcome (`success`, `failure`,
+ * `ignored`, `rejected`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const callsTotal = Metric.counter("bulwark_breaker_calls_total", {
   description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)",
   incremental: true
 })
-const failuresTotal = Metric.counter("bulwark_breaker_failures_total", {
+/**
+ * `bulwark_breaker_failures_total{breaker, category, code}`: failures counted, by classification.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const failuresTotal = Metric.counter("bulwark_breaker_failures_total", {
   description: "Failures counted by a circuit breaker, by category and code",
   incremental: true
 })
-const transitionsTotal = Metric.counter("bulwark_breaker_transitions_total", {
+/**
+ * `bulwark_breaker_transitions_total{breaker, to}`: state transitions, by target state.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const transitionsTotal = Metric.counter("bulwark_breaker_transitions_total", {
   description: "Circuit breaker state transitions, by target state",
   incremental: true
 })
-const stateGauge = Metric.gauge("bulwark_breaker_state", {
+/**
+ * `bulwark_breaker_state{breaker}`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const stateGauge = Metric.gauge("bulwark_breaker_state", {
   description: "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled"
 })
 const stateCode: Record<State, number> = { Closed: 0, Open: 1, HalfOpen: 2, Isolated: 3, Disabled: 4 }

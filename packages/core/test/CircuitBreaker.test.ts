@@ -13,6 +13,8 @@ import {
   Layer,
   Logger,
   LogLevel,
+  Metric,
+  MetricLabel,
   Option,
   Schedule,
   Stream,
@@ -484,4 +486,38 @@ describe("CircuitBreaker", () => {
       const metrics = yield* breaker.metrics
       expect(metrics).toMatchObject({ state: "Closed", calls: 220_000, successes: 220_000, windowCalls: expected })
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.scoped("metrics are labelled with the breaker's name", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make({ name: "metered", policy: CircuitBreaker.consecutive(2) })
+      yield* breaker.protect(ok)
+      yield* failTimes(breaker, 2)
+      yield* Effect.exit(breaker.protect(ok))
+      const name = MetricLabel.make("breaker", "metered")
+      const calls = (outcome: string) =>
+        Metric.value(
+          CircuitBreaker.callsTotal.pipe(
+            Metric.taggedWithLabels([name, MetricLabel.make("outcome", outcome)])
+          )
+        ).pipe(Effect.map((state) => state.count))
+      expect([yield* calls("success"), yield* calls("failure"), yield* calls("rejected")]).toEqual([1, 2, 1])
+      const failures = yield* Metric.value(
+        CircuitBreaker.failuresTotal.pipe(
+          Metric.taggedWithLabels([
+            name,
+            MetricLabel.make("category", "system"),
+            MetricLabel.make("code", "REFUSED")
+          ])
+        )
+      )
+      expect(failures.count).toBe(2)
+      const opened = yield* Metric.value(
+        CircuitBreaker.transitionsTotal.pipe(
+          Metric.taggedWithLabels([name, MetricLabel.make("to", "Open")])
+        )
+      )
+      expect(opened.count).toBe(1)
+      const state = yield* Metric.value(CircuitBreaker.stateGauge.pipe(Metric.taggedWithLabels([name])))
+      expect(state.value).toBe(1)
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 })
