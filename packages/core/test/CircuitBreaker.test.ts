@@ -16,6 +16,7 @@ import {
   Metric,
   MetricLabel,
   Option,
+  Queue,
   Schedule,
   Stream,
   TestClock
@@ -404,19 +405,21 @@ describe("CircuitBreaker", () => {
   it.scoped("a Tag per dependency, with its own layer and name", () =>
     Effect.gen(function*() {
       class PaymentsBreaker extends CircuitBreaker.Tag("payments")<PaymentsBreaker>() {}
-      class SearchBreaker extends CircuitBreaker.Tag("search")<SearchBreaker>() {}
+      class SearchBreaker extends CircuitBreaker.Tag("search-api")<SearchBreaker>() {}
       const layer = Layer.merge(
         PaymentsBreaker.layer({ policy: CircuitBreaker.consecutive(1) }),
         SearchBreaker.layerConfig()
       )
       const [payments, search] = yield* Effect.all([PaymentsBreaker, SearchBreaker]).pipe(
         Effect.provide(layer),
-        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["SEARCH.FAILURE_THRESHOLD", "2"]])))
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["SEARCH_API.FAILURE_THRESHOLD", "2"]])))
       )
-      expect([payments.name, search.name, PaymentsBreaker.breakerName]).toEqual(["payments", "search", "payments"])
+      expect([payments.name, search.name, PaymentsBreaker.breakerName]).toEqual(["payments", "search-api", "payments"])
       yield* failTimes(payments, 1)
       yield* failTimes(search, 1)
       expect([yield* payments.state, yield* search.state]).toEqual(["Open", "Closed"])
+      yield* failTimes(search, 1)
+      expect(yield* search.state).toBe("Open")
       const e = yield* rejection(payments.protect(ok))
       expect(e.breaker).toBe("payments")
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
@@ -519,5 +522,29 @@ describe("CircuitBreaker", () => {
       expect(opened.count).toBe(1)
       const state = yield* Metric.value(CircuitBreaker.stateGauge.pipe(Metric.taggedWithLabels([name])))
       expect(state.value).toBe(1)
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("a store that never answers does not slow calls down", () =>
+    Effect.gen(function*() {
+      let published = 0
+      const stuck: BreakerStore.BreakerStore = {
+        load: () => Effect.succeed(Option.none()),
+        publish: () =>
+          Effect.suspend(() => {
+            published++
+            return Effect.never
+          }),
+        subscribe: () => Queue.unbounded<BreakerStore.Snapshot>()
+      }
+      const breaker = yield* CircuitBreaker.make({ name: "svc", policy: CircuitBreaker.consecutive(1) }).pipe(
+        Effect.provideService(BreakerStore.BreakerStore, stuck)
+      )
+      yield* failTimes(breaker, 1)
+      expect((yield* rejection(breaker.protect(ok))).state).toBe("Open")
+      yield* breaker.reset
+      expect(yield* breaker.protect(ok)).toBe("ok")
+      for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+      // the first snapshot is stuck in the store; the breaker went on deciding
+      expect(published).toBe(1)
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 })
