@@ -6,14 +6,29 @@ export * as Backoff from "./Backoff.js"
 /**
  * @since 0.1.0
  */
+export * as BreakerRegistry from "./BreakerRegistry.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as BreakerStore from "./BreakerStore.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as CircuitBreaker from "./CircuitBreaker.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Failure from "./Failure.js"
 
 /**
  * @since 0.1.0
  */
-export * as RetryBudget from "./RetryBudget.js"
+export * as Retry from "./Retry.js"
 
 /**
  * @since 0.1.0
  */
-export * as Retry from "./Retry.js"
+export * as RetryBudget from "./RetryBudget.js"
