@@ -807,33 +807,16 @@ const build = (
         return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
       }
     })
-    // without slow-call timing the handlers depend only on the generation: build them once per
-    // generation instead of once per call (allocating them per call doubles the cost of a call)
-    let shared: Handlers = handlers(generation, state, 0)
-    let sharedGeneration = generation
-
     const protect = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
       Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
         let s = state
         if (s === "Closed" || s === "Disabled") {
           calls++
-          if (timed) {
-            // per-call handlers (they carry the start time); measured faster as
-            // flatMap + catchAllCause than as one matchCauseEffect with fresh closures
-            const h = handlers(generation, s, now())
-            return Effect.catchAllCause(
-              Effect.flatMap(self, h.onSuccess as (a: A) => Effect.Effect<A>),
-              h.onFailure as (cause: Cause.Cause<E>) => Effect.Effect<never, E>
-            )
-          }
-          if (sharedGeneration !== generation) {
-            shared = handlers(generation, s, 0)
-            sharedGeneration = generation
-          }
+          const h = handlers(generation, s, timed ? now() : 0)
           // interruption counts as nothing in these states, so a plain match is enough
           return Effect.matchCauseEffect(
             self,
-            shared as unknown as {
+            h as unknown as {
               readonly onSuccess: (a: A) => Effect.Effect<A>
               readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
             }
