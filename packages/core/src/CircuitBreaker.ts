@@ -1072,6 +1072,8 @@ export interface TagClass<Self, Name extends string>
 {
   /** The breaker's name. */
   readonly breakerName: Name
+  /** Protects an effect with this breaker, taken from the context: `effect.pipe(PaymentsBreaker.protect)`. */
+  readonly protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpenError, R | Self>
   /** Provides the breaker with these options (its name is the tag's). */
   readonly layer: (options?: Omit<Options, "name">) => Layer.Layer<Self>
   /**
@@ -1096,6 +1098,9 @@ export interface TagClass<Self, Name extends string>
  *   const breaker = yield* PaymentsBreaker
  *   return yield* breaker.protect(Effect.succeed("charged"))
  * }).pipe(Effect.provide(PaymentsBreaker.layer({ openDuration: "30 seconds" })))
+ *
+ * // or, without naming the service
+ * const refund = Effect.succeed("refunded").pipe(PaymentsBreaker.protect)
  * ```
  *
  * @since 0.1.0
@@ -1106,6 +1111,7 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
   const tag = base as unknown as Context.Tag<Self, CircuitBreaker>
   return Object.assign(base, {
     breakerName: name,
+    protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.flatMap(tag, (breaker) => breaker.protect(self)),
     layer: (options: Omit<Options, "name"> = {}) => Layer.scoped(tag, make({ ...options, name })),
     layerConfig: (
       options: Config.Config<Options> = Config.nested(config(name), name.toUpperCase().replace(/[^A-Z0-9]+/g, "_"))
