@@ -807,33 +807,16 @@ const build = (
         return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
       }
     })
-    // without slow-call timing the handlers depend only on the generation: build them once per
-    // generation instead of once per call (allocating them per call doubles the cost of a call)
-    let shared: Handlers = handlers(generation, state, 0)
-    let sharedGeneration = generation
-
     const protect = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
       Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
         let s = state
         if (s === "Closed" || s === "Disabled") {
           calls++
-          if (timed) {
-            // per-call handlers (they carry the start time); measured faster as
-            // flatMap + catchAllCause than as one matchCauseEffect with fresh closures
-            const h = handlers(generation, s, now())
-            return Effect.catchAllCause(
-              Effect.flatMap(self, h.onSuccess as (a: A) => Effect.Effect<A>),
-              h.onFailure as (cause: Cause.Cause<E>) => Effect.Effect<never, E>
-            )
-          }
-          if (sharedGeneration !== generation) {
-            shared = handlers(generation, s, 0)
-            sharedGeneration = generation
-          }
+          const h = handlers(generation, s, timed ? now() : 0)
           // interruption counts as nothing in these states, so a plain match is enough
           return Effect.matchCauseEffect(
             self,
-            shared as unknown as {
+            h as unknown as {
               readonly onSuccess: (a: A) => Effect.Effect<A>
               readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
             }
@@ -1089,6 +1072,8 @@ export interface TagClass<Self, Name extends string>
 {
   /** The breaker's name. */
   readonly breakerName: Name
+  /** Protects an effect with this breaker, taken from the context: `effect.pipe(PaymentsBreaker.protect)`. */
+  readonly protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpenError, R | Self>
   /** Provides the breaker with these options (its name is the tag's). */
   readonly layer: (options?: Omit<Options, "name">) => Layer.Layer<Self>
   /**
@@ -1113,6 +1098,9 @@ export interface TagClass<Self, Name extends string>
  *   const breaker = yield* PaymentsBreaker
  *   return yield* breaker.protect(Effect.succeed("charged"))
  * }).pipe(Effect.provide(PaymentsBreaker.layer({ openDuration: "30 seconds" })))
+ *
+ * // or, without naming the service
+ * const refund = Effect.succeed("refunded").pipe(PaymentsBreaker.protect)
  * ```
  *
  * @since 0.1.0
@@ -1123,6 +1111,7 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
   const tag = base as unknown as Context.Tag<Self, CircuitBreaker>
   return Object.assign(base, {
     breakerName: name,
+    protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.flatMap(tag, (breaker) => breaker.protect(self)),
     layer: (options: Omit<Options, "name"> = {}) => Layer.scoped(tag, make({ ...options, name })),
     layerConfig: (
       options: Config.Config<Options> = Config.nested(config(name), name.toUpperCase().replace(/[^A-Z0-9]+/g, "_"))

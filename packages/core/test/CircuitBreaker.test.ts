@@ -422,6 +422,11 @@ describe("CircuitBreaker", () => {
       expect(yield* search.state).toBe("Open")
       const e = yield* rejection(payments.protect(ok))
       expect(e.breaker).toBe("payments")
+      // the tag's own protect takes the breaker from the context
+      const piped = yield* Effect.flip(
+        ok.pipe(PaymentsBreaker.protect, Effect.provideService(PaymentsBreaker, payments))
+      )
+      expect(piped).toBeInstanceOf(CircuitBreaker.CircuitOpenError)
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("state exports as a versioned snapshot and imports into another breaker", () =>
