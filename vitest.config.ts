@@ -8,6 +8,8 @@ export default defineConfig({
     projects,
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
-    sequence: { concurrent: false }
+    sequence: { concurrent: false },
+    // lets memory tests force a collection before they measure the heap
+    poolOptions: { forks: { execArgv: ["--expose-gc"] } }
   }
 })

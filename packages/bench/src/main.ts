@@ -3,10 +3,12 @@
  * `pnpm bench` (all suites) or `pnpm bench <name-substring>`.
  */
 import { formatResults, machine, runSuite, type Suite } from "./harness.js"
+import { suites as breakerSuites } from "./suites/breaker.js"
 import { suites as degradationSuites } from "./suites/degradation.js"
 import { suites as retrySuites } from "./suites/retry.js"
 
 const all: ReadonlyArray<Suite> = [
+  ...breakerSuites,
   ...retrySuites,
   ...degradationSuites
 ]

@@ -6,12 +6,27 @@ export * as Backoff from "./Backoff.js"
 /**
  * @since 0.1.0
  */
+export * as BreakerRegistry from "./BreakerRegistry.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as BreakerStore from "./BreakerStore.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Bulkhead from "./Bulkhead.js"
 
 /**
  * @since 0.1.0
  */
 export * as Chaos from "./Chaos.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as CircuitBreaker from "./CircuitBreaker.js"
 
 /**
  * @since 0.1.0
@@ -36,12 +51,12 @@ export * as Policy from "./Policy.js"
 /**
  * @since 0.1.0
  */
-export * as RetryBudget from "./RetryBudget.js"
+export * as Retry from "./Retry.js"
 
 /**
  * @since 0.1.0
  */
-export * as Retry from "./Retry.js"
+export * as RetryBudget from "./RetryBudget.js"
 
 /**
  * @since 0.1.0

@@ -1,0 +1,1131 @@
+/**
+ * A circuit breaker stops calling a dependency that keeps failing, gives it time to recover, then
+ * lets a few probe calls through before trusting it again. It is a service: one per dependency,
+ * provided by a Layer, with its state observable as data.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleIntervals from "effect/ScheduleIntervals"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as BreakerStore from "./BreakerStore.js"
+import * as Failure from "./Failure.js"
+import * as Window from "./internal/window.js"
+
+// -----------------------------------------------------------------------------
+// models
+// -----------------------------------------------------------------------------
+
+/**
+ * The states of a breaker: `Closed` (calls run), `Open` (calls are rejected until the open
+ * duration has passed), `HalfOpen` (a few probe calls run), `Isolated` (forced open until
+ * released) and `Disabled` (forced closed: calls run and are measured, the state never changes).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const State = BreakerStore.BreakerState
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type State = BreakerStore.BreakerState
+
+/**
+ * A breaker's exported state (see {@link CircuitBreaker.exportState}).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Snapshot = BreakerStore.Snapshot
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Snapshot = BreakerStore.Snapshot
+
+/**
+ * One change of state. `at` is the time from `Clock` in milliseconds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Transition {
+  readonly breaker: string
+  readonly from: State
+  readonly to: State
+  readonly at: number
+}
+
+/**
+ * A point-in-time view of a breaker's counters. The totals count since the breaker was made;
+ * the window figures are the ones the breaker decides on now.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Metrics {
+  readonly state: State
+  /** Calls admitted (rejections not included). */
+  readonly calls: number
+  readonly successes: number
+  /** Outcomes that count as failures: failures the classification says trip the breaker, and defects. */
+  readonly failures: number
+  /** Failures that count as neither success nor failure (validation errors, by default). */
+  readonly ignored: number
+  /** Calls that lasted at least `slowCall.duration` (0 when slow calls are not measured). */
+  readonly slowCalls: number
+  /** Calls rejected with `CircuitOpenError`. */
+  readonly rejections: number
+  /** Failures in a row now (reset by a success and by every transition). */
+  readonly consecutiveFailures: number
+  /** Calls in the current window (rate policies; 0 for the consecutive policy). */
+  readonly windowCalls: number
+  /** Failure rate in the current window, in [0, 1] (0 when it is empty). */
+  readonly failureRate: number
+  /** Slow-call rate in the current window, in [0, 1] (0 when it is empty). */
+  readonly slowCallRate: number
+  /** Probe calls running now (half-open). */
+  readonly probesInFlight: number
+  /** Times the breaker opened since it last closed. */
+  readonly opens: number
+}
+
+/**
+ * Rejection by a breaker that is open, isolated, or half-open with every probe slot taken.
+ * `retryAfter` is the time until the breaker admits a call again: infinite while isolated, zero
+ * when half-open (a slot frees when a probe finishes).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CircuitOpenError extends Schema.TaggedError<CircuitOpenError>()("CircuitOpenError", {
+  breaker: Schema.String,
+  state: Schema.Literal("Open", "HalfOpen", "Isolated"),
+  retryAfter: Schema.DurationFromSelf
+}) {
+  override get message(): string {
+    const what = this.state === "HalfOpen" ? "half-open with every probe slot taken" : this.state === "Isolated"
+      ? "isolated until released"
+      : "open"
+    return Duration.isFinite(this.retryAfter)
+      ? `Circuit "${this.breaker}" is ${what}; next attempt in ${Duration.format(this.retryAfter)}`
+      : `Circuit "${this.breaker}" is ${what}`
+  }
+
+  get [Failure.RuleKey](): Failure.RuleObject {
+    return {
+      category: "resource",
+      code: "CIRCUIT_OPEN",
+      severity: "minor",
+      strategy: "failover",
+      // a breaker's own rejection never counts against another breaker around it
+      tripsBreaker: false,
+      ...(Duration.isFinite(this.retryAfter) ? { retryAfter: this.retryAfter } : { retryable: false })
+    }
+  }
+}
+
+/**
+ * How failures open a closed breaker.
+ *
+ * - `Consecutive`: `threshold` failures in a row open it (a success resets the count).
+ * - `CountWindow`: over the last `size` calls, once at least `minimumCalls` were made, a failure
+ *   rate `>= rateThreshold` opens it.
+ * - `TimeWindow`: over the calls of the last `window` (kept in `buckets` buckets, so memory is
+ *   fixed and each call costs O(1)), once at least `minimumCalls` were made, a failure rate
+ *   `>= rateThreshold` opens it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Policy =
+  | { readonly _tag: "Consecutive"; readonly threshold: number }
+  | {
+    readonly _tag: "CountWindow"
+    readonly size: number
+    readonly rateThreshold: number
+    readonly minimumCalls: number
+  }
+  | {
+    readonly _tag: "TimeWindow"
+    readonly window: Duration.Duration
+    readonly buckets: number
+    readonly rateThreshold: number
+    readonly minimumCalls: number
+  }
+
+/**
+ * Opens after `threshold` failures in a row (seed 001's rule; default 5).
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const consecutive = (threshold = 5): Policy => ({ _tag: "Consecutive", threshold })
+
+/**
+ * Opens when the failure rate over the last `size` calls reaches `rateThreshold` (inclusive),
+ * once at least `minimumCalls` (default: `size`) calls were made.
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const countWindow = (options: {
+  readonly size: number
+  readonly rateThreshold: number
+  readonly minimumCalls?: number | undefined
+}): Policy => ({
+  _tag: "CountWindow",
+  size: options.size,
+  rateThreshold: options.rateThreshold,
+  minimumCalls: options.minimumCalls ?? options.size
+})
+
+/**
+ * Opens when the failure rate over the last `window` reaches `rateThreshold` (inclusive), once
+ * at least `minimumCalls` (default 10) calls were made in it. The window slides by buckets of
+ * `window / buckets` (default 10 buckets).
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const timeWindow = (options: {
+  readonly window: Duration.DurationInput
+  readonly rateThreshold: number
+  readonly minimumCalls?: number | undefined
+  readonly buckets?: number | undefined
+}): Policy => ({
+  _tag: "TimeWindow",
+  window: Duration.decode(options.window),
+  buckets: options.buckets ?? 10,
+  rateThreshold: options.rateThreshold,
+  minimumCalls: options.minimumCalls ?? 10
+})
+
+/**
+ * Options of a breaker. Every field is optional; the defaults are seed 001's.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The name in errors, logs, metrics and the store. Default: `"default"`. */
+  readonly name?: string | undefined
+  /**
+   * The `breaker` label on this breaker's metrics. Default: `name`. A registry gives all its
+   * breakers its own name here, so that many keys cannot grow the metric registry.
+   */
+  readonly metricLabel?: string | undefined
+  /** How failures open a closed breaker. Default: `consecutive(5)`. */
+  readonly policy?: Policy | undefined
+  /**
+   * How long the breaker stays open before it lets probes through: a duration, or a `Schedule`
+   * whose successive delays are used for successive opens (it restarts when the breaker
+   * closes; once the schedule is done its last delay is kept). Default: 60 seconds.
+   */
+  readonly openDuration?: Duration.DurationInput | Schedule.Schedule<unknown, unknown> | undefined
+  /** Probe calls admitted at once while half-open. Default: 3. */
+  readonly halfOpenProbes?: number | undefined
+  /** Probe successes that close the breaker. Default: 3. */
+  readonly successThreshold?: number | undefined
+  /**
+   * Slow calls: a call that lasts at least `duration` is slow; a slow-call rate `>=
+   * rateThreshold` (default 1) in the policy's window opens the breaker, and a slow probe
+   * re-opens it. Needs a window policy. Default: slow calls are not measured.
+   */
+  readonly slowCall?: {
+    readonly duration: Duration.DurationInput
+    readonly rateThreshold?: number | undefined
+  } | undefined
+  /**
+   * Decides whether a typed failure counts against the dependency. Default: the
+   * classification's `tripsBreaker` (validation errors do not count). Defects always count;
+   * interruption never does.
+   */
+  readonly isFailure?: ((error: unknown, classification: Failure.Classification) => boolean) | undefined
+}
+
+/**
+ * A circuit breaker.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CircuitBreaker {
+  readonly name: string
+  /**
+   * Runs an effect through the breaker: rejected at once with `CircuitOpenError` when the
+   * breaker is open, otherwise run and its outcome counted.
+   */
+  readonly protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpenError, R>
+  /** The current state (an open breaker whose open duration has passed reads as half-open). */
+  readonly state: Effect.Effect<State>
+  /** Every transition from now on. */
+  readonly changes: Stream.Stream<Transition>
+  readonly metrics: Effect.Effect<Metrics>
+  /** Back to closed with empty counters, from any state. */
+  readonly reset: Effect.Effect<void>
+  /** Forces the breaker open until {@link CircuitBreaker.release} or {@link CircuitBreaker.reset}. */
+  readonly isolate: Effect.Effect<void>
+  /** Ends `isolate` or `disable`: back to closed with empty counters (no effect otherwise). */
+  readonly release: Effect.Effect<void>
+  /** Forces the breaker closed: every call runs and is still measured. */
+  readonly disable: Effect.Effect<void>
+  readonly exportState: Effect.Effect<Snapshot>
+  /** Takes the state of a snapshot (of this breaker or another). */
+  readonly importState: (snapshot: Snapshot) => Effect.Effect<void>
+}
+
+/**
+ * The breaker service, when one breaker serves the whole program. For one breaker per
+ * dependency use {@link Tag}.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const CircuitBreaker: Context.Tag<CircuitBreaker, CircuitBreaker> = Context.GenericTag<CircuitBreaker>(
+  "@bulwark/core/CircuitBreaker"
+)
+
+// -----------------------------------------------------------------------------
+// options
+// -----------------------------------------------------------------------------
+
+interface Resolved {
+  readonly name: string
+  readonly metricLabel: string
+  readonly policy: Policy
+  readonly openDelay: number
+  readonly openSchedule: Schedule.Schedule<unknown, unknown> | undefined
+  readonly halfOpenProbes: number
+  readonly successThreshold: number
+  readonly slowMillis: number
+  readonly slowRate: number
+  readonly isFailure: ((error: unknown, classification: Failure.Classification) => boolean) | undefined
+}
+
+const isWhole = (n: unknown, min: number): boolean => typeof n === "number" && Number.isInteger(n) && n >= min
+const isRate = (n: unknown): boolean => typeof n === "number" && n > 0 && n <= 1
+
+/**
+ * Checks options and fills in defaults; throws a `TypeError` naming the field and the rule.
+ */
+const resolve = (options: Options): Resolved => {
+  const name = options.name ?? "default"
+  const fail = (field: string, rule: string, value: unknown): never => {
+    throw new TypeError(
+      `CircuitBreaker "${name}": ${field} must be ${rule}, got ${
+        Duration.isDuration(value) ? Duration.format(value) : String(value)
+      }`
+    )
+  }
+  const policy = options.policy ?? consecutive(5)
+  switch (policy._tag) {
+    case "Consecutive":
+      if (!isWhole(policy.threshold, 1)) fail("policy.threshold", "a whole number >= 1", policy.threshold)
+      break
+    case "CountWindow":
+      if (!isWhole(policy.size, 1)) fail("policy.size", "a whole number >= 1", policy.size)
+      if (!isRate(policy.rateThreshold)) fail("policy.rateThreshold", "a rate in (0, 1]", policy.rateThreshold)
+      if (!isWhole(policy.minimumCalls, 1) || policy.minimumCalls > policy.size) {
+        fail("policy.minimumCalls", `a whole number in [1, size = ${policy.size}]`, policy.minimumCalls)
+      }
+      break
+    case "TimeWindow":
+      if (!Duration.isFinite(policy.window) || Duration.toMillis(policy.window) <= 0) {
+        fail("policy.window", "a finite duration > 0", policy.window)
+      }
+      if (!isWhole(policy.buckets, 1)) fail("policy.buckets", "a whole number >= 1", policy.buckets)
+      if (!isRate(policy.rateThreshold)) fail("policy.rateThreshold", "a rate in (0, 1]", policy.rateThreshold)
+      if (!isWhole(policy.minimumCalls, 1)) fail("policy.minimumCalls", "a whole number >= 1", policy.minimumCalls)
+      break
+    default:
+      fail("policy", "built with consecutive, countWindow or timeWindow", JSON.stringify(policy))
+  }
+  let openDelay = 60_000
+  let openSchedule: Schedule.Schedule<unknown, unknown> | undefined = undefined
+  if (Schedule.isSchedule(options.openDuration)) {
+    openSchedule = options.openDuration as Schedule.Schedule<unknown, unknown>
+  } else if (options.openDuration !== undefined) {
+    const d = Duration.decodeUnknown(options.openDuration)
+    if (Option.isNone(d) || !Duration.isFinite(d.value)) {
+      fail("openDuration", "a finite duration >= 0 or a Schedule", options.openDuration)
+    }
+    openDelay = Duration.toMillis(Option.getOrThrow(d))
+  }
+  const halfOpenProbes = options.halfOpenProbes ?? 3
+  if (!isWhole(halfOpenProbes, 1)) fail("halfOpenProbes", "a whole number >= 1", halfOpenProbes)
+  const successThreshold = options.successThreshold ?? 3
+  if (!isWhole(successThreshold, 1)) fail("successThreshold", "a whole number >= 1", successThreshold)
+  let slowMillis = Infinity
+  let slowRate = Infinity
+  if (options.slowCall !== undefined) {
+    if (policy._tag === "Consecutive") {
+      fail("slowCall", "used with a window policy (countWindow or timeWindow)", "the consecutive policy")
+    }
+    const d = Duration.decodeUnknown(options.slowCall.duration)
+    if (Option.isNone(d) || !Duration.isFinite(d.value) || Duration.toMillis(d.value) <= 0) {
+      fail("slowCall.duration", "a finite duration > 0", options.slowCall.duration)
+    }
+    slowMillis = Duration.toMillis(Option.getOrThrow(d))
+    slowRate = options.slowCall.rateThreshold ?? 1
+    if (!isRate(slowRate)) fail("slowCall.rateThreshold", "a rate in (0, 1]", slowRate)
+  }
+  return {
+    name,
+    metricLabel: options.metricLabel ?? name,
+    policy,
+    openDelay,
+    openSchedule,
+    halfOpenProbes,
+    successThreshold,
+    slowMillis,
+    slowRate,
+    isFailure: options.isFailure
+  }
+}
+
+// -----------------------------------------------------------------------------
+// metrics
+// -----------------------------------------------------------------------------
+
+/**
+ * `bulwark_breaker_calls_total{breaker, outcome}`: calls seen, by outcome (`success`, `failure`,
+ * `ignored`, `rejected`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const callsTotal = Metric.counter("bulwark_breaker_calls_total", {
+  description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)",
+  incremental: true
+})
+/**
+ * `bulwark_breaker_failures_total{breaker, category, code}`: failures counted, by classification.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const failuresTotal = Metric.counter("bulwark_breaker_failures_total", {
+  description: "Failures counted by a circuit breaker, by category and code",
+  incremental: true
+})
+/**
+ * `bulwark_breaker_transitions_total{breaker, to}`: state transitions, by target state.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const transitionsTotal = Metric.counter("bulwark_breaker_transitions_total", {
+  description: "Circuit breaker state transitions, by target state",
+  incremental: true
+})
+/**
+ * `bulwark_breaker_state{breaker}`: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const stateGauge = Metric.gauge("bulwark_breaker_state", {
+  description: "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled"
+})
+const stateCode: Record<State, number> = { Closed: 0, Open: 1, HalfOpen: 2, Isolated: 3, Disabled: 4 }
+const outcomeLabels = {
+  success: MetricLabel.make("outcome", "success"),
+  failure: MetricLabel.make("outcome", "failure"),
+  ignored: MetricLabel.make("outcome", "ignored"),
+  rejected: MetricLabel.make("outcome", "rejected")
+}
+const toLabels = Object.fromEntries(
+  BreakerStore.BreakerState.literals.map((to) => [to, MetricLabel.make("to", to)])
+) as unknown as Record<State, MetricLabel.MetricLabel>
+
+// -----------------------------------------------------------------------------
+// the breaker
+// -----------------------------------------------------------------------------
+
+const SUCCESS = 0
+const FAILURE = 1
+const IGNORED = 2
+const INTERRUPTED = 3
+
+const makeError = (breaker: string, state: "Open" | "HalfOpen" | "Isolated", retryAfter: Duration.Duration) => {
+  // a rejection is an expected, frequent event: no stack trace to capture
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return new CircuitOpenError({ breaker, state, retryAfter }, true)
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+}
+
+const stepDelay = (
+  schedule: Schedule.Schedule<unknown, unknown>,
+  now: number,
+  state: unknown
+): Effect.Effect<readonly [state: unknown, delay: number | undefined]> =>
+  Effect.map(schedule.step(now, undefined, state), ([next, _, decision]) =>
+    [
+      next,
+      ScheduleDecision.isDone(decision) ? undefined : Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
+    ] as const)
+
+/**
+ * Makes a breaker. It lives as long as the scope (its transition stream and its store fibers
+ * end with it).
+ *
+ * The breaker reads time from the `Clock` and failures through the `Failure.Classifier` of the
+ * context it is made in. Options that break a rule are a defect whose message names the field.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make({ name: "payments", openDuration: "30 seconds" })
+ *   const charge = Effect.succeed("charged")
+ *   return yield* breaker.protect(charge)
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<CircuitBreaker, never, Scope.Scope> =>
+  Effect.suspend(() => {
+    let resolved: Resolved
+    try {
+      resolved = resolve(options)
+    } catch (error) {
+      return Effect.dieMessage((error as Error).message)
+    }
+    return Effect.flatMap(Effect.all([Effect.clock, Failure.currentClassifier]), ([clock, classifier]) =>
+      build(resolved, clock, classifier))
+  })
+
+const build = (
+  o: Resolved,
+  clock: Clock.Clock,
+  classifier: Failure.Classifier
+): Effect.Effect<CircuitBreaker, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const name = o.name
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const scope = yield* Effect.scope
+    // the transition hub is made on first subscription: most breakers never have one
+    let hub: PubSub.PubSub<Transition> | undefined = undefined
+    const getHub = Effect.suspend(() =>
+      hub !== undefined ? Effect.succeed(hub) : Effect.tap(
+        PubSub.sliding<Transition>(1024),
+        (made) => {
+          hub = made
+          return Scope.addFinalizer(scope, PubSub.shutdown(made))
+        }
+      )
+    )
+    const maybeStore = yield* Effect.serviceOption(BreakerStore.BreakerStore)
+    const origin = `${name}#${(yield* Random.nextIntBetween(0, 2 ** 31 - 1)).toString(36)}`
+
+    // ----- labels for metrics (constant arrays: the metric registry caches by identity)
+    const nameLabel = MetricLabel.make("breaker", o.metricLabel)
+    const successLabels = [nameLabel, outcomeLabels.success]
+    const failureLabels = [nameLabel, outcomeLabels.failure]
+    const ignoredLabels = [nameLabel, outcomeLabels.ignored]
+    const rejectedLabels = [nameLabel, outcomeLabels.rejected]
+    const stateLabels = [nameLabel]
+    // made on the first transition to each state: most breakers never leave Closed
+    const transitionLabels: Partial<Record<State, ReadonlyArray<MetricLabel.MetricLabel>>> = {}
+    const transitionLabelsFor = (to: State) => transitionLabels[to] ??= [nameLabel, toLabels[to]]
+
+    // ----- mutable state, touched only inside Effect.sync / Effect.suspend
+    const policy = o.policy
+    const window: Window.OutcomeWindow | undefined = policy._tag === "CountWindow"
+      ? Window.countWindow(policy.size)
+      : policy._tag === "TimeWindow"
+      ? Window.timeWindow(Duration.toMillis(policy.window), policy.buckets)
+      : undefined
+    const consecutiveThreshold = policy._tag === "Consecutive" ? policy.threshold : Infinity
+    const rateThreshold = policy._tag === "Consecutive" ? Infinity : policy.rateThreshold
+    const minimumCalls = policy._tag === "Consecutive" ? Infinity : policy.minimumCalls
+    const timed = o.slowMillis !== Infinity
+    const needsTime = timed || policy._tag === "TimeWindow"
+
+    let state: State = "Closed"
+    let generation = 0
+    let since = now()
+    let openUntil = 0
+    let opens = 0
+    let consecutiveFailures = 0
+    let probesInFlight = 0
+    let probeSuccesses = 0
+    let calls = 0
+    let successes = 0
+    let failures = 0
+    let ignored = 0
+    let slowCalls = 0
+    let rejections = 0
+
+    // ----- open duration
+    let nextOpenDelay = o.openDelay
+    let scheduleState: unknown = undefined
+    let firstOpenDelay = o.openDelay
+    let scheduleStateAfterFirst: unknown = undefined
+    if (o.openSchedule !== undefined) {
+      const [s, d] = yield* stepDelay(o.openSchedule, since, o.openSchedule.initial)
+      firstOpenDelay = d ?? 0
+      scheduleStateAfterFirst = s
+      nextOpenDelay = firstOpenDelay
+      scheduleState = s
+    }
+    // steps the schedule once the breaker has opened, ready for the next open
+    const stepSchedule = (at: number): Effect.Effect<void> =>
+      o.openSchedule === undefined ? Effect.void : Effect.map(
+        stepDelay(o.openSchedule, at, scheduleState),
+        ([s, d]) => {
+          scheduleState = s
+          if (d !== undefined) nextOpenDelay = d
+        }
+      )
+
+    // ----- store
+    const outbox = Option.isSome(maybeStore) ? yield* Queue.sliding<Snapshot>(64) : undefined
+
+    const snapshot = (): Snapshot => ({
+      version: 1,
+      breaker: name,
+      state,
+      since,
+      openUntil: state === "Open" ? openUntil : null,
+      opens,
+      origin
+    })
+
+    const logOpen = (at: number, reason: string) =>
+      Effect.logError(
+        `Circuit "${name}" opened: ${reason}; next attempt in ${
+          Duration.format(Duration.millis(Math.max(0, openUntil - at)))
+        }`
+      ).pipe(Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Open" }))
+    const logClose = (reason: string) =>
+      Effect.logInfo(`Circuit "${name}" closed: ${reason}`).pipe(
+        Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Closed" })
+      )
+
+    /** Moves to `to`; every transition starts the counters afresh and voids calls in flight. */
+    const transition = (to: State, at: number, publish = true): void => {
+      const from = state
+      state = to
+      generation++
+      since = at
+      probesInFlight = 0
+      probeSuccesses = 0
+      consecutiveFailures = 0
+      window?.clear()
+      if (to === "Open") {
+        openUntil = at + nextOpenDelay
+        opens++
+      } else if (to === "Closed") {
+        opens = 0
+        nextOpenDelay = firstOpenDelay
+        scheduleState = scheduleStateAfterFirst
+      }
+      hub?.unsafeOffer({ breaker: name, from, to, at })
+      transitionsTotal.unsafeUpdate(1, transitionLabelsFor(to))
+      stateGauge.unsafeUpdate(stateCode[to], stateLabels)
+      if (publish && outbox !== undefined) outbox.unsafeOffer(snapshot())
+    }
+
+    const open = (at: number, reason: string): Effect.Effect<void> => {
+      transition("Open", at)
+      // the schedule must step even if the calling fiber is interrupted right now
+      return Effect.uninterruptible(Effect.zipRight(stepSchedule(at), logOpen(at, reason)))
+    }
+
+    /** Moves an open breaker whose time has come to half-open. */
+    const refresh = (at: number): void => {
+      if (state === "Open" && at >= openUntil) transition("HalfOpen", at)
+    }
+
+    const windowTripped = (at: number): string | undefined => {
+      if (window === undefined) return undefined
+      window.advance(at)
+      const total = window.total()
+      if (total < minimumCalls) return undefined
+      if (window.failures() / total >= rateThreshold) {
+        return `failure rate ${window.failures()}/${total} reached ${rateThreshold}`
+      }
+      if (window.slow() / total >= o.slowRate) {
+        return `slow-call rate ${window.slow()}/${total} reached ${o.slowRate}`
+      }
+      return undefined
+    }
+
+    /**
+     * Counts an outcome. Returns the effect to run after it (logs of a transition), if any.
+     */
+    const settle = (
+      gen: number,
+      admittedIn: State,
+      outcome: number,
+      start: number
+    ): Effect.Effect<void> | undefined => {
+      const at = needsTime ? now() : 0
+      const current = gen === generation
+      if (outcome === INTERRUPTED || outcome === IGNORED) {
+        if (outcome === IGNORED) {
+          ignored++
+          callsTotal.unsafeUpdate(1, ignoredLabels)
+        }
+        if (current && admittedIn === "HalfOpen") probesInFlight--
+        return undefined
+      }
+      const failed = outcome === FAILURE
+      const slow = timed && at - start >= o.slowMillis
+      if (failed) {
+        failures++
+        callsTotal.unsafeUpdate(1, failureLabels)
+      } else {
+        successes++
+        callsTotal.unsafeUpdate(1, successLabels)
+      }
+      if (slow) slowCalls++
+      // an outcome counts against the state its call was admitted in
+      if (!current) return undefined
+      switch (admittedIn) {
+        case "Closed":
+        case "Disabled": {
+          consecutiveFailures = failed ? consecutiveFailures + 1 : 0
+          window?.record(at, failed, slow)
+          if (admittedIn === "Disabled") return undefined
+          if (consecutiveFailures >= consecutiveThreshold) {
+            return open(needsTime ? at : now(), `${consecutiveFailures} consecutive failures`)
+          }
+          if (window !== undefined) {
+            const at2 = needsTime ? at : now()
+            const reason = windowTripped(at2)
+            if (reason !== undefined) return open(at2, reason)
+          }
+          return undefined
+        }
+        case "HalfOpen": {
+          probesInFlight--
+          if (failed || slow) return open(needsTime ? at : now(), failed ? "a probe failed" : "a probe was slow")
+          probeSuccesses++
+          if (probeSuccesses >= o.successThreshold) {
+            transition("Closed", needsTime ? at : now())
+            return logClose(`${o.successThreshold} probes succeeded`)
+          }
+          return undefined
+        }
+        default:
+          return undefined
+      }
+    }
+
+    const outcomeOf = (cause: Cause.Cause<unknown>): number => {
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure)) {
+        const classification = classifier.classify(failure.value)
+        const counts = o.isFailure !== undefined
+          ? o.isFailure(failure.value, classification)
+          : classification.tripsBreaker
+        if (counts) {
+          failuresTotal.unsafeUpdate(1, [
+            nameLabel,
+            MetricLabel.make("category", classification.category),
+            MetricLabel.make("code", classification.code)
+          ])
+          return FAILURE
+        }
+        return IGNORED
+      }
+      if (Option.isSome(Cause.dieOption(cause))) {
+        failuresTotal.unsafeUpdate(1, [
+          nameLabel,
+          MetricLabel.make("category", "system"),
+          MetricLabel.make("code", "DEFECT")
+        ])
+        return FAILURE
+      }
+      return INTERRUPTED
+    }
+
+    // rejections in the same millisecond of the same period share one error: a flood of
+    // rejections costs neither a stack trace nor an allocation per call
+    let rejection: Effect.Effect<never, CircuitOpenError> | undefined = undefined
+    let rejectionAt = -1
+    let rejectionGeneration = -1
+    const reject = (at: number): Effect.Effect<never, CircuitOpenError> => {
+      rejections++
+      callsTotal.unsafeUpdate(1, rejectedLabels)
+      if (rejection === undefined || at !== rejectionAt || generation !== rejectionGeneration) {
+        const s = state
+        rejection = Effect.failCause(Cause.fail(makeError(
+          name,
+          s === "Isolated" ? "Isolated" : s === "HalfOpen" ? "HalfOpen" : "Open",
+          s === "Isolated" ? Duration.infinity : s === "Open" ? Duration.millis(openUntil - at) : Duration.zero
+        )))
+        rejectionAt = at
+        rejectionGeneration = generation
+      }
+      return rejection
+    }
+
+    type Handlers = {
+      readonly onSuccess: (a: unknown) => Effect.Effect<unknown>
+      readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<never, unknown>
+    }
+    const handlers = (gen: number, admittedIn: State, start: number): Handlers => ({
+      onSuccess: (a) => {
+        const after = settle(gen, admittedIn, SUCCESS, start)
+        return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
+      },
+      onFailure: (cause) => {
+        const after = settle(gen, admittedIn, outcomeOf(cause), start)
+        return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+      }
+    })
+    const protect = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
+      Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
+        let s = state
+        if (s === "Closed" || s === "Disabled") {
+          calls++
+          const h = handlers(generation, s, timed ? now() : 0)
+          // interruption counts as nothing in these states, so a plain match is enough
+          return Effect.matchCauseEffect(
+            self,
+            h as unknown as {
+              readonly onSuccess: (a: A) => Effect.Effect<A>
+              readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
+            }
+          )
+        }
+        const at = now()
+        if (s === "Open") {
+          refresh(at)
+          s = state
+        }
+        if (s === "HalfOpen" && probesInFlight < o.halfOpenProbes) {
+          probesInFlight++
+          calls++
+          const gen = generation
+          // a probe's slot must be freed even when it is interrupted: run the outcome uninterruptibly
+          return Effect.uninterruptibleMask((restore) =>
+            Effect.matchCauseEffect(restore(self), {
+              onSuccess: (a) => {
+                const after = settle(gen, "HalfOpen", SUCCESS, at)
+                return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
+              },
+              onFailure: (cause) => {
+                const after = settle(gen, "HalfOpen", outcomeOf(cause), at)
+                return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+              }
+            })
+          )
+        }
+        return reject(at)
+      })
+
+    const readState = Effect.sync(() => {
+      refresh(now())
+      return state
+    })
+
+    const metrics = Effect.sync((): Metrics => {
+      const at = now()
+      refresh(at)
+      window?.advance(at)
+      const total = window?.total() ?? 0
+      return {
+        state,
+        calls,
+        successes,
+        failures,
+        ignored,
+        slowCalls,
+        rejections,
+        consecutiveFailures,
+        windowCalls: total,
+        failureRate: total === 0 ? 0 : window!.failures() / total,
+        slowCallRate: total === 0 ? 0 : window!.slow() / total,
+        probesInFlight,
+        opens
+      }
+    })
+
+    const closeFrom = (reason: string) =>
+      Effect.suspend(() => {
+        const was = state
+        transition("Closed", now())
+        return was === "Closed" ? Effect.void : logClose(reason)
+      })
+
+    const reset = closeFrom("reset")
+    const release = Effect.suspend(() =>
+      state === "Isolated" || state === "Disabled" ? closeFrom("released") : Effect.void
+    )
+    const isolate = Effect.suspend(() => {
+      if (state === "Isolated") return Effect.void
+      transition("Isolated", now())
+      return Effect.logError(`Circuit "${name}" isolated until released`).pipe(
+        Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Isolated" })
+      )
+    })
+    const disable = Effect.suspend(() => {
+      if (state === "Disabled") return Effect.void
+      transition("Disabled", now())
+      return Effect.logWarning(`Circuit "${name}" disabled: calls run unprotected until released`).pipe(
+        Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Disabled" })
+      )
+    })
+
+    const exportState = Effect.sync(() => {
+      refresh(now())
+      return snapshot()
+    })
+
+    const apply = (incoming: Snapshot, publish: boolean): void => {
+      if (incoming.state === state && incoming.state !== "Open") return
+      transition(incoming.state, now(), false)
+      since = incoming.since
+      opens = incoming.opens
+      if (incoming.state === "Open") openUntil = incoming.openUntil ?? now()
+      if (publish && outbox !== undefined) outbox.unsafeOffer(snapshot())
+    }
+
+    const importState = (incoming: Snapshot) => Effect.sync(() => apply(incoming, true))
+
+    // ----- store wiring: load once, then publish and listen in the background
+    if (Option.isSome(maybeStore) && outbox !== undefined) {
+      const store = maybeStore.value
+      const loaded = yield* store.load(name)
+      if (Option.isSome(loaded) && loaded.value.origin !== origin) apply(loaded.value, false)
+      const inbox = yield* store.subscribe(name)
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(outbox), store.publish)))
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(inbox), (incoming) =>
+        Effect.sync(() => {
+          if (incoming.origin !== origin) apply(incoming, false)
+        }))))
+    }
+    stateGauge.unsafeUpdate(stateCode[state], stateLabels)
+
+    return {
+      name,
+      protect,
+      state: readState,
+      changes: Stream.unwrapScoped(Effect.map(Effect.flatMap(getHub, PubSub.subscribe), Stream.fromQueue)),
+      metrics,
+      reset,
+      isolate,
+      release,
+      disable,
+      exportState,
+      importState
+    }
+  })
+
+// -----------------------------------------------------------------------------
+// layers
+// -----------------------------------------------------------------------------
+
+/**
+ * Provides one breaker as the {@link CircuitBreaker} service.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.CircuitBreaker
+ *   return yield* breaker.protect(Effect.succeed(1))
+ * }).pipe(Effect.provide(CircuitBreaker.layer({ name: "payments" })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<CircuitBreaker> => Layer.scoped(CircuitBreaker, make(options))
+
+/**
+ * Options read from configuration. Keys (under the prefix the config is nested in):
+ * `POLICY` (`consecutive` | `count` | `time`, default `consecutive`), `FAILURE_THRESHOLD` (5),
+ * `FAILURE_RATE_THRESHOLD` (0.5), `WINDOW_SIZE` (100 calls), `WINDOW_DURATION` (60 seconds),
+ * `WINDOW_BUCKETS` (10), `MINIMUM_CALLS` (window size for `count`, 10 for `time`),
+ * `OPEN_DURATION` (60 seconds), `HALF_OPEN_PROBES` (3), `SUCCESS_THRESHOLD` (3),
+ * `SLOW_CALL_DURATION` (none), `SLOW_CALL_RATE_THRESHOLD` (1). A value that breaks a rule fails
+ * with a `ConfigError` naming its key.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config = (name?: string): Config.Config<Options> => {
+  const whole = (key: string, min: number, fallback: number) =>
+    Config.integer(key).pipe(
+      Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min }),
+      Config.withDefault(fallback)
+    )
+  const rate = (key: string, fallback: number) =>
+    Config.number(key).pipe(
+      Config.validate({ message: "must be a rate in (0, 1]", validation: (n) => n > 0 && n <= 1 }),
+      Config.withDefault(fallback)
+    )
+  const positive = (key: string) =>
+    Config.duration(key).pipe(
+      Config.validate({
+        message: "must be a finite duration > 0",
+        validation: (d) => Duration.isFinite(d) && Duration.toMillis(d) > 0
+      })
+    )
+  const fields = Config.all({
+    policy: Config.literal("consecutive", "count", "time")("POLICY").pipe(Config.withDefault("consecutive" as const)),
+    failureThreshold: whole("FAILURE_THRESHOLD", 1, 5),
+    failureRateThreshold: rate("FAILURE_RATE_THRESHOLD", 0.5),
+    windowSize: whole("WINDOW_SIZE", 1, 100),
+    windowDuration: positive("WINDOW_DURATION").pipe(Config.withDefault(Duration.seconds(60))),
+    windowBuckets: whole("WINDOW_BUCKETS", 1, 10),
+    minimumCalls: Config.option(whole("MINIMUM_CALLS", 1, 1)),
+    openDuration: Config.duration("OPEN_DURATION").pipe(
+      Config.validate({ message: "must be a finite duration", validation: Duration.isFinite }),
+      Config.withDefault(Duration.seconds(60))
+    ),
+    halfOpenProbes: whole("HALF_OPEN_PROBES", 1, 3),
+    successThreshold: whole("SUCCESS_THRESHOLD", 1, 3),
+    slowCallDuration: Config.option(positive("SLOW_CALL_DURATION")),
+    slowCallRateThreshold: rate("SLOW_CALL_RATE_THRESHOLD", 1)
+  })
+  return Config.mapOrFail(fields, (c): Either.Either<Options, ConfigError.ConfigError> => {
+    const minimumCalls = Option.getOrUndefined(c.minimumCalls)
+    if (c.policy === "count" && minimumCalls !== undefined && minimumCalls > c.windowSize) {
+      return Either.left(
+        ConfigError.InvalidData(["MINIMUM_CALLS"], `must be at most WINDOW_SIZE (${c.windowSize}), got ${minimumCalls}`)
+      )
+    }
+    if (c.policy === "consecutive" && Option.isSome(c.slowCallDuration)) {
+      return Either.left(
+        ConfigError.InvalidData(["SLOW_CALL_DURATION"], "needs POLICY count or time (slow calls are measured by rate)")
+      )
+    }
+    const policy = c.policy === "consecutive"
+      ? consecutive(c.failureThreshold)
+      : c.policy === "count"
+      ? countWindow({ size: c.windowSize, rateThreshold: c.failureRateThreshold, minimumCalls })
+      : timeWindow({
+        window: c.windowDuration,
+        buckets: c.windowBuckets,
+        rateThreshold: c.failureRateThreshold,
+        minimumCalls
+      })
+    return Either.right({
+      ...(name !== undefined ? { name } : {}),
+      policy,
+      openDuration: c.openDuration,
+      halfOpenProbes: c.halfOpenProbes,
+      successThreshold: c.successThreshold,
+      ...(Option.isSome(c.slowCallDuration)
+        ? { slowCall: { duration: c.slowCallDuration.value, rateThreshold: c.slowCallRateThreshold } }
+        : {})
+    })
+  })
+}
+
+/**
+ * Provides the {@link CircuitBreaker} service from configuration (see {@link config}).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Config<Options> = config()
+): Layer.Layer<CircuitBreaker, ConfigError.ConfigError> => Layer.scoped(CircuitBreaker, Effect.flatMap(options, make))
+
+/**
+ * A tag class for one breaker per dependency, with its own layers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TagClass<Self, Name extends string>
+  extends Context.TagClass<Self, `@bulwark/core/CircuitBreaker/${Name}`, CircuitBreaker>
+{
+  /** The breaker's name. */
+  readonly breakerName: Name
+  /** Protects an effect with this breaker, taken from the context: `effect.pipe(PaymentsBreaker.protect)`. */
+  readonly protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpenError, R | Self>
+  /** Provides the breaker with these options (its name is the tag's). */
+  readonly layer: (options?: Omit<Options, "name">) => Layer.Layer<Self>
+  /**
+   * Provides the breaker from configuration, by default {@link config} nested under the
+   * breaker's name, upper-cased with every other character than letters and digits turned to
+   * `_` (`payments-api` → `PAYMENTS_API_FAILURE_THRESHOLD`… with the environment provider).
+   */
+  readonly layerConfig: (options?: Config.Config<Options>) => Layer.Layer<Self, ConfigError.ConfigError>
+}
+
+/**
+ * Declares one breaker per dependency as its own service.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * class PaymentsBreaker extends CircuitBreaker.Tag("payments")<PaymentsBreaker>() {}
+ *
+ * const charge = Effect.gen(function*() {
+ *   const breaker = yield* PaymentsBreaker
+ *   return yield* breaker.protect(Effect.succeed("charged"))
+ * }).pipe(Effect.provide(PaymentsBreaker.layer({ openDuration: "30 seconds" })))
+ *
+ * // or, without naming the service
+ * const refund = Effect.succeed("refunded").pipe(PaymentsBreaker.protect)
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass<Self, Name> => {
+  const base = Context.Tag(`@bulwark/core/CircuitBreaker/${name}`)<Self, CircuitBreaker>()
+  const tag = base as unknown as Context.Tag<Self, CircuitBreaker>
+  return Object.assign(base, {
+    breakerName: name,
+    protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.flatMap(tag, (breaker) => breaker.protect(self)),
+    layer: (options: Omit<Options, "name"> = {}) => Layer.scoped(tag, make({ ...options, name })),
+    layerConfig: (
+      options: Config.Config<Options> = Config.nested(config(name), name.toUpperCase().replace(/[^A-Z0-9]+/g, "_"))
+    ) => Layer.scoped(tag, Effect.flatMap(options, (o) => make({ ...o, name })))
+  }) as unknown as TagClass<Self, Name>
+}
+
+/**
+ * Protects an effect with the {@link CircuitBreaker} service in the context.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const protect = <A, E, R>(
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | CircuitOpenError, R | CircuitBreaker> =>
+  Effect.flatMap(CircuitBreaker, (breaker) => breaker.protect(self))

@@ -1,0 +1,78 @@
+import { BreakerRegistry, CircuitBreaker } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Data, Effect, Exit, Logger, LogLevel, Option, TestClock } from "effect"
+
+class Refused extends Data.TaggedError("Refused")<{}> {}
+
+describe("BreakerRegistry", () => {
+  it.scoped("one breaker per key, made on demand from one set of options", () =>
+    Effect.gen(function*() {
+      const registry = yield* BreakerRegistry.make({
+        name: "hosts",
+        breaker: { policy: CircuitBreaker.consecutive(2) }
+      })
+      const a = registry.protect("a.example")
+      const b = registry.protect("b.example")
+      yield* Effect.exit(a(Effect.fail(new Refused())))
+      yield* Effect.exit(a(Effect.fail(new Refused())))
+      expect(yield* b(Effect.succeed("ok"))).toBe("ok")
+      const rejected = yield* Effect.exit(a(Effect.succeed("ok")))
+      expect(Exit.isFailure(rejected)).toBe(true)
+      if (Exit.isFailure(rejected)) {
+        const error = Option.getOrThrow(Cause.failureOption(rejected.cause))
+        expect(error).toBeInstanceOf(CircuitBreaker.CircuitOpenError)
+        expect((error as CircuitBreaker.CircuitOpenError).breaker).toBe("hosts/a.example")
+      }
+      const state = yield* Effect.flatMap(registry.get("a.example"), (breaker) => breaker.state)
+      expect(state).toBe("Open")
+      expect([...(yield* registry.keys)].sort()).toEqual(["a.example", "b.example"])
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped(
+    "stays within its bound under 100,000 distinct keys and keeps the recent ones",
+    () =>
+      Effect.gen(function*() {
+        const registry = yield* BreakerRegistry.make({ name: "flood", capacity: 100 })
+        let largest = 0
+        for (let i = 0; i < 100_000; i++) {
+          yield* registry.protect(`key-${i}`)(Effect.void)
+          if (i % 1000 === 0) largest = Math.max(largest, (yield* registry.keys).length)
+        }
+        const keys = yield* registry.keys
+        expect(keys.length).toBe(100)
+        expect(largest).toBeLessThanOrEqual(100)
+        expect([...keys].sort()).toEqual(Array.from({ length: 100 }, (_, i) => `key-${99_900 + i}`).sort())
+      }),
+    { timeout: 60_000 }
+  )
+
+  it.scoped("drops breakers left idle, and forgets their state", () =>
+    Effect.gen(function*() {
+      const registry = yield* BreakerRegistry.make({
+        breaker: { policy: CircuitBreaker.consecutive(1) },
+        idleTimeToLive: "1 minute"
+      })
+      yield* Effect.exit(registry.protect("x")(Effect.fail(new Refused())))
+      yield* registry.protect("y")(Effect.void)
+      yield* TestClock.adjust("30 seconds")
+      yield* registry.protect("y")(Effect.void)
+      yield* TestClock.adjust("31 seconds")
+      expect(yield* registry.keys).toEqual(["y"])
+      // x was open; its replacement starts closed
+      expect(yield* registry.protect("x")(Effect.succeed("fresh"))).toBe("fresh")
+      yield* TestClock.adjust("2 minutes")
+      expect(yield* registry.keys).toEqual([])
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("bad options are a defect that names the field, before any call", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Effect.scoped(BreakerRegistry.make({ capacity: 0 })))
+      expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toMatch(/capacity must be a whole number >= 1, got 0/)
+      const badBreaker = yield* Effect.exit(
+        Effect.scoped(BreakerRegistry.make({ breaker: { policy: CircuitBreaker.consecutive(0) } }))
+      )
+      expect(Exit.isFailure(badBreaker) && Cause.pretty(badBreaker.cause)).toMatch(
+        /policy\.threshold must be a whole number >= 1, got 0/
+      )
+    }))
+})
