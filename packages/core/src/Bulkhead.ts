@@ -466,20 +466,32 @@ export const make = (options: Options = {}): Effect.Effect<Bulkhead> =>
       : Effect.sync(() => unsafeMake(resolved.right))
   })
 
+const wholeKey = (key: string, min: number) =>
+  Config.option(
+    Config.integer(key).pipe(
+      Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min })
+    )
+  )
+
 /**
- * The configuration of a bulkhead read from `Config`: keys `maxConcurrent`, `maxQueued`,
- * `maxWait` (a duration), `priorities`, `defaultPriority`, all optional. Nest it with
- * `Config.nested("payments")` to read `PAYMENTS_MAX_CONCURRENT`-style keys.
+ * The configuration of a bulkhead read from `Config`: keys `MAX_CONCURRENT`, `MAX_QUEUED`,
+ * `MAX_WAIT` (a duration), `PRIORITIES`, `DEFAULT_PRIORITY`, all optional (the defaults of
+ * {@link Options}). Nest it (`Config.nested(Bulkhead.config, "PAYMENTS")`) to read
+ * `PAYMENTS_MAX_CONCURRENT`… with the environment provider.
  *
  * @since 0.1.0
  * @category config
  */
 export const config: Config.Config<Options> = Config.all({
-  maxConcurrent: Config.option(Config.integer("maxConcurrent")),
-  maxQueued: Config.option(Config.integer("maxQueued")),
-  maxWait: Config.option(Config.duration("maxWait")),
-  priorities: Config.option(Config.integer("priorities")),
-  defaultPriority: Config.option(Config.integer("defaultPriority"))
+  maxConcurrent: wholeKey("MAX_CONCURRENT", 1),
+  maxQueued: wholeKey("MAX_QUEUED", 0),
+  maxWait: Config.option(
+    Config.duration("MAX_WAIT").pipe(
+      Config.validate({ message: "must be a duration > 0", validation: (d) => Duration.toMillis(d) > 0 })
+    )
+  ),
+  priorities: wholeKey("PRIORITIES", 1),
+  defaultPriority: wholeKey("DEFAULT_PRIORITY", 0)
 }).pipe(
   Config.map((c) => ({
     maxConcurrent: Option.getOrUndefined(c.maxConcurrent),
@@ -490,11 +502,13 @@ export const config: Config.Config<Options> = Config.all({
   }))
 )
 
+const configKey = (field: string): string => field.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase()
+
 const fromConfig = (name: string, options: Config.Config<Options>): Effect.Effect<Bulkhead, ConfigError.ConfigError> =>
   Effect.flatMap(options, (read) => {
     const resolved = resolve({ ...read, name })
     return Either.isLeft(resolved)
-      ? Effect.fail(ConfigError.InvalidData([resolved.left.field], resolved.left.message))
+      ? Effect.fail(ConfigError.InvalidData([configKey(resolved.left.field)], resolved.left.message))
       : Effect.sync(() => unsafeMake(resolved.right))
   })
 
@@ -528,10 +542,14 @@ export interface TagClass<Self, Name extends string>
   extends Context.TagClass<Self, `@bulwark/core/Bulkhead/${Name}`, Bulkhead>
 {
   /** The dependency's name; also the bulkhead's name. */
-  readonly dependency: Name
+  readonly bulkheadName: Name
   /** Provides this bulkhead. */
   readonly layer: (options?: Omit<Options, "name">) => Layer.Layer<Self>
-  /** Provides this bulkhead from `Config` (default: {@link config}). */
+  /**
+   * Provides this bulkhead from `Config`; by default {@link config} nested under the name,
+   * upper-cased with every character other than letters and digits turned to `_`
+   * (`payments-api` → `PAYMENTS_API_MAX_CONCURRENT`… with the environment provider).
+   */
   readonly layerConfig: (options?: Config.Config<Options>) => Layer.Layer<Self, ConfigError.ConfigError>
   /** A policy function that runs its effect in this bulkhead (taken from the context). */
   readonly protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | BulkheadRejectedError, R | Self>
@@ -557,11 +575,13 @@ export interface TagClass<Self, Name extends string>
 export const Tag = <const Name extends string>(dependency: Name) => <Self>(): TagClass<Self, Name> => {
   const tag = Context.Tag(`@bulwark/core/Bulkhead/${dependency}`)<Self, Bulkhead>()
   const Class = class extends tag {
-    static readonly dependency = dependency
+    static readonly bulkheadName = dependency
     static layer(options: Omit<Options, "name"> = {}): Layer.Layer<Self> {
       return Layer.effect(tag, make({ ...options, name: dependency }))
     }
-    static layerConfig(options: Config.Config<Options> = config): Layer.Layer<Self, ConfigError.ConfigError> {
+    static layerConfig(
+      options: Config.Config<Options> = Config.nested(config, dependency.toUpperCase().replace(/[^A-Z0-9]+/g, "_"))
+    ): Layer.Layer<Self, ConfigError.ConfigError> {
       return Layer.effect(tag, fromConfig(dependency, options))
     }
     static protect<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadRejectedError, R | Self> {

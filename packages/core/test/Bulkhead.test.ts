@@ -243,7 +243,7 @@ describe("Bulkhead", () => {
   it.effect("layerConfig reads the limits from Config and fails with a ConfigError naming the key", () =>
     Effect.gen(function*() {
       const good = ConfigProvider.fromMap(
-        new Map([["maxConcurrent", "4"], ["maxQueued", "8"], ["maxWait", "1 second"]])
+        new Map([["MAX_CONCURRENT", "4"], ["MAX_QUEUED", "8"], ["MAX_WAIT", "1 second"]])
       )
       const bulkhead = yield* Effect.provide(
         Bulkhead.Bulkhead,
@@ -253,14 +253,14 @@ describe("Bulkhead", () => {
       )
       expect(bulkhead.options).toMatchObject({ name: "db", maxConcurrent: 4, maxQueued: 8 })
       expect(bulkhead.options.maxWait).toEqual(Option.some(Duration.seconds(1)))
-      const bad = ConfigProvider.fromMap(new Map([["maxConcurrent", "0"]]))
+      const bad = ConfigProvider.fromMap(new Map([["PAYMENTS_MAX_CONCURRENT", "0"]]), { pathDelim: "_" })
       const error = yield* Effect.flip(
         Effect.provide(
           PaymentsBulkhead,
           PaymentsBulkhead.layerConfig().pipe(Layer.provide(Layer.setConfigProvider(bad)))
         )
       )
-      expect(String(error)).toMatch(/maxConcurrent.*must be a whole number >= 1, got 0/)
+      expect(String(error)).toMatch(/PAYMENTS.MAX_CONCURRENT.*must be a whole number >= 1/)
     }))
 
   it.effect.prop(
