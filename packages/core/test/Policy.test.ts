@@ -1,4 +1,15 @@
-import { Backoff, Bulkhead, Chaos, Failure, Fallback, Policy, Retry, RetryBudget, Timeout } from "@bulwark/core"
+import {
+  Backoff,
+  Bulkhead,
+  Chaos,
+  CircuitBreaker,
+  Failure,
+  Fallback,
+  Policy,
+  Retry,
+  RetryBudget,
+  Timeout
+} from "@bulwark/core"
 import { describe, expect, expectTypeOf, it } from "@effect/vitest"
 import {
   Cause,
@@ -225,6 +236,43 @@ describe("Policy", () => {
       expect(yield* Fiber.join(fiber)).toBe("cached")
       expect(runs).toBe(2)
       expect(Policy.order).toEqual(["fallback", "totalTimeout", "retry", "breaker", "bulkhead", "timeout"])
+    }).pipe(Effect.provide(env)))
+
+  it.scoped("with the real CircuitBreaker: retries stop at its rejection and its type joins the union", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make({
+        name: "real",
+        policy: CircuitBreaker.consecutive(2),
+        openDuration: "1 minute"
+      })
+      const budget = yield* RetryBudget.make({ name: "real", minRetriesPerSecond: 100 })
+      const policy = Policy.make({
+        timeout: "1 second",
+        breaker: breaker.protect,
+        retry: Retry.policy({ maxRetries: 5, budget, schedule: Backoff.fromDelays(["100 millis"]) })
+      })
+      let runs = 0
+      const call = Effect.suspend(() => {
+        runs++
+        return Effect.fail(new Unavailable())
+      }).pipe(policy)
+      expectTypeOf(call).toEqualTypeOf<
+        Effect.Effect<
+          never,
+          Unavailable | Timeout.TimeoutError | CircuitBreaker.CircuitOpenError | RetryBudget.RetryBudgetExhaustedError
+        >
+      >()
+      const fiber = yield* Effect.fork(call)
+      yield* TestClock.adjust("1 second")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error).toBeInstanceOf(CircuitBreaker.CircuitOpenError)
+      expect(runs).toBe(2)
+      // two retries were taken (after each failure); the rejection itself cost nothing
+      expect((yield* budget.snapshot).retries).toBe(2)
+      // once open, a new call ends at once, without running and without touching the budget
+      expect(yield* Effect.flip(call)).toBeInstanceOf(CircuitBreaker.CircuitOpenError)
+      expect(runs).toBe(2)
+      expect((yield* budget.snapshot).retries).toBe(2)
     }).pipe(Effect.provide(env)))
 
   it.effect.prop(
