@@ -124,6 +124,15 @@ describe("Policy", () => {
     expectTypeOf(call.pipe(Policy.make({ bulkhead: Payments.protect }))).toEqualTypeOf<
       Effect.Effect<number, Unavailable | Bulkhead.BulkheadRejectedError, Payments>
     >()
+    class PaymentsBreaker extends CircuitBreaker.Tag("payments")<PaymentsBreaker>() {}
+    expectTypeOf(call.pipe(Policy.make({ bulkhead: Payments.protect, breaker: PaymentsBreaker.protect })))
+      .toEqualTypeOf<
+        Effect.Effect<
+          number,
+          Unavailable | Bulkhead.BulkheadRejectedError | CircuitBreaker.CircuitOpenError,
+          Payments | PaymentsBreaker
+        >
+      >()
   })
 
   it.effect("an open breaker stops the retry loop at once without spending the budget", () =>
