@@ -1,6 +1,8 @@
-import { Bulkhead, Policy, Retry, Timeout } from "@bulwark/core"
+import { Bulkhead, CircuitBreaker, Policy, Retry, Timeout } from "@bulwark/core"
 import {
   bulkhead as cockatielBulkhead,
+  circuitBreaker as cockatielBreaker,
+  ConsecutiveBreaker,
   ConstantBackoff,
   fallback as cockatielFallback,
   handleAll,
@@ -9,7 +11,7 @@ import {
   TimeoutStrategy,
   wrap
 } from "cockatiel"
-import { Effect } from "effect"
+import { Effect, Scope } from "effect"
 import type { Suite } from "../harness.js"
 import { loop, loopAsync } from "./retry.js"
 
@@ -27,27 +29,34 @@ const fullCockatiel = cockatielBulkhead(1, 0)
 void fullCockatiel.execute(() => new Promise<never>(() => {}))
 const promised = () => Promise.resolve(1)
 
-// a full stack: fallback, retry, bulkhead (and per-attempt timeout), nothing failing
+// a full stack: fallback, retry, breaker, bulkhead (and per-attempt timeout), nothing failing
 const stackBulkhead = Effect.runSync(Bulkhead.make({ name: "bench-stack", maxConcurrent: 10, maxQueued: 10 }))
+const stackBreaker = Effect.runSync(
+  Scope.extend(CircuitBreaker.make({ name: "bench-stack" }), Effect.runSync(Scope.make()))
+)
 const policyStack = Policy.make({
   bulkhead: stackBulkhead.protect,
+  breaker: stackBreaker.protect,
   retry: Retry.policy({ maxRetries: 3 }),
   fallback: Effect.succeed(0)
 })
 const policyStackTimeout = Policy.make({
   timeout: "10 seconds",
   bulkhead: stackBulkhead.protect,
+  breaker: stackBreaker.protect,
   retry: Retry.policy({ maxRetries: 3 }),
   fallback: Effect.succeed(0)
 })
 const cockatielStack = wrap(
   cockatielFallback(handleAll, 0),
   cockatielRetry(handleAll, { maxAttempts: 3, backoff: new ConstantBackoff(100) }),
+  cockatielBreaker(handleAll, { halfOpenAfter: 60_000, breaker: new ConsecutiveBreaker(5) }),
   cockatielBulkhead(10, 10)
 )
 const cockatielStackTimeout = wrap(
   cockatielFallback(handleAll, 0),
   cockatielRetry(handleAll, { maxAttempts: 3, backoff: new ConstantBackoff(100) }),
+  cockatielBreaker(handleAll, { halfOpenAfter: 60_000, breaker: new ConsecutiveBreaker(5) }),
   cockatielBulkhead(10, 10),
   cockatielTimeout(10_000, TimeoutStrategy.Cooperative)
 )
@@ -95,12 +104,15 @@ export const suites: ReadonlyArray<Suite> = [
     iterations: 2_000,
     cases: [
       { name: "bare yield*", run: loop(ok) },
-      { name: "Policy.make(bulkhead, retry, fallback)", run: loop(ok.pipe(policyStack)) },
-      { name: "Policy.make(timeout, bulkhead, retry, fallback)", run: loop(ok.pipe(policyStackTimeout)) },
+      { name: "Policy.make(fallback, retry, breaker, bulkhead)", run: loop(ok.pipe(policyStack)) },
+      { name: "Policy.make(… + timeout)", run: loop(ok.pipe(policyStackTimeout)) },
       { name: "bare await fn()", run: loopAsync(promised) },
-      { name: "cockatiel wrap(fallback, retry, bulkhead)", run: loopAsync(() => cockatielStack.execute(value)) },
       {
-        name: "cockatiel wrap(fallback, retry, bulkhead, timeout)",
+        name: "cockatiel wrap(fallback, retry, breaker, bulkhead)",
+        run: loopAsync(() => cockatielStack.execute(value))
+      },
+      {
+        name: "cockatiel wrap(… + timeout)",
         run: loopAsync(() => cockatielStackTimeout.execute(value))
       }
     ]
