@@ -24,7 +24,8 @@ const cockatielTo = cockatielTimeout(10_000, TimeoutStrategy.Cooperative)
 const value = () => 1
 // full bulkheads: one slot held forever, no queue
 const full = Effect.runSync(Bulkhead.make({ name: "bench-full", maxConcurrent: 1 }))
-Effect.runFork(full.protect(Effect.never))
+// a wait that never ends and, unlike Effect.never, keeps no timer that would hold the process open
+Effect.runFork(full.protect(Effect.async<never>(() => {})))
 const fullCockatiel = cockatielBulkhead(1, 0)
 void fullCockatiel.execute(() => new Promise<never>(() => {}))
 const promised = () => Promise.resolve(1)
