@@ -164,7 +164,11 @@ const withRejectionRule = (policy: Retry.RetryPolicy<any, any>): Retry.RetryPoli
  *
  * @example
  * ```ts
- * import { Policy, Retry } from "@bulwark/core"
+ * import { CircuitBreaker, Policy, Retry } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * declare const call: Effect.Effect<string, Error>
+ * declare const breaker: CircuitBreaker.CircuitBreaker
  *
  * const guarded = call.pipe(
  *   Policy.retry(Retry.policy({ maxRetries: 3 }), { breaker: breaker.protect })
@@ -283,10 +287,13 @@ export type Policy<
  *
  * @example
  * ```ts
- * import { Bulkhead, Policy, Retry, RetryBudget } from "@bulwark/core"
+ * import { Bulkhead, CircuitBreaker, Policy, Retry, RetryBudget } from "@bulwark/core"
  * import { Effect } from "effect"
  *
+ * declare const charge: Effect.Effect<string, Error>
+ *
  * const program = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make({ name: "payments" })
  *   const bulkhead = yield* Bulkhead.make({ name: "payments", maxConcurrent: 8, maxQueued: 32 })
  *   const budget = yield* RetryBudget.make({ name: "payments" })
  *   const payments = Policy.make({
@@ -299,7 +306,7 @@ export type Policy<
  *     fallback: Effect.succeed("queued for later")
  *   })
  *   return yield* charge.pipe(payments)
- * })
+ * }).pipe(Effect.scoped)
  * ```
  *
  * @since 0.1.0
