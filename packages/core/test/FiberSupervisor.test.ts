@@ -4,6 +4,7 @@ import {
   Cause,
   Chunk,
   Data,
+  Duration,
   Effect,
   Exit,
   Fiber,
@@ -445,7 +446,7 @@ describe("FiberSupervisor (outer tier)", () => {
   it.effect("graceful shutdown stops programs in reverse start order and reports those that overran", () =>
     Effect.gen(function*() {
       const order = yield* Ref.make<Array<string>>([])
-      const program = (name: string, finalizerTime: string) =>
+      const program = (name: string, finalizerTime: Duration.DurationInput) =>
         Effect.scoped(Effect.zipRight(
           Effect.acquireRelease(Effect.void, () =>
             Effect.zipRight(Effect.sleep(finalizerTime), Ref.update(order, (xs) => [...xs, name]))),
