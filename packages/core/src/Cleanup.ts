@@ -84,6 +84,28 @@ export const step = <R>(
   options: { readonly timeout?: Duration.DurationInput | undefined } = {}
 ): Step<R> => ({ name, run, ...(options.timeout !== undefined ? { timeout: options.timeout } : {}) })
 
+/**
+ * The cleanup metrics, tagged with `cleanup` (the cleanup's name): cleanups attempted, those whose
+ * every step succeeded, those with a failed step, and their durations in seconds.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  get attempts() {
+    return attemptsTotal
+  },
+  get successes() {
+    return successesTotal
+  },
+  get failures() {
+    return failuresTotal
+  },
+  get duration() {
+    return durationSeconds
+  }
+}
+
 const attemptsTotal = Metric.counter("bulwark_cleanup_attempts_total", {
   description: "Cleanups attempted",
   incremental: true
@@ -115,9 +137,9 @@ const describe = (u: unknown): string => {
 const runStep = <R>(s: Step<R>): Effect.Effect<Option.Option<StepFailure>, never, R> => {
   // the step runs interruptibly so that its own timeout can stop it, but the cleanup around it
   // stays uninterruptible: interrupting the caller never skips a step
-  const body = Effect.interruptible(s.run)
-  const timed: Effect.Effect<unknown, unknown, R> = s.timeout === undefined ? body : Effect.flatMap(
-    Effect.timeoutOption(body, s.timeout),
+  // (the timeout races the step in a child fiber, so only that fiber becomes interruptible)
+  const timed: Effect.Effect<unknown, unknown, R> = s.timeout === undefined ? s.run : Effect.flatMap(
+    Effect.timeoutOption(Effect.interruptible(s.run), s.timeout),
     Option.match({
       onNone: () => Effect.fail(new TimedOut(Duration.format(Duration.decode(s.timeout!)))),
       onSome: Effect.succeed
