@@ -484,12 +484,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     const interruptWithin = (child: Child): Effect.Effect<boolean> => {
       const fiber = child.fiber
       if (fiber === undefined) return Effect.succeed(true)
+      // most programs finish at once: only start a timer for those that do not
       return Effect.zipRight(
-        Fiber.interruptFork(fiber),
-        Effect.map(
-          Effect.timeoutOption(Effect.interruptible(Fiber.await(fiber)), child.shutdownTimeout),
-          Option.isSome
-        )
+        Effect.zipRight(Fiber.interruptFork(fiber), Effect.yieldNow()),
+        Effect.flatMap(Fiber.poll(fiber), (done) =>
+          Option.isSome(done) ? Effect.succeed(true) : Effect.map(
+            Effect.timeoutOption(Effect.interruptible(Fiber.await(fiber)), child.shutdownTimeout),
+            Option.isSome
+          ))
       )
     }
 
