@@ -4,9 +4,11 @@
  */
 import { formatResults, machine, runSuite, type Suite } from "./harness.js"
 import { suites as retrySuites } from "./suites/retry.js"
+import { suites as supervisionSuites } from "./suites/supervision.js"
 
 const all: ReadonlyArray<Suite> = [
-  ...retrySuites
+  ...retrySuites,
+  ...supervisionSuites
 ]
 
 const filter = process.argv[2]

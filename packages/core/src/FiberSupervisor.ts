@@ -334,6 +334,7 @@ interface Child {
   readonly seq: number
   readonly restart: RestartType
   readonly run: Effect.Effect<unknown, unknown>
+  readonly context: Context.Context<never>
   readonly shutdownTimeout: Duration.Duration
   readonly restartSchedule: Schedule.Schedule<unknown, unknown>
   readonly sup: Internal
@@ -547,11 +548,19 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       })
 
     /** Forks the runner of a program, after an optional delay. */
-    const start = (child: Child, delayMillis: number): Effect.Effect<void> =>
-      Effect.flatMap(Effect.forkDaemon(Effect.interruptible(runner(child, delayMillis))), (fiber) =>
-        Effect.sync(() => {
-          child.fiber = fiber
-        }))
+    const start = (child: Child, delayMillis: number, provideContext: boolean): Effect.Effect<void> =>
+      Effect.flatMap(
+        // a runner is interruptible even when forked from an uninterruptible region (a group
+        // restart); forked from an interruptible caller it needs no wrapper
+        Effect.checkInterruptible((interruptible) => {
+          const effect = runner(child, delayMillis, provideContext)
+          return Effect.forkDaemon(interruptible ? effect : Effect.interruptible(effect))
+        }),
+        (fiber) =>
+          Effect.sync(() => {
+            child.fiber = fiber
+          })
+      )
 
     /** Restarts the siblings that the strategy takes down with a program. */
     const restartGroup = (child: Child, delayMillis: number) =>
@@ -560,12 +569,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           c !== child && active(c) && (strategy === "one_for_all" || c.seq > child.seq)
         )
         yield* interruptAll([...group].sort(byStartDesc))
-        for (const c of group.sort((a, b) => a.seq - b.seq)) {
+        for (
+          const c of group.sort((a, b) => a.seq - b.seq)
+        ) {
           if (c.restart === "temporary") continue
           c.restarts++
           yield* Metric.increment(Metric.tagged(Metric.tagged(restartsTotal, "supervisor", name), "program", c.name))
           yield* setStatus(c, "backing-off")
-          yield* start(c, delayMillis)
+          yield* start(c, delayMillis, true)
         }
       })
 
@@ -654,25 +665,43 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         return delay
       })
 
-    const runner = (child: Child, initialDelay: number): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        let delay = initialDelay
-        while (true) {
-          if (delay > 0) yield* Effect.sleep(Duration.millis(delay))
-          const now = yield* Clock.currentTimeMillis
+    // The runner is the program's fiber for its whole life, restarts included. A supervised program
+    // should cost little more than its fiber, so the runner's effects are built once per supervisor
+    // and shared by every program: each runner finds its program through a fiber ref, and while a
+    // program runs its fiber holds no per-program frames. The context is set only when the runner
+    // is forked by another program's runner (a group restart) rather than by the caller of spawn.
+    const thisChild = FiberRef.get(currentChild) as Effect.Effect<Child>
+    const markRunning = Effect.flatMap(thisChild, (child) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.sync(() => {
           child.runStartedAt = now
-          yield* setStatus(child, "running")
-          const exit = yield* Effect.exit(Effect.locally(child.run, currentChild, child))
-          const next = yield* lock.withPermits(1)(Effect.uninterruptible(decide(child, exit)))
-          if (next === undefined) return
-          delay = next
-        }
-      }).pipe(
-        Effect.onInterrupt(() =>
-          Effect.suspend(() => child.status === "failed" ? Effect.void : setStatus(child, "stopped"))
-        ),
-        Effect.annotateLogs({ "bulwark.supervisor": name, "bulwark.program": child.name })
+          internal.setStatus(child, "running", now)
+        })))
+    const runProgram = Effect.flatMap(thisChild, (child) =>
+      child.run)
+    const afterRun = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+      Effect.flatMap(thisChild, (child) =>
+        Effect.flatMap(lock.withPermits(1)(Effect.uninterruptible(decide(child, exit))), (next) =>
+          next === undefined
+            ? Effect.void
+            : next > 0
+            ? Effect.zipRight(Effect.sleep(Duration.millis(next)), runAgain)
+            : runAgain))
+    const runRound: Effect.Effect<void> = Effect.zipRight(
+      markRunning,
+      Effect.flatMap(Effect.exit(runProgram), afterRun)
+    )
+    const runAgain: Effect.Effect<void> = Effect.suspend(() =>
+      runRound
+    )
+
+    const runner = (child: Child, initialDelay: number, provideContext: boolean): Effect.Effect<void> => {
+      const body = Effect.zipRight(
+        FiberRef.set(currentChild, child),
+        initialDelay > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(initialDelay)), runRound) : runRound
       )
+      return provideContext ? Effect.zipRight(FiberRef.set(FiberRef.currentContext, child.context), body) : body
+    }
 
     const spawn = <A, E, R>(
       childName: string,
@@ -698,7 +727,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           name: childName,
           seq: seq++,
           restart,
-          run: Effect.provide(program, context),
+          run: program as Effect.Effect<unknown, unknown>,
+          context: context as Context.Context<never>,
           shutdownTimeout: spawnOptions.shutdownTimeout === undefined
             ? shutdownTimeout
             : positiveDuration(spawnOptions.shutdownTimeout, "shutdownTimeout"),
@@ -714,20 +744,24 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           backoffState: undefined,
           fiber: undefined
         }
-        if (existing !== undefined) children.delete(childName)
+        if (existing !== undefined) {
+          children.delete(childName)
+        }
         children.set(childName, child)
         if (closing || escalated) {
           child.status = "stopped"
           return
         }
         publish({ supervisor: name, program: childName, from: "stopped", to: "starting", at: now })
-        yield* start(child, 0)
+        yield* start(child, 0, false)
       })
 
     const stop = (childName: string): Effect.Effect<boolean> =>
       Effect.suspend(() => {
         const child = children.get(childName)
-        if (child === undefined || !active(child)) return Effect.succeed(false)
+        if (child === undefined || !active(child)) {
+          return Effect.succeed(false)
+        }
         return Effect.as(interruptAll([child]), true)
       })
 
@@ -745,7 +779,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       supervisor: name,
       strategy,
       escalated,
-      children: [...children.values()].sort((a, b) => a.seq - b.seq).map(toMetrics)
+      children: [...children.values()].sort((a, b) =>
+        a.seq - b.seq
+      ).map(toMetrics)
     }))
 
     const changes: Stream.Stream<ChildChange> = Stream.unwrapScoped(
