@@ -987,7 +987,7 @@ const defaultLoopSchedule: Schedule.Schedule<unknown, unknown> = Schedule.expone
  * import { FiberSupervisor } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const pollOnce: Effect.Effect<void, ConnectionRefused>
+ * declare const pollOnce: Effect.Effect<void, Error>
  *
  * const poller = FiberSupervisor.loop(pollOnce, { interval: "10 seconds" })
  * ```
