@@ -15,6 +15,8 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -891,6 +893,47 @@ export const layer = (options: Options = {}): Layer.Layer<FiberSupervisor> =>
       return service
     })
   )
+
+/**
+ * The supervisor's options read from `Config`: `name`, `strategy`, `maxRestarts`, `within`,
+ * `shutdownTimeout` and `escalateOnDefect`, each optional with the defaults of {@link Options}.
+ * Nest it with `Config.nested("supervisor")`. A bad value fails with a `ConfigError` naming the key.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  name: Config.string("name").pipe(Config.withDefault("supervisor")),
+  strategy: Config.literal("one_for_one", "one_for_all", "rest_for_one")("strategy").pipe(
+    Config.withDefault("one_for_one" as const)
+  ),
+  maxRestarts: Config.integer("maxRestarts").pipe(
+    Config.validate({ message: "must be a whole number >= 0", validation: (n) => n >= 0 }),
+    Config.withDefault(3)
+  ),
+  within: Config.duration("within").pipe(
+    Config.validate({ message: "must be a positive duration", validation: (d) => Duration.toMillis(d) > 0 }),
+    Config.withDefault(Duration.seconds(5))
+  ),
+  shutdownTimeout: Config.duration("shutdownTimeout").pipe(
+    Config.validate({ message: "must be a positive duration", validation: (d) => Duration.toMillis(d) > 0 }),
+    Config.withDefault(Duration.seconds(5))
+  ),
+  escalateOnDefect: Config.boolean("escalateOnDefect").pipe(Config.withDefault(true))
+}).pipe(Config.map(({ maxRestarts, within, ...rest }): Options => ({ ...rest, intensity: { maxRestarts, within } })))
+
+/**
+ * {@link layer} with its options read from `Config` (see {@link config}); `restartSchedule`
+ * can only be given in code, through `options`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Config<Options> = config,
+  extra: Pick<Options, "restartSchedule"> = {}
+): Layer.Layer<FiberSupervisor, ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(options, (read) => layer({ ...read, ...extra })))
 
 /**
  * Spawns a program under the supervisor in the context.

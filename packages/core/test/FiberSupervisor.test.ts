@@ -3,6 +3,8 @@ import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
   Chunk,
+  Config,
+  ConfigProvider,
   Data,
   Duration,
   Effect,
@@ -607,4 +609,24 @@ describe("FiberSupervisor: health and alerts", () => {
       expect(sent).toHaveLength(1)
       expect(sent[0]).toMatchObject({ key: "supervisor:jobs", kind: "supervisor_escalation", severity: "critical" })
     }).pipe(Effect.provide(Health.layer())))
+})
+
+describe("FiberSupervisor.layerConfig", () => {
+  it.effect("reads its options from Config and fails with a ConfigError naming a bad key", () =>
+    Effect.gen(function*() {
+      const provider = (map: Record<string, string>) =>
+        Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(map))))
+      const name = yield* Effect.map(FiberSupervisor.FiberSupervisor, (s) => s.name).pipe(
+        Effect.provide(FiberSupervisor.layerConfig(Config.nested(FiberSupervisor.config, "supervisor"))),
+        Effect.provide(provider({ "supervisor.name": "jobs", "supervisor.maxRestarts": "10" }))
+      )
+      expect(name).toBe("jobs")
+      const error = yield* Effect.flip(
+        Effect.provide(
+          FiberSupervisor.FiberSupervisor,
+          FiberSupervisor.layerConfig().pipe(Layer.provide(provider({ maxRestarts: "-2" })))
+        )
+      )
+      expect(String(error)).toContain("maxRestarts")
+    }))
 })
