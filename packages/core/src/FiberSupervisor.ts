@@ -489,7 +489,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       if (fiber === undefined) return Effect.succeed(true)
       // most programs finish at once: only start a timer for those that do not
       return Effect.zipRight(
-        Effect.zipRight(Fiber.interruptFork(fiber), Effect.yieldNow()),
+        Effect.zipRight(Effect.flatMap(Effect.fiberId, (id) => fiber.interruptAsFork(id)), Effect.yieldNow()),
         Effect.flatMap(Fiber.poll(fiber), (done) =>
           Option.isSome(done) ? Effect.succeed(true) : Effect.map(
             Effect.timeoutOption(Effect.interruptible(Fiber.await(fiber)), child.shutdownTimeout),
