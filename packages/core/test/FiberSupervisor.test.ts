@@ -275,6 +275,34 @@ describe("FiberSupervisor (outer tier)", () => {
       expect(all[5]! - all[4]!).toBe(61_000 + 1000)
     }))
 
+  it.scoped("a loop that gives up is restarted by the outer tier; errors count every failure once", () =>
+    Effect.gen(function*() {
+      const attempts = yield* Ref.make(0)
+      const supervisor = yield* FiberSupervisor.make({
+        intensity: { maxRestarts: 10, within: "1 minute" },
+        restartSchedule: Schedule.spaced("1 minute")
+      })
+      yield* supervisor.spawn(
+        "poller",
+        FiberSupervisor.loop(
+          Effect.zipRight(Ref.update(attempts, (n) => n + 1), Effect.fail(new ConnectionLost({ host: "api" }))),
+          { classify: table, maxRetries: 2, schedule: Schedule.spaced("1 second") }
+        )
+      )
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      // 3 failures: 2 recovered inside the loop, the 3rd escapes and restarts the program
+      expect(yield* Ref.get(attempts)).toBe(3)
+      expect(childOf(yield* supervisor.snapshot, "poller")).toMatchObject({
+        restarts: 1,
+        errors: 3,
+        status: "backing-off"
+      })
+    }))
+
   it.scoped("one_for_one restarts only the program that ended", () =>
     Effect.gen(function*() {
       const supervisor = yield* FiberSupervisor.make({ restartSchedule: Schedule.stop })
