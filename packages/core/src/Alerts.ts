@@ -98,9 +98,12 @@ export type Handler = (alert: Alert) => Effect.Effect<void>
  * @category models
  */
 export interface Options {
-  /** At most this many alerts per key are delivered per `interval`. Default: 1. */
+  /**
+   * At most this many alerts per key are delivered within any `interval` (a sliding window).
+   * Default: 1.
+   */
   readonly maxPerKey?: number | undefined
-  /** The length of the rate-limit window for a key. Default: 1 minute. */
+  /** The length of the rate-limit window for a key. A delivery exactly `interval` ago no longer counts. Default: 1 minute. */
   readonly interval?: Duration.DurationInput | undefined
 }
 
@@ -114,9 +117,9 @@ const alertsSuppressed = Metric.counter("bulwark_alerts_suppressed_total", {
   incremental: true
 })
 
-interface Window {
-  start: number
-  count: number
+interface KeyState {
+  /** times of the deliveries within the last interval, oldest first (at most maxPerKey) */
+  readonly delivered: Array<number>
   suppressed: number
 }
 
@@ -139,29 +142,33 @@ export const make = (handler: Handler, options: Options = {}): Effect.Effect<Ser
     if (!(intervalMillis > 0)) {
       throw new TypeError(`Alerts: interval must be a positive duration, got ${String(options.interval)}`)
     }
-    const windows = new Map<string, Window>()
+    const keys = new Map<string, KeyState>()
+    const expire = (state: KeyState, now: number) => {
+      while (state.delivered.length > 0 && now - state.delivered[0]! >= intervalMillis) state.delivered.shift()
+    }
     const prune = (now: number) => {
-      for (const [key, w] of windows) {
-        if (now - w.start >= intervalMillis && w.suppressed === 0) windows.delete(key)
+      for (const [key, state] of keys) {
+        expire(state, now)
+        if (state.delivered.length === 0 && state.suppressed === 0) keys.delete(key)
       }
     }
+    // a sliding window per key: an alert is delivered when fewer than maxPerKey alerts with its
+    // key were delivered within the last interval
     const admit = (key: string, now: number): Option.Option<number> => {
-      let w = windows.get(key)
-      if (w === undefined) {
-        if (windows.size >= maxTrackedKeys) prune(now)
-        w = { start: now, count: 0, suppressed: 0 }
-        windows.set(key, w)
-      } else if (now - w.start >= intervalMillis) {
-        w.start = now
-        w.count = 0
+      let state = keys.get(key)
+      if (state === undefined) {
+        if (keys.size >= maxTrackedKeys) prune(now)
+        state = { delivered: [], suppressed: 0 }
+        keys.set(key, state)
       }
-      if (w.count >= maxPerKey) {
-        w.suppressed++
+      expire(state, now)
+      if (state.delivered.length >= maxPerKey) {
+        state.suppressed++
         return Option.none()
       }
-      w.count++
-      const suppressed = w.suppressed
-      w.suppressed = 0
+      state.delivered.push(now)
+      const suppressed = state.suppressed
+      state.suppressed = 0
       return Option.some(suppressed)
     }
     const alert = (a: Alert): Effect.Effect<void> =>

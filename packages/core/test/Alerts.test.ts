@@ -1,6 +1,6 @@
 import { Alerts } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Logger, Ref, Schema, TestClock } from "effect"
+import { Cause, Clock, Effect, Exit, FastCheck, Logger, Ref, Schema, TestClock } from "effect"
 
 const breakerOpen = (key = "breaker:payments"): Alerts.Alert => ({
   key,
@@ -76,4 +76,47 @@ describe("Alerts", () => {
   it("alerts are Schema values", () => {
     expect(Schema.decodeUnknownSync(Alerts.Alert)({ ...breakerOpen(), suppressed: 2 })).toMatchObject({ suppressed: 2 })
   })
+})
+
+describe("Alerts rate limit (property)", () => {
+  it.effect.prop(
+    "per key and window, at most maxPerKey alerts are delivered, and none is lost from the count",
+    [
+      FastCheck.array(
+        FastCheck.record({
+          key: FastCheck.constantFrom("a", "b", "c"),
+          gapSeconds: FastCheck.integer({ min: 0, max: 90 })
+        }),
+        { maxLength: 60 }
+      ),
+      FastCheck.integer({ min: 1, max: 3 })
+    ],
+    ([events, maxPerKey]) =>
+      Effect.gen(function*() {
+        const sent: Array<{ key: string; at: number; suppressed: number }> = []
+        const alerts = yield* Alerts.make(
+          (a) =>
+            Effect.flatMap(Clock.currentTimeMillis, (at) =>
+              Effect.sync(() => {
+                sent.push({ key: a.key, at, suppressed: a.suppressed ?? 0 })
+              })),
+          { maxPerKey, interval: "1 minute" }
+        )
+        for (const e of events) {
+          yield* TestClock.adjust(`${e.gapSeconds} seconds`)
+          yield* alerts.alert({ ...breakerOpen(e.key), key: e.key })
+        }
+        for (const key of ["a", "b", "c"]) {
+          const delivered = sent.filter((s) => s.key === key)
+          // never more than maxPerKey deliveries within any one minute
+          for (const d of delivered) {
+            expect(delivered.filter((o) => o.at >= d.at && o.at - d.at < 60_000).length).toBeLessThanOrEqual(maxPerKey)
+          }
+          // the suppressed counts reported so far never exceed the alerts held back
+          const total = events.filter((e) => e.key === key).length
+          const reported = delivered.reduce((n, d) => n + d.suppressed, 0)
+          expect(delivered.length + reported).toBeLessThanOrEqual(total)
+        }
+      })
+  )
 })
