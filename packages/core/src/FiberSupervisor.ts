@@ -583,6 +583,38 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       })
 
     /**
+     * Records how a run ended, before the supervisor's lock is taken, so that a failure is
+     * counted and logged even when the program is interrupted while waiting for the decision.
+     */
+    const observe = (child: Child, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+      if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return Effect.void
+      const cause = exit.cause
+      return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const error = executionError(classifier, cause, now, child.name)
+        internal.recordError(child, error, now)
+        return Effect.zipRight(
+          Metric.increment(
+            tagged(failuresTotal, { supervisor: name, program: child.name, category: error.type, code: error.code })
+          ),
+          Effect.logFatal(
+            fatalBanner(
+              `Program "${child.name}" of supervisor "${name}" terminated by ${
+                Cause.isDie(cause) ? "a defect" : "a failure"
+              }`,
+              `${error.code}: ${error.message}`
+            ),
+            cause
+          ).pipe(Effect.annotateLogs({
+            "bulwark.supervisor": name,
+            "bulwark.program": child.name,
+            "bulwark.category": error.type,
+            "bulwark.code": error.code
+          }))
+        )
+      })
+    }
+
+    /**
      * Decides what follows the end of a run: `undefined` to stop, or the delay before the next run.
      * Runs under the supervisor's lock, uninterruptibly.
      */
@@ -609,29 +641,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
             yield* setStatus(child, "stopped")
             return undefined
           }
-          const error = executionError(classifier, cause, now, child.name)
-          internal.recordError(child, error, now)
           const isDefect = Cause.isDie(cause)
-          yield* Metric.increment(
-            tagged(failuresTotal, {
-              supervisor: name,
-              program: child.name,
-              category: error.type,
-              code: error.code
-            })
-          )
-          yield* Effect.logFatal(
-            fatalBanner(
-              `Program "${child.name}" of supervisor "${name}" terminated by ${isDefect ? "a defect" : "a failure"}`,
-              `${error.code}: ${error.message}`
-            ),
-            cause
-          ).pipe(Effect.annotateLogs({
-            "bulwark.supervisor": name,
-            "bulwark.program": child.name,
-            "bulwark.category": error.type,
-            "bulwark.code": error.code
-          }))
           if (isDefect && escalateOnDefect) {
             yield* escalate(child, "defect", cause)
             return undefined
@@ -681,26 +691,33 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         })))
     const runProgram = Effect.flatMap(thisChild, (child) =>
       child.run)
+    // After a run: record how it ended (uninterruptibly, before waiting for the lock, so that a
+    // failure is counted even if the program is interrupted while waiting), then take the lock and
+    // decide. Every step is a shared effect or a tail call, so a program that restarts many times
+    // does not grow its fiber's stack and an idle program holds no per-program frames.
     const afterRun = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
       Effect.flatMap(thisChild, (child) =>
-        Effect.flatMap(lock.withPermits(1)(Effect.uninterruptible(decide(child, exit))), (next) =>
-          next === undefined
-            ? Effect.void
-            : next > 0
-            ? Effect.zipRight(Effect.sleep(Duration.millis(next)), runAgain)
-            : runAgain))
-    const runRound: Effect.Effect<void> = Effect.zipRight(
+        Effect.zipRight(
+          Effect.uninterruptible(observe(child, exit)),
+          Effect.flatMap(lock.withPermits(1)(Effect.uninterruptible(decide(child, exit))), (next) =>
+            next === undefined
+              ? Effect.void
+              : next > 0
+              ? Effect.zipRight(Effect.sleep(Duration.millis(next)), runAgain)
+              : runAgain)
+        ))
+    const runRounds: Effect.Effect<void> = Effect.zipRight(
       markRunning,
       Effect.flatMap(Effect.exit(runProgram), afterRun)
     )
     const runAgain: Effect.Effect<void> = Effect.suspend(() =>
-      runRound
+      runRounds
     )
 
     const runner = (child: Child, initialDelay: number, provideContext: boolean): Effect.Effect<void> => {
       const body = Effect.zipRight(
         FiberRef.set(currentChild, child),
-        initialDelay > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(initialDelay)), runRound) : runRound
+        initialDelay > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(initialDelay)), runRounds) : runRounds
       )
       return provideContext ? Effect.zipRight(FiberRef.set(FiberRef.currentContext, child.context), body) : body
     }
@@ -781,9 +798,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       supervisor: name,
       strategy,
       escalated,
-      children: [...children.values()].sort((a, b) =>
-        a.seq - b.seq
-      ).map(toMetrics)
+      children: [...children.values()].sort((a, b) => a.seq - b.seq).map(toMetrics)
     }))
 
     const changes: Stream.Stream<ChildChange> = Stream.unwrapScoped(

@@ -354,6 +354,36 @@ describe("FiberSupervisor (outer tier)", () => {
       ])
     }))
 
+  it.scoped("one_for_all: a failure that happens while another program's restart is in progress is still counted", () =>
+    Effect.gen(function*() {
+      const supervisor = yield* FiberSupervisor.make({
+        strategy: "one_for_all",
+        restartSchedule: Schedule.spaced("1 minute"),
+        intensity: { maxRestarts: 10, within: "1 minute" }
+      })
+      const failFirstRunAfter = (delay: Duration.DurationInput) =>
+        Effect.gen(function*() {
+          const runs = yield* Ref.make(0)
+          return Effect.flatMap(Ref.updateAndGet(runs, (n) => n + 1), (n) =>
+            n === 1 ? Effect.zipRight(Effect.sleep(delay), Effect.fail("crash")) : Effect.never)
+        })
+      // "c" fails at 1 s; stopping "d" (the last started, so the first stopped) takes 2 s, and
+      // "e" fails at 1.5 s, while that group restart is still in progress
+      yield* supervisor.spawn("c", yield* failFirstRunAfter("1 second"))
+      yield* supervisor.spawn("e", yield* failFirstRunAfter("1500 millis"))
+      yield* supervisor.spawn(
+        "d",
+        Effect.scoped(Effect.zipRight(Effect.addFinalizer(() => Effect.sleep("2 seconds")), Effect.never))
+      )
+      yield* settle
+      for (let i = 0; i < 8; i++) {
+        yield* TestClock.adjust("500 millis")
+        yield* settle
+      }
+      const s = yield* supervisor.snapshot
+      expect(s.children.map((c) => [c.name, c.errors, c.restarts])).toEqual([["c", 1, 1], ["e", 1, 1], ["d", 0, 1]])
+    }))
+
   it.scoped("rest_for_one restarts the program that ended and those started after it", () =>
     Effect.gen(function*() {
       const supervisor = yield* FiberSupervisor.make({ strategy: "rest_for_one", restartSchedule: Schedule.stop })
