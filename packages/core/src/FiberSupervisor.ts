@@ -281,7 +281,11 @@ export interface Service {
   readonly stop: (name: string) => Effect.Effect<boolean>
   /** The metrics of every program, in start order. */
   readonly snapshot: Effect.Effect<Snapshot>
-  /** Every status change of every program. */
+  /**
+   * Every status change of every program, from the moment of subscription. A subscriber that
+   * falls behind keeps the most recent 1,024 changes (older ones are dropped, never blocking the
+   * supervisor).
+   */
   readonly changes: Stream.Stream<ChildChange>
   /** Fails with the escalation once the supervisor escalates; never succeeds. */
   readonly awaitEscalation: Effect.Effect<never, SupervisorEscalation>
@@ -323,6 +327,9 @@ const recoveredTotal = Metric.counter("bulwark_supervisor_recovered_total", {
   description: "Typed failures recovered inside a program's inner loop",
   incremental: true
 })
+
+/** A subscriber to `changes` that falls behind keeps only the most recent changes. */
+const changesCapacity = 1024
 
 const tagged = (counter: Metric.Metric.Counter<number>, tags: Record<string, string>): Metric.Metric.Counter<number> =>
   Metric.taggedWithLabels(counter, Object.entries(tags).map(([key, value]) => MetricLabel.make(key, value)))
@@ -448,7 +455,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     const alerts = yield* Effect.serviceOption(Alerts.Alerts)
     const lock = yield* Effect.makeSemaphore(1)
     const escalation = yield* Deferred.make<never, SupervisorEscalation>()
-    const hub = yield* PubSub.unbounded<ChildChange>()
+    const hub = yield* PubSub.sliding<ChildChange>(changesCapacity)
     const children = new Map<string, Child>()
     const restartTimes: Array<number> = []
     let seq = 0
