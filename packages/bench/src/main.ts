@@ -5,10 +5,12 @@
 import { formatResults, machine, runSuite, type Suite } from "./harness.js"
 import { suites as breakerSuites } from "./suites/breaker.js"
 import { suites as retrySuites } from "./suites/retry.js"
+import { suites as supervisionSuites } from "./suites/supervision.js"
 
 const all: ReadonlyArray<Suite> = [
+  ...retrySuites,
   ...breakerSuites,
-  ...retrySuites
+  ...supervisionSuites
 ]
 
 const filter = process.argv[2]
