@@ -6,10 +6,20 @@ import { formatResults, machine, runSuite, type Suite } from "./harness.js"
 import { suites as breakerSuites } from "./suites/breaker.js"
 import { suites as degradationSuites } from "./suites/degradation.js"
 import { suites as retrySuites } from "./suites/retry.js"
+import { suites as supervisionSuites } from "./suites/supervision.js"
 
 const all: ReadonlyArray<Suite> = [
-  ...breakerSuites,
   ...retrySuites,
+  ...breakerSuites,
+import { suites as breakerSuites } from "./suites/breaker.js"
+import { suites as degradationSuites } from "./suites/degradation.js"
+import { suites as retrySuites } from "./suites/retry.js"
+import { suites as supervisionSuites } from "./suites/supervision.js"
+
+const all: ReadonlyArray<Suite> = [
+  ...retrySuites,
+  ...breakerSuites,
+  ...supervisionSuites,
   ...degradationSuites
 ]
 

@@ -110,7 +110,9 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
     const breakerOptions = options.breaker ?? {}
     return Effect.gen(function*() {
       // check the breaker options once, now, so that a bad option fails the registry's Layer
-      yield* Effect.scoped(CircuitBreaker.make({ ...breakerOptions, name: `${name}/options`, metricLabel: name }))
+      yield* Effect.scoped(
+        CircuitBreaker.make({ ...breakerOptions, name: `${name}/options`, metricLabel: name, health: false })
+      )
       const registryScope = yield* Effect.scope
       const clock = yield* Effect.clock
       // entries by key, least recently used first (a Map iterates in insertion order)
@@ -135,7 +137,7 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
           entries.set(key, entry)
           yield* Effect.forEach(evicted, ([k, e]) => drop(k, e), { discard: true })
           const breaker = yield* Scope.extend(
-            CircuitBreaker.make({ ...breakerOptions, name: `${name}/${key}`, metricLabel: name }),
+            CircuitBreaker.make({ ...breakerOptions, name: `${name}/${key}`, metricLabel: name, health: false }),
             scope
           )
           entry.breaker = breaker

@@ -26,8 +26,10 @@ import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Alerts from "./Alerts.js"
 import * as BreakerStore from "./BreakerStore.js"
 import * as Failure from "./Failure.js"
+import * as Health from "./Health.js"
 import * as Window from "./internal/window.js"
 
 // -----------------------------------------------------------------------------
@@ -263,6 +265,12 @@ export interface Options {
    * interruption never does.
    */
   readonly isFailure?: ((error: unknown, classification: Failure.Classification) => boolean) | undefined
+  /**
+   * Register a readiness check named `breaker:<name>` with the `Health` service, when one is
+   * provided: closed or disabled → up; open, half-open or isolated → degraded. Default: `true`
+   * (a `BreakerRegistry`'s breakers do not register one each).
+   */
+  readonly health?: boolean | undefined
 }
 
 /**
@@ -322,6 +330,7 @@ interface Resolved {
   readonly slowMillis: number
   readonly slowRate: number
   readonly isFailure: ((error: unknown, classification: Failure.Classification) => boolean) | undefined
+  readonly health: boolean
 }
 
 const isWhole = (n: unknown, min: number): boolean => typeof n === "number" && Number.isInteger(n) && n >= min
@@ -401,7 +410,8 @@ const resolve = (options: Options): Resolved => {
     successThreshold,
     slowMillis,
     slowRate,
-    isFailure: options.isFailure
+    isFailure: options.isFailure,
+    health: options.health ?? true
   }
 }
 
@@ -546,6 +556,7 @@ const build = (
       )
     )
     const maybeStore = yield* Effect.serviceOption(BreakerStore.BreakerStore)
+    const alerts = yield* Effect.serviceOption(Alerts.Alerts)
     const origin = `${name}#${(yield* Random.nextIntBetween(0, 2 ** 31 - 1)).toString(36)}`
 
     // ----- labels for metrics (constant arrays: the metric registry caches by identity)
@@ -622,12 +633,25 @@ const build = (
       origin
     })
 
-    const logOpen = (at: number, reason: string) =>
-      Effect.logError(
-        `Circuit "${name}" opened: ${reason}; next attempt in ${
-          Duration.format(Duration.millis(Math.max(0, openUntil - at)))
-        }`
-      ).pipe(Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Open" }))
+    const logOpen = (at: number, reason: string) => {
+      const message = `Circuit "${name}" opened: ${reason}; next attempt in ${
+        Duration.format(Duration.millis(Math.max(0, openUntil - at)))
+      }`
+      const logged = Effect.logError(message).pipe(
+        Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Open" })
+      )
+      if (Option.isNone(alerts)) return logged
+      return Effect.zipRight(
+        logged,
+        alerts.value.alert({
+          key: `breaker:${name}`,
+          kind: "breaker_open",
+          severity: "major",
+          message,
+          annotations: { breaker: name, reason, retryAfterMillis: Math.max(0, openUntil - at), opens }
+        })
+      )
+    }
     const logClose = (reason: string) =>
       Effect.logInfo(`Circuit "${name}" closed: ${reason}`).pipe(
         Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Closed" })
@@ -930,6 +954,26 @@ const build = (
         }))))
     }
     stateGauge.unsafeUpdate(stateCode[state], stateLabels)
+
+    if (o.health) {
+      yield* Health.registerIfPresent(
+        `breaker:${name}`,
+        Effect.sync((): Health.ComponentHealth => {
+          refresh(now())
+          const status = state === "Closed" || state === "Disabled" ? "up" : "degraded"
+          return {
+            status,
+            details: {
+              state,
+              ...(state === "Open" ? { retryAfterMillis: Math.max(0, openUntil - now()) } : {}),
+              failures,
+              rejections
+            }
+          }
+        }),
+        { kind: "readiness" }
+      )
+    }
 
     return {
       name,

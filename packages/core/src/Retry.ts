@@ -20,6 +20,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Interval from "effect/ScheduleInterval"
+import * as Alerts from "./Alerts.js"
 import * as Backoff from "./Backoff.js"
 import * as Failure from "./Failure.js"
 import type * as RetryBudget from "./RetryBudget.js"
@@ -351,6 +352,21 @@ export const policy: {
         }
         if (maxElapsed !== undefined && now + delay - start > maxElapsed) return yield* stop("exhausted")
         if (options.budget !== undefined && !(yield* options.budget.tryWithdraw)) {
+          const budget = options.budget
+          yield* Effect.flatMap(budget.snapshot, (snapshot) =>
+            Alerts.announce({
+              key: `retry_budget:${budget.name}`,
+              kind: "retry_budget_exhausted",
+              severity: "major",
+              message:
+                `Retry budget "${budget.name}" is spent: ${snapshot.retries} retries for ${snapshot.calls} calls in the window; retries are refused`,
+              annotations: {
+                budget: budget.name,
+                calls: snapshot.calls,
+                retries: snapshot.retries,
+                ratio: budget.ratio
+              }
+            }))
           return yield* stop("budget_exhausted")
         }
         const step: Step = { attempt, verdict: "retry", delay: Duration.millis(delay), classification }

@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as Alerts from "./Alerts.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Backoff from "./Backoff.js"
 
 /**
@@ -31,12 +36,27 @@ export * as CircuitBreaker from "./CircuitBreaker.js"
 /**
  * @since 0.1.0
  */
+export * as Cleanup from "./Cleanup.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Failure from "./Failure.js"
 
 /**
  * @since 0.1.0
  */
 export * as Fallback from "./Fallback.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as FiberSupervisor from "./FiberSupervisor.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Health from "./Health.js"
 
 /**
  * @since 0.1.0

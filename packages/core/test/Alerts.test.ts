@@ -1,0 +1,122 @@
+import { Alerts } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Clock, Effect, Exit, FastCheck, Logger, Ref, Schema, TestClock } from "effect"
+
+const breakerOpen = (key = "breaker:payments"): Alerts.Alert => ({
+  key,
+  kind: "breaker_open",
+  severity: "major",
+  message: "Circuit \"payments\" opened",
+  annotations: { breaker: "payments" }
+})
+
+describe("Alerts", () => {
+  it.effect("rate-limits per key and reports the suppressed count on the next delivered alert", () =>
+    Effect.gen(function*() {
+      const sent = yield* Ref.make<Array<Alerts.Alert>>([])
+      const alerts = yield* Alerts.make((a) => Ref.update(sent, (xs) => [...xs, a]), {
+        maxPerKey: 2,
+        interval: "1 minute"
+      })
+      for (let i = 0; i < 5; i++) yield* alerts.alert(breakerOpen())
+      yield* alerts.alert(breakerOpen("breaker:search"))
+      expect((yield* Ref.get(sent)).map((a) => [a.key, a.suppressed])).toEqual([
+        ["breaker:payments", undefined],
+        ["breaker:payments", undefined],
+        ["breaker:search", undefined]
+      ])
+      yield* TestClock.adjust("1 minute")
+      yield* alerts.alert(breakerOpen())
+      expect((yield* Ref.get(sent))[3]).toMatchObject({ key: "breaker:payments", suppressed: 3 })
+    }))
+
+  it.effect("the log layer writes an error log with the alert's annotations", () =>
+    Effect.gen(function*() {
+      const lines: Array<{ level: string; message: string; annotations: Record<string, unknown> }> = []
+      const logger = Logger.make(({ annotations, logLevel, message }) => {
+        lines.push({
+          level: logLevel.label,
+          message: Array.isArray(message) ? message.join(" ") : String(message),
+          annotations: Object.fromEntries(annotations)
+        })
+      })
+      yield* Alerts.announce(breakerOpen()).pipe(
+        Effect.provide(Alerts.layerLog()),
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+      expect(lines).toEqual([{
+        level: "ERROR",
+        message: "Circuit \"payments\" opened",
+        annotations: {
+          "bulwark.alert": "breaker:payments",
+          "bulwark.alert.kind": "breaker_open",
+          "bulwark.alert.severity": "major",
+          breaker: "payments"
+        }
+      }])
+    }))
+
+  it.effect("a failing handler never fails the caller", () =>
+    Effect.gen(function*() {
+      const alerts = yield* Alerts.make(() => Effect.die("webhook down"))
+      expect(yield* Effect.exit(alerts.alert(breakerOpen()))).toEqual(Exit.void)
+    }))
+
+  it.effect("announce without an Alerts service does nothing", () =>
+    Effect.gen(function*() {
+      expect(yield* Effect.exit(Alerts.announce(breakerOpen()))).toEqual(Exit.void)
+    }))
+
+  it.effect("an invalid rate limit is a defect naming the field", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Alerts.make(() => Effect.void, { maxPerKey: 0 }))
+      expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain("maxPerKey")
+    }))
+
+  it("alerts are Schema values", () => {
+    expect(Schema.decodeUnknownSync(Alerts.Alert)({ ...breakerOpen(), suppressed: 2 })).toMatchObject({ suppressed: 2 })
+  })
+})
+
+describe("Alerts rate limit (property)", () => {
+  it.effect.prop(
+    "per key and window, at most maxPerKey alerts are delivered, and none is lost from the count",
+    [
+      FastCheck.array(
+        FastCheck.record({
+          key: FastCheck.constantFrom("a", "b", "c"),
+          gapSeconds: FastCheck.integer({ min: 0, max: 90 })
+        }),
+        { maxLength: 60 }
+      ),
+      FastCheck.integer({ min: 1, max: 3 })
+    ],
+    ([events, maxPerKey]) =>
+      Effect.gen(function*() {
+        const sent: Array<{ key: string; at: number; suppressed: number }> = []
+        const alerts = yield* Alerts.make(
+          (a) =>
+            Effect.flatMap(Clock.currentTimeMillis, (at) =>
+              Effect.sync(() => {
+                sent.push({ key: a.key, at, suppressed: a.suppressed ?? 0 })
+              })),
+          { maxPerKey, interval: "1 minute" }
+        )
+        for (const e of events) {
+          yield* TestClock.adjust(`${e.gapSeconds} seconds`)
+          yield* alerts.alert({ ...breakerOpen(e.key), key: e.key })
+        }
+        for (const key of ["a", "b", "c"]) {
+          const delivered = sent.filter((s) => s.key === key)
+          // never more than maxPerKey deliveries within any one minute
+          for (const d of delivered) {
+            expect(delivered.filter((o) => o.at >= d.at && o.at - d.at < 60_000).length).toBeLessThanOrEqual(maxPerKey)
+          }
+          // the suppressed counts reported so far never exceed the alerts held back
+          const total = events.filter((e) => e.key === key).length
+          const reported = delivered.reduce((n, d) => n + d.suppressed, 0)
+          expect(delivered.length + reported).toBeLessThanOrEqual(total)
+        }
+      })
+  )
+})

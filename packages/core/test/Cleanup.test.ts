@@ -1,0 +1,101 @@
+import { Cleanup } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import { Data, Effect, Exit, Fiber, Metric, Ref, TestClock } from "effect"
+
+class DockerError extends Data.TaggedError("DockerError")<{ readonly message: string }> {}
+
+describe("Cleanup.run", () => {
+  it.effect("runs every step even when some fail and reports all failures in one typed error", () =>
+    Effect.gen(function*() {
+      const ran = yield* Ref.make<Array<string>>([])
+      const mark = (name: string) => Ref.update(ran, (xs) => [...xs, name])
+      const error = yield* Cleanup.run("execution-42", [
+        Cleanup.step(
+          "stop container",
+          Effect.zipRight(mark("stop"), Effect.fail(new DockerError({ message: "no such container" })))
+        ),
+        Cleanup.step("remove container", Effect.zipRight(mark("remove"), Effect.die(new Error("daemon crashed")))),
+        Cleanup.step("remove temp files", mark("temp"))
+      ]).pipe(Effect.flip)
+      expect(yield* Ref.get(ran)).toEqual(["stop", "remove", "temp"])
+      expect(error).toBeInstanceOf(Cleanup.CleanupError)
+      expect(error.attempted).toBe(3)
+      expect(error.failures).toEqual([
+        { step: "stop container", reason: "failure", message: "no such container" },
+        { step: "remove container", reason: "defect", message: "daemon crashed" }
+      ])
+      expect(error.message).toBe(
+        "Cleanup \"execution-42\": 2 of 3 step(s) failed: stop container (failure: no such container); remove container (defect: daemon crashed)"
+      )
+    }))
+
+  it.effect("a step that overruns its timeout is interrupted, counted as a timeout, and the next steps still run", () =>
+    Effect.gen(function*() {
+      const ran = yield* Ref.make<Array<string>>([])
+      const fiber = yield* Cleanup.run("slow", [
+        Cleanup.step("hang", Effect.never, { timeout: "2 seconds" }),
+        Cleanup.step("after", Ref.update(ran, (xs) => [...xs, "after"]))
+      ]).pipe(Effect.flip, Effect.fork)
+      yield* TestClock.adjust("2 seconds")
+      const error = yield* Fiber.join(fiber)
+      expect(error.failures).toEqual([{ step: "hang", reason: "timeout", message: "did not finish within 2s" }])
+      expect(yield* Ref.get(ran)).toEqual(["after"])
+    }))
+
+  it.effect("interrupting the caller never skips a step", () =>
+    Effect.gen(function*() {
+      const ran = yield* Ref.make<Array<string>>([])
+      const fiber = yield* Effect.fork(Cleanup.run("interrupted", [
+        Cleanup.step("first", Effect.zipRight(Effect.sleep("1 second"), Ref.update(ran, (xs) => [...xs, "first"]))),
+        Cleanup.step("second", Ref.update(ran, (xs) => [...xs, "second"]))
+      ]))
+      yield* Effect.yieldNow()
+      const interrupter = yield* Effect.fork(Fiber.interrupt(fiber))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(interrupter)
+      expect(yield* Ref.get(ran)).toEqual(["first", "second"])
+    }))
+
+  it.effect("counts attempts, successes and failures and records durations, per cleanup name", () =>
+    Effect.gen(function*() {
+      yield* Cleanup.run("metrics-test", [Cleanup.step("ok", Effect.void)])
+      yield* Effect.exit(Cleanup.run("metrics-test", [Cleanup.step("bad", Effect.fail("x"))]))
+      const tagged = <T extends Metric.Metric<any, any, any>>(m: T) => Metric.tagged(m, "cleanup", "metrics-test") as T
+      const attempts = yield* Metric.value(tagged(Cleanup.metrics.attempts))
+      const successes = yield* Metric.value(tagged(Cleanup.metrics.successes))
+      const failures = yield* Metric.value(tagged(Cleanup.metrics.failures))
+      const duration = yield* Metric.value(tagged(Cleanup.metrics.duration))
+      expect([attempts.count, successes.count, failures.count, duration.count]).toEqual([2, 1, 1, 2])
+    }))
+})
+
+describe("Cleanup.acquireRelease", () => {
+  const outcomes = {
+    success: Effect.succeed(1),
+    failure: Effect.fail("boom"),
+    defect: Effect.die("bug"),
+    interruption: Effect.interrupt
+  } as const
+
+  for (const [outcome, use] of Object.entries(outcomes)) {
+    it.effect(`releases exactly once on ${outcome}`, () =>
+      Effect.gen(function*() {
+        const released = yield* Ref.make(0)
+        yield* Effect.exit(
+          Cleanup.acquireUseRelease(Effect.succeed("conn"), () => use, () => Ref.update(released, (n) => n + 1))
+        )
+        expect(yield* Ref.get(released)).toBe(1)
+      }))
+  }
+
+  it.effect("a release that fails or hangs does not fail the scope; the hang is cut at the release timeout", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        yield* Cleanup.acquireRelease(Effect.void, () => Effect.fail("cannot close"), { name: "a" })
+        yield* Cleanup.acquireRelease(Effect.void, () => Effect.never, { name: "b", releaseTimeout: "5 seconds" })
+        return "used"
+      })))
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* Fiber.await(fiber)).toEqual(Exit.succeed("used"))
+    }))
+})

@@ -1,0 +1,76 @@
+import { Health } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Schema, TestClock } from "effect"
+
+const up = Effect.succeed<Health.ComponentHealth>({ status: "up" })
+const degraded = Effect.succeed<Health.ComponentHealth>({ status: "degraded", details: { reason: "breaker open" } })
+const down = Effect.succeed<Health.ComponentHealth>({ status: "down" })
+
+describe("Health", () => {
+  it.scoped("liveness and readiness are split by cause", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      expect(yield* health.report).toMatchObject({ status: "up", live: true, ready: true, components: [] })
+      yield* health.register("db", up, { kind: "readiness" })
+      yield* health.register("payments breaker", degraded, { kind: "readiness" })
+      const notReady = yield* health.report
+      expect(notReady).toMatchObject({ status: "degraded", live: true, ready: false })
+      expect(notReady.components.map((c) => [c.name, c.kind, c.status])).toEqual([
+        ["db", "readiness", "up"],
+        ["payments breaker", "readiness", "degraded"]
+      ])
+      yield* health.register("supervisor", down, { kind: "liveness" })
+      expect(yield* health.report).toMatchObject({ status: "down", live: false, ready: false })
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.scoped("a degraded liveness check keeps the process live and ready but reports degraded", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      yield* health.register("memory", degraded, { kind: "liveness" })
+      expect(yield* health.report).toMatchObject({ status: "degraded", live: true, ready: true })
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.scoped("a check that fails, dies or times out counts as down", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      yield* health.register("fails", Effect.fail(new Error("refused")), { kind: "readiness" })
+      yield* health.register("dies", Effect.die("bug"), { kind: "readiness" })
+      yield* health.register("hangs", Effect.never, { kind: "readiness" })
+      const fiber = yield* Effect.fork(health.report)
+      yield* TestClock.adjust("1 second")
+      const report = yield* Fiber.join(fiber)
+      expect(report.components.map((c) => [c.name, c.status, c.details?.error])).toEqual([
+        ["fails", "down", "refused"],
+        ["dies", "down", "bug"],
+        ["hangs", "down", "check timed out after 1s"]
+      ])
+      expect(report).toMatchObject({ live: true, ready: false, status: "degraded" })
+    }).pipe(Effect.provide(Health.layer({ checkTimeout: "1 second" }))))
+
+  it.effect("a check is unregistered when its scope closes; registering a name again replaces it", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* health.register("cache", down, { kind: "liveness" })
+        yield* health.register("cache", up, { kind: "liveness" })
+        expect((yield* health.report).components).toHaveLength(1)
+        expect((yield* health.report).live).toBe(true)
+      }))
+      expect((yield* health.report).components).toEqual([])
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.scoped("the report encodes to JSON through its Schema and decodes back", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      yield* health.register("db", degraded, { kind: "readiness" })
+      const report = yield* health.report
+      const json = JSON.parse(JSON.stringify(Health.encodeReport(report)))
+      expect(json.checkedAt).toBe("1970-01-01T00:00:00.000Z")
+      expect(Schema.decodeUnknownSync(Health.HealthReport)(json)).toEqual(report)
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.scoped("registerIfPresent does nothing without a Health service", () =>
+    Effect.gen(function*() {
+      yield* Health.registerIfPresent("x", down, { kind: "liveness" })
+    }))
+})
