@@ -11,14 +11,6 @@ import { suites as supervisionSuites } from "./suites/supervision.js"
 const all: ReadonlyArray<Suite> = [
   ...retrySuites,
   ...breakerSuites,
-import { suites as breakerSuites } from "./suites/breaker.js"
-import { suites as degradationSuites } from "./suites/degradation.js"
-import { suites as retrySuites } from "./suites/retry.js"
-import { suites as supervisionSuites } from "./suites/supervision.js"
-
-const all: ReadonlyArray<Suite> = [
-  ...retrySuites,
-  ...breakerSuites,
   ...supervisionSuites,
   ...degradationSuites
 ]
