@@ -21,7 +21,9 @@ import type * as MetricKeyType from "effect/MetricKeyType"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Failure from "./Failure.js"
+import * as Health from "./Health.js"
 
 // -----------------------------------------------------------------------------
 // errors
@@ -109,6 +111,11 @@ export interface Options {
   readonly priorities?: number | undefined
   /** The class of a call that names none; in `[0, priorities)`. Default: `0` (the lowest). */
   readonly defaultPriority?: number | undefined
+  /**
+   * With the Layers: register a readiness check named `bulkhead:<name>` with the `Health`
+   * service, when one is provided (see {@link registerHealth}). Default: `true`.
+   */
+  readonly health?: boolean | undefined
 }
 
 /**
@@ -513,12 +520,43 @@ const fromConfig = (name: string, options: Config.Config<Options>): Effect.Effec
   })
 
 /**
+ * Registers a readiness check named `bulkhead:<name>` with the `Health` service, when one is
+ * provided, until the scope closes: `degraded` while the bulkhead is saturated (every slot
+ * busy and the queue full, so the next call would be rejected), `up` otherwise; the details
+ * carry the occupancy, the limits and the rejection counts. The Layers do this unless
+ * `health: false`.
+ *
+ * @since 0.1.0
+ * @category health
+ */
+export const registerHealth = (bulkhead: Bulkhead): Effect.Effect<void, never, Scope.Scope> =>
+  Health.registerIfPresent(
+    `bulkhead:${bulkhead.options.name}`,
+    Effect.map(bulkhead.state, (state): Health.ComponentHealth => ({
+      status: state.active >= state.maxConcurrent && state.queued >= state.maxQueued ? "degraded" : "up",
+      details: {
+        active: state.active,
+        queued: state.queued,
+        maxConcurrent: state.maxConcurrent,
+        maxQueued: state.maxQueued,
+        rejectedQueueFull: state.rejected.queue_full,
+        rejectedWaitTimeout: state.rejected.wait_timeout
+      }
+    })),
+    { kind: "readiness" }
+  )
+
+const withHealth = (health: boolean | undefined) => (bulkhead: Bulkhead) =>
+  health === false ? Effect.succeed(bulkhead) : Effect.as(registerHealth(bulkhead), bulkhead)
+
+/**
  * Provides the {@link Bulkhead} service.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<Bulkhead> => Layer.effect(Bulkhead, make(options))
+export const layer = (options: Options = {}): Layer.Layer<Bulkhead> =>
+  Layer.scoped(Bulkhead, Effect.flatMap(make(options), withHealth(options.health)))
 
 /**
  * Provides the {@link Bulkhead} service from `Config` (see {@link config}); a value that breaks
@@ -530,7 +568,8 @@ export const layer = (options: Options = {}): Layer.Layer<Bulkhead> => Layer.eff
 export const layerConfig = (
   name: string,
   options: Config.Config<Options> = config
-): Layer.Layer<Bulkhead, ConfigError.ConfigError> => Layer.effect(Bulkhead, fromConfig(name, options))
+): Layer.Layer<Bulkhead, ConfigError.ConfigError> =>
+  Layer.scoped(Bulkhead, Effect.flatMap(fromConfig(name, options), withHealth(true)))
 
 /**
  * The class {@link Tag} returns: a Tag for one dependency's bulkhead, with its Layers.
@@ -577,12 +616,12 @@ export const Tag = <const Name extends string>(dependency: Name) => <Self>(): Ta
   const Class = class extends tag {
     static readonly bulkheadName = dependency
     static layer(options: Omit<Options, "name"> = {}): Layer.Layer<Self> {
-      return Layer.effect(tag, make({ ...options, name: dependency }))
+      return Layer.scoped(tag, Effect.flatMap(make({ ...options, name: dependency }), withHealth(options.health)))
     }
     static layerConfig(
       options: Config.Config<Options> = Config.nested(config, dependency.toUpperCase().replace(/[^A-Z0-9]+/g, "_"))
     ): Layer.Layer<Self, ConfigError.ConfigError> {
-      return Layer.effect(tag, fromConfig(dependency, options))
+      return Layer.scoped(tag, Effect.flatMap(fromConfig(dependency, options), withHealth(true)))
     }
     static protect<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadRejectedError, R | Self> {
       return Effect.flatMap(tag, (bulkhead) => bulkhead.protect(self))

@@ -1,4 +1,4 @@
-import { Bulkhead, Failure } from "@bulwark/core"
+import { Bulkhead, Failure, Health } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
@@ -239,6 +239,23 @@ describe("Bulkhead", () => {
       PaymentsBulkhead.layer({ maxConcurrent: 1 }),
       SearchBulkhead.layer({ maxConcurrent: 3 })
     ))))
+
+  it.effect("its Layer registers a readiness check: degraded while saturated, up otherwise", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      const component = Effect.map(health.report, (r) => r.components.find((c) => c.name === "bulkhead:payments"))
+      expect(yield* component).toMatchObject({ kind: "readiness", status: "up" })
+      const busy = yield* Effect.fork(Effect.never.pipe(PaymentsBulkhead.protect))
+      yield* settle
+      const report = yield* health.report
+      expect(report.ready).toBe(false)
+      expect(yield* component).toMatchObject({
+        status: "degraded",
+        details: { active: 1, queued: 0, maxConcurrent: 1, maxQueued: 0 }
+      })
+      yield* Fiber.interrupt(busy)
+      expect(yield* component).toMatchObject({ status: "up" })
+    }).pipe(Effect.provide(PaymentsBulkhead.layer({ maxConcurrent: 1 }).pipe(Layer.provideMerge(Health.layer())))))
 
   it.effect("layerConfig reads the limits from Config and fails with a ConfigError naming the key", () =>
     Effect.gen(function*() {
