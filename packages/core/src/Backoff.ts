@@ -14,6 +14,7 @@ import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Interval from "effect/ScheduleInterval"
 import * as Intervals from "effect/ScheduleIntervals"
+import * as InternalDuration from "./internal/duration.js"
 
 /**
  * A backoff: a schedule that outputs the delay before each retry and accepts any input.
@@ -84,9 +85,7 @@ const unfoldDelays = (
   )
 
 const durationMillis = (where: string, field: string, input: Duration.DurationInput, min: "> 0" | ">= 0"): number => {
-  // Duration clamps negative numbers to zero; a negative number is a mistake worth naming
-  const decoded = typeof input === "number" && !(input >= 0) ? undefined : Duration.decodeUnknown(input)
-  const millis = decoded === undefined || decoded._tag === "None" ? Number.NaN : Duration.toMillis(decoded.value)
+  const millis = InternalDuration.toMillis(input)
   const ok = Number.isFinite(millis) && (min === "> 0" ? millis > 0 : millis >= 0)
   if (!ok) throw new RangeError(`${where}: ${field} must be a finite duration ${min}, got ${String(input)}`)
   return millis

@@ -11,10 +11,10 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import type * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as InternalDuration from "./internal/duration.js"
 
 /**
  * A latency to add before each call: a fixed duration, or a range drawn uniformly.
@@ -67,9 +67,9 @@ const checkRate = (field: string, value: number | undefined): number => {
 }
 
 const decode = (field: string, input: Duration.DurationInput): Duration.Duration => {
-  const d = Duration.decodeUnknown(input)
-  if (Option.isNone(d)) throw new RangeError(`Chaos: ${field} must be a duration, got ${String(input)}`)
-  return d.value
+  const millis = InternalDuration.toMillis(input)
+  if (!(millis >= 0)) throw new RangeError(`Chaos: ${field} must be a duration >= 0, got ${String(input)}`)
+  return Duration.millis(millis)
 }
 
 /**

@@ -30,6 +30,7 @@ import * as Alerts from "./Alerts.js"
 import * as BreakerStore from "./BreakerStore.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
+import * as InternalDuration from "./internal/duration.js"
 import * as Window from "./internal/window.js"
 
 // -----------------------------------------------------------------------------
@@ -376,11 +377,10 @@ const resolve = (options: Options): Resolved => {
   if (Schedule.isSchedule(options.openDuration)) {
     openSchedule = options.openDuration as Schedule.Schedule<unknown, unknown>
   } else if (options.openDuration !== undefined) {
-    const d = Duration.decodeUnknown(options.openDuration)
-    if (Option.isNone(d) || !Duration.isFinite(d.value)) {
+    openDelay = InternalDuration.toMillis(options.openDuration)
+    if (!(openDelay >= 0) || !Number.isFinite(openDelay)) {
       fail("openDuration", "a finite duration >= 0 or a Schedule", options.openDuration)
     }
-    openDelay = Duration.toMillis(Option.getOrThrow(d))
   }
   const halfOpenProbes = options.halfOpenProbes ?? 3
   if (!isWhole(halfOpenProbes, 1)) fail("halfOpenProbes", "a whole number >= 1", halfOpenProbes)

@@ -23,6 +23,7 @@ import * as Interval from "effect/ScheduleInterval"
 import * as Alerts from "./Alerts.js"
 import * as Backoff from "./Backoff.js"
 import * as Failure from "./Failure.js"
+import * as InternalDuration from "./internal/duration.js"
 import type * as RetryBudget from "./RetryBudget.js"
 import { RetryBudgetExhaustedError } from "./RetryBudget.js"
 
@@ -181,11 +182,9 @@ const isDefect = (u: unknown): u is Defect =>
 
 const millisOf = (where: string, d: Duration.DurationInput | undefined): number | undefined => {
   if (d === undefined) return undefined
-  const decoded = Duration.decodeUnknown(d)
-  if (decoded._tag === "None" || !(Duration.toMillis(decoded.value) >= 0)) {
-    throw new RangeError(`Retry.policy: ${where} must be a duration >= 0, got ${String(d)}`)
-  }
-  return Duration.toMillis(decoded.value)
+  const millis = InternalDuration.toMillis(d)
+  if (!(millis >= 0)) throw new RangeError(`Retry.policy: ${where} must be a duration >= 0, got ${String(d)}`)
+  return millis
 }
 
 const validate = <E>(options: Options<E>) => {

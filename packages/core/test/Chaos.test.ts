@@ -154,5 +154,6 @@ describe("Chaos", () => {
     expect(() => Chaos.inject({ failureRate: 0.6, hangRate: 0.6, failure: () => 1 })).toThrow(/must not exceed 1/)
     expect(() => Chaos.inject({ failureRate: 0.1 })).toThrow(/failure must be given/)
     expect(() => Chaos.inject({ latency: { min: "2 seconds", max: "1 second" } })).toThrow(/latency.max/)
+    expect(() => Chaos.inject({ latency: -10 })).toThrow(/Chaos: latency must be a duration >= 0, got -10/)
   })
 })

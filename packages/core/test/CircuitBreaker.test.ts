@@ -356,6 +356,7 @@ describe("CircuitBreaker", () => {
           /policy\.window must be a finite duration > 0/
         ],
         [{ halfOpenProbes: 0 }, /halfOpenProbes must be a whole number >= 1, got 0/],
+        [{ openDuration: -5 }, /openDuration must be a finite duration >= 0 or a Schedule, got -5/],
         [{ successThreshold: 1.5 }, /successThreshold/],
         [{ slowCall: { duration: "1 second" } }, /slowCall must be used with a window policy/]
       ]

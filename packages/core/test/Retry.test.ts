@@ -340,6 +340,7 @@ describe("Retry", () => {
       /Retry.policy: maxRetries must be a whole number >= 0, got -1/
     )
     expect(() => Retry.policy({ maxDelay: "soon" as Duration.DurationInput })).toThrow(/maxDelay must be a duration/)
+    expect(() => Retry.policy({ maxElapsed: -1 })).toThrow(/Retry.policy: maxElapsed must be a duration >= 0, got -1/)
   })
 
   it.effect("types: the budget's error appears in E only when a budget is given", () =>
