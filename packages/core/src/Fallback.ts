@@ -178,6 +178,10 @@ export const orElse = <A2, E2, R2>(
   return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A | A2, Errors<E, E2>, R | R2> =>
     Effect.catchAllCause(self, (primary) =>
       Effect.flatMap(Failure.currentClassifier, (classifier) => {
+        // a cause that holds a defect beside a typed failure (a finalizer that died, a failure and
+        // a defect in parallel work) is classified by its failure, but its defect is a bug:
+        // falling back would hide it, so it never falls back
+        if (Cause.isDie(primary)) return Effect.failCause(primary)
         const classification = Failure.classifyCauseWith(classifier, primary)
         if (Option.isNone(classification) || !when(classification.value)) return Effect.failCause(primary)
         const error = Option.getOrUndefined(Cause.failureOption(primary))
@@ -192,7 +196,8 @@ export const orElse = <A2, E2, R2>(
           Effect.catchAllCause((secondary): Effect.Effect<never, unknown> => {
             if (Cause.isInterruptedOnly(secondary)) return Effect.failCause(secondary)
             const increment = Metric.increment(failed)
-            if (Option.isNone(Cause.failureOption(secondary))) {
+            // a defect in the alternative stays a defect, even beside a typed failure
+            if (Cause.isDie(secondary) || Option.isNone(Cause.failureOption(secondary))) {
               return Effect.zipRight(increment, Effect.failCause(Cause.sequential(primary, secondary)))
             }
             const failure = new FallbackFailedError({

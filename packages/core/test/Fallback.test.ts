@@ -89,6 +89,21 @@ describe("Fallback", () => {
 
   class Quotes extends Context.Tag("test/Quotes")<Quotes, { readonly get: Effect.Effect<number, Refused> }>() {}
 
+  it.effect("a defect beside a typed failure is never hidden by a fallback", () =>
+    Effect.gen(function*() {
+      let ran = 0
+      // the call fails, and a finalizer of the call dies on the way out
+      const primary = Effect.fail(new Refused()).pipe(Effect.ensuring(Effect.die("finalizer bug")))
+      const exit = yield* Effect.exit(primary.pipe(Fallback.orElse(Effect.sync(() => ++ran))))
+      expect(ran).toBe(0)
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      // the same in the alternative: it stays a defect, not a FallbackFailedError
+      const secondary = Effect.fail(new ReplicaDown()).pipe(Effect.ensuring(Effect.die("replica bug")))
+      const both = yield* Effect.exit(Effect.fail(new Refused()).pipe(Fallback.orElse(secondary)))
+      expect(Exit.isFailure(both) && Cause.isDie(both.cause)).toBe(true)
+      if (Exit.isFailure(both)) expect(Cause.defects(both.cause)).toContain("replica bug")
+    }).pipe(Effect.provide(classifier)))
+
   it.effect("plan fails over from one Layer to another on classified failures", () =>
     Effect.gen(function*() {
       const primary = Layer.succeed(Quotes, { get: Effect.fail(new Refused()) })
