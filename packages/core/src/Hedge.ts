@@ -127,7 +127,9 @@ export const hedge = (options: Options) => {
         const exit = event.exit
         if (Exit.isSuccess(exit)) return exit.value
         const classification = Failure.classifyCauseWith(classifier, exit.cause)
-        const fatal = Option.isSome(classification) && !classification.value.retryable
+        // a defect ends the call even beside a retryable typed failure (a finalizer that died):
+        // a later success must not hide a bug
+        const fatal = Cause.isDie(exit.cause) || (Option.isSome(classification) && !classification.value.retryable)
         failures.push(exit.cause)
         if (fatal) return yield* Effect.failCause(exit.cause)
         if (running > 0) continue

@@ -97,6 +97,20 @@ describe("Hedge", () => {
       expect(log).toEqual(["start 0", "start 1", "interrupted 0"])
     }).pipe(Effect.provide(classifier)))
 
+  it.effect("a defect beside a retryable failure ends the call; a later success does not hide it", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const call = scripted<Flaky>(log, [
+        (n) => Effect.fail(new Flaky({ attempt: n })).pipe(Effect.ensuring(Effect.die("finalizer bug"))),
+        after(5, "second")
+      ]).pipe(Hedge.hedge({ delay: "1 second" }))
+      const fiber = yield* Effect.fork(call)
+      yield* TestClock.adjust("1 second")
+      const exit = yield* Fiber.await(fiber)
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      expect(log).toEqual(["start 0"])
+    }).pipe(Effect.provide(classifier)))
+
   it.effect("when every attempt fails, the call fails with all their causes in order", () =>
     Effect.gen(function*() {
       const log: Array<string> = []
