@@ -782,14 +782,17 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         yield* start(child, 0, false)
       })
 
+    // under the lock, like every decision: a stop that overlapped a group restart would otherwise
+    // interrupt the old runner while the restart forks a new one, and the new one would run on,
+    // marked stopped, beyond the reach of shutdown
     const stop = (childName: string): Effect.Effect<boolean> =>
-      Effect.suspend(() => {
+      lock.withPermits(1)(Effect.suspend(() => {
         const child = children.get(childName)
         if (child === undefined || !active(child)) {
           return Effect.succeed(false)
         }
         return Effect.as(interruptAll([child]), true)
-      })
+      }))
 
     const toMetrics = (c: Child): ChildMetrics => ({
       name: c.name,

@@ -503,6 +503,37 @@ describe("FiberSupervisor (outer tier)", () => {
       expect(childOf(yield* supervisor.snapshot, "quits")).toMatchObject({ status: "stopped", errors: 0, restarts: 0 })
     }))
 
+  it.scoped("stop during a group restart stops the restarted program: no run escapes the supervisor", () =>
+    Effect.gen(function*() {
+      const starts = yield* Ref.make(0)
+      const supervisor = yield* FiberSupervisor.make({
+        strategy: "one_for_all",
+        restartSchedule: Schedule.spaced("1 second")
+      })
+      yield* supervisor.spawn("a", Effect.zipRight(Effect.sleep("1 second"), Effect.fail("x")))
+      yield* supervisor.spawn(
+        "b",
+        Effect.scoped(Effect.zipRight(
+          Effect.acquireRelease(Ref.update(starts, (n) => n + 1), () => Effect.sleep("100 millis")),
+          Effect.never
+        ))
+      )
+      yield* settle
+      // "a" fails: the group restart is interrupting "b", whose finalizer takes 100 ms
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      const stopping = yield* Effect.fork(supervisor.stop("b"))
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      expect(yield* Fiber.join(stopping)).toBe(true)
+      expect(childOf(yield* supervisor.snapshot, "b").status).toBe("stopped")
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      expect(yield* Ref.get(starts)).toBe(1)
+      expect(childOf(yield* supervisor.snapshot, "b").status).toBe("stopped")
+    }))
+
   it.effect("graceful shutdown stops programs in reverse start order and reports those that overran", () =>
     Effect.gen(function*() {
       const order = yield* Ref.make<Array<string>>([])
