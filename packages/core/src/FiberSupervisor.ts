@@ -284,7 +284,7 @@ export interface Service {
   /**
    * Every status change of every program, from the moment of subscription. A subscriber that
    * falls behind keeps the most recent 1,024 changes (older ones are dropped, never blocking the
-   * supervisor).
+   * supervisor). The stream ends once the supervisor has shut down.
    */
   readonly changes: Stream.Stream<ChildChange>
   /** Fails with the escalation once the supervisor escalates; never succeeds. */
@@ -455,12 +455,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     const alerts = yield* Effect.serviceOption(Alerts.Alerts)
     const lock = yield* Effect.makeSemaphore(1)
     const escalation = yield* Deferred.make<never, SupervisorEscalation>()
-    const hub = yield* PubSub.sliding<ChildChange>(changesCapacity)
+    // `undefined` marks the end: published once the supervisor has shut down
+    const hub = yield* PubSub.sliding<ChildChange | undefined>(changesCapacity)
     const children = new Map<string, Child>()
     const restartTimes: Array<number> = []
     let seq = 0
     let subscribers = 0
     let closing = false
+    let ended = false
     let escalated = false
     let backingOff = 0
 
@@ -811,21 +813,32 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       children: [...children.values()].sort((a, b) => a.seq - b.seq).map(toMetrics)
     }))
 
-    const changes: Stream.Stream<ChildChange> = Stream.unwrapScoped(
-      Effect.map(
+    // ends once the supervisor has shut down, after the changes published before the end
+    const changes: Stream.Stream<ChildChange> = Stream.unwrapScoped(Effect.suspend(() =>
+      ended ? Effect.succeed(Stream.empty) : Effect.map(
         Effect.acquireRelease(
           Effect.tap(PubSub.subscribe(hub), () => Effect.sync(() => subscribers++)),
           () => Effect.sync(() => subscribers--)
         ),
-        (queue) => Stream.fromQueue(queue)
+        (queue) => Stream.takeWhile(Stream.fromQueue(queue), (change): change is ChildChange => change !== undefined)
       )
-    )
+    ))
+
+    const end = Effect.sync(() => {
+      if (ended) {
+        return
+      }
+      ended = true
+      if (subscribers > 0) {
+        Queue.unsafeOffer(hub, undefined)
+      }
+    })
 
     const shutdown: Effect.Effect<ShutdownReport> = lock.withPermits(1)(
       Effect.suspend(() => {
         closing = true
         const victims = [...children.values()].filter(active).sort(byStartDesc)
-        return interruptAll(victims)
+        return Effect.zipLeft(interruptAll(victims), end)
       })
     ).pipe(
       Effect.tap((report) =>
@@ -838,7 +851,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       Effect.uninterruptible
     )
 
-    yield* Effect.addFinalizer(() => shutdown)
+    yield* Effect.addFinalizer(() =>
+      shutdown
+    )
 
     yield* Health.registerIfPresent(
       `supervisor:${name}`,

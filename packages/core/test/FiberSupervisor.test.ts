@@ -17,6 +17,7 @@ import {
   Ref,
   Schedule,
   Schema,
+  Scope,
   Stream,
   TestClock
 } from "effect"
@@ -585,6 +586,28 @@ describe("FiberSupervisor (outer tier)", () => {
       ])
       expect(changes.map((c) => c.at)).toEqual([0, 0, 0, 1000])
       expect(changes.every((c) => c.program === "job")).toBe(true)
+    }))
+
+  it.scoped("changes ends once the supervisor has shut down, after the last transitions", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const supervisor = yield* FiberSupervisor.make().pipe(Scope.extend(scope))
+      const collected = yield* supervisor.changes.pipe(Stream.runCollect, Effect.fork)
+      yield* settle
+      yield* supervisor.spawn("job", Effect.never)
+      yield* settle
+      yield* Scope.close(scope, Exit.void)
+      yield* settle
+      const done = yield* Fiber.poll(collected)
+      expect(Option.isSome(done)).toBe(true)
+      const changes = Chunk.toReadonlyArray(yield* Fiber.join(collected))
+      expect(changes.map((c) => `${c.from}->${c.to}`)).toEqual([
+        "stopped->starting",
+        "starting->running",
+        "running->stopped"
+      ])
+      // a subscriber that comes after the end gets an empty stream
+      expect(Chunk.size(yield* Stream.runCollect(supervisor.changes))).toBe(0)
     }))
 
   it.scoped("spawning a name that is still running is a defect naming it", () =>
