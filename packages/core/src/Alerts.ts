@@ -123,11 +123,16 @@ interface KeyState {
   suppressed: number
 }
 
+/** At most this many keys are tracked; beyond it the least recently alerted keys are forgotten. */
 const maxTrackedKeys = 10_000
+/** An eviction brings the tracked keys down to this, so that its scan is paid once per 1,000 new keys. */
+const evictDownTo = 9_000
 
 /**
  * Builds an alerts service around a handler. A handler that fails or dies is logged and never
- * fails the caller.
+ * fails the caller. The rate limit keeps state for at most 10,000 keys: beyond that the least
+ * recently alerted keys are forgotten (a forgotten key's next alert is delivered, without a
+ * suppressed count).
  *
  * @since 0.1.0
  * @category constructors
@@ -146,10 +151,17 @@ export const make = (handler: Handler, options: Options = {}): Effect.Effect<Ser
     const expire = (state: KeyState, now: number) => {
       while (state.delivered.length > 0 && now - state.delivered[0]! >= intervalMillis) state.delivered.shift()
     }
-    const prune = (now: number) => {
+    // keys are kept least recently alerted first (a Map iterates in insertion order): idle keys
+    // go first, then, when every key is still busy, the least recently alerted ones, so that the
+    // state stays bounded whatever the number of distinct keys
+    const evict = (now: number) => {
       for (const [key, state] of keys) {
         expire(state, now)
         if (state.delivered.length === 0 && state.suppressed === 0) keys.delete(key)
+      }
+      for (const key of keys.keys()) {
+        if (keys.size <= evictDownTo) break
+        keys.delete(key)
       }
     }
     // a sliding window per key: an alert is delivered when fewer than maxPerKey alerts with its
@@ -157,10 +169,12 @@ export const make = (handler: Handler, options: Options = {}): Effect.Effect<Ser
     const admit = (key: string, now: number): Option.Option<number> => {
       let state = keys.get(key)
       if (state === undefined) {
-        if (keys.size >= maxTrackedKeys) prune(now)
+        if (keys.size >= maxTrackedKeys) evict(now)
         state = { delivered: [], suppressed: 0 }
-        keys.set(key, state)
+      } else {
+        keys.delete(key)
       }
+      keys.set(key, state)
       expire(state, now)
       if (state.delivered.length >= maxPerKey) {
         state.suppressed++

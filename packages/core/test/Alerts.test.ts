@@ -30,6 +30,28 @@ describe("Alerts", () => {
       expect((yield* Ref.get(sent))[3]).toMatchObject({ key: "breaker:payments", suppressed: 3 })
     }))
 
+  it.effect("the state per key is bounded: beyond 10,000 busy keys the least recently alerted are forgotten", () =>
+    Effect.gen(function*() {
+      const sent = yield* Ref.make<Array<Alerts.Alert>>([])
+      const alerts = yield* Alerts.make((a) => Ref.update(sent, (xs) => [...xs, a]), { interval: "1 minute" })
+      // two keys with an alert held back each: "old" is then left alone, "recent" alerted again later
+      for (const key of ["old", "recent"]) {
+        yield* alerts.alert(breakerOpen(key))
+        yield* alerts.alert(breakerOpen(key))
+      }
+      for (let i = 0; i < 5_000; i++) yield* alerts.alert(breakerOpen(`flood:${i}`))
+      yield* alerts.alert(breakerOpen("recent"))
+      for (let i = 5_000; i < 10_000; i++) yield* alerts.alert(breakerOpen(`flood:${i}`))
+      yield* TestClock.adjust("1 minute")
+      yield* Ref.set(sent, [])
+      yield* alerts.alert(breakerOpen("old"))
+      yield* alerts.alert(breakerOpen("recent"))
+      expect((yield* Ref.get(sent)).map((a) => [a.key, a.suppressed])).toEqual([
+        ["old", undefined],
+        ["recent", 2]
+      ])
+    }))
+
   it.effect("the log layer writes an error log with the alert's annotations", () =>
     Effect.gen(function*() {
       const lines: Array<{ level: string; message: string; annotations: Record<string, unknown> }> = []
