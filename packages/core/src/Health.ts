@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as InternalDuration from "./internal/duration.js"
 
 /**
  * The status of one component or of the whole process.
@@ -160,7 +161,7 @@ export class Health extends Context.Tag("@bulwark/core/Health")<Health, Service>
  * @category models
  */
 export interface Options {
-  /** How long a check may take before it counts as down. Default: 5 seconds. */
+  /** How long a check may take before it counts as down; a duration > 0. Default: 5 seconds. */
   readonly checkTimeout?: Duration.DurationInput | undefined
 }
 
@@ -195,7 +196,12 @@ export const aggregate = (components: ReadonlyArray<ComponentReport>, checkedAt:
  */
 export const make = (options: Options = {}): Effect.Effect<Service> =>
   Effect.sync(() => {
-    const timeout = Duration.decode(options.checkTimeout ?? "5 seconds")
+    const timeoutMillis = InternalDuration.toMillis(options.checkTimeout ?? "5 seconds")
+    // a zero timeout (or a negative one clamped to zero) would report every check as down
+    if (!(timeoutMillis > 0)) {
+      throw new RangeError(`Health: checkTimeout must be a duration > 0, got ${String(options.checkTimeout)}`)
+    }
+    const timeout = Duration.millis(timeoutMillis)
     const checks = new Map<string, { readonly check: Check; readonly kind: Kind; readonly token: object }>()
     const register = (name: string, check: Check, registerOptions: RegisterOptions) =>
       Effect.suspend(() => {

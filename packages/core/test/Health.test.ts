@@ -1,6 +1,6 @@
 import { Health } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Schema, TestClock } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Schema, TestClock } from "effect"
 
 const up = Effect.succeed<Health.ComponentHealth>({ status: "up" })
 const degraded = Effect.succeed<Health.ComponentHealth>({ status: "degraded", details: { reason: "breaker open" } })
@@ -46,6 +46,14 @@ describe("Health", () => {
       ])
       expect(report).toMatchObject({ live: true, ready: false, status: "degraded" })
     }).pipe(Effect.provide(Health.layer({ checkTimeout: "1 second" }))))
+
+  it.effect("a checkTimeout that is not a positive duration is a defect naming the field", () =>
+    Effect.gen(function*() {
+      for (const checkTimeout of [-1, 0, Number.NaN, "soon"] as const) {
+        const exit = yield* Effect.exit(Health.make({ checkTimeout: checkTimeout as Duration.DurationInput }))
+        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause) && Cause.pretty(exit.cause)).toContain("checkTimeout")
+      }
+    }))
 
   it.effect("a check is unregistered when its scope closes; registering a name again replaces it", () =>
     Effect.gen(function*() {
