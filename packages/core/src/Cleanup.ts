@@ -17,6 +17,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Failure from "./Failure.js"
+import * as InternalDuration from "./internal/duration.js"
 
 /**
  * One failed step of a cleanup.
@@ -72,8 +73,20 @@ export interface Step<R = never> {
   readonly timeout?: Duration.DurationInput | undefined
 }
 
+/** The time limit in milliseconds, or `NaN` when it is not a duration > 0. */
+const limitMillis = (input: Duration.DurationInput): number => {
+  const millis = InternalDuration.toMillis(input)
+  return millis > 0 ? millis : Number.NaN
+}
+
+const checkLimit = (field: string, input: Duration.DurationInput | undefined): void => {
+  if (input !== undefined && Number.isNaN(limitMillis(input))) {
+    throw new RangeError(`Cleanup: ${field} must be a duration > 0, got ${String(input)}`)
+  }
+}
+
 /**
- * A step.
+ * A step. A `timeout` that is not a duration > 0 is rejected with a `RangeError` naming it.
  *
  * @since 0.1.0
  * @category constructors
@@ -82,7 +95,10 @@ export const step = <R>(
   name: string,
   run: Effect.Effect<unknown, unknown, R>,
   options: { readonly timeout?: Duration.DurationInput | undefined } = {}
-): Step<R> => ({ name, run, ...(options.timeout !== undefined ? { timeout: options.timeout } : {}) })
+): Step<R> => {
+  checkLimit("timeout", options.timeout)
+  return { name, run, ...(options.timeout !== undefined ? { timeout: options.timeout } : {}) }
+}
 
 /**
  * The cleanup metrics, tagged with `cleanup` (the cleanup's name): cleanups attempted, those whose
@@ -138,10 +154,21 @@ const runStep = <R>(s: Step<R>): Effect.Effect<Option.Option<StepFailure>, never
   // the step runs interruptibly so that its own timeout can stop it, but the cleanup around it
   // stays uninterruptible: interrupting the caller never skips a step
   // (the timeout races the step in a child fiber, so only that fiber becomes interruptible)
-  const timed: Effect.Effect<unknown, unknown, R> = s.timeout === undefined ? s.run : Effect.flatMap(
-    Effect.timeoutOption(Effect.interruptible(s.run), s.timeout),
+  const limit = s.timeout === undefined ? undefined : limitMillis(s.timeout)
+  if (limit !== undefined && Number.isNaN(limit)) {
+    // a step built by hand with a bad timeout still runs (a cleanup never skips a step), without
+    // a limit, and is reported
+    return Effect.map(Effect.exit(s.run), () =>
+      Option.some({
+        step: s.name,
+        reason: "defect",
+        message: `timeout must be a duration > 0, got ${String(s.timeout)}`
+      }))
+  }
+  const timed: Effect.Effect<unknown, unknown, R> = limit === undefined ? s.run : Effect.flatMap(
+    Effect.timeoutOption(Effect.interruptible(s.run), Duration.millis(limit)),
     Option.match({
-      onNone: () => Effect.fail(new TimedOut(Duration.format(Duration.decode(s.timeout!)))),
+      onNone: () => Effect.fail(new TimedOut(Duration.format(Duration.millis(limit)))),
       onSome: Effect.succeed
     })
   )
@@ -224,7 +251,7 @@ export const run = <R>(name: string, steps: Iterable<Step<R>>): Effect.Effect<vo
 export interface AcquireReleaseOptions {
   /** The name in logs and metrics. Default: `"resource"`. */
   readonly name?: string | undefined
-  /** How long the release may take before it is interrupted. Default: no limit. */
+  /** How long the release may take before it is interrupted; a duration > 0. Default: no limit. */
   readonly releaseTimeout?: Duration.DurationInput | undefined
 }
 
@@ -256,6 +283,7 @@ export const acquireRelease = <A, E, R, R2>(
   options: AcquireReleaseOptions = {}
 ): Effect.Effect<A, E, R | R2 | Scope.Scope> => {
   const name = options.name ?? "resource"
+  checkLimit("releaseTimeout", options.releaseTimeout)
   return Effect.acquireRelease(
     acquire,
     (a, exit) => Effect.ignore(run(name, [step("release", release(a, exit), { timeout: options.releaseTimeout })]))

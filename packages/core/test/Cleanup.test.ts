@@ -42,6 +42,26 @@ describe("Cleanup.run", () => {
       expect(yield* Ref.get(ran)).toEqual(["after"])
     }))
 
+  it.effect("a timeout that is not a positive duration is rejected naming the field; a hand-built one is reported", () =>
+    Effect.gen(function*() {
+      for (const timeout of [-1, 0, Number.NaN, "-5 seconds"] as const) {
+        expect(() => Cleanup.step("stop", Effect.void, { timeout })).toThrow(/timeout must be a duration > 0/)
+        expect(() => Cleanup.acquireRelease(Effect.void, () => Effect.void, { releaseTimeout: timeout })).toThrow(
+          /releaseTimeout must be a duration > 0/
+        )
+      }
+      let ran = 0
+      const error = yield* Effect.flip(
+        Cleanup.run("by-hand", [{ name: "stop", run: Effect.sync(() => ran++), timeout: -1 }])
+      )
+      expect(ran).toBe(1)
+      expect(error.failures).toEqual([{
+        step: "stop",
+        reason: "defect",
+        message: "timeout must be a duration > 0, got -1"
+      }])
+    }))
+
   it.effect("interrupting the caller never skips a step", () =>
     Effect.gen(function*() {
       const ran = yield* Ref.make<Array<string>>([])
