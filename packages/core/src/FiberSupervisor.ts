@@ -39,6 +39,7 @@ import * as Stream from "effect/Stream"
 import * as Alerts from "./Alerts.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
+import * as InternalDuration from "./internal/duration.js"
 
 // -----------------------------------------------------------------------------
 // models
@@ -420,11 +421,12 @@ const positiveInt = (value: number, field: string): number => {
 }
 
 const positiveDuration = (input: Duration.DurationInput, field: string): Duration.Duration => {
-  const d = Duration.decode(input)
-  if (!Duration.greaterThan(d, Duration.zero)) {
-    throw new TypeError(`FiberSupervisor: ${field} must be a positive duration, got ${Duration.format(d)}`)
+  // the input itself in the message: a negative number would otherwise show as the zero it decodes to
+  const millis = InternalDuration.toMillis(input)
+  if (!(millis > 0)) {
+    throw new TypeError(`FiberSupervisor: ${field} must be a positive duration, got ${String(input)}`)
   }
-  return d
+  return Duration.millis(millis)
 }
 
 /**
@@ -1045,7 +1047,7 @@ export interface LoopOptions<A, E> {
    * classification's `maxRetries` (seed 001's decision matrix: 5 for connection errors …).
    */
   readonly maxRetries?: number | undefined
-  /** A pause after each successful step. Default: none. */
+  /** A pause after each successful step; a duration >= 0. Default: none. */
   readonly interval?: Duration.DurationInput | undefined
   /** Keeps looping while this holds for the step's result. Default: forever. */
   readonly while?: ((a: A) => boolean) | undefined
@@ -1089,7 +1091,13 @@ export const loop = <A, E, R>(step: Effect.Effect<A, E, R>, options: LoopOptions
     const name = options.name ?? child?.name ?? "loop"
     const schedule = (options.schedule ?? defaultLoopSchedule) as Schedule.Schedule<unknown, E>
     const table = options.classify
-    const interval = options.interval === undefined ? undefined : Duration.decode(options.interval)
+    const intervalMillis = options.interval === undefined ? undefined : InternalDuration.toMillis(options.interval)
+    if (intervalMillis !== undefined && !(intervalMillis >= 0)) {
+      return yield* Effect.dieMessage(
+        `FiberSupervisor.loop: interval must be a duration >= 0, got ${String(options.interval)}`
+      )
+    }
+    const interval = intervalMillis === undefined ? undefined : Duration.millis(intervalMillis)
     const keepGoing = options.while
     if (options.maxRetries !== undefined && (!Number.isInteger(options.maxRetries) || options.maxRetries < 0)) {
       return yield* Effect.dieMessage(

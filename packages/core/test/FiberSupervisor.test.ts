@@ -623,6 +623,25 @@ describe("FiberSupervisor (outer tier)", () => {
       const exit = yield* Effect.exit(Effect.scoped(FiberSupervisor.make({ intensity: { maxRestarts: -1 } })))
       expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain("intensity.maxRestarts")
     }))
+
+  it.effect("a duration option that is not a duration is a defect naming the field and the value given", () =>
+    Effect.gen(function*() {
+      const within = yield* Effect.exit(Effect.scoped(FiberSupervisor.make({ intensity: { within: -5 } })))
+      expect(Exit.isFailure(within) && Cause.pretty(within.cause)).toContain(
+        "intensity.within must be a positive duration, got -5"
+      )
+      const garbled = yield* Effect.exit(
+        Effect.scoped(FiberSupervisor.make({ shutdownTimeout: "soon" as Duration.DurationInput }))
+      )
+      expect(Exit.isFailure(garbled) && Cause.pretty(garbled.cause)).toContain(
+        "shutdownTimeout must be a positive duration, got soon"
+      )
+      // a negative pause between steps was clamped to none
+      const interval = yield* Effect.exit(FiberSupervisor.loop(Effect.void, { interval: -1 }))
+      expect(Exit.isFailure(interval) && Cause.isDie(interval.cause) && Cause.pretty(interval.cause)).toContain(
+        "interval must be a duration >= 0, got -1"
+      )
+    }))
 })
 
 describe("FiberSupervisor: escalation reaches the main fiber (seed 004)", () => {
