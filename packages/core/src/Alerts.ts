@@ -15,6 +15,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Failure from "./Failure.js"
+import * as InternalDuration from "./internal/duration.js"
 
 /**
  * The kinds Bulwark itself raises. Any other string is accepted for the user's own alerts.
@@ -143,7 +144,7 @@ export const make = (handler: Handler, options: Options = {}): Effect.Effect<Ser
     if (!Number.isInteger(maxPerKey) || maxPerKey < 1) {
       throw new TypeError(`Alerts: maxPerKey must be a whole number >= 1, got ${maxPerKey}`)
     }
-    const intervalMillis = Duration.toMillis(Duration.decode(options.interval ?? "1 minute"))
+    const intervalMillis = InternalDuration.toMillis(options.interval ?? "1 minute")
     if (!(intervalMillis > 0)) {
       throw new TypeError(`Alerts: interval must be a positive duration, got ${String(options.interval)}`)
     }

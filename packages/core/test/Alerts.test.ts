@@ -1,6 +1,6 @@
 import { Alerts } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Clock, Effect, Exit, FastCheck, Logger, Ref, Schema, TestClock } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, FastCheck, Logger, Ref, Schema, TestClock } from "effect"
 
 const breakerOpen = (key = "breaker:payments"): Alerts.Alert => ({
   key,
@@ -93,6 +93,8 @@ describe("Alerts", () => {
     Effect.gen(function*() {
       const exit = yield* Effect.exit(Alerts.make(() => Effect.void, { maxPerKey: 0 }))
       expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain("maxPerKey")
+      const garbled = yield* Effect.exit(Alerts.make(() => Effect.void, { interval: "soon" as Duration.DurationInput }))
+      expect(Exit.isFailure(garbled) && Cause.pretty(garbled.cause)).toContain("interval must be a positive duration")
     }))
 
   it("alerts are Schema values", () => {
