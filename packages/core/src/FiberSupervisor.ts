@@ -725,12 +725,35 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       runRounds
     )
 
+    // The runner is a daemon fiber that nobody joins: a defect outside the program itself (a
+    // restart schedule or a classifier that throws) would end it silently and leave the program
+    // shown as running. It is logged as fatal and escalates like a defect in the program.
+    const runnerDied = (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
+      Cause.isInterruptedOnly(cause) ? Effect.void : Effect.flatMap(thisChild, (child) =>
+        Effect.zipRight(
+          Effect.logFatal(
+            fatalBanner(
+              `Supervision of program "${child.name}" of supervisor "${name}" died`,
+              "A defect outside the program itself (its restart schedule or the classifier)"
+            ),
+            cause
+          ).pipe(Effect.annotateLogs({ "bulwark.supervisor": name, "bulwark.program": child.name })),
+          lock.withPermits(1)(
+            Effect.uninterruptible(
+              Effect.suspend(() => closing || escalated ? setStatus(child, "failed") : escalate(child, "defect", cause))
+            )
+          )
+        ))
+
     const runner = (child: Child, initialDelay: number, provideContext: boolean): Effect.Effect<void> => {
       const body = Effect.zipRight(
         FiberRef.set(currentChild, child),
         initialDelay > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(initialDelay)), runRounds) : runRounds
       )
-      return provideContext ? Effect.zipRight(FiberRef.set(FiberRef.currentContext, child.context), body) : body
+      return Effect.catchAllCause(
+        provideContext ? Effect.zipRight(FiberRef.set(FiberRef.currentContext, child.context), body) : body,
+        runnerDied
+      )
     }
 
     const spawn = <A, E, R>(

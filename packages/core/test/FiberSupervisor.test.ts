@@ -482,6 +482,23 @@ describe("FiberSupervisor (outer tier)", () => {
       ]])
     }))
 
+  it.scoped("a restart schedule that dies does not end the program's supervision silently: it escalates", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const supervisor = yield* FiberSupervisor.make({
+        restartSchedule: Schedule.spaced("1 second").pipe(Schedule.mapEffect(() => Effect.dieMessage("schedule bug")))
+      })
+      const escalation = yield* Effect.fork(Effect.flip(supervisor.awaitEscalation))
+      yield* supervisor.spawn("job", Effect.fail("x")).pipe(Effect.provide(layer))
+      yield* settle
+      const done = yield* Fiber.poll(escalation)
+      expect(Option.isSome(done)).toBe(true)
+      expect(yield* Fiber.join(escalation)).toMatchObject({ program: "job", reason: "defect" })
+      expect(childOf(yield* supervisor.snapshot, "job").status).toBe("failed")
+      const fatal = (yield* Ref.get(lines)).filter((l) => l.level === "FATAL")
+      expect(fatal.some((l) => l.cause.includes("schedule bug"))).toBe(true)
+    }))
+
   it.scoped("with escalateOnDefect false a defect is restarted like a failure", () =>
     Effect.gen(function*() {
       const supervisor = yield* FiberSupervisor.make({ escalateOnDefect: false, restartSchedule: Schedule.stop })
