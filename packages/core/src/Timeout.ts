@@ -6,8 +6,10 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import * as Failure from "./Failure.js"
@@ -59,7 +61,8 @@ export interface Options {
 /**
  * A policy function that interrupts its effect once `duration` has passed on `Clock` and
  * fails with {@link TimeoutError}. The error is raised only after the interrupted work's
- * finalizers have finished. A duration that is not a positive duration is a defect.
+ * finalizers have finished; a defect in those finalizers is kept beside the error (a bug is
+ * never dropped). A duration that is not a positive duration is a defect.
  *
  * @example
  * ```ts
@@ -90,9 +93,30 @@ export const timeout = (
   const counter = options.name === undefined
     ? timeoutsCounter
     : Metric.tagged(timeoutsCounter, "operation", options.name)
-  const onTimeout = (): TimeoutError => {
-    counter.unsafeUpdate(1, [])
-    return error
-  }
-  return (self) => Effect.timeoutFail(self, { duration: limit, onTimeout })
+  const timedOut = Cause.fail(error)
+  return (self) =>
+    Effect.suspend(() => {
+      // the interrupted work's exit is otherwise dropped by the race: a finalizer that died on
+      // the way out would vanish. Its defects are kept, after the TimeoutError.
+      let died: Cause.Cause<never> | undefined
+      const watched = Effect.onExit(self, (exit) => {
+        if (Exit.isFailure(exit) && Cause.isDie(exit.cause)) {
+          died = Cause.defects(exit.cause).pipe((defects) =>
+            [...defects].reduce<Cause.Cause<never>>(
+              (all, defect) => Cause.sequential(all, Cause.die(defect)),
+              Cause.empty
+            )
+          )
+        }
+        return Effect.void
+      })
+      // lazy: evaluated once the interrupted work (and so its finalizers) has finished
+      return Effect.timeoutFailCause(watched, {
+        duration: limit,
+        onTimeout: () => {
+          counter.unsafeUpdate(1, [])
+          return died === undefined ? timedOut : Cause.sequential(timedOut, died)
+        }
+      })
+    })
 }

@@ -1,6 +1,6 @@
 import { Failure, Timeout } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Metric, MetricState, Option, TestClock } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Metric, MetricState, Option, TestClock } from "effect"
 
 describe("Timeout", () => {
   it.effect("fails with a TimeoutError once the duration has passed on the clock", () =>
@@ -16,6 +16,19 @@ describe("Timeout", () => {
       expect(error.duration).toEqual(Duration.seconds(2))
       expect(error.operation).toBe("fetchUser")
       expect(error.message).toBe("Operation \"fetchUser\" timed out after 2s and was interrupted")
+    }))
+
+  it.effect("a defect in the interrupted work's finalizers is kept beside the TimeoutError", () =>
+    Effect.gen(function*() {
+      const work = Effect.never.pipe(Effect.ensuring(Effect.die("finalizer bug")), Timeout.timeout("1 second"))
+      const fiber = yield* Effect.fork(Effect.exit(work))
+      yield* TestClock.adjust("1 second")
+      const exit = yield* Fiber.join(fiber)
+      expect(Exit.isFailure(exit)).toBe(true)
+      if (Exit.isFailure(exit)) {
+        expect(Cause.failureOption(exit.cause).pipe(Option.getOrUndefined)).toBeInstanceOf(Timeout.TimeoutError)
+        expect([...Cause.defects(exit.cause)]).toEqual(["finalizer bug"])
+      }
     }))
 
   it.effect("returns the value, or the work's own failure, when the work finishes in time", () =>
