@@ -223,8 +223,8 @@ export type CommonError<S> = { readonly [K in keyof S]: (e: ErrorOf<S[K]>) => vo
 
 /**
  * Wraps every Effect-valued member of a service (effects and functions returning effects) with
- * the injector built from `options`. One injector serves all members, so one seed scripts the
- * whole service.
+ * the injector built from `options`; the members of a class instance, on its prototypes, are
+ * wrapped too. One injector serves all members, so one seed scripts the whole service.
  *
  * @since 0.1.0
  * @category combinators
@@ -232,7 +232,17 @@ export type CommonError<S> = { readonly [K in keyof S]: (e: ErrorOf<S[K]>) => vo
 export const service = <S extends object>(self: S, options: Options<CommonError<S>>): S => {
   const injector = inject(options)
   const wrapped: Record<PropertyKey, unknown> = {}
-  for (const key of Reflect.ownKeys(self)) {
+  // the members of a class instance live on its prototypes: collect them too, or the wrapped
+  // service would lack its methods
+  const keys = new Set<PropertyKey>()
+  for (
+    let holder: object | null = self;
+    holder !== null && holder !== Object.prototype;
+    holder = Object.getPrototypeOf(holder) as object | null
+  ) {
+    for (const key of Reflect.ownKeys(holder)) if (key !== "constructor") keys.add(key)
+  }
+  for (const key of keys) {
     const member = (self as Record<PropertyKey, unknown>)[key]
     if (Effect.isEffect(member)) {
       wrapped[key] = injector(member)

@@ -140,6 +140,20 @@ describe("Chaos", () => {
       failure: () => new Unavailable()
     }))))
 
+  it.effect("service wraps the methods of a class instance too", () =>
+    Effect.gen(function*() {
+      class Ledger {
+        constructor(readonly currency: string) {}
+        balance(account: string): Effect.Effect<string, Unavailable> {
+          return Effect.succeed(`${account}: 10 ${this.currency}`)
+        }
+      }
+      const flaky = Chaos.service(new Ledger("EUR"), { outage: Schedule.recurs(1), failure: () => new Unavailable() })
+      expect(flaky.currency).toBe("EUR")
+      expect(yield* Effect.exit(flaky.balance("a"))).toEqual(Exit.fail(new Unavailable()))
+      expect(yield* flaky.balance("a")).toBe("a: 10 EUR")
+    }))
+
   it("injected failures into a service must be errors every member can raise", () => {
     type Service = Context.Tag.Service<Payments>
     expectTypeOf<Chaos.CommonError<Service>>().toEqualTypeOf<Unavailable>()
