@@ -1026,11 +1026,11 @@ export const layer = (options: Options = {}): Layer.Layer<CircuitBreaker> => Lay
  * @category config
  */
 export const config = (name?: string): Config.Config<Options> => {
-  const whole = (key: string, min: number, fallback: number) =>
+  const wholeNumber = (key: string, min: number) =>
     Config.integer(key).pipe(
-      Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min }),
-      Config.withDefault(fallback)
+      Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min })
     )
+  const whole = (key: string, min: number, fallback: number) => wholeNumber(key, min).pipe(Config.withDefault(fallback))
   const rate = (key: string, fallback: number) =>
     Config.number(key).pipe(
       Config.validate({ message: "must be a rate in (0, 1]", validation: (n) => n > 0 && n <= 1 }),
@@ -1050,7 +1050,8 @@ export const config = (name?: string): Config.Config<Options> => {
     windowSize: whole("WINDOW_SIZE", 1, 100),
     windowDuration: positive("WINDOW_DURATION").pipe(Config.withDefault(Duration.seconds(60))),
     windowBuckets: whole("WINDOW_BUCKETS", 1, 10),
-    minimumCalls: Config.option(whole("MINIMUM_CALLS", 1, 1)),
+    // no default here: a missing key leaves the policy's own default (WINDOW_SIZE for count, 10 for time)
+    minimumCalls: Config.option(wholeNumber("MINIMUM_CALLS", 1)),
     openDuration: Config.duration("OPEN_DURATION").pipe(
       Config.validate({ message: "must be a finite duration", validation: Duration.isFinite }),
       Config.withDefault(Duration.seconds(60))

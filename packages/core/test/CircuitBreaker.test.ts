@@ -403,6 +403,29 @@ describe("CircuitBreaker", () => {
       expect(String(bad)).toMatch(/rate in \(0, 1\]/)
     }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.None)))
 
+  it.effect("layerConfig without MINIMUM_CALLS keeps the policy's default minimum", () =>
+    Effect.gen(function*() {
+      const read = (entries: ReadonlyArray<[string, string]>) =>
+        CircuitBreaker.config().pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(entries))))
+      const count = yield* read([["POLICY", "count"], ["WINDOW_SIZE", "4"]])
+      expect(count.policy).toMatchObject({ _tag: "CountWindow", size: 4, minimumCalls: 4 })
+      const time = yield* read([["POLICY", "time"]])
+      expect(time.policy).toMatchObject({ _tag: "TimeWindow", minimumCalls: 10 })
+
+      // one failure in an empty window must not open a count-window breaker of size 4
+      const breaker = yield* CircuitBreaker.CircuitBreaker.pipe(
+        Effect.provide(CircuitBreaker.layerConfig()),
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["POLICY", "count"], ["WINDOW_SIZE", "4"]])))
+      )
+      yield* failTimes(breaker, 1)
+      expect(yield* breaker.state).toBe("Closed")
+      yield* breaker.protect(ok)
+      yield* breaker.protect(ok)
+      expect(yield* breaker.state).toBe("Closed")
+      yield* failTimes(breaker, 1)
+      expect(yield* breaker.state).toBe("Open")
+    }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.None)))
+
   it.scoped("a Tag per dependency, with its own layer and name", () =>
     Effect.gen(function*() {
       class PaymentsBreaker extends CircuitBreaker.Tag("payments")<PaymentsBreaker>() {}
