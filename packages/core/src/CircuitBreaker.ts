@@ -817,6 +817,28 @@ const build = (
       return rejection
     }
 
+    /**
+     * Settles a failed call. A classifier or `isFailure` that throws is a defect of its own: the
+     * call counts as neither success nor failure (so a probe frees its slot) and the defect joins
+     * the call's cause.
+     */
+    const settleFailure = (
+      gen: number,
+      admittedIn: State,
+      start: number,
+      cause: Cause.Cause<unknown>
+    ): Effect.Effect<never, unknown> => {
+      let outcome: number
+      try {
+        outcome = outcomeOf(cause)
+      } catch (defect) {
+        settle(gen, admittedIn, INTERRUPTED, start)
+        return Effect.failCause(Cause.sequential(cause, Cause.die(defect)))
+      }
+      const after = settle(gen, admittedIn, outcome, start)
+      return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+    }
+
     type Handlers = {
       readonly onSuccess: (a: unknown) => Effect.Effect<unknown>
       readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<never, unknown>
@@ -826,10 +848,7 @@ const build = (
         const after = settle(gen, admittedIn, SUCCESS, start)
         return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
       },
-      onFailure: (cause) => {
-        const after = settle(gen, admittedIn, outcomeOf(cause), start)
-        return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
-      }
+      onFailure: (cause) => settleFailure(gen, admittedIn, start, cause)
     })
     const protect = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
       Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
@@ -862,10 +881,7 @@ const build = (
                 const after = settle(gen, "HalfOpen", SUCCESS, at)
                 return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
               },
-              onFailure: (cause) => {
-                const after = settle(gen, "HalfOpen", outcomeOf(cause), at)
-                return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
-              }
+              onFailure: (cause) => settleFailure(gen, "HalfOpen", at, cause) as Effect.Effect<never, E>
             })
           )
         }

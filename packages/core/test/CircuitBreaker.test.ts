@@ -161,6 +161,33 @@ describe("CircuitBreaker", () => {
       expect(yield* breaker.state).toBe("Closed")
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
+  it.scoped("an isFailure that throws frees the probe slot and surfaces as a defect", () =>
+    Effect.gen(function*() {
+      let broken = false
+      const breaker = yield* CircuitBreaker.make({
+        name: "svc",
+        policy: CircuitBreaker.consecutive(1),
+        halfOpenProbes: 1,
+        successThreshold: 1,
+        openDuration: "1 second",
+        isFailure: () => {
+          if (broken) throw new Error("predicate bug")
+          return true
+        }
+      })
+      yield* failTimes(breaker, 1)
+      yield* TestClock.adjust("1 second")
+      broken = true
+      const exit = yield* Effect.exit(breaker.protect(refused))
+      expect(Exit.isFailure(exit) && Option.isSome(Cause.failureOption(exit.cause))).toBe(true)
+      expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toMatch(/predicate bug/)
+      expect(yield* breaker.metrics).toMatchObject({ state: "HalfOpen", probesInFlight: 0, failures: 1 })
+      broken = false
+      // the slot is free: the next probe runs and closes the breaker
+      expect(yield* breaker.protect(ok)).toBe("ok")
+      expect(yield* breaker.state).toBe("Closed")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
   it.scoped("isFailure decides which typed failures count", () =>
     Effect.gen(function*() {
       const breaker = yield* CircuitBreaker.make({
