@@ -871,19 +871,23 @@ const build = (
           s = state
         }
         if (s === "HalfOpen" && probesInFlight < o.halfOpenProbes) {
-          probesInFlight++
-          calls++
-          const gen = generation
-          // a probe's slot must be freed even when it is interrupted: run the outcome uninterruptibly
-          return Effect.uninterruptibleMask((restore) =>
-            Effect.matchCauseEffect(restore(self), {
+          // a probe's slot must be freed even when it is interrupted: take it inside the
+          // uninterruptible region (an interruption between taking it and entering the region
+          // would keep it for good) and run the outcome uninterruptibly
+          return Effect.uninterruptibleMask((restore) => {
+            // the fiber may have yielded since the check above: if the slot is gone, decide afresh
+            if (state !== "HalfOpen" || probesInFlight >= o.halfOpenProbes) return restore(protect(self))
+            probesInFlight++
+            calls++
+            const gen = generation
+            return Effect.matchCauseEffect(restore(self), {
               onSuccess: (a) => {
                 const after = settle(gen, "HalfOpen", SUCCESS, at)
                 return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
               },
               onFailure: (cause) => settleFailure(gen, "HalfOpen", at, cause) as Effect.Effect<never, E>
             })
-          )
+          })
         }
         return reject(at)
       })

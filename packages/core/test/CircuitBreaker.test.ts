@@ -161,6 +161,32 @@ describe("CircuitBreaker", () => {
       expect(yield* breaker.state).toBe("Closed")
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
+  it.scoped("a probe interrupted at any point of its admission frees its slot", () =>
+    Effect.gen(function*() {
+      // the caller yields every `budget` operations; scanning the budget moves the point where
+      // the interruption lands across every step of `protect`
+      for (let budget = 10; budget < 60; budget++) {
+        const breaker = yield* CircuitBreaker.make({
+          name: "svc",
+          policy: CircuitBreaker.consecutive(1),
+          halfOpenProbes: 1,
+          successThreshold: 1,
+          openDuration: "1 second"
+        })
+        yield* failTimes(breaker, 1)
+        yield* TestClock.adjust("1 second")
+        const probe = yield* Effect.fork(breaker.protect(Effect.never).pipe(Effect.withMaxOpsBeforeYield(budget)))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(probe)
+        expect({ budget, probesInFlight: (yield* breaker.metrics).probesInFlight }).toEqual({
+          budget,
+          probesInFlight: 0
+        })
+        expect(yield* breaker.protect(ok)).toBe("ok")
+        expect(yield* breaker.state).toBe("Closed")
+      }
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
   it.scoped("an isFailure that throws frees the probe slot and surfaces as a defect", () =>
     Effect.gen(function*() {
       let broken = false
