@@ -179,7 +179,9 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
         return Effect.forEach(idle, ([key, entry]) => drop(key, entry), { discard: true })
       })
       yield* Effect.forkScoped(
-        Effect.repeat(Effect.zipRight(Effect.sleep(Duration.millis(ttlMillis / 4)), sweep), Schedule.forever)
+        Effect.interruptible(
+          Effect.repeat(Effect.zipRight(Effect.sleep(Duration.millis(ttlMillis / 4)), sweep), Schedule.forever)
+        )
       )
 
       return {

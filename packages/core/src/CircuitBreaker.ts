@@ -967,11 +967,13 @@ const build = (
       const loaded = yield* store.load(name)
       if (Option.isSome(loaded) && loaded.value.origin !== origin) apply(loaded.value, false)
       const inbox = yield* store.subscribe(name)
-      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(outbox), store.publish)))
-      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(inbox), (incoming) =>
+      // interruptible whatever region the breaker is made in (a registry makes its breakers
+      // uninterruptibly): an uninterruptible loop would hang the closing of the scope
+      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(outbox), store.publish))))
+      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(inbox), (incoming) =>
         Effect.sync(() => {
           if (incoming.origin !== origin) apply(incoming, false)
-        }))))
+        })))))
     }
     stateGauge.unsafeUpdate(stateCode[state], stateLabels)
 

@@ -1,6 +1,6 @@
-import { BreakerRegistry, CircuitBreaker } from "@bulwark/core"
+import { BreakerRegistry, BreakerStore, CircuitBreaker } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Data, Effect, Exit, Logger, LogLevel, Option, TestClock } from "effect"
+import { Cause, Data, Effect, Exit, Fiber, Logger, LogLevel, Option, Scope, TestClock } from "effect"
 
 class Refused extends Data.TaggedError("Refused")<{}> {}
 
@@ -63,6 +63,37 @@ describe("BreakerRegistry", () => {
       yield* TestClock.adjust("2 minutes")
       expect(yield* registry.keys).toEqual([])
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("with a BreakerStore, eviction, invalidation and closing the registry all finish", () =>
+    Effect.gen(function*() {
+      const settle = Effect.gen(function*() {
+        for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      })
+      const scope = yield* Scope.make()
+      const registry = yield* BreakerRegistry.make({ name: "hosts", capacity: 1 }).pipe(Scope.extend(scope))
+      yield* registry.get("a")
+      // "b" evicts "a": its breaker's scope is closed on the way
+      const evicting = yield* Effect.fork(registry.get("b"))
+      yield* settle
+      expect(Option.isSome(yield* Fiber.poll(evicting))).toBe(true)
+      expect(yield* registry.keys).toEqual(["b"])
+      const invalidating = yield* Effect.fork(registry.invalidate("b"))
+      yield* settle
+      expect(Option.isSome(yield* Fiber.poll(invalidating))).toBe(true)
+      yield* registry.get("c")
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* settle
+      expect(Option.isSome(yield* Fiber.poll(closing))).toBe(true)
+    }).pipe(Effect.provide(BreakerStore.layerMemory), Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("a registry made in an uninterruptible region still closes", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      yield* BreakerRegistry.make({ name: "hosts" }).pipe(Scope.extend(scope), Effect.uninterruptible)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      expect(Option.isSome(yield* Fiber.poll(closing))).toBe(true)
+    }))
 
   it.effect("bad options are a defect that names the field, before any call", () =>
     Effect.gen(function*() {
