@@ -64,6 +64,28 @@ describe("BreakerRegistry", () => {
       expect(yield* registry.keys).toEqual([])
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
+  it.scoped("a breaker that cannot be made gives back what it acquired", () =>
+    Effect.gen(function*() {
+      // a store whose subscription takes a connection, then dies for one key
+      const memory = yield* BreakerStore.makeMemory
+      let connections = 0
+      const store: BreakerStore.BreakerStore = {
+        ...memory,
+        subscribe: (breaker) =>
+          Effect.acquireRelease(Effect.sync(() => connections++), () => Effect.sync(() => connections--)).pipe(
+            Effect.zipRight(breaker.endsWith("/bad") ? Effect.dieMessage("store lost") : memory.subscribe(breaker))
+          )
+      }
+      yield* Effect.gen(function*() {
+        const registry = yield* BreakerRegistry.make({ name: "hosts" })
+        yield* registry.get("good")
+        const before = connections
+        const exit = yield* Effect.exit(registry.get("bad"))
+        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+        expect(connections).toBe(before)
+        expect(yield* registry.keys).toEqual(["good"])
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
   it.effect("with a BreakerStore, eviction, invalidation and closing the registry all finish", () =>
     Effect.gen(function*() {
       const settle = Effect.gen(function*() {
