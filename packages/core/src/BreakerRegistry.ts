@@ -114,6 +114,9 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
         CircuitBreaker.make({ ...breakerOptions, name: `${name}/options`, metricLabel: name, health: false })
       )
       const registryScope = yield* Effect.scope
+      // breakers are made with the registry's services (classifier, store, alerts), not with
+      // those of whichever caller first used their key
+      const services = Context.omit(Scope.Scope)(yield* Effect.context<never>())
       const clock = yield* Effect.clock
       // entries by key, least recently used first (a Map iterates in insertion order)
       const entries = new Map<string, Entry>()
@@ -139,7 +142,9 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
           entries.set(key, entry)
           yield* Effect.forEach(evicted, ([k, e]) => drop(k, e), { discard: true })
           const breaker = yield* Scope.extend(
-            CircuitBreaker.make({ ...breakerOptions, name: `${name}/${key}`, metricLabel: name, health: false }),
+            CircuitBreaker.make({ ...breakerOptions, name: `${name}/${key}`, metricLabel: name, health: false }).pipe(
+              Effect.provide(services)
+            ),
             scope
           )
           entry.breaker = breaker

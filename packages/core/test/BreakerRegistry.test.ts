@@ -1,4 +1,4 @@
-import { BreakerRegistry, BreakerStore, CircuitBreaker } from "@bulwark/core"
+import { BreakerRegistry, BreakerStore, CircuitBreaker, Failure } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Data, Effect, Exit, Fiber, Logger, LogLevel, Option, Scope, TestClock } from "effect"
 
@@ -116,6 +116,21 @@ describe("BreakerRegistry", () => {
       for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
       expect(Option.isSome(yield* Fiber.poll(closing))).toBe(true)
     }))
+
+  it.scoped("breakers take the registry's classifier, not the first caller's", () =>
+    Effect.gen(function*() {
+      // the registry is made where Refused is a validation error, which trips no breaker
+      const registry = yield* BreakerRegistry.make({
+        name: "hosts",
+        breaker: { policy: CircuitBreaker.consecutive(1) }
+      })
+        .pipe(
+          Effect.provide(Failure.layerClassifier({ tables: [Failure.table<Refused>({ Refused: "validation" })] }))
+        )
+      // the caller's context has no classifier
+      yield* Effect.exit(registry.protect("a.example")(Effect.fail(new Refused())))
+      expect(yield* Effect.flatMap(registry.get("a.example"), (breaker) => breaker.state)).toBe("Closed")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.effect("bad options are a defect that names the field, before any call", () =>
     Effect.gen(function*() {
