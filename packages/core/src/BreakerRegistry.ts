@@ -114,6 +114,9 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
         CircuitBreaker.make({ ...breakerOptions, name: `${name}/options`, metricLabel: name, health: false })
       )
       const registryScope = yield* Effect.scope
+      // breakers are made with the registry's services (classifier, store, alerts), not with
+      // those of whichever caller first used their key
+      const services = Context.omit(Scope.Scope)(yield* Effect.context<never>())
       const clock = yield* Effect.clock
       // entries by key, least recently used first (a Map iterates in insertion order)
       const entries = new Map<string, Entry>()
@@ -123,8 +126,9 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
         return Scope.close(entry.scope, Exit.void)
       }
 
-      const create = (key: string): Effect.Effect<CircuitBreaker.CircuitBreaker> =>
-        Effect.gen(function*() {
+      const create = (key: string): Effect.Effect<CircuitBreaker.CircuitBreaker> => {
+        let made: Entry | undefined = undefined
+        return Effect.gen(function*() {
           const evicted: Array<[string, Entry]> = []
           while (entries.size >= capacity) {
             const oldest = entries.entries().next().value as [string, Entry]
@@ -134,28 +138,34 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
           const scope = yield* Scope.fork(registryScope, ExecutionStrategy.sequential)
           const ready = yield* Deferred.make<CircuitBreaker.CircuitBreaker>()
           const entry: Entry = { scope, ready, breaker: undefined, lastUsed: clock.unsafeCurrentTimeMillis() }
+          made = entry
           entries.set(key, entry)
           yield* Effect.forEach(evicted, ([k, e]) => drop(k, e), { discard: true })
           const breaker = yield* Scope.extend(
-            CircuitBreaker.make({ ...breakerOptions, name: `${name}/${key}`, metricLabel: name, health: false }),
+            CircuitBreaker.make({ ...breakerOptions, name: `${name}/${key}`, metricLabel: name, health: false }).pipe(
+              Effect.provide(services)
+            ),
             scope
           )
           entry.breaker = breaker
           yield* Deferred.succeed(ready, breaker)
           return breaker
         }).pipe(
+          // a breaker that could not be made gives back what it acquired, and its waiters hear why
           Effect.tapErrorCause((cause) =>
             Effect.suspend(() => {
-              const entry = entries.get(key)
-              if (entry !== undefined && entry.breaker === undefined) {
-                entries.delete(key)
-                return Deferred.failCause(entry.ready, cause)
-              }
-              return Effect.void
+              const entry = made
+              if (entry === undefined || entry.breaker !== undefined) return Effect.void
+              if (entries.get(key) === entry) entries.delete(key)
+              return Effect.zipRight(
+                Scope.close(entry.scope, Exit.failCause(cause)),
+                Deferred.failCause(entry.ready, cause)
+              )
             })
           ),
           Effect.uninterruptible
         )
+      }
 
       const get = (key: string): Effect.Effect<CircuitBreaker.CircuitBreaker> =>
         Effect.suspend(() => {
@@ -179,7 +189,9 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
         return Effect.forEach(idle, ([key, entry]) => drop(key, entry), { discard: true })
       })
       yield* Effect.forkScoped(
-        Effect.repeat(Effect.zipRight(Effect.sleep(Duration.millis(ttlMillis / 4)), sweep), Schedule.forever)
+        Effect.interruptible(
+          Effect.repeat(Effect.zipRight(Effect.sleep(Duration.millis(ttlMillis / 4)), sweep), Schedule.forever)
+        )
       )
 
       return {

@@ -139,6 +139,9 @@ export const makeMemory: Effect.Effect<BreakerStore> = Effect.gen(function*() {
         yield* Queue.take(subscription).pipe(
           Effect.flatMap((snapshot) => snapshot.breaker === breaker ? Queue.offer(out, snapshot) : Effect.void),
           Effect.forever,
+          // interruptible even when subscribed from an uninterruptible region, or closing the
+          // subscription's scope would wait for it forever
+          Effect.interruptible,
           Effect.forkScoped
         )
         return out

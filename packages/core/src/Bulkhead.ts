@@ -228,6 +228,8 @@ interface Waiter {
   resume: ((effect: Effect.Effect<void>) => void) | undefined
   /** The slot has been handed to this waiter. */
   granted: boolean
+  /** The waiter gave up: it left the queue or passed its slot on (once only). */
+  abandoned: boolean
   prev: Waiter | undefined
   next: Waiter | undefined
 }
@@ -365,8 +367,13 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     active$.unsafeUpdate(active, noTags)
   }
 
-  /** The waiter gives up (interrupted or timed out): leave the queue, or pass on a granted slot. */
+  /**
+   * The waiter gives up (interrupted or timed out): leave the queue, or pass on a granted slot.
+   * Idempotent: the wait's canceler and the waiting call's failure handler may both call it.
+   */
   const abandon = (waiter: Waiter): void => {
+    if (waiter.abandoned) return
+    waiter.abandoned = true
     if (waiter.granted) {
       release()
     } else {
@@ -412,7 +419,14 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
           rejectedFull$.unsafeUpdate(1, noTags)
           return failQueueFull
         }
-        const waiter: Waiter = { priority, resume: undefined, granted: false, prev: undefined, next: undefined }
+        const waiter: Waiter = {
+          priority,
+          resume: undefined,
+          granted: false,
+          abandoned: false,
+          prev: undefined,
+          next: undefined
+        }
         push(lanes[priority]!, waiter)
         queued++
         queued$.unsafeUpdate(queued, noTags)
@@ -424,7 +438,16 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
         const bounded = waitTimeout === undefined
           ? wait
           : Effect.timeoutFail(wait, { duration: options.maxWait.pipe(Option.getOrThrow), onTimeout: onWaitTimeout })
-        return Effect.flatMap(restore(bounded), () => Effect.flatMap(Effect.exit(restore(self)), releaseAfter))
+        // the wait can fail without its canceler running: interrupted before it registered (the
+        // caller yielded after queueing), or timed out just as a slot was handed over; the place
+        // or the slot is given back here either way
+        return Effect.matchCauseEffect(restore(bounded), {
+          onFailure: (cause) => {
+            abandon(waiter)
+            return Effect.failCause(cause)
+          },
+          onSuccess: () => Effect.flatMap(Effect.exit(restore(self)), releaseAfter)
+        })
       })
     )
 

@@ -817,6 +817,28 @@ const build = (
       return rejection
     }
 
+    /**
+     * Settles a failed call. A classifier or `isFailure` that throws is a defect of its own: the
+     * call counts as neither success nor failure (so a probe frees its slot) and the defect joins
+     * the call's cause.
+     */
+    const settleFailure = (
+      gen: number,
+      admittedIn: State,
+      start: number,
+      cause: Cause.Cause<unknown>
+    ): Effect.Effect<never, unknown> => {
+      let outcome: number
+      try {
+        outcome = outcomeOf(cause)
+      } catch (defect) {
+        settle(gen, admittedIn, INTERRUPTED, start)
+        return Effect.failCause(Cause.sequential(cause, Cause.die(defect)))
+      }
+      const after = settle(gen, admittedIn, outcome, start)
+      return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+    }
+
     type Handlers = {
       readonly onSuccess: (a: unknown) => Effect.Effect<unknown>
       readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<never, unknown>
@@ -826,10 +848,7 @@ const build = (
         const after = settle(gen, admittedIn, SUCCESS, start)
         return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
       },
-      onFailure: (cause) => {
-        const after = settle(gen, admittedIn, outcomeOf(cause), start)
-        return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
-      }
+      onFailure: (cause) => settleFailure(gen, admittedIn, start, cause)
     })
     const protect = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
       Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
@@ -852,22 +871,23 @@ const build = (
           s = state
         }
         if (s === "HalfOpen" && probesInFlight < o.halfOpenProbes) {
-          probesInFlight++
-          calls++
-          const gen = generation
-          // a probe's slot must be freed even when it is interrupted: run the outcome uninterruptibly
-          return Effect.uninterruptibleMask((restore) =>
-            Effect.matchCauseEffect(restore(self), {
+          // a probe's slot must be freed even when it is interrupted: take it inside the
+          // uninterruptible region (an interruption between taking it and entering the region
+          // would keep it for good) and run the outcome uninterruptibly
+          return Effect.uninterruptibleMask((restore) => {
+            // the fiber may have yielded since the check above: if the slot is gone, decide afresh
+            if (state !== "HalfOpen" || probesInFlight >= o.halfOpenProbes) return restore(protect(self))
+            probesInFlight++
+            calls++
+            const gen = generation
+            return Effect.matchCauseEffect(restore(self), {
               onSuccess: (a) => {
                 const after = settle(gen, "HalfOpen", SUCCESS, at)
                 return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
               },
-              onFailure: (cause) => {
-                const after = settle(gen, "HalfOpen", outcomeOf(cause), at)
-                return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
-              }
+              onFailure: (cause) => settleFailure(gen, "HalfOpen", at, cause) as Effect.Effect<never, E>
             })
-          )
+          })
         }
         return reject(at)
       })
@@ -947,11 +967,13 @@ const build = (
       const loaded = yield* store.load(name)
       if (Option.isSome(loaded) && loaded.value.origin !== origin) apply(loaded.value, false)
       const inbox = yield* store.subscribe(name)
-      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(outbox), store.publish)))
-      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(inbox), (incoming) =>
+      // interruptible whatever region the breaker is made in (a registry makes its breakers
+      // uninterruptibly): an uninterruptible loop would hang the closing of the scope
+      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(outbox), store.publish))))
+      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(inbox), (incoming) =>
         Effect.sync(() => {
           if (incoming.origin !== origin) apply(incoming, false)
-        }))))
+        })))))
     }
     stateGauge.unsafeUpdate(stateCode[state], stateLabels)
 
@@ -1026,11 +1048,11 @@ export const layer = (options: Options = {}): Layer.Layer<CircuitBreaker> => Lay
  * @category config
  */
 export const config = (name?: string): Config.Config<Options> => {
-  const whole = (key: string, min: number, fallback: number) =>
+  const wholeNumber = (key: string, min: number) =>
     Config.integer(key).pipe(
-      Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min }),
-      Config.withDefault(fallback)
+      Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min })
     )
+  const whole = (key: string, min: number, fallback: number) => wholeNumber(key, min).pipe(Config.withDefault(fallback))
   const rate = (key: string, fallback: number) =>
     Config.number(key).pipe(
       Config.validate({ message: "must be a rate in (0, 1]", validation: (n) => n > 0 && n <= 1 }),
@@ -1050,7 +1072,8 @@ export const config = (name?: string): Config.Config<Options> => {
     windowSize: whole("WINDOW_SIZE", 1, 100),
     windowDuration: positive("WINDOW_DURATION").pipe(Config.withDefault(Duration.seconds(60))),
     windowBuckets: whole("WINDOW_BUCKETS", 1, 10),
-    minimumCalls: Config.option(whole("MINIMUM_CALLS", 1, 1)),
+    // no default here: a missing key leaves the policy's own default (WINDOW_SIZE for count, 10 for time)
+    minimumCalls: Config.option(wholeNumber("MINIMUM_CALLS", 1)),
     openDuration: Config.duration("OPEN_DURATION").pipe(
       Config.validate({ message: "must be a finite duration", validation: Duration.isFinite }),
       Config.withDefault(Duration.seconds(60))

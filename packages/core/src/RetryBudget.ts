@@ -128,7 +128,9 @@ const validate = (options: Options): {
   }
   const minRetriesPerSecond = options.minRetriesPerSecond ?? 10
   if (!(minRetriesPerSecond >= 0) || !Number.isFinite(minRetriesPerSecond)) {
-    throw new RangeError(`RetryBudget "${name}": minRetriesPerSecond must be >= 0, got ${minRetriesPerSecond}`)
+    throw new RangeError(
+      `RetryBudget "${name}": minRetriesPerSecond must be >= 0 and finite, got ${minRetriesPerSecond}`
+    )
   }
   const window = Duration.decodeUnknown(options.window ?? Duration.seconds(10))
   const windowMillis = window._tag === "Some" ? Duration.toMillis(window.value) : Number.NaN
@@ -242,7 +244,10 @@ export const config: Config.Config<Options> = Config.all({
     Config.withDefault(0.2)
   ),
   minRetriesPerSecond: Config.number("minRetriesPerSecond").pipe(
-    Config.validate({ message: "minRetriesPerSecond must be >= 0", validation: (n) => n >= 0 }),
+    Config.validate({
+      message: "minRetriesPerSecond must be >= 0 and finite",
+      validation: (n) => n >= 0 && Number.isFinite(n)
+    }),
     Config.withDefault(10)
   ),
   window: Config.duration("window").pipe(

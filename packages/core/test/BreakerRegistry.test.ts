@@ -1,6 +1,6 @@
-import { BreakerRegistry, CircuitBreaker } from "@bulwark/core"
+import { BreakerRegistry, BreakerStore, CircuitBreaker, Failure } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Data, Effect, Exit, Logger, LogLevel, Option, TestClock } from "effect"
+import { Cause, Data, Effect, Exit, Fiber, Logger, LogLevel, Option, Scope, TestClock } from "effect"
 
 class Refused extends Data.TaggedError("Refused")<{}> {}
 
@@ -62,6 +62,74 @@ describe("BreakerRegistry", () => {
       expect(yield* registry.protect("x")(Effect.succeed("fresh"))).toBe("fresh")
       yield* TestClock.adjust("2 minutes")
       expect(yield* registry.keys).toEqual([])
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("a breaker that cannot be made gives back what it acquired", () =>
+    Effect.gen(function*() {
+      // a store whose subscription takes a connection, then dies for one key
+      const memory = yield* BreakerStore.makeMemory
+      let connections = 0
+      const store: BreakerStore.BreakerStore = {
+        ...memory,
+        subscribe: (breaker) =>
+          Effect.acquireRelease(Effect.sync(() => connections++), () => Effect.sync(() => connections--)).pipe(
+            Effect.zipRight(breaker.endsWith("/bad") ? Effect.dieMessage("store lost") : memory.subscribe(breaker))
+          )
+      }
+      yield* Effect.gen(function*() {
+        const registry = yield* BreakerRegistry.make({ name: "hosts" })
+        yield* registry.get("good")
+        const before = connections
+        const exit = yield* Effect.exit(registry.get("bad"))
+        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+        expect(connections).toBe(before)
+        expect(yield* registry.keys).toEqual(["good"])
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+  it.effect("with a BreakerStore, eviction, invalidation and closing the registry all finish", () =>
+    Effect.gen(function*() {
+      const settle = Effect.gen(function*() {
+        for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      })
+      const scope = yield* Scope.make()
+      const registry = yield* BreakerRegistry.make({ name: "hosts", capacity: 1 }).pipe(Scope.extend(scope))
+      yield* registry.get("a")
+      // "b" evicts "a": its breaker's scope is closed on the way
+      const evicting = yield* Effect.fork(registry.get("b"))
+      yield* settle
+      expect(Option.isSome(yield* Fiber.poll(evicting))).toBe(true)
+      expect(yield* registry.keys).toEqual(["b"])
+      const invalidating = yield* Effect.fork(registry.invalidate("b"))
+      yield* settle
+      expect(Option.isSome(yield* Fiber.poll(invalidating))).toBe(true)
+      yield* registry.get("c")
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* settle
+      expect(Option.isSome(yield* Fiber.poll(closing))).toBe(true)
+    }).pipe(Effect.provide(BreakerStore.layerMemory), Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("a registry made in an uninterruptible region still closes", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      yield* BreakerRegistry.make({ name: "hosts" }).pipe(Scope.extend(scope), Effect.uninterruptible)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      expect(Option.isSome(yield* Fiber.poll(closing))).toBe(true)
+    }))
+
+  it.scoped("breakers take the registry's classifier, not the first caller's", () =>
+    Effect.gen(function*() {
+      // the registry is made where Refused is a validation error, which trips no breaker
+      const registry = yield* BreakerRegistry.make({
+        name: "hosts",
+        breaker: { policy: CircuitBreaker.consecutive(1) }
+      })
+        .pipe(
+          Effect.provide(Failure.layerClassifier({ tables: [Failure.table<Refused>({ Refused: "validation" })] }))
+        )
+      // the caller's context has no classifier
+      yield* Effect.exit(registry.protect("a.example")(Effect.fail(new Refused())))
+      expect(yield* Effect.flatMap(registry.get("a.example"), (breaker) => breaker.state)).toBe("Closed")
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.effect("bad options are a defect that names the field, before any call", () =>

@@ -164,6 +164,28 @@ describe("Bulkhead", () => {
       expect(yield* bulkhead.state).toMatchObject({ active: 0, queued: 0 })
     }))
 
+  it.effect("a caller interrupted at any point of queueing gives its place back", () =>
+    Effect.gen(function*() {
+      // the caller yields every `budget` operations; scanning the budget moves the point where
+      // the interruption lands across every step of `run`
+      for (let budget = 10; budget < 60; budget++) {
+        const bulkhead = yield* Bulkhead.make({ name: "payments", maxConcurrent: 1, maxQueued: 1 })
+        const gate = yield* Deferred.make<void>()
+        const holder = yield* Effect.fork(bulkhead.protect(Deferred.await(gate)))
+        yield* settle
+        const caller = yield* Effect.fork(
+          bulkhead.protect(Effect.void).pipe(Effect.withMaxOpsBeforeYield(budget))
+        )
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(caller)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(holder)
+        yield* settle
+        const { active, queued } = yield* bulkhead.state
+        expect({ budget, active, queued }).toEqual({ budget, active: 0, queued: 0 })
+      }
+    }))
+
   it.effect("keeps metrics tagged with the bulkhead: active, queued, rejected by reason", () =>
     Effect.gen(function*() {
       const bulkhead = yield* Bulkhead.make({ name: "metrics-test", maxConcurrent: 1, maxQueued: 1 })

@@ -161,6 +161,59 @@ describe("CircuitBreaker", () => {
       expect(yield* breaker.state).toBe("Closed")
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
+  it.scoped("a probe interrupted at any point of its admission frees its slot", () =>
+    Effect.gen(function*() {
+      // the caller yields every `budget` operations; scanning the budget moves the point where
+      // the interruption lands across every step of `protect`
+      for (let budget = 10; budget < 60; budget++) {
+        const breaker = yield* CircuitBreaker.make({
+          name: "svc",
+          policy: CircuitBreaker.consecutive(1),
+          halfOpenProbes: 1,
+          successThreshold: 1,
+          openDuration: "1 second"
+        })
+        yield* failTimes(breaker, 1)
+        yield* TestClock.adjust("1 second")
+        const probe = yield* Effect.fork(breaker.protect(Effect.never).pipe(Effect.withMaxOpsBeforeYield(budget)))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(probe)
+        expect({ budget, probesInFlight: (yield* breaker.metrics).probesInFlight }).toEqual({
+          budget,
+          probesInFlight: 0
+        })
+        expect(yield* breaker.protect(ok)).toBe("ok")
+        expect(yield* breaker.state).toBe("Closed")
+      }
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("an isFailure that throws frees the probe slot and surfaces as a defect", () =>
+    Effect.gen(function*() {
+      let broken = false
+      const breaker = yield* CircuitBreaker.make({
+        name: "svc",
+        policy: CircuitBreaker.consecutive(1),
+        halfOpenProbes: 1,
+        successThreshold: 1,
+        openDuration: "1 second",
+        isFailure: () => {
+          if (broken) throw new Error("predicate bug")
+          return true
+        }
+      })
+      yield* failTimes(breaker, 1)
+      yield* TestClock.adjust("1 second")
+      broken = true
+      const exit = yield* Effect.exit(breaker.protect(refused))
+      expect(Exit.isFailure(exit) && Option.isSome(Cause.failureOption(exit.cause))).toBe(true)
+      expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toMatch(/predicate bug/)
+      expect(yield* breaker.metrics).toMatchObject({ state: "HalfOpen", probesInFlight: 0, failures: 1 })
+      broken = false
+      // the slot is free: the next probe runs and closes the breaker
+      expect(yield* breaker.protect(ok)).toBe("ok")
+      expect(yield* breaker.state).toBe("Closed")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
   it.scoped("isFailure decides which typed failures count", () =>
     Effect.gen(function*() {
       const breaker = yield* CircuitBreaker.make({
@@ -401,6 +454,29 @@ describe("CircuitBreaker", () => {
       )
       expect(String(bad)).toMatch(/FAILURE_RATE_THRESHOLD/)
       expect(String(bad)).toMatch(/rate in \(0, 1\]/)
+    }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("layerConfig without MINIMUM_CALLS keeps the policy's default minimum", () =>
+    Effect.gen(function*() {
+      const read = (entries: ReadonlyArray<[string, string]>) =>
+        CircuitBreaker.config().pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(entries))))
+      const count = yield* read([["POLICY", "count"], ["WINDOW_SIZE", "4"]])
+      expect(count.policy).toMatchObject({ _tag: "CountWindow", size: 4, minimumCalls: 4 })
+      const time = yield* read([["POLICY", "time"]])
+      expect(time.policy).toMatchObject({ _tag: "TimeWindow", minimumCalls: 10 })
+
+      // one failure in an empty window must not open a count-window breaker of size 4
+      const breaker = yield* CircuitBreaker.CircuitBreaker.pipe(
+        Effect.provide(CircuitBreaker.layerConfig()),
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["POLICY", "count"], ["WINDOW_SIZE", "4"]])))
+      )
+      yield* failTimes(breaker, 1)
+      expect(yield* breaker.state).toBe("Closed")
+      yield* breaker.protect(ok)
+      yield* breaker.protect(ok)
+      expect(yield* breaker.state).toBe("Closed")
+      yield* failTimes(breaker, 1)
+      expect(yield* breaker.state).toBe("Open")
     }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("a Tag per dependency, with its own layer and name", () =>

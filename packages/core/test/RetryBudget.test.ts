@@ -95,6 +95,20 @@ describe("RetryBudget", () => {
       expect(String(error)).toMatch(/ratio must be in \[0, 1\]/)
     }))
 
+  it.effect("an infinite minRetriesPerSecond from Config fails with a ConfigError naming the key", () =>
+    Effect.gen(function*() {
+      class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
+      const provider = ConfigProvider.fromJson({ payments: { minRetriesPerSecond: "Infinity" } })
+      const error = yield* PaymentsBudget.pipe(
+        Effect.provide(PaymentsBudget.layerConfig()),
+        Effect.withConfigProvider(provider),
+        Effect.flip
+      )
+      expect(error._op).toBe("InvalidData")
+      expect(String(error)).toMatch(/payments\.minRetriesPerSecond/)
+      expect(String(error)).toMatch(/minRetriesPerSecond must be >= 0 and finite/)
+    }))
+
   it("bad literal options name the field and the rule", () => {
     expect(() => RetryBudget.unsafeMake({ name: "x", ratio: 2 })).toThrow(
       /RetryBudget "x": ratio must be in \[0, 1\], got 2/
