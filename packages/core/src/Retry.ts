@@ -450,6 +450,8 @@ export const retry: {
           )),
         (cause) => {
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+          // a defect is a bug: it is not retried, even beside a typed failure, unless asked
+          if (!retryDefects && Cause.isDie(cause)) return Effect.failCause(cause)
           let input: unknown
           const failure = Cause.failureOption(cause)
           if (Option.isSome(failure)) {

@@ -113,6 +113,20 @@ describe("Retry", () => {
       expect(calls).toBe(4) // system's budget is 0, so a retried defect gets 3 retries
     }))
 
+  it.effect("a defect beside a typed failure is not retried either", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const both = Effect.suspend(() => {
+        calls++
+        return Effect.failCause(
+          Cause.sequential(Cause.fail(new ConnectionError({ reason: "down" })), Cause.die(new Error("finalizer bug")))
+        )
+      })
+      const exit = yield* Effect.exit(both.pipe(Retry.retry(Retry.policy())))
+      expect(calls).toBe(1)
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+    }).pipe(Effect.provide(Classified)))
+
   it.effect("interruption mid-backoff → no further attempt", () =>
     Effect.gen(function*() {
       const { attempts, effect } = yield* scripted<ApiError>([new ConnectionError({ reason: "down" })])
