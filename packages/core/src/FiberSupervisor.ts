@@ -960,31 +960,33 @@ export const layer = (options: Options = {}): Layer.Layer<FiberSupervisor> =>
   )
 
 /**
- * The supervisor's options read from `Config`: `name`, `strategy`, `maxRestarts`, `within`,
- * `shutdownTimeout` and `escalateOnDefect`, each optional with the defaults of {@link Options}.
- * Nest it with `Config.nested("supervisor")`. A bad value fails with a `ConfigError` naming the key.
+ * The supervisor's options read from `Config`: `NAME`, `STRATEGY`, `MAX_RESTARTS`, `WITHIN`,
+ * `SHUTDOWN_TIMEOUT` and `ESCALATE_ON_DEFECT` (UPPER_SNAKE, like every Bulwark module, so the
+ * default provider reads them from the environment), each optional with the defaults of
+ * {@link Options}. Nest it with `Config.nested("SUPERVISOR")` to read `SUPERVISOR_MAX_RESTARTS` …
+ * A bad value fails with a `ConfigError` naming the key.
  *
  * @since 0.1.0
  * @category config
  */
 export const config: Config.Config<Options> = Config.all({
-  name: Config.string("name").pipe(Config.withDefault("supervisor")),
-  strategy: Config.literal("one_for_one", "one_for_all", "rest_for_one")("strategy").pipe(
+  name: Config.string("NAME").pipe(Config.withDefault("supervisor")),
+  strategy: Config.literal("one_for_one", "one_for_all", "rest_for_one")("STRATEGY").pipe(
     Config.withDefault("one_for_one" as const)
   ),
-  maxRestarts: Config.integer("maxRestarts").pipe(
+  maxRestarts: Config.integer("MAX_RESTARTS").pipe(
     Config.validate({ message: "must be a whole number >= 0", validation: (n) => n >= 0 }),
     Config.withDefault(3)
   ),
-  within: Config.duration("within").pipe(
+  within: Config.duration("WITHIN").pipe(
     Config.validate({ message: "must be a positive duration", validation: (d) => Duration.toMillis(d) > 0 }),
     Config.withDefault(Duration.seconds(5))
   ),
-  shutdownTimeout: Config.duration("shutdownTimeout").pipe(
+  shutdownTimeout: Config.duration("SHUTDOWN_TIMEOUT").pipe(
     Config.validate({ message: "must be a positive duration", validation: (d) => Duration.toMillis(d) > 0 }),
     Config.withDefault(Duration.seconds(5))
   ),
-  escalateOnDefect: Config.boolean("escalateOnDefect").pipe(Config.withDefault(true))
+  escalateOnDefect: Config.boolean("ESCALATE_ON_DEFECT").pipe(Config.withDefault(true))
 }).pipe(Config.map(({ maxRestarts, within, ...rest }): Options => ({ ...rest, intensity: { maxRestarts, within } })))
 
 /**

@@ -231,26 +231,27 @@ export const make = (options: Options = {}): Effect.Effect<RetryBudget> => Effec
 export const layer = (options: Options = {}): Layer.Layer<RetryBudget> => Layer.effect(RetryBudget, make(options))
 
 /**
- * The options read from `Config`: `ratio`, `minRetriesPerSecond`, `window` (under an optional
- * prefix set with `Config.nested`). A value that breaks a rule fails with a `ConfigError` that
- * names the key.
+ * The options read from `Config`: `RATIO`, `MIN_RETRIES_PER_SECOND`, `WINDOW` (under an
+ * optional prefix set with `Config.nested`; a per-dependency Tag nests them under its name in
+ * UPPER_SNAKE case, so the default provider reads `PAYMENTS_RATIO` from the environment). A
+ * value that breaks a rule fails with a `ConfigError` that names the key.
  *
  * @since 0.1.0
  * @category config
  */
 export const config: Config.Config<Options> = Config.all({
-  ratio: Config.number("ratio").pipe(
+  ratio: Config.number("RATIO").pipe(
     Config.validate({ message: "ratio must be in [0, 1]", validation: (n) => n >= 0 && n <= 1 }),
     Config.withDefault(0.2)
   ),
-  minRetriesPerSecond: Config.number("minRetriesPerSecond").pipe(
+  minRetriesPerSecond: Config.number("MIN_RETRIES_PER_SECOND").pipe(
     Config.validate({
       message: "minRetriesPerSecond must be >= 0 and finite",
       validation: (n) => n >= 0 && Number.isFinite(n)
     }),
     Config.withDefault(10)
   ),
-  window: Config.duration("window").pipe(
+  window: Config.duration("WINDOW").pipe(
     Config.validate({
       message: `window must be at least ${BUCKETS} millis`,
       validation: (d) => Duration.toMillis(d) >= BUCKETS && Duration.isFinite(d)
@@ -316,7 +317,7 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
     }
     /** Provides this dependency's budget from `Config` (see {@link config}). */
     static layerConfig(
-      cfg: Config.Config<Options> = Config.nested(config, name)
+      cfg: Config.Config<Options> = Config.nested(config, name.toUpperCase().replace(/[^A-Z0-9]+/g, "_"))
     ): Layer.Layer<Self, ConfigError.ConfigError> {
       return Layer.effect(this, fromConfig(name, cfg))
     }

@@ -765,16 +765,16 @@ describe("FiberSupervisor.layerConfig", () => {
       const provider = (map: Record<string, string>) =>
         Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(map))))
       const name = yield* Effect.map(FiberSupervisor.FiberSupervisor, (s) => s.name).pipe(
-        Effect.provide(FiberSupervisor.layerConfig(Config.nested(FiberSupervisor.config, "supervisor"))),
-        Effect.provide(provider({ "supervisor.name": "jobs", "supervisor.maxRestarts": "10" }))
+        Effect.provide(FiberSupervisor.layerConfig(Config.nested(FiberSupervisor.config, "SUPERVISOR"))),
+        Effect.provide(provider({ "SUPERVISOR.NAME": "jobs", "SUPERVISOR.MAX_RESTARTS": "10" }))
       )
       expect(name).toBe("jobs")
       const error = yield* Effect.flip(
         Effect.provide(
           FiberSupervisor.FiberSupervisor,
-          FiberSupervisor.layerConfig().pipe(Layer.provide(provider({ maxRestarts: "-2" })))
+          FiberSupervisor.layerConfig().pipe(Layer.provide(provider({ MAX_RESTARTS: "-2" })))
         )
       )
-      expect(String(error)).toContain("maxRestarts")
+      expect(String(error)).toContain("MAX_RESTARTS")
     }))
 })

@@ -70,7 +70,7 @@ describe("RetryBudget", () => {
     Effect.gen(function*() {
       class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
       const provider = ConfigProvider.fromJson({
-        payments: { ratio: 0.5, minRetriesPerSecond: 0, window: "20 seconds" }
+        PAYMENTS: { RATIO: 0.5, MIN_RETRIES_PER_SECOND: 0, WINDOW: "20 seconds" }
       })
       const budget = yield* PaymentsBudget.pipe(
         Effect.provide(PaymentsBudget.layerConfig()),
@@ -81,31 +81,51 @@ describe("RetryBudget", () => {
       expect(yield* withdrawN(budget, 4)).toBe(2)
     }))
 
+  it.effect("from the environment a dependency's keys read as PAYMENTS_RATIO …", () =>
+    Effect.gen(function*() {
+      class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
+      // the shape of ConfigProvider.fromEnv: keys joined with "_"
+      const env = ConfigProvider.fromMap(
+        new Map([["PAYMENTS_RATIO", "0.25"], ["PAYMENTS_MIN_RETRIES_PER_SECOND", "0"], [
+          "PAYMENTS_WINDOW",
+          "4 seconds"
+        ]]),
+        { pathDelim: "_" }
+      )
+      const budget = yield* PaymentsBudget.pipe(
+        Effect.provide(PaymentsBudget.layerConfig()),
+        Effect.withConfigProvider(env)
+      )
+      expect(budget.ratio).toBe(0.25)
+      for (let i = 0; i < 8; i++) yield* budget.deposit
+      expect((yield* budget.snapshot).available).toBe(2)
+    }))
+
   it.effect("bad Config fails with a ConfigError naming the key", () =>
     Effect.gen(function*() {
       class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
-      const provider = ConfigProvider.fromJson({ payments: { ratio: 1.5 } })
+      const provider = ConfigProvider.fromJson({ PAYMENTS: { RATIO: 1.5 } })
       const error = yield* PaymentsBudget.pipe(
         Effect.provide(PaymentsBudget.layerConfig()),
         Effect.withConfigProvider(provider),
         Effect.flip
       )
       expect(error._op).toBe("InvalidData")
-      expect(String(error)).toMatch(/payments\.ratio/)
+      expect(String(error)).toMatch(/PAYMENTS\.RATIO/)
       expect(String(error)).toMatch(/ratio must be in \[0, 1\]/)
     }))
 
   it.effect("an infinite minRetriesPerSecond from Config fails with a ConfigError naming the key", () =>
     Effect.gen(function*() {
       class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
-      const provider = ConfigProvider.fromJson({ payments: { minRetriesPerSecond: "Infinity" } })
+      const provider = ConfigProvider.fromJson({ PAYMENTS: { MIN_RETRIES_PER_SECOND: "Infinity" } })
       const error = yield* PaymentsBudget.pipe(
         Effect.provide(PaymentsBudget.layerConfig()),
         Effect.withConfigProvider(provider),
         Effect.flip
       )
       expect(error._op).toBe("InvalidData")
-      expect(String(error)).toMatch(/payments\.minRetriesPerSecond/)
+      expect(String(error)).toMatch(/PAYMENTS\.MIN_RETRIES_PER_SECOND/)
       expect(String(error)).toMatch(/minRetriesPerSecond must be >= 0 and finite/)
     }))
 
