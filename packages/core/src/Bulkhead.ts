@@ -24,6 +24,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
+import * as InternalConfig from "./internal/config.js"
 
 // -----------------------------------------------------------------------------
 // errors
@@ -642,7 +643,7 @@ export const Tag = <const Name extends string>(dependency: Name) => <Self>(): Ta
       return Layer.scoped(tag, Effect.flatMap(make({ ...options, name: dependency }), withHealth(options.health)))
     }
     static layerConfig(
-      options: Config.Config<Options> = Config.nested(config, dependency.toUpperCase().replace(/[^A-Z0-9]+/g, "_"))
+      options: Config.Config<Options> = Config.nested(config, InternalConfig.prefixOf(dependency))
     ): Layer.Layer<Self, ConfigError.ConfigError> {
       return Layer.scoped(tag, Effect.flatMap(fromConfig(dependency, options), withHealth(true)))
     }

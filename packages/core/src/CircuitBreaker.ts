@@ -30,6 +30,7 @@ import * as Alerts from "./Alerts.js"
 import * as BreakerStore from "./BreakerStore.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
+import * as InternalConfig from "./internal/config.js"
 import * as InternalDuration from "./internal/duration.js"
 import * as Window from "./internal/window.js"
 
@@ -1181,7 +1182,7 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
     protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.flatMap(tag, (breaker) => breaker.protect(self)),
     layer: (options: Omit<Options, "name"> = {}) => Layer.scoped(tag, make({ ...options, name })),
     layerConfig: (
-      options: Config.Config<Options> = Config.nested(config(name), name.toUpperCase().replace(/[^A-Z0-9]+/g, "_"))
+      options: Config.Config<Options> = Config.nested(config(name), InternalConfig.prefixOf(name))
     ) => Layer.scoped(tag, Effect.flatMap(options, (o) => make({ ...o, name })))
   }) as unknown as TagClass<Self, Name>
 }

@@ -15,6 +15,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import * as Failure from "./Failure.js"
+import * as InternalConfig from "./internal/config.js"
 
 /**
  * A retry was refused because the dependency's retry budget is spent.
@@ -317,7 +318,7 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
     }
     /** Provides this dependency's budget from `Config` (see {@link config}). */
     static layerConfig(
-      cfg: Config.Config<Options> = Config.nested(config, name.toUpperCase().replace(/[^A-Z0-9]+/g, "_"))
+      cfg: Config.Config<Options> = Config.nested(config, InternalConfig.prefixOf(name))
     ): Layer.Layer<Self, ConfigError.ConfigError> {
       return Layer.effect(this, fromConfig(name, cfg))
     }
