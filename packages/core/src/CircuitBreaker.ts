@@ -1182,7 +1182,7 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
     protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.flatMap(tag, (breaker) => breaker.protect(self)),
     layer: (options: Omit<Options, "name"> = {}) => Layer.scoped(tag, make({ ...options, name })),
     layerConfig: (
-      options: Config.Config<Options> = Config.nested(config(name), InternalConfig.prefixOf(name))
+      options: Config.Config<Options> = InternalConfig.nested(InternalConfig.prefixOf(name), config(name))
     ) => Layer.scoped(tag, Effect.flatMap(options, (o) => make({ ...o, name })))
   }) as unknown as TagClass<Self, Name>
 }

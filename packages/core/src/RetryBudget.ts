@@ -318,7 +318,7 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
     }
     /** Provides this dependency's budget from `Config` (see {@link config}). */
     static layerConfig(
-      cfg: Config.Config<Options> = Config.nested(config, InternalConfig.prefixOf(name))
+      cfg: Config.Config<Options> = InternalConfig.nested(InternalConfig.prefixOf(name), config)
     ): Layer.Layer<Self, ConfigError.ConfigError> {
       return Layer.effect(this, fromConfig(name, cfg))
     }
