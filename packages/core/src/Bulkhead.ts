@@ -558,7 +558,9 @@ const wholeKey = (key: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
   Config.option(
     InternalConfig.integer(key).pipe(
       Config.validate({
-        message: max === Number.MAX_SAFE_INTEGER ? `must be a whole number >= ${min}` : `must be a whole number in [${min}, ${max}]`,
+        message: max === Number.MAX_SAFE_INTEGER
+          ? `must be a whole number >= ${min}`
+          : `must be a whole number in [${min}, ${max}]`,
         validation: (n) => n >= min && n <= max
       })
     )

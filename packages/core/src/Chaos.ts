@@ -129,7 +129,8 @@ export const inject = <E = never>(options: Options<E>): Injector<E> => {
   const failureRate = checkRate("failureRate", options.failureRate)
   const defectRate = checkRate("defectRate", options.defectRate)
   const hangRate = checkRate("hangRate", options.hangRate)
-  const latencyRate = options.latency === undefined ? 0 : checkRate("latencyRate", options.latencyRate ?? 1)
+  const givenLatencyRate = checkRate("latencyRate", options.latencyRate ?? 1)
+  const latencyRate = options.latency === undefined ? 0 : givenLatencyRate
   if (hangRate + defectRate + failureRate > 1 + 1e-12) {
     throw new RangeError(
       `Chaos: hangRate + defectRate + failureRate must not exceed 1, got ${hangRate + defectRate + failureRate}`

@@ -1050,12 +1050,12 @@ export const layer = (options: Options = {}): Layer.Layer<CircuitBreaker> => Lay
  */
 export const config = (name?: string): Config.Config<Options> => {
   const wholeNumber = (key: string, min: number) =>
-    Config.integer(key).pipe(
+    InternalConfig.integer(key).pipe(
       Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min })
     )
   const whole = (key: string, min: number, fallback: number) => wholeNumber(key, min).pipe(Config.withDefault(fallback))
   const rate = (key: string, fallback: number) =>
-    Config.number(key).pipe(
+    InternalConfig.number(key).pipe(
       Config.validate({ message: "must be a rate in (0, 1]", validation: (n) => n > 0 && n <= 1 }),
       Config.withDefault(fallback)
     )

@@ -160,10 +160,13 @@ describe("Cleanup.acquireRelease", () => {
     it.effect(`a release failing or dying with ${label} still returns the value`, () =>
       Effect.gen(function*() {
         expect(
-          yield* Cleanup.acquireUseRelease(Effect.succeed("conn"), () => Effect.succeed("used"), () => Effect.fail(make()))
+          yield* Cleanup.acquireUseRelease(Effect.succeed("conn"), () =>
+            Effect.succeed("used"), () =>
+            Effect.fail(make()))
         ).toBe("used")
         expect(
-          yield* Cleanup.acquireUseRelease(Effect.succeed("conn"), () => Effect.succeed("used"), () => Effect.die(make()))
+          yield* Cleanup.acquireUseRelease(Effect.succeed("conn"), () =>
+            Effect.succeed("used"), () => Effect.die(make()))
         ).toBe("used")
       }))
   }

@@ -87,7 +87,11 @@ describe("Health", () => {
       yield* health.register("odd details", odd({ status: "up", details: 42 }), { kind: "readiness" })
       const report = yield* health.report
       expect(report.components.map((c) => [c.name, c.status, c.details?.error])).toEqual([
-        ["sideways", "down", "check returned an unknown status \"sideways\" (expected \"up\", \"degraded\" or \"down\")"],
+        [
+          "sideways",
+          "down",
+          "check returned an unknown status \"sideways\" (expected \"up\", \"degraded\" or \"down\")"
+        ],
         ["nothing", "down", "check returned an unknown status undefined (expected \"up\", \"degraded\" or \"down\")"],
         ["inherited", "up", undefined],
         ["odd details", "up", "check returned details that are not a record: 42"]
