@@ -101,7 +101,10 @@ export interface ScheduleLaws<In = unknown> {
    * Each delay lies within bounds: fixed ones, or a function of the retry number and the
    * previous delay (in milliseconds).
    */
-  readonly jitter?: { readonly min: Duration.DurationInput; readonly max: Duration.DurationInput } | JitterBounds | undefined
+  readonly jitter?:
+    | { readonly min: Duration.DurationInput; readonly max: Duration.DurationInput }
+    | JitterBounds
+    | undefined
   /** The inputs fed to the schedule (the errors, for a retry schedule). Default: `FastCheck.anything()`. */
   readonly inputs?: fc.Arbitrary<In> | undefined
   /** The longest an attempt takes between two steps, in milliseconds. Default: `10_000`. */
@@ -198,7 +201,9 @@ const checkSchedule = (
 const lawMillis = (field: string, input: Duration.DurationInput | undefined): number | undefined => {
   if (input === undefined) return undefined
   const millis = InternalDuration.toMillis(input)
-  if (!(millis >= 0)) throw new RangeError(`Testing.scheduleLaws: ${field} must be a duration >= 0, got ${String(input)}`)
+  if (!(millis >= 0)) {
+    throw new RangeError(`Testing.scheduleLaws: ${field} must be a duration >= 0, got ${String(input)}`)
+  }
   return millis
 }
 
@@ -392,10 +397,11 @@ export const backoffLaws = (options: BackoffOptions): ScheduleLaws => {
     const d = clamp(f(n))
     return [d, d]
   }
-  const within = (f: (n: number, previous: number | undefined) => readonly [number, number]): JitterBounds => (n, p) => {
-    const [lo, hi] = f(n, p)
-    return [clamp(lo), clamp(hi)]
-  }
+  const within =
+    (f: (n: number, previous: number | undefined) => readonly [number, number]): JitterBounds => (n, p) => {
+      const [lo, hi] = f(n, p)
+      return [clamp(lo), clamp(hi)]
+    }
   let jitter: JitterBounds
   let monotone = true
   let ceiling = cap
@@ -648,7 +654,12 @@ const withLimits = <A extends object>(arbitrary: fc.Arbitrary<A>): fc.Arbitrary<
 const factorArb = fc.double({ min: 1, max: 4, noNaN: true })
 
 const backoffOptionsArbitrary: fc.Arbitrary<BackoffOptions> = withLimits(fc.oneof(
-  fc.record({ _tag: fc.constant("exponential" as const), base: millisArb(1, 5_000), factor: factorArb, cap: millisArb(1, 120_000) }, {
+  fc.record({
+    _tag: fc.constant("exponential" as const),
+    base: millisArb(1, 5_000),
+    factor: factorArb,
+    cap: millisArb(1, 120_000)
+  }, {
     requiredKeys: ["_tag", "base", "factor"]
   }),
   fc.record({ _tag: fc.constant("linear" as const), base: millisArb(1, 5_000), cap: millisArb(1, 120_000) }, {
@@ -657,13 +668,21 @@ const backoffOptionsArbitrary: fc.Arbitrary<BackoffOptions> = withLimits(fc.oneo
   fc.record({ _tag: fc.constant("fibonacci" as const), base: millisArb(1, 5_000), cap: millisArb(1, 120_000) }, {
     requiredKeys: ["_tag", "base"]
   }),
-  fc.record({ _tag: fc.constant("fromDelays" as const), delays: fc.array(millisArb(0, 60_000), { minLength: 1, maxLength: 8 }) }),
+  fc.record({
+    _tag: fc.constant("fromDelays" as const),
+    delays: fc.array(millisArb(0, 60_000), { minLength: 1, maxLength: 8 })
+  }),
   fc.tuple(millisArb(1, 5_000), millisArb(0, 120_000)).map(([base, extra]) => ({
     _tag: "decorrelatedJitter" as const,
     base,
     cap: base + extra
   })),
-  fc.tuple(fc.constantFrom("fullJitter" as const, "equalJitter" as const), millisArb(1, 5_000), millisArb(0, 120_000), factorArb)
+  fc.tuple(
+    fc.constantFrom("fullJitter" as const, "equalJitter" as const),
+    millisArb(1, 5_000),
+    millisArb(0, 120_000),
+    factorArb
+  )
     .map(([_tag, base, extra, factor]) => ({ _tag, base, cap: base + extra, factor }))
 ) as fc.Arbitrary<BackoffOptions>)
 
@@ -1453,6 +1472,8 @@ export const policyLaws = <R = never>(
       const fails = (script: Script) => firstBroken(play(script), checks) !== undefined
       const timeline = play(minimize(details.counterexample[0], fails))
       const broken = firstBroken(timeline, checks)!
-      const message = `${describeBroken(broken, timeline)}\nshrunk ${details.numShrinks} time(s); replay with { seed: ${details.seed} }`
+      const message = `${
+        describeBroken(broken, timeline)
+      }\nshrunk ${details.numShrinks} time(s); replay with { seed: ${details.seed} }`
       return Effect.fail(new InvariantError({ invariant: broken.name, message }))
     }))

@@ -67,7 +67,9 @@ describe("Testing.scheduleLaws", () => {
       expect(error.law).toBe("jitter")
       expect(error.delays).toHaveLength(1)
       expect(error.delays[0]!).toBeLessThan(50)
-      expect(error.message).toMatch(/^Schedule law "jitter" broken: delay 1 is [\d.]+ms, outside its jitter bounds \[50ms, 100ms\]/)
+      expect(error.message).toMatch(
+        /^Schedule law "jitter" broken: delay 1 is [\d.]+ms, outside its jitter bounds \[50ms, 100ms\]/
+      )
     }))
 
   it.effect("gives every run a fresh seeded Random, so a failure replays exactly", () =>
@@ -86,7 +88,8 @@ describe("Testing.scheduleLaws", () => {
   it("shows why the fresh seed matters: one seeded Random shared by runs does not replay", () => {
     const schedule = Backoff.fullJitter({ base: 100, cap: 100 })
     const shared = Random.make(3)
-    const once = () => Effect.runSync(Backoff.delays(schedule, 3).pipe(Effect.withRandom(shared))).map(Duration.toMillis)
+    const once = () =>
+      Effect.runSync(Backoff.delays(schedule, 3).pipe(Effect.withRandom(shared))).map(Duration.toMillis)
     const fresh = () =>
       Effect.runSync(Backoff.delays(schedule, 3).pipe(Effect.withRandom(Random.make(3)))).map(Duration.toMillis)
     expect(once()).not.toEqual(once())
@@ -110,16 +113,20 @@ describe("Testing.Arbitrary", () => {
     expect(() => Testing.backoff(options)).not.toThrow()
   })
 
-  it.prop("scripts arrive in order, within their limits", [Testing.Arbitrary.script({ maxCalls: 5, maxOutcomes: 3 })], ([
-    script
-  ]) => {
-    expect(script.calls.length).toBeGreaterThanOrEqual(1)
-    expect(script.calls.length).toBeLessThanOrEqual(5)
-    script.calls.forEach((call, i) => {
-      expect(call.at).toBeGreaterThanOrEqual(script.calls[i - 1]?.at ?? 0)
-      expect(call.outcomes.length).toBeLessThanOrEqual(3)
-    })
-  })
+  it.prop(
+    "scripts arrive in order, within their limits",
+    [Testing.Arbitrary.script({ maxCalls: 5, maxOutcomes: 3 })],
+    ([
+      script
+    ]) => {
+      expect(script.calls.length).toBeGreaterThanOrEqual(1)
+      expect(script.calls.length).toBeLessThanOrEqual(5)
+      script.calls.forEach((call, i) => {
+        expect(call.at).toBeGreaterThanOrEqual(script.calls[i - 1]?.at ?? 0)
+        expect(call.outcomes.length).toBeLessThanOrEqual(3)
+      })
+    }
+  )
 
   it.prop(
     "scripts without defects or hangs hold none",
@@ -170,11 +177,13 @@ describe("Testing.runScript", () => {
         ],
         seed: 1
       })
-      expect(timeline.attempts.map((a) => [a.start, a.call, a.attempt, a.outcome._tag, a.breaker, a.decision])).toEqual([
-        [0, 0, 1, "Failure", "Closed", { _tag: "Retry", after: 100 }],
-        [110, 0, 2, "Failure", "Closed", { _tag: "Stop" }],
-        [1_500, 1, 1, "Success", "HalfOpen", { _tag: "Stop" }]
-      ])
+      expect(timeline.attempts.map((a) => [a.start, a.call, a.attempt, a.outcome._tag, a.breaker, a.decision])).toEqual(
+        [
+          [0, 0, 1, "Failure", "Closed", { _tag: "Retry", after: 100 }],
+          [110, 0, 2, "Failure", "Closed", { _tag: "Stop" }],
+          [1_500, 1, 1, "Success", "HalfOpen", { _tag: "Stop" }]
+        ]
+      )
       expect(timeline.attempts[2]!.probes).toBe(1)
       // the second failure opened the breaker: the retry after it was rejected, not run
       expect(timeline.calls.map((c) => [c.exit._tag, c.end, c.attempts])).toEqual([
@@ -282,7 +291,9 @@ describe("Testing.policyLaws", () => {
   it.effect("users add their own invariants over the timeline", () =>
     Effect.gen(function*() {
       const noRetryAfterValidation = Testing.invariant("noRetryAfterValidation", (t) => {
-        const bad = t.attempts.find((a) => a.outcome._tag === "Failure" && a.outcome.category === "validation" && a.decision._tag === "Retry")
+        const bad = t.attempts.find((a) =>
+          a.outcome._tag === "Failure" && a.outcome.category === "validation" && a.decision._tag === "Retry"
+        )
         return bad === undefined ? undefined : `call ${bad.call} retried after a validation failure`
       })
       yield* Testing.policyLaws(Testing.policy({ timeout: 1_000, retry: { maxRetries: 3 } }), {

@@ -117,9 +117,25 @@ export interface Result<A, E> {
 /**
  * Runs `make(clock)` in `runtime` on a virtual clock and a private scheduler until it
  * completes, gets stuck, or passes `horizon` virtual milliseconds; then interrupts what is
- * left. Synchronous.
+ * left. Synchronous; errors made during the run carry no stack trace.
  */
 export const run = <A, E, R>(
+  runtime: Runtime.Runtime<R>,
+  make: (clock: Clock.Clock) => Effect.Effect<A, E, R>,
+  options: { readonly horizon: number; readonly onStop?: (now: number, ending: Ending) => void }
+): Result<A, E> => {
+  // a run is synchronous: errors raised inside it need no stack (capturing one dominates a
+  // failure's cost), and the limit is restored before anything else runs
+  const stackTraceLimit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return runUnsafe(runtime, make, options)
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit
+  }
+}
+
+const runUnsafe = <A, E, R>(
   runtime: Runtime.Runtime<R>,
   make: (clock: Clock.Clock) => Effect.Effect<A, E, R>,
   options: { readonly horizon: number; readonly onStop?: (now: number, ending: Ending) => void }
