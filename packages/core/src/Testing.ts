@@ -105,7 +105,10 @@ export interface ScheduleLaws<In = unknown> {
     | { readonly min: Duration.DurationInput; readonly max: Duration.DurationInput }
     | JitterBounds
     | undefined
-  /** The inputs fed to the schedule (the errors, for a retry schedule). Default: `FastCheck.anything()`. */
+  /**
+   * The inputs fed to the schedule (the errors, for a retry schedule); a failure shows them when
+   * you give them, or when they change the outcome. Default: `FastCheck.anything()`.
+   */
   readonly inputs?: fc.Arbitrary<In> | undefined
   /** The longest an attempt takes between two steps, in milliseconds. Default: `10_000`. */
   readonly maxAttemptDuration?: number | undefined
@@ -299,9 +302,14 @@ export const scheduleLaws = <Out, In = unknown, R = never>(
     const violation = checkSchedule(stepped, resolved)!
     const shown = stepped.delays.slice(0, violation.index + 1)
     const used = run.steps.slice(0, violation.index + 1)
-    const inputsShown = used.some((s) => s.input !== undefined)
-      ? `\n  inputs: [${used.map((s) => show(s.input)).join(", ")}]`
-      : ""
+    // inputs you chose are always shown; the default ones only when they matter (the run
+    // without them keeps the law)
+    const withoutInputs = laws.inputs !== undefined ? undefined : checkSchedule(
+      evaluate({ ...run, steps: run.steps.map((step) => ({ ...step, input: undefined as In })) }),
+      resolved
+    )
+    const inputsMatter = withoutInputs === undefined || withoutInputs.text !== violation.text
+    const inputsShown = inputsMatter ? `\n  inputs: [${used.map((s) => show(s.input)).join(", ")}]` : ""
     const message = [
       `Schedule law "${violation.law}" broken: ${violation.text}`,
       `  delays: ${list(shown)}`,
@@ -991,6 +999,8 @@ const runScriptSync = <R>(
   }))
   let limits: Limits = {}
   let inFlight = 0
+  // once the run is stopped, what the final interruption does is not part of the timeline
+  let stopped = false
   const probesByGeneration = new Map<number, number>()
   const lastArrival = script.calls.reduce((last, call) => Math.max(last, call.at), 0)
   const horizon = lastArrival + (options.horizon ?? 3_600_000)
@@ -1038,6 +1048,7 @@ const runScriptSync = <R>(
           return Effect.zipRight(observe, play(scripted, Effect.void)).pipe(
             Effect.onExit((exit) =>
               Effect.sync(() => {
+                if (stopped) return
                 inFlight--
                 attempt.end = clock.unsafeCurrentTimeMillis()
                 attempt.outcome = attemptOutcomeOf(exit)
@@ -1052,6 +1063,7 @@ const runScriptSync = <R>(
       for (const call of calls) {
         const run = Effect.flatMap(Effect.exit(made.policy(dependency(call.call))), (exit) =>
           Effect.sync(() => {
+            if (stopped) return
             call.end = clock.unsafeCurrentTimeMillis()
             call.exit = exitOf(exit)
           }))
@@ -1063,7 +1075,12 @@ const runScriptSync = <R>(
       (self) => options.logs === true ? self : quiet(self)
     )
 
-  const result = Simulation.run(runtime, program, { horizon })
+  const result = Simulation.run(runtime, program, {
+    horizon,
+    onStop: () => {
+      stopped = true
+    }
+  })
   // decisions: a later attempt of the same call means the policy retried
   const byCall = new Map<number, Array<MutableAttempt>>()
   for (const attempt of attempts) {

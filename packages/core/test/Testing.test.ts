@@ -96,6 +96,22 @@ describe("Testing.scheduleLaws", () => {
     expect(fresh()).toEqual(fresh())
   })
 
+  it.effect("shows the inputs when the law depends on them, and only then", () =>
+    Effect.gen(function*() {
+      const untilStop = Schedule.spaced(100).pipe(Schedule.whileInput((input: string) => input !== "stop"))
+      const error = yield* Effect.flip(
+        Testing.scheduleLaws(untilStop, { maxRetries: 2, inputs: fc.constantFrom("stop", "go"), seed: 2 })
+      )
+      expect(error.message.split("\n").slice(0, 4)).toEqual([
+        "Schedule law \"maxRetries\" broken: retry 3 was scheduled, but maxRetries is 2",
+        "  delays: [100ms, 100ms, 100ms]",
+        "  run: Random seed 0, attempt durations [0ms, 0ms, 0ms]",
+        "  inputs: [\"go\", \"go\", \"go\"]"
+      ])
+      const noInputs = yield* Effect.flip(Testing.scheduleLaws(Backoff.linear({ base: 10 }), { maxRetries: 1, seed: 2 }))
+      expect(noInputs.message).not.toContain("inputs:")
+    }))
+
   it("rejects bad laws with a message naming the field", () => {
     expect(() => Testing.scheduleLaws(Backoff.linear({ base: 1 }), { maxRetries: -1 })).toThrow(
       "Testing.scheduleLaws: maxRetries must be a whole number >= 0, got -1"
@@ -215,6 +231,9 @@ describe("Testing.runScript", () => {
         seed: 1
       })
       expect(timeline.ending).toBe("stuck")
+      // the run stopped with the attempt still running: the final interruption is not recorded
+      expect(timeline.attempts[0]!.outcome._tag).toBe("Running")
+      expect(timeline.attempts[0]!.end).toBeUndefined()
       const error = yield* Effect.flip(Testing.check(timeline))
       expect(error.invariant).toBe("everyCallEnds")
       expect(error.message.split("\n")[0]).toBe(
