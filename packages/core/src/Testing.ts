@@ -1266,7 +1266,9 @@ const nothingLost = invariant("nothingLost", (t) => {
     if (c.end === undefined) continue
     const own = t.attempts.filter((a) => a.call === c.call)
     const last = own[own.length - 1]
-    if (last?.outcome._tag === "Success" && c.exit._tag !== "Success") {
+    // a deadline reached at the very instant the attempt succeeded may win: boundaries are
+    // inclusive, so only a success that came strictly before the call ended can be lost
+    if (last?.outcome._tag === "Success" && c.exit._tag !== "Success" && last.end! < c.end) {
       return `call ${c.call}'s last attempt succeeded, but the caller saw: ${showExit(c.exit)}`
     }
   }
@@ -1323,7 +1325,10 @@ const bulkheadWithinLimit = (maxConcurrent?: number): Invariant =>
 export const invariants = {
   /** Every call ends (a hang without a timeout breaks it). */
   everyCallEnds,
-  /** No attempt outlives its call, and a call whose last attempt succeeded succeeds. */
+  /**
+   * No attempt outlives its call, and a call whose last attempt succeeded before it ended
+   * succeeds (a deadline reached at the same instant may win: boundaries are inclusive).
+   */
   nothingLost,
   /** Every failure the caller sees is typed, or a defect the script injected. */
   failuresTyped,

@@ -6,8 +6,8 @@ describe("Backoff laws (through the testing kit)", () => {
   it.effect.prop(
     "every backoff the options describe keeps the laws its options promise",
     [Testing.Arbitrary.backoffOptions],
-    ([options]) => Testing.scheduleLaws(Testing.backoff(options), { ...Testing.backoffLaws(options), runs: 25 }),
-    { fastCheck: { numRuns: 60 } }
+    ([options]) => Testing.scheduleLaws(Testing.backoff(options), { ...Testing.backoffLaws(options), runs: 20 }),
+    { fastCheck: { numRuns: 40 } }
   )
 
   it.effect("decorrelated jitter stays within [base, min(cap, 3 × previous)] over random seeds", () =>

@@ -13,7 +13,7 @@ const payments = Testing.policy({
 describe("Policy under scripted faults (through the testing kit)", () => {
   it.effect("keeps every invariant over random scripts: calls end, nothing lost, typed failures, budgets", () =>
     Testing.policyLaws(payments, {
-      runs: 300,
+      runs: 200,
       scripts: Testing.Arbitrary.script({ maxCalls: 8, maxGap: 1_500, maxLatency: 1_500 })
     }))
 

@@ -108,7 +108,9 @@ describe("Testing.scheduleLaws", () => {
         "  run: Random seed 0, attempt durations [0ms, 0ms, 0ms]",
         "  inputs: [\"go\", \"go\", \"go\"]"
       ])
-      const noInputs = yield* Effect.flip(Testing.scheduleLaws(Backoff.linear({ base: 10 }), { maxRetries: 1, seed: 2 }))
+      const noInputs = yield* Effect.flip(
+        Testing.scheduleLaws(Backoff.linear({ base: 10 }), { maxRetries: 1, seed: 2 })
+      )
       expect(noInputs.message).not.toContain("inputs:")
     }))
 
@@ -258,6 +260,28 @@ describe("Testing.runScript", () => {
       expect(error.message.split("\n")[0]).toBe(
         "Invariant \"bulkheadWithinLimit\" broken: at 0ms call 2 made 3 attempts in flight; maxConcurrent is 2"
       )
+    }))
+
+  it.effect("nothingLost catches a policy that drops a success, but lets a deadline win a tie", () =>
+    Effect.gen(function*() {
+      const script: Testing.Script = { calls: [{ at: 0, outcomes: [success(100)] }], seed: 1 }
+      // answers "dropped" 10 ms after the dependency succeeded
+      const dropping: Testing.Subject = {
+        policy: (self) => self.pipe(Effect.zipRight(Effect.sleep(10)), Effect.zipRight(Effect.fail("dropped")))
+      }
+      const lost = yield* Effect.flip(Testing.check(yield* Testing.runScript(dropping, script)))
+      expect(lost.message.split("\n")[0]).toBe(
+        "Invariant \"nothingLost\" broken: call 0's last attempt succeeded, but the caller saw: failed with \"dropped\""
+      )
+      // the retry starts, and succeeds, at the instant the total timeout is reached: the call
+      // lasted its limit, so the timeout may win
+      const tie = yield* Testing.runScript(
+        Testing.policy({ totalTimeout: 150, retry: { maxRetries: 1, schedule: Backoff.fromDelays([100]) } }),
+        { calls: [{ at: 0, outcomes: [failure("connection", 50), success()] }], seed: 1 }
+      )
+      expect(tie.attempts.map((a) => [a.end, a.outcome._tag])).toEqual([[50, "Failure"], [150, "Success"]])
+      expect([tie.calls[0]!.end, tie.calls[0]!.exit._tag]).toEqual([150, "Failure"])
+      yield* Testing.check(tie, [Testing.invariants.nothingLost])
     }))
 
   it.effect("a run is deterministic: the same script gives the same timeline", () =>
