@@ -1081,6 +1081,10 @@ const runScriptSync = <R>(
       stopped = true
     }
   })
+  // a subject that could not be made (bad options are a defect) is the caller's error, not a timeline
+  if (result.exit !== undefined && Exit.isFailure(result.exit) && !Cause.isInterruptedOnly(result.exit.cause)) {
+    throw Cause.squash(result.exit.cause)
+  }
   // decisions: a later attempt of the same call means the policy retried
   const byCall = new Map<number, Array<MutableAttempt>>()
   for (const attempt of attempts) {

@@ -1,6 +1,6 @@
 import { Backoff, CircuitBreaker, Testing } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, FastCheck as fc, Random, Schedule } from "effect"
+import { Cause, Duration, Effect, FastCheck as fc, Random, Schedule } from "effect"
 
 const failure = (category: "connection" | "validation" = "connection", latency = 0): Testing.Outcome => ({
   _tag: "Failure",
@@ -282,6 +282,18 @@ describe("Testing.runScript", () => {
       expect(tie.attempts.map((a) => [a.end, a.outcome._tag])).toEqual([[50, "Failure"], [150, "Success"]])
       expect([tie.calls[0]!.end, tie.calls[0]!.exit._tag]).toEqual([150, "Failure"])
       yield* Testing.check(tie, [Testing.invariants.nothingLost])
+    }))
+
+  it.effect("a subject that cannot be made is a defect naming the field, not an empty timeline", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Testing.runScript(Testing.policy({ bulkhead: { maxConcurrent: 0 } }), {
+          calls: [{ at: 0, outcomes: [] }],
+          seed: 1
+        })
+      )
+      expect(exit._tag).toBe("Failure")
+      expect(String(exit._tag === "Failure" ? Cause.squash(exit.cause) : "")).toContain("maxConcurrent")
     }))
 
   it.effect("a run is deterministic: the same script gives the same timeline", () =>
