@@ -1117,8 +1117,8 @@ const runScriptSync = <R>(
  * Plays a script through a policy on a virtual clock and returns its {@link Timeline}. The
  * subject is made afresh for the run (pass `Testing.policy(...)` or your own effect that makes
  * one), time starts at 0 and moves, as with `TestClock`, only when every fiber waits on it,
- * and the run has its own `Random` seeded by `script.seed`. A run is synchronous and costs
- * microseconds per attempt, so thousands of scripts fit in a test.
+ * and the run has its own `Random` seeded by `script.seed`. A run is synchronous and never
+ * waits for real time, so hundreds to thousands of scripts fit in one test.
  *
  * @example
  * ```ts
