@@ -1050,12 +1050,12 @@ export const layer = (options: Options = {}): Layer.Layer<CircuitBreaker> => Lay
  */
 export const config = (name?: string): Config.Config<Options> => {
   const wholeNumber = (key: string, min: number) =>
-    Config.integer(key).pipe(
+    InternalConfig.integer(key).pipe(
       Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min })
     )
   const whole = (key: string, min: number, fallback: number) => wholeNumber(key, min).pipe(Config.withDefault(fallback))
   const rate = (key: string, fallback: number) =>
-    Config.number(key).pipe(
+    InternalConfig.number(key).pipe(
       Config.validate({ message: "must be a rate in (0, 1]", validation: (n) => n > 0 && n <= 1 }),
       Config.withDefault(fallback)
     )
@@ -1182,7 +1182,7 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
     protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.flatMap(tag, (breaker) => breaker.protect(self)),
     layer: (options: Omit<Options, "name"> = {}) => Layer.scoped(tag, make({ ...options, name })),
     layerConfig: (
-      options: Config.Config<Options> = Config.nested(config(name), InternalConfig.prefixOf(name))
+      options: Config.Config<Options> = InternalConfig.nested(InternalConfig.prefixOf(name), config(name))
     ) => Layer.scoped(tag, Effect.flatMap(options, (o) => make({ ...o, name })))
   }) as unknown as TagClass<Self, Name>
 }
