@@ -117,7 +117,7 @@ describe("BreakerRegistry", () => {
       expect(Option.isSome(yield* Fiber.poll(closing))).toBe(true)
     }))
 
-  it.scoped("breakers take the registry's classifier, not the first caller's", () =>
+  it.scoped("breakers classify a failure with the caller's classifier, not the registry's", () =>
     Effect.gen(function*() {
       // the registry is made where Refused is a validation error, which trips no breaker
       const registry = yield* BreakerRegistry.make({
@@ -127,9 +127,15 @@ describe("BreakerRegistry", () => {
         .pipe(
           Effect.provide(Failure.layerClassifier({ tables: [Failure.table<Refused>({ Refused: "validation" })] }))
         )
-      // the caller's context has no classifier
-      yield* Effect.exit(registry.protect("a.example")(Effect.fail(new Refused())))
-      expect(yield* Effect.flatMap(registry.get("a.example"), (breaker) => breaker.state)).toBe("Closed")
+      const state = (key: string) => Effect.flatMap(registry.get(key), (breaker) => breaker.state)
+      // a caller that says Refused is a validation error: it does not count
+      yield* Effect.exit(registry.protect("a.example")(Effect.fail(new Refused()))).pipe(
+        Effect.provide(Failure.layerClassifier({ tables: [Failure.table<Refused>({ Refused: "validation" })] }))
+      )
+      expect(yield* state("a.example")).toBe("Closed")
+      // a caller whose context has no classifier: an unknown error counts
+      yield* Effect.exit(registry.protect("b.example")(Effect.fail(new Refused())))
+      expect(yield* state("b.example")).toBe("Open")
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.effect("bad options are a defect that names the field, before any call", () =>
