@@ -1280,10 +1280,10 @@ export const config = (name?: string): Config.Config<Options> => {
     failureRateThreshold: rate("FAILURE_RATE_THRESHOLD", 0.5),
     windowSize: whole("WINDOW_SIZE", 1, 100),
     windowDuration: positive("WINDOW_DURATION").pipe(Config.withDefault(Duration.seconds(60))),
-    windowBuckets: wholeNumber("WINDOW_BUCKETS", 1).pipe(
+    windowBuckets: Config.integer("WINDOW_BUCKETS").pipe(
       Config.validate({
         message: `must be a whole number in [1, ${MAX_WINDOW_BUCKETS}]`,
-        validation: (n) => n <= MAX_WINDOW_BUCKETS
+        validation: (n) => n >= 1 && n <= MAX_WINDOW_BUCKETS
       }),
       Config.withDefault(10)
     ),
