@@ -1150,18 +1150,14 @@ const build = (
       if (Option.isSome(loaded) && loaded.value.origin !== origin) yield* apply(loaded.value, false)
       const inbox = yield* store.subscribe(name)
       // runs after the publisher below is interrupted (finalizers run in reverse order): the
-      // last snapshot it did not get to publish is published now, unless the store has not
-      // answered the previous publish (a store that does not answer must not hold up closing)
+      // last snapshot it did not get to publish is published now. When the store had not
+      // answered the previous publish yet, the last one is sent without waiting for it: a store
+      // that does not answer must not hold up closing.
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
           const last = lastOffered
           if (last === undefined || last === lastPublished) return Effect.void
-          if (publishing) {
-            return Effect.logWarning(
-              `Circuit "${name}": the store did not answer; its last state (${last.state}) was not published`
-            ).pipe(Effect.annotateLogs({ "bulwark.breaker": name }))
-          }
-          return store.publish(last)
+          return publishing ? Effect.asVoid(Effect.forkDaemon(store.publish(last))) : store.publish(last)
         })
       )
       const publishOne = (s: Snapshot) =>
