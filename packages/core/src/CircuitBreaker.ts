@@ -3,6 +3,11 @@
  * lets a few probe calls through before trusting it again. It is a service: one per dependency,
  * provided by a Layer, with its state observable as data.
  *
+ * A failed call is classified when it fails, by the `Failure.Classifier` in the context of the
+ * fiber that called `protect` (a successful call never reads it); nothing is read from the
+ * context the breaker was made in but its `Clock` and its `BreakerStore`. An `isFailure`
+ * predicate, given to the breaker or to one call, decides instead of the classification.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -285,7 +290,8 @@ export interface Options {
   /**
    * How long the breaker stays open before it lets probes through: a duration, or a `Schedule`
    * whose successive delays are used for successive opens (it restarts when the breaker
-   * closes; once the schedule is done its last delay is kept). Default: 60 seconds.
+   * closes; once the schedule is done its last delay is kept; a state taken from a snapshot
+   * moves it to the snapshot's `opens`). Default: 60 seconds.
    */
   readonly openDuration?: Duration.DurationInput | Schedule.Schedule<unknown, unknown> | undefined
   /** Probe calls admitted at once while half-open. Default: 3. */
@@ -428,7 +434,9 @@ const resolve = (options: Options): Resolved => {
       if (span / policy.buckets < MIN_BUCKET_MILLIS) {
         fail(
           "policy.buckets",
-          `at most window / ${MIN_BUCKET_MILLIS} ms = ${Math.floor(span / MIN_BUCKET_MILLIS)} (each bucket at least ${MIN_BUCKET_MILLIS} ms wide)`,
+          `at most window / ${MIN_BUCKET_MILLIS} ms = ${
+            Math.floor(span / MIN_BUCKET_MILLIS)
+          } (each bucket at least ${MIN_BUCKET_MILLIS} ms wide)`,
           policy.buckets
         )
       }
@@ -967,9 +975,7 @@ const build = (
         } catch (thrown) {
           classification = unclassifiableClassification()
           warning = Effect.logWarning(
-            `Circuit "${name}": the classifier failed on ${describe(error)} (${
-              describe(thrown)
-            }); counted as a failure`
+            `Circuit "${name}": the classifier failed on ${describe(error)} (${describe(thrown)}); counted as a failure`
           ).pipe(Effect.annotateLogs({ "bulwark.breaker": name }))
         }
         let counts: boolean

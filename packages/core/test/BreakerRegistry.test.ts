@@ -205,7 +205,10 @@ describe("BreakerRegistry", () => {
           Effect.zipRight(Effect.sync(() => touched.push(`subscribe ${breaker}`)), memory.subscribe(breaker))
       }
       yield* Effect.gen(function*() {
-        const registry = yield* BreakerRegistry.make({ name: "hosts", breaker: { policy: CircuitBreaker.consecutive(2) } })
+        const registry = yield* BreakerRegistry.make({
+          name: "hosts",
+          breaker: { policy: CircuitBreaker.consecutive(2) }
+        })
         expect(touched).toEqual([])
         yield* registry.protect("a")(Effect.succeed(1))
         expect(touched).toEqual(["load hosts/a", "subscribe hosts/a"])
@@ -223,7 +226,10 @@ describe("BreakerRegistry", () => {
 
   it.scoped("a per-call isFailure reaches the key's breaker", () =>
     Effect.gen(function*() {
-      const registry = yield* BreakerRegistry.make({ name: "hosts", breaker: { policy: CircuitBreaker.consecutive(1) } })
+      const registry = yield* BreakerRegistry.make({
+        name: "hosts",
+        breaker: { policy: CircuitBreaker.consecutive(1) }
+      })
       yield* Effect.exit(registry.protect("a")(Effect.fail(new Refused()), { isFailure: () => false }))
       expect(yield* Effect.flatMap(registry.get("a"), (breaker) => breaker.state)).toBe("Closed")
       yield* Effect.exit(registry.protect("a")(Effect.fail(new Refused())))

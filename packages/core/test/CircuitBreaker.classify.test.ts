@@ -112,8 +112,9 @@ describe("CircuitBreaker classification", () => {
         }
       }))
       // a predicate over another error type does not compile
+      const byCode = (error: { readonly code: string }) => error.code === "x"
       // @ts-expect-error the predicate is checked against the effect's error
-      yield* Effect.exit(breaker.protect(call(500), { isFailure: (error: { readonly code: string }) => error.code === "x" }))
+      breaker.protect(call(500), { isFailure: byCode })
       // the same through a Tag and the module-level protect
       class Http extends CircuitBreaker.Tag("http-tag")<Http>() {}
       const viaTag = Http.protect(call(500), { isFailure: (error) => error.status >= 500 })

@@ -136,7 +136,10 @@ describe("CircuitBreaker hardening", () => {
       const slow: BreakerStore.BreakerStore = {
         ...memory,
         publish: (snapshot) =>
-          Effect.zipRight(Effect.forEach([1, 2, 3], () => Effect.yieldNow(), { discard: true }), memory.publish(snapshot))
+          Effect.zipRight(
+            Effect.forEach([1, 2, 3], () => Effect.yieldNow(), { discard: true }),
+            memory.publish(snapshot)
+          )
       }
       yield* Effect.gen(function*() {
         const breaker = yield* CircuitBreaker.make({ name: "svc", policy: CircuitBreaker.consecutive(1) })
@@ -193,7 +196,12 @@ describe("CircuitBreaker hardening", () => {
       // the largest window allowed works
       const widest = yield* CircuitBreaker.make({
         name: "wide",
-        policy: CircuitBreaker.timeWindow({ window: "10 seconds", buckets: 10_000, rateThreshold: 0.5, minimumCalls: 2 })
+        policy: CircuitBreaker.timeWindow({
+          window: "10 seconds",
+          buckets: 10_000,
+          rateThreshold: 0.5,
+          minimumCalls: 2
+        })
       }).pipe(Effect.scoped)
       expect(widest.name).toBe("wide")
 
