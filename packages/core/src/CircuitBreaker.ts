@@ -186,7 +186,7 @@ export type Policy =
   }
 
 /**
- * Opens after `threshold` failures in a row (seed 001's rule; default 5).
+ * Opens after `threshold` failures in a row (default 5).
  *
  * @since 0.1.0
  * @category policies
@@ -272,7 +272,7 @@ const describeOption = (value: unknown): string =>
     : describe(value)
 
 /**
- * Options of a breaker. Every field is optional; the defaults are seed 001's.
+ * Options of a breaker. Every field is optional.
  *
  * @since 0.1.0
  * @category models

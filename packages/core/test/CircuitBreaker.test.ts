@@ -55,7 +55,7 @@ const captureLogs = () => {
 }
 
 describe("CircuitBreaker", () => {
-  it.scoped("seed 001's scenario with its defaults, step by step", () =>
+  it.scoped("the default options, step by step: five failures open it for a minute, three probes close it", () =>
     Effect.gen(function*() {
       const breaker = yield* CircuitBreaker.make({ name: "pool" })
 
