@@ -1,4 +1,14 @@
 /**
  * @since 0.1.0
  */
+export * as HealthServer from "./HealthServer.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Main from "./Main.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Status from "./Status.js"
