@@ -12,3 +12,8 @@ export * as Main from "./Main.js"
  * @since 0.1.0
  */
 export * as Status from "./Status.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as ResourceMonitor from "./ResourceMonitor.js"
