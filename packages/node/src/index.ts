@@ -17,3 +17,8 @@ export * as Status from "./Status.js"
  * @since 0.1.0
  */
 export * as ResourceMonitor from "./ResourceMonitor.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Telemetry from "./Telemetry.js"

@@ -155,7 +155,9 @@ describe("HealthServer", () => {
       const calls = (families: ReturnType<typeof parsePrometheus>) => {
         const family = families.find((f) => f.name === "bulwark_breaker_calls_total")
         expect(family?.type).toBe("COUNTER")
-        const sample = family!.metrics.find((m) => m.labels?.breaker === "scrape-test")
+        const sample = family!.metrics.find((m) =>
+          m.labels?.breaker === "scrape-test" && m.labels.outcome === "success"
+        )
         expect(sample).toBeDefined()
         return Number(sample!.value)
       }
