@@ -15,7 +15,8 @@
  *
  * @since 0.1.0
  */
-import { Failure, FiberSupervisor } from "@bulwark/core"
+import * as Failure from "@bulwark/core/Failure"
+import * as FiberSupervisor from "@bulwark/core/FiberSupervisor"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
@@ -339,6 +340,11 @@ export const run = <A, E>(
   NodeRuntime.runMain(main, {
     disableErrorReporting: true,
     disablePrettyLogger,
-    teardown: (_exit, onExit) => onExit(code)
+    teardown: (_exit, onExit) => {
+      // a process kept alive by something else after main ended must not run this shutdown again
+      process.off("SIGINT", onSignal)
+      process.off("SIGTERM", onSignal)
+      onExit(code)
+    }
   })
 }

@@ -9,6 +9,8 @@
  */
 import { type Bulkhead, CircuitBreaker, FiberSupervisor, Health, type RetryBudget } from "@bulwark/core"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -319,6 +321,30 @@ export const layer = (options: Options = {}): Layer.Layer<Status> =>
       return status
     })
   )
+
+/**
+ * The options read from `Config`: `SERVICE` and `TRANSITIONS_KEPT`, each optional with the
+ * defaults of {@link Options}; a bad value fails with a `ConfigError` naming the key.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  service: Config.nonEmptyString("SERVICE").pipe(Config.withDefault("bulwark")),
+  transitionsKept: Config.integer("TRANSITIONS_KEPT").pipe(
+    Config.validate({ message: "must be an integer >= 1", validation: (n) => n >= 1 }),
+    Config.withDefault(10)
+  )
+})
+
+/**
+ * {@link layer} with its options read from `Config` (see {@link config}).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (options: Config.Config<Options> = config): Layer.Layer<Status, ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(options, layer))
 
 /**
  * Tracks a breaker with the `Status` registry in the context.

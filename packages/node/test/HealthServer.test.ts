@@ -228,7 +228,23 @@ describe("HealthServer", () => {
       expect(String(Exit.isFailure(bad) ? bad.cause : "")).toMatch(/Invalid data at HEALTH.PORT/)
     }))
 
+  it.effect("Status reads its options from Config and names a bad key", () =>
+    Effect.gen(function*() {
+      const provider = (map: Record<string, string>) =>
+        Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(map)), { pathDelim: "_" }))
+      const status = yield* Effect.provide(
+        Status.Status,
+        Status.layerConfig().pipe(Layer.provide(provider({ SERVICE: "ledger" })))
+      )
+      expect(status.service).toBe("ledger")
+      const bad = yield* Effect.exit(
+        Effect.provide(Status.Status, Status.layerConfig().pipe(Layer.provide(provider({ TRANSITIONS_KEPT: "0" }))))
+      )
+      expect(String(Exit.isFailure(bad) && bad.cause)).toContain("TRANSITIONS_KEPT")
+    }))
+
   it("rejects bad literal options with the field named", () => {
     expect(() => Layer.build(HealthServer.layer({ port: 70000 })).pipe(Effect.scoped, Effect.runSync)).toThrow(/port/)
+    expect(() => Effect.runSync(Status.make({ transitionsKept: 0 }))).toThrow(/transitionsKept/)
   })
 })
