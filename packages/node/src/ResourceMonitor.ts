@@ -7,7 +7,8 @@
  * hysteresis so that a value hovering at a threshold does not flap.
  *
  * Samples come through the {@link Sampler} service: {@link layerSamplerNode} reads the machine,
- * tests provide their own.
+ * tests provide their own. With a `Status` registry in its context, the resources show on `/status`
+ * and the dashboard.
  *
  * @since 0.1.0
  */
@@ -28,6 +29,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks"
 import * as v8 from "node:v8"
 import * as InternalDuration from "./internal/duration.js"
 import * as Levels from "./internal/resourceLevel.js"
+import * as Status from "./Status.js"
 
 // -----------------------------------------------------------------------------
 // models
@@ -227,6 +229,20 @@ export const make = (options: Options = {}) =>
     const checkName = options.checkName ?? "resources"
     const sampler = yield* Sampler
     const states = new Map<Resource, ResourceState>()
+    const current = Effect.sync(() => resources.flatMap((r) => states.get(r) ?? []))
+    // shown by /status and the dashboard when a Status registry is provided
+    const status = yield* Effect.serviceOption(Status.Status)
+    const notify = Option.isSome(status) ? status.value.notify : Effect.void
+    if (Option.isSome(status)) {
+      yield* status.value.trackResources(Effect.map(current, (all) =>
+        all.map((s) => ({
+          resource: s.resource,
+          level: s.level,
+          ratio: s.ratio,
+          used: s.usage.used,
+          limit: s.usage.limit
+        }))))
+    }
 
     const record = (resource: Resource, usage: Usage) =>
       Effect.suspend(() => {
@@ -240,7 +256,7 @@ export const make = (options: Options = {}) =>
           Metric.set(tagged(usageGauge), ratio),
           from === to ? Effect.void : Effect.zipRight(
             Metric.set(tagged(levelGauge), Levels.rank(to)),
-            logCrossing(resource, from, to, ratio, t)
+            Effect.zipRight(logCrossing(resource, from, to, ratio, t), notify)
           )
         )
       })
@@ -273,7 +289,7 @@ export const make = (options: Options = {}) =>
     yield* Effect.forkScoped(Effect.repeat(guarded, schedule))
 
     return {
-      state: Effect.sync(() => resources.flatMap((r) => states.get(r) ?? [])),
+      state: current,
       sampleNow
     } satisfies Service
   })

@@ -95,6 +95,26 @@ export const RetryBudgetStatus = Schema.Struct({
 }).annotations({ identifier: "RetryBudgetStatus" })
 
 /**
+ * A watched resource (see `ResourceMonitor`): its usage against its limit and its level.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ResourceStatus = Schema.Struct({
+  resource: Schema.String,
+  level: Schema.Literal("ok", "warning", "degraded", "critical"),
+  ratio: Schema.Number,
+  used: Schema.Number,
+  limit: Schema.Number
+}).annotations({ identifier: "ResourceStatus" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ResourceStatus = typeof ResourceStatus.Type
+
+/**
  * The whole picture: health (when a `Health` registry is provided), breakers, bulkheads, retry
  * budgets and the supervisor tree with per-program metrics.
  *
@@ -108,7 +128,8 @@ export const StatusSnapshot = Schema.Struct({
   breakers: Schema.Array(BreakerStatus),
   bulkheads: Schema.Array(BulkheadStatus),
   retryBudgets: Schema.Array(RetryBudgetStatus),
-  supervisors: Schema.Array(FiberSupervisor.Snapshot)
+  supervisors: Schema.Array(FiberSupervisor.Snapshot),
+  resources: Schema.Array(ResourceStatus)
 }).annotations({ identifier: "StatusSnapshot" })
 
 /**
@@ -145,6 +166,12 @@ export interface Service {
   readonly trackRetryBudget: (budget: RetryBudget.RetryBudget) => Effect.Effect<void, never, Scope.Scope>
   /** Tracks a supervisor until the scope closes. */
   readonly trackSupervisor: (supervisor: FiberSupervisor.Service) => Effect.Effect<void, never, Scope.Scope>
+  /** Tracks watched resources (a `ResourceMonitor` does this by itself) until the scope closes. */
+  readonly trackResources: (
+    resources: Effect.Effect<ReadonlyArray<ResourceStatus>>
+  ) => Effect.Effect<void, never, Scope.Scope>
+  /** Tells the followers of {@link Service.changes} that something worth showing at once happened. */
+  readonly notify: Effect.Effect<void>
   /** Reads everything now. */
   readonly snapshot: Effect.Effect<StatusSnapshot>
   /**
@@ -208,6 +235,7 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
     const bulkheads: Array<Bulkhead.Bulkhead> = []
     const budgets: Array<RetryBudget.RetryBudget> = []
     const supervisors: Array<FiberSupervisor.Service> = []
+    const resourceSources: Array<Effect.Effect<ReadonlyArray<ResourceStatus>>> = []
     const version = yield* SubscriptionRef.make(0)
     const bump = SubscriptionRef.update(version, (n) => n + 1)
 
@@ -267,7 +295,8 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
         breakers: Effect.forEach([...breakers], (b) => breakerStatus(b, now)),
         bulkheads: Effect.forEach([...bulkheads], (b) => b.state),
         retryBudgets: Effect.forEach([...budgets], (b) => b.snapshot),
-        supervisors: Effect.forEach([...supervisors], (s) => s.snapshot)
+        supervisors: Effect.forEach([...supervisors], (s) => s.snapshot),
+        resources: Effect.map(Effect.forEach([...resourceSources], (r) => r), (all) => all.flat())
       })
       return {
         service,
@@ -283,6 +312,8 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
       trackBulkhead: (bulkhead) => Effect.zipRight(removeOnClose(bulkheads, bulkhead), bump),
       trackRetryBudget: (budget) => Effect.zipRight(removeOnClose(budgets, budget), bump),
       trackSupervisor,
+      trackResources: (resources) => Effect.zipRight(removeOnClose(resourceSources, resources), bump),
+      notify: bump,
       snapshot,
       changes: version.changes
     } satisfies Service

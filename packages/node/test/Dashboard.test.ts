@@ -11,6 +11,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { chromium } from "playwright-core"
 import * as HealthServer from "../src/HealthServer.js"
+import * as ResourceMonitor from "../src/ResourceMonitor.js"
 import * as Status from "../src/Status.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -49,7 +50,21 @@ const browserPage = Effect.acquireRelease(
     })
 )
 
-const ServerLive = HealthServer.layer({ port: 0, streamInterval: "5 seconds" }).pipe(
+/** Fixed readings, so that the screenshot shows every level. */
+const sampler = Layer.succeed(ResourceMonitor.Sampler, {
+  sample: Effect.succeed<ResourceMonitor.Readings>({
+    cpu: { used: 0.62, limit: 2 },
+    memory: { used: 410, limit: 1024 },
+    heap: { used: 84, limit: 100 },
+    event_loop: { used: 12, limit: 200 },
+    disk: { used: 91, limit: 100 }
+  })
+})
+
+const ServerLive = Layer.merge(
+  HealthServer.layer({ port: 0, streamInterval: "5 seconds" }),
+  ResourceMonitor.layer().pipe(Layer.provide(sampler))
+).pipe(
   Layer.provideMerge(Status.layer({ service: "billing" })),
   Layer.provideMerge(Health.layer())
 )
@@ -86,6 +101,7 @@ describe("dashboard", () => {
         page.locator("[data-breaker=\"payments\"][data-state=\"Closed\"]").waitFor({ timeout: 10_000 })
       )
       expect(yield* Effect.promise(() => page.locator("#programs").textContent())).toContain("jobs / mailer")
+      expect(yield* Effect.promise(() => page.locator("#resources").textContent())).toContain("disk91.0%critical")
 
       // three failures in a row open it; the transition is pushed at once (the periodic push is
       // every 5 s, so only the push can satisfy the 1 s wait)

@@ -16,6 +16,7 @@ import {
 import * as os from "node:os"
 import * as Levels from "../src/internal/resourceLevel.js"
 import * as ResourceMonitor from "../src/ResourceMonitor.js"
+import * as Status from "../src/Status.js"
 
 const thresholds: Levels.Thresholds = { warning: 0.8, degraded: 0.85, critical: 0.9 }
 
@@ -75,6 +76,7 @@ describe("ResourceMonitor", () => {
       const context = yield* Layer.build(
         ResourceMonitor.layer({ schedule: Schedule.spaced("1 second") }).pipe(
           Layer.provide(scripted(ratios)),
+          Layer.provideMerge(Status.layer()),
           Layer.provideMerge(Health.layer()),
           Layer.provide(Logger.replace(Logger.defaultLogger, logger))
         )
@@ -101,6 +103,9 @@ describe("ResourceMonitor", () => {
       ])
       const usage = yield* Metric.value(Metric.tagged(ResourceMonitor.usageGauge, "resource", "memory"))
       expect(usage.value).toBeCloseTo(0.7)
+      // shown on /status and the dashboard
+      const snapshot = yield* Effect.provide(Effect.flatMap(Status.Status, (s) => s.snapshot), context)
+      expect(snapshot.resources).toEqual([{ resource: "memory", level: "ok", ratio: 0.7, used: 700, limit: 1000 }])
     }))
 
   it.scoped("logs critical as an error and keeps sampling after a sampler failure", () =>

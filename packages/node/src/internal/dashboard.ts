@@ -17,9 +17,9 @@ export const dashboardHtml = `<!doctype html>
   header { display:flex; align-items:center; gap:16px; padding:14px 22px; border-bottom:1px solid var(--line); }
   header h1 { font-size:18px; margin:0; font-weight:600; }
   .pill { padding:2px 10px; border-radius:999px; font-size:12px; font-weight:600; text-transform:uppercase; letter-spacing:.04em; }
-  .up, .Closed, .running, .Disabled { background:rgba(63,185,80,.15); color:var(--up); }
-  .degraded, .HalfOpen, .backing-off, .starting { background:rgba(210,153,34,.15); color:var(--warn); }
-  .down, .Open, .Isolated, .failed { background:rgba(248,81,73,.15); color:var(--down); }
+  .up, .Closed, .running, .Disabled, .ok { background:rgba(63,185,80,.15); color:var(--up); }
+  .degraded, .HalfOpen, .backing-off, .starting, .warning { background:rgba(210,153,34,.15); color:var(--warn); }
+  .down, .Open, .Isolated, .failed, .critical { background:rgba(248,81,73,.15); color:var(--down); }
   .stopped, .unknown { background:rgba(138,150,168,.15); color:var(--dim); }
   #conn { margin-left:auto; color:var(--dim); font-size:12px; }
   main { display:grid; grid-template-columns:repeat(auto-fit, minmax(460px, 1fr)); gap:16px; padding:16px 22px; }
@@ -47,6 +47,7 @@ export const dashboardHtml = `<!doctype html>
   <section><h2>Bulkheads</h2><div id="bulkheads"></div></section>
   <section><h2>Supervised programs</h2><div id="programs"></div></section>
   <section><h2>Retry budgets</h2><div id="budgets"></div></section>
+  <section><h2>Resources</h2><div id="resources"></div></section>
   <section><h2>Health checks</h2><div id="health"></div></section>
 </main>
 <script>
@@ -102,6 +103,12 @@ const render = (s) => {
   table("programs", ["program", "status", "restarts", "errors", "last error"], programs, "no supervised program");
   table("budgets", ["name", "calls", "retries", "available"],
     s.retryBudgets.map((b) => [esc(b.name), b.calls, b.retries, b.available]), "no retry budget tracked");
+  table("resources", ["resource", "usage", "level"],
+    (s.resources || []).map((r) => [
+      esc(r.resource),
+      '<div class="bar"><span style="width:' + Math.min(100, r.ratio * 100) + '%"></span></div>' + pct(r.ratio),
+      pill(r.level)
+    ]), "no resource monitor");
   table("health", ["check", "kind", "status"],
     (s.health ? s.health.components : []).map((c) => [esc(c.name), esc(c.kind), pill(c.status)]), "no health registry");
   document.getElementById("conn").textContent = "live · updated " + new Date(s.checkedAt).toLocaleTimeString();
