@@ -76,6 +76,19 @@ describe("HealthServer", () => {
       expect(JSON.parse(res.body)).toMatchObject({ status: 500, title: "Internal Server Error" })
     }).pipe(Effect.scoped, Effect.provide(ServerLive())))
 
+  it.live("answers 500 with the failure's message when exposeErrors is set", () =>
+    Effect.gen(function*() {
+      const status = yield* Status.Status
+      const broken: Bulkhead.Bulkhead = {
+        ...(yield* Bulkhead.make({ name: "broken" })),
+        state: Effect.die(new Error("queue table missing"))
+      }
+      yield* status.trackBulkhead(broken)
+      const res = yield* get(`${yield* server}/status`)
+      expect(res.status).toBe(500)
+      expect(JSON.parse(res.body)).toMatchObject({ status: 500, title: "queue table missing", category: "system" })
+    }).pipe(Effect.scoped, Effect.provide(ServerLive({ exposeErrors: true }))))
+
   it.live("/readyz is 503 with the reasons while a breaker is open; /healthz stays 200", () =>
     Effect.gen(function*() {
       const url = yield* server
