@@ -93,16 +93,31 @@ describe("Failure", () => {
     expect(classifier.classify(new Refused(), { attempt: 4 }).strategy).toBe("abandon")
   })
 
-  it("unknown errors and defects are system / critical", () => {
+  it("a typed failure no rule names gets the bounded unclassified default; defects are system / critical", () => {
     const c = Failure.defaultClassifier
-    expect(c.classify(new Error("boom"))).toMatchObject({
+    expect(c.classify(new Refused())).toMatchObject({
+      category: "system",
+      severity: "major",
+      strategy: "backoff_retry",
+      retryable: true,
+      maxRetries: 3,
+      backoff: "exponential",
+      code: "UNCLASSIFIED_REFUSED",
+      unclassified: "Refused"
+    })
+    expect(c.classify(new Error("boom"))).toMatchObject({ code: "UNCLASSIFIED_ERROR", retryable: true })
+    expect(c.classify("weird")).toMatchObject({ category: "system", unclassified: "a string" })
+    // escalation still applies: attempt 4 is critical (4 attempts in all either way)
+    expect(c.classify(new Refused(), { attempt: 4 }).severity).toBe("critical")
+    // the old behaviour, on request
+    const strict = Failure.makeClassifier({ unclassified: "system" })
+    expect(strict.classify(new Refused())).toMatchObject({
       category: "system",
       severity: "critical",
       strategy: "abandon",
       retryable: false,
-      code: "UNKNOWN_ERROR"
+      code: "UNCLASSIFIED_REFUSED"
     })
-    expect(c.classify("weird")).toMatchObject({ category: "system", severity: "critical" })
     expect(c.classifyDefect(new TypeError("x"))).toMatchObject({
       category: "system",
       severity: "critical",
@@ -154,7 +169,7 @@ describe("Failure", () => {
         expect(json).toEqual({
           type: "resource",
           code: "RATE_LIMITED",
-          message: "RateLimited",
+          message: "RateLimited { retryAfterMs: 200 }",
           details: "upstream said 429",
           retryable: true,
           severity: "critical",
@@ -198,7 +213,7 @@ describe("Failure", () => {
         const problem = Failure.toProblemDetails(error)
         expect(problem).toEqual({
           type: "urn:bulwark:failure:validation:BAD_INPUT",
-          title: "BadInput",
+          title: "BadInput { field: \"email\" }",
           status: 400,
           detail: "email is required",
           instance: "urn:bulwark:task:t1",
