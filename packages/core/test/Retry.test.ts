@@ -611,8 +611,9 @@ describe("Retry", () => {
             const budget = yield* PaymentsBudget
             return yield* call.pipe(Retry.retry({ name: "payments", budget, classify: paymentErrors }))
           })
-        const run = attemptsOf<Unavailable>(new Unavailable(), charge).pipe(
-          Effect.provide(PaymentsBudget.layer({ ratio: 0.1 }))
+        const run = attemptsOf<Unavailable>(
+          new Unavailable(),
+          (call) => charge(call).pipe(Effect.provide(PaymentsBudget.layer({ ratio: 0.1 })))
         )
         expect((yield* run).times).toEqual([0, 1000, 3000, 7000])
       }))
