@@ -245,8 +245,8 @@ export interface Options<
   readonly totalTimeout?: TT
   /** The alternative when everything inside has failed (see `Fallback.orElse`). Default: none. */
   readonly fallback?: Effect.Effect<A2, E2, R2> | ((failed: Fallback.Failed) => Effect.Effect<A2, E2, R2>) | undefined
-  /** Which classified failures fall back. Default: `Fallback.defaultWhen`. */
-  readonly fallbackWhen?: ((classification: Failure.Classification) => boolean) | undefined
+  /** Which failures fall back, from the error and its classification. Default: `Fallback.defaultWhen`. */
+  readonly fallbackWhen?: ((error: unknown, classification: Failure.Classification) => boolean) | undefined
 }
 
 /**
