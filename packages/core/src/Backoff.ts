@@ -14,6 +14,7 @@ import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Interval from "effect/ScheduleInterval"
 import * as Intervals from "effect/ScheduleIntervals"
+import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 
 /**
@@ -87,7 +88,7 @@ const unfoldDelays = (
 const durationMillis = (where: string, field: string, input: Duration.DurationInput, min: "> 0" | ">= 0"): number => {
   const millis = InternalDuration.toMillis(input)
   const ok = Number.isFinite(millis) && (min === "> 0" ? millis > 0 : millis >= 0)
-  if (!ok) throw new RangeError(`${where}: ${field} must be a finite duration ${min}, got ${String(input)}`)
+  if (!ok) throw new RangeError(`${where}: ${field} must be a finite duration ${min}, got ${describe(input)}`)
   return millis
 }
 

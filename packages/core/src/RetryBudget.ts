@@ -11,6 +11,7 @@ import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
@@ -232,20 +233,40 @@ export const make = (options: Options = {}): Effect.Effect<RetryBudget> => Effec
 export const layer = (options: Options = {}): Layer.Layer<RetryBudget> => Layer.effect(RetryBudget, make(options))
 
 /**
+ * A number read from the text at `key`, where an empty or blank value is an error naming the key
+ * (JavaScript's `Number("")` is 0: `RATIO=""` must not silently become a zero ratio). The key is
+ * the outermost layer, so a `Config.validate` around it still names it.
+ */
+const numberAt = (key: string): Config.Config<number> =>
+  Config.nested(
+    Config.string().pipe(Config.mapOrFail((text) => {
+      if (text.trim() === "") {
+        return Either.left(ConfigError.InvalidData([], `Expected a number but received an empty value`))
+      }
+      const n = Number(text)
+      return Number.isNaN(n)
+        ? Either.left(ConfigError.InvalidData([], `Expected a number but received ${JSON.stringify(text)}`))
+        : Either.right(n)
+    })),
+    key
+  )
+
+/**
  * The options read from `Config`: `RATIO`, `MIN_RETRIES_PER_SECOND`, `WINDOW` (under an
  * optional prefix set with `Config.nested`; a per-dependency Tag nests them under its name in
  * UPPER_SNAKE case, so the default provider reads `PAYMENTS_RATIO` from the environment). A
- * value that breaks a rule fails with a `ConfigError` that names the key.
+ * value that breaks a rule — an empty value included — fails with a `ConfigError` that names
+ * the key.
  *
  * @since 0.1.0
  * @category config
  */
 export const config: Config.Config<Options> = Config.all({
-  ratio: Config.number("RATIO").pipe(
+  ratio: numberAt("RATIO").pipe(
     Config.validate({ message: "ratio must be in [0, 1]", validation: (n) => n >= 0 && n <= 1 }),
     Config.withDefault(0.2)
   ),
-  minRetriesPerSecond: Config.number("MIN_RETRIES_PER_SECOND").pipe(
+  minRetriesPerSecond: numberAt("MIN_RETRIES_PER_SECOND").pipe(
     Config.validate({
       message: "minRetriesPerSecond must be >= 0 and finite",
       validation: (n) => n >= 0 && Number.isFinite(n)
