@@ -33,3 +33,6 @@ export const oddValues = (): Array<unknown> => {
   }
   return values
 }
+
+/** The keys of `Object.prototype` that a naive lookup finds on every object. */
+export const prototypeKeys = ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"] as const
