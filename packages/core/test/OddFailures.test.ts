@@ -32,9 +32,8 @@ const settle = <A, E>(effect: Effect.Effect<A, E>) =>
   })
 
 const failsWith = (exit: Exit.Exit<unknown, unknown>, value: unknown): boolean =>
-  Exit.isFailure(exit) && !Cause.isDie(exit.cause) && Cause.failures(exit.cause).pipe((fs) =>
-    [...fs].some((f) => Object.is(f, value))
-  )
+  Exit.isFailure(exit) && !Cause.isDie(exit.cause) &&
+  Cause.failures(exit.cause).pipe((fs) => [...fs].some((f) => Object.is(f, value)))
 
 describe("odd failure values", () => {
   it.prop("Failure: classify never throws and always gives a known category", [oddValue], ([value]) => {
@@ -44,13 +43,18 @@ describe("odd failure values", () => {
     expect(Failure.warningsFor(Failure.defaultClassifier, c).every((w) => typeof w === "string")).toBe(true)
   })
 
-  it.effect.prop("toExecutionError describes it, and the result encodes", [oddValue], ([value]) =>
-    Effect.gen(function*() {
-      const error = yield* Failure.toExecutionError(value)
-      expect(typeof Failure.encodeExecutionError(error).message).toBe("string")
-      const fromCause = yield* Failure.toExecutionError(Cause.fail(value))
-      expect(fromCause.code).toBe(error.code)
-    }).pipe(Effect.provide(quiet)), runs)
+  it.effect.prop(
+    "toExecutionError describes it, and the result encodes",
+    [oddValue],
+    ([value]) =>
+      Effect.gen(function*() {
+        const error = yield* Failure.toExecutionError(value)
+        expect(typeof Failure.encodeExecutionError(error).message).toBe("string")
+        const fromCause = yield* Failure.toExecutionError(Cause.fail(value))
+        expect(fromCause.code).toBe(error.code)
+      }).pipe(Effect.provide(quiet)),
+    runs
+  )
 
   it.effect.prop("Retry fails with the value itself", [oddValue], ([value]) =>
     Effect.gen(function*() {
@@ -60,18 +64,23 @@ describe("odd failure values", () => {
       expect(failsWith(exit, value)).toBe(true)
     }).pipe(Effect.provide(quiet)), runs)
 
-  it.effect.prop("Fallback falls back or fails with it; a failed fallback is described", [oddValue], ([value]) =>
-    Effect.gen(function*() {
-      const exit = yield* settle(Effect.fail(value).pipe(Fallback.orElse(Effect.succeed("alt"))))
-      expect(Exit.isSuccess(exit) ? exit.value === "alt" : failsWith(exit, value)).toBe(true)
-      const both = yield* settle(Effect.fail(value).pipe(Fallback.orElse(Effect.fail(value), { name: "odd" })))
-      expect(Exit.isFailure(both) && !Cause.isDie(both.cause)).toBe(true)
-      if (Exit.isFailure(both)) {
-        for (const f of Cause.failures(both.cause)) {
-          if (f instanceof Fallback.FallbackFailedError) expect(typeof f.message).toBe("string")
+  it.effect.prop(
+    "Fallback falls back or fails with it; a failed fallback is described",
+    [oddValue],
+    ([value]) =>
+      Effect.gen(function*() {
+        const exit = yield* settle(Effect.fail(value).pipe(Fallback.orElse(Effect.succeed("alt"))))
+        expect(Exit.isSuccess(exit) ? exit.value === "alt" : failsWith(exit, value)).toBe(true)
+        const both = yield* settle(Effect.fail(value).pipe(Fallback.orElse(Effect.fail(value), { name: "odd" })))
+        expect(Exit.isFailure(both) && !Cause.isDie(both.cause)).toBe(true)
+        if (Exit.isFailure(both)) {
+          for (const f of Cause.failures(both.cause)) {
+            if (f instanceof Fallback.FallbackFailedError) expect(typeof f.message).toBe("string")
+          }
         }
-      }
-    }).pipe(Effect.provide(quiet)), runs)
+      }).pipe(Effect.provide(quiet)),
+    runs
+  )
 
   it.effect.prop("Hedge fails with it", [oddValue], ([value]) =>
     Effect.gen(function*() {
@@ -79,17 +88,22 @@ describe("odd failure values", () => {
       expect(failsWith(exit, value)).toBe(true)
     }).pipe(Effect.provide(quiet)), runs)
 
-  it.effect.prop("Policy.make fails with it or answers from its fallback", [oddValue, fc.boolean()], ([value, fb]) =>
-    Effect.gen(function*() {
-      const policy = fb
-        ? Policy.make({
-          name: "odd",
-          timeout: "1 second",
-          retry: Retry.policy({ maxRetries: 1 }),
-          fallback: Effect.succeed("alt")
-        })
-        : Policy.make({ name: "odd", retry: Retry.policy({ maxRetries: 1, while: () => true }) })
-      const exit = yield* settle(Effect.fail(value).pipe(policy))
-      expect(Exit.isSuccess(exit) ? exit.value === "alt" : failsWith(exit, value)).toBe(true)
-    }).pipe(Effect.provide(quiet)), runs)
+  it.effect.prop(
+    "Policy.make fails with it or answers from its fallback",
+    [oddValue, fc.boolean()],
+    ([value, fb]) =>
+      Effect.gen(function*() {
+        const policy = fb
+          ? Policy.make({
+            name: "odd",
+            timeout: "1 second",
+            retry: Retry.policy({ maxRetries: 1 }),
+            fallback: Effect.succeed("alt")
+          })
+          : Policy.make({ name: "odd", retry: Retry.policy({ maxRetries: 1, while: () => true }) })
+        const exit = yield* settle(Effect.fail(value).pipe(policy))
+        expect(Exit.isSuccess(exit) ? exit.value === "alt" : failsWith(exit, value)).toBe(true)
+      }).pipe(Effect.provide(quiet)),
+    runs
+  )
 })

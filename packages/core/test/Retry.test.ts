@@ -619,6 +619,28 @@ describe("Retry", () => {
         expect((yield* run).times).toEqual([0, 1000, 3000, 7000])
       }))
 
+    it.effect("the quickstart's scenario 4: the give-up and its ExecutionError both say critical / abandon", () =>
+      Effect.gen(function*() {
+        const { entries, layer: logs } = yield* captureLogs
+        const error = new ConnectionError({ reason: "down" })
+        const { exit, times } = yield* attemptsOf<ApiError>(
+          error,
+          (self) =>
+            self.pipe(Retry.retry({ schedule: Backoff.exponential({ base: "200 millis" }) }), Effect.provide(logs))
+        )
+        expect(times).toEqual([0, 200, 600, 1400])
+        expect(exit).toEqual(Exit.fail(error))
+        const last = entries[entries.length - 1]!
+        expect(last.message).toMatch(
+          /Abandoning after attempt 4: CONNECTION_ERROR \(connection\) escalated to critical/
+        )
+        const json = Failure.encodeExecutionError(
+          yield* Failure.toExecutionError(error, { context: { attempt: times.length } })
+        )
+        expect(json).toMatchObject({ severity: "critical", strategy: "abandon", retryable: false })
+        expect(last.annotations["bulwark.failure.severity"]).toBe(json.severity)
+      }).pipe(Effect.provide(Classified)))
+
     it.effect("odd failure values never make Retry die: it fails with the value itself", () =>
       Effect.gen(function*() {
         for (const odd of oddValues()) {
