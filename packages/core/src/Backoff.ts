@@ -26,11 +26,11 @@ import * as InternalDuration from "./internal/duration.js"
 export type Backoff = Schedule.Schedule<Duration.Duration, unknown>
 
 // -----------------------------------------------------------------------------
-// seed 001's delay tables
+// the matrix's delay tables
 // -----------------------------------------------------------------------------
 
 /**
- * Seed 001's `immediate_retry` delays: 0, 100 ms, 200 ms.
+ * The `immediate_retry` delays: 0, 100 ms, 200 ms.
  *
  * @since 0.1.0
  * @category constants
@@ -38,7 +38,7 @@ export type Backoff = Schedule.Schedule<Duration.Duration, unknown>
 export const immediateRetryDelays: ReadonlyArray<Duration.Duration> = [0, 100, 200].map(Duration.millis)
 
 /**
- * Seed 001's `backoff_retry` delays: 1 s, 2 s, 4 s, 8 s, 16 s.
+ * The `backoff_retry` delays: 1 s, 2 s, 4 s, 8 s, 16 s.
  *
  * @since 0.1.0
  * @category constants
@@ -46,7 +46,7 @@ export const immediateRetryDelays: ReadonlyArray<Duration.Duration> = [0, 100, 2
 export const backoffRetryDelays: ReadonlyArray<Duration.Duration> = [1, 2, 4, 8, 16].map(Duration.seconds)
 
 /**
- * Seed 001's `exponential` delays (factor 3): 1 s, 3 s, 9 s, 27 s.
+ * The `exponential` delays (factor 3): 1 s, 3 s, 9 s, 27 s.
  *
  * @since 0.1.0
  * @category constants
@@ -113,7 +113,7 @@ const capOf = (where: string, cap: Duration.DurationInput | undefined): number =
 // -----------------------------------------------------------------------------
 
 /**
- * Delays from a table; once the table runs out its last delay repeats (seed 001's
+ * Delays from a table; once the table runs out its last delay repeats (the worker-pool
  * `get_retry_delay`), so a retry budget, not the table, ends the retries.
  *
  * @example
@@ -144,7 +144,7 @@ export interface LinearOptions {
 }
 
 /**
- * Linear backoff: `base × n` for the n-th retry (seed 001's `attempt * base_delay`).
+ * Linear backoff: `base × n` for the n-th retry (`attempt × base delay`).
  *
  * @since 0.1.0
  * @category constructors

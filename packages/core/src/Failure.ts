@@ -39,9 +39,9 @@ import * as InternalDuration from "./internal/duration.js"
 // -----------------------------------------------------------------------------
 
 /**
- * What kind of failure it is. The first nine are seed 001's categories (`external` is its
- * `python_error`: a failure inside the remote worker); `validation`, `security` and `user_code`
- * come from seed 003.
+ * What kind of failure it is. The first nine are the worker-pool error taxonomy's (`external` is
+ * a failure inside the remote worker); `validation`, `security` and `user_code` cover the errors
+ * of execution engines.
  *
  * @since 0.1.0
  * @category models
@@ -82,7 +82,7 @@ export const Severity = Schema.Literal("critical", "major", "minor", "warning")
 export type Severity = typeof Severity.Type
 
 /**
- * What to do about it (seed 001's recovery strategies).
+ * What to do about it: the recovery strategies.
  *
  * @since 0.1.0
  * @category models
@@ -173,8 +173,9 @@ const row = (
 ): DecisionRow => ({ severity, strategy, maxRetries, backoff, tripsBreaker })
 
 /**
- * The default decision matrix: seed 001's nine rows exactly, plus never-retried rows for the
- * categories seed 003 adds. Validation errors do not trip a circuit breaker.
+ * The default decision matrix: the worker-pool error decision matrix's nine rows exactly, plus
+ * never-retried rows for the execution-engine categories. Validation errors do not trip a
+ * circuit breaker.
  *
  * | category | severity | strategy | max retries | backoff |
  * |---|---|---|---|---|
@@ -1016,7 +1017,7 @@ export const classifyCauseWith = <E>(
 // -----------------------------------------------------------------------------
 
 /**
- * The serialisable shape of a classified failure (seed 003's `ExecutionError`), encoded to JSON
+ * The serialisable shape of a classified failure (an `ExecutionError`), encoded to JSON
  * with snake_case keys and an ISO-8601 timestamp so that logs, HTTP responses and other
  * processes can read it.
  *

@@ -172,7 +172,7 @@ const linearSecond = Backoff.linear({ base: Duration.seconds(1) })
 const noDelay = Backoff.fromDelays([0])
 
 /**
- * The backoff the decision matrix gives a classification: seed 001's `immediate_retry` table
+ * The backoff the decision matrix gives a classification: the `immediate_retry` table
  * (0, 100 ms, 200 ms) for immediate retries, its `backoff_retry` table (1 s … 16 s) for
  * exponential rows, 1 s × n for linear rows, and no delay otherwise.
  *

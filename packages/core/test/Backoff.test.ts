@@ -49,7 +49,7 @@ describe("Backoff", () => {
         })
     )
 
-    it.effect("seed 001's tables are constants", () =>
+    it.effect("the matrix's delay tables are constants", () =>
       Effect.gen(function*() {
         expect(millis(Backoff.immediateRetryDelays)).toEqual([0, 100, 200])
         expect(millis(Backoff.backoffRetryDelays)).toEqual([1000, 2000, 4000, 8000, 16000])

@@ -15,7 +15,7 @@ const table = Failure.table<ApiError>({
 })
 
 describe("Failure", () => {
-  it("the default matrix is seed 001's decision matrix, row for row", () => {
+  it("the default matrix is the worker-pool decision matrix, row for row", () => {
     const seed001 = [
       ["initialization", "critical", "circuit_break", 3, "exponential"],
       ["connection", "major", "backoff_retry", 5, "exponential"],

@@ -347,7 +347,9 @@ describe("Policy", () => {
 
   it.effect("docs/policy.md's Policy.make example: Unavailable is retried 3 times, then the fallback answers", () =>
     Effect.gen(function*() {
-      const paymentErrors = Failure.table<Unavailable>({ Unavailable: "connection" })
+      const PaymentsErrors = Failure.layerClassifier({
+        tables: [Failure.table<Unavailable>({ Unavailable: "connection" })]
+      })
       const times: Array<number> = []
       const charge: Effect.Effect<string, Unavailable> = Effect.flatMap(
         Clock.currentTimeMillis,
@@ -367,12 +369,12 @@ describe("Policy", () => {
           timeout: "2 seconds",
           bulkhead: bulkhead.protect,
           breaker: breaker.protect,
-          retry: Retry.policy({ classify: paymentErrors, maxRetries: 3, budget }),
+          retry: Retry.policy({ maxRetries: 3, budget }),
           totalTimeout: "10 seconds",
           fallback: Effect.succeed("queued for later")
         })
         return yield* charge.pipe(payments)
-      }).pipe(Effect.scoped)
+      }).pipe(Effect.scoped, Effect.provide(PaymentsErrors))
       const fiber = yield* Effect.fork(program)
       yield* TestClock.adjust("1 minute")
       expect(yield* Fiber.join(fiber)).toBe("queued for later")

@@ -73,7 +73,7 @@ const counterValue = (metric: keyof typeof Retry.metrics, labels: Record<string,
   ).pipe(Effect.map((state) => state.count))
 
 describe("Retry", () => {
-  it.effect("seed 002: a connection error twice, then success → exactly 3 attempts after 1s and 2s", () =>
+  it.effect("a connection error twice, then success → exactly 3 attempts after 1s and 2s", () =>
     Effect.gen(function*() {
       const { attempts, effect } = yield* scripted<ApiError>([
         new ConnectionError({ reason: "down" }),
@@ -603,15 +603,17 @@ describe("Retry", () => {
         }
       }))
 
-    it.effect("docs/retry.md's RetryBudget example retries Unavailable 3 times through its table", () =>
+    it.effect("docs/retry.md's RetryBudget example: Unavailable makes 4 attempts (1s, 2s, 4s)", () =>
       Effect.gen(function*() {
         class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
-        const paymentErrors = Failure.table<Unavailable>({ Unavailable: "connection" })
+        const PaymentsErrors = Failure.layerClassifier({
+          tables: [Failure.table<Unavailable>({ Unavailable: "connection" })]
+        })
         const charge = (call: Effect.Effect<number, Unavailable>) =>
           Effect.gen(function*() {
             const budget = yield* PaymentsBudget
-            return yield* call.pipe(Retry.retry({ name: "payments", budget, classify: paymentErrors }))
-          })
+            return yield* call.pipe(Retry.retry({ name: "payments", budget }))
+          }).pipe(Effect.provide(PaymentsErrors))
         const run = attemptsOf<Unavailable>(
           new Unavailable(),
           (call) => charge(call).pipe(Effect.provide(PaymentsBudget.layer({ ratio: 0.1 })))
