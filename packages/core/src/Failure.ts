@@ -15,9 +15,9 @@
  *
  * **A typed failure no rule names** is an expected failure nobody described yet (defects are
  * the bugs): it gets a bounded, visible default — {@link unclassifiedRule}: category `system`,
- * severity `major`, backoff retry at most 3 times, code `UNCLASSIFIED_<TAG>` — and the stage
- * that classified it logs one warning per tag and classifier that names the tag and says how to
- * classify it. Rules that cannot be used (an unknown category, an invalid retry-after hint, a
+ * severity `major`, backoff retry at most 3 times, its code derived from its tag as usual — and
+ * the stage that classified it logs one warning per tag and classifier that names the tag and
+ * says how to classify it. Rules that cannot be used (an unknown category, an invalid retry-after hint, a
  * rule function that throws) are reported the same way, never as a defect.
  *
  * @since 0.1.0
@@ -488,7 +488,9 @@ export const defaultMaxRetryAfter: Duration.Duration = Duration.hours(1)
 /**
  * The rule for a typed failure that no table and no built-in rule names: category `system`,
  * severity `major`, backoff retry (1 s, 2 s, 4 s) at most 3 times. Its code is
- * `UNCLASSIFIED_<TAG>`. A typed failure is an expected failure by definition — the bugs are
+ * derived from its tag as for any failure (`Unavailable` → `UNAVAILABLE`), so that naming it in a
+ * table later does not rename it in metrics and dashboards; the classification's `unclassified`
+ * field marks it. A typed failure is an expected failure by definition — the bugs are
  * defects — so an undescribed one is retried a few times, visibly, rather than abandoned
  * blindly or retried without bound. Replace it with `ClassifierOptions.unclassified`.
  *
@@ -580,7 +582,7 @@ export const fromRule = (rule: RuleObject, options: FromRuleOptions = {}): Class
       }); it is classified as unclassified`
     )
     const fallback = options.unclassified ?? unclassifiedRule
-    rule = { ...fallback, code: fallback.code ?? (tag !== undefined ? `UNCLASSIFIED_${toCode(tag)}` : undefined) }
+    rule = fallback
     base = own(matrix, rule.category) ?? defaultMatrix.system
   }
   const pick = <K extends "severity" | "strategy" | "backoff">(key: K, allowed: ReadonlySet<string>) => {
@@ -765,10 +767,7 @@ export const makeClassifier = (options: ClassifierOptions = {}): Classifier => {
     const name = tag ?? describeUntagged(error)
     return withWarnings({
       ...fromRule(
-        {
-          ...unclassified,
-          code: unclassified.code ?? (tag !== undefined ? `UNCLASSIFIED_${toCode(tag)}` : "UNCLASSIFIED_ERROR")
-        },
+        { ...unclassified, code: unclassified.code ?? (tag !== undefined ? toCode(tag) : "UNKNOWN_ERROR") },
         { ...ruleOptions, context }
       ),
       unclassified: name

@@ -103,10 +103,10 @@ describe("Failure", () => {
       retryable: true,
       maxRetries: 3,
       backoff: "exponential",
-      code: "UNCLASSIFIED_REFUSED",
+      code: "REFUSED",
       unclassified: "Refused"
     })
-    expect(c.classify(new Error("boom"))).toMatchObject({ code: "UNCLASSIFIED_ERROR", retryable: true })
+    expect(c.classify(new Error("boom"))).toMatchObject({ code: "UNKNOWN_ERROR", retryable: true })
     expect(c.classify("weird")).toMatchObject({ category: "system", unclassified: "a string" })
     // escalation still applies: attempt 4 is critical (4 attempts in all either way)
     expect(c.classify(new Refused(), { attempt: 4 }).severity).toBe("critical")
@@ -117,7 +117,7 @@ describe("Failure", () => {
       severity: "critical",
       strategy: "abandon",
       retryable: false,
-      code: "UNCLASSIFIED_REFUSED"
+      code: "REFUSED"
     })
     expect(c.classifyDefect(new TypeError("x"))).toMatchObject({
       category: "system",
@@ -251,7 +251,7 @@ describe("Failure", () => {
       class Odd extends Data.TaggedError("Odd")<{}> {}
       const bad = Failure.table<Odd>({ Odd: () => ({ category: "network" as Failure.Category }) })
       const c = Failure.makeClassifier({ tables: [bad] }).classify(new Odd())
-      expect(c).toMatchObject({ category: "system", severity: "major", retryable: true, code: "UNCLASSIFIED_ODD" })
+      expect(c).toMatchObject({ category: "system", severity: "major", retryable: true, code: "ODD" })
       expect(c.warnings).toEqual([expect.stringMatching(/rule for "Odd" names the unknown category network/)])
       for (const category of ["toString", "__proto__", "bogus"]) {
         const self = { [Failure.RuleKey]: { category } }

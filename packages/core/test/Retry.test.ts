@@ -436,8 +436,8 @@ describe("Retry", () => {
         expect(warnings[0]!.message).toMatch(/provide Failure.layerClassifier\(\{ tables \}\) around the program/)
         const gaveUp = entries.filter((e) => e.message.startsWith("All retries exhausted"))
         expect(gaveUp.map((e) => e.annotations["bulwark.failure.code"])).toEqual([
-          "UNCLASSIFIED_TIMEOUT",
-          "UNCLASSIFIED_TIMEOUT"
+          "TIMEOUT",
+          "TIMEOUT"
         ])
       }))
 
