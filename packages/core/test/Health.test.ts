@@ -1,6 +1,6 @@
 import { Health } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Fiber, Schema, TestClock } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Schema, type Scope, TestClock } from "effect"
 
 const up = Effect.succeed<Health.ComponentHealth>({ status: "up" })
 const degraded = Effect.succeed<Health.ComponentHealth>({ status: "degraded", details: { reason: "breaker open" } })
@@ -126,8 +126,28 @@ describe("Health", () => {
       expect(report).toMatchObject({ live: false, status: "down" })
     }).pipe(Effect.provide(Health.layer())))
 
-  it.scoped("registerIfPresent does nothing without a Health service", () =>
+  it.scoped("registerIfPresent does nothing without a Health service and registers with one", () =>
     Effect.gen(function*() {
-      yield* Health.registerIfPresent("x", down, { kind: "liveness" })
+      // without the service: succeeds, registers nowhere, and needs nothing but a Scope
+      const without: Effect.Effect<void, never, Scope.Scope> = Health.registerIfPresent("x", down, { kind: "liveness" })
+      expect(yield* Effect.exit(without)).toEqual(Exit.void)
+      const health = yield* Health.make()
+      yield* Health.registerIfPresent("x", down, { kind: "liveness" }).pipe(Effect.provideService(Health.Health, health))
+      expect((yield* health.report).components.map((c) => [c.name, c.kind, c.status])).toEqual([
+        ["x", "liveness", "down"]
+      ])
     }))
+
+  it.scoped("a liveness check that is down is never ready, even when every readiness check is up", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      yield* health.register("db", up, { kind: "readiness" })
+      yield* health.register("event loop", down, { kind: "liveness" })
+      expect(yield* health.report).toMatchObject({ status: "down", live: false, ready: false })
+      expect(Health.aggregate([{ name: "l", kind: "liveness", status: "down" }, {
+        name: "r",
+        kind: "readiness",
+        status: "up"
+      }], new Date(0))).toMatchObject({ status: "down", live: false, ready: false })
+    }).pipe(Effect.provide(Health.layer())))
 })
