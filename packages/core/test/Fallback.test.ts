@@ -5,13 +5,17 @@ import { Cause, Context, Data, Effect, Exit, Layer, Metric, MetricState, Option 
 class Refused extends Data.TaggedError("Refused")<{}> {}
 class BadInput extends Data.TaggedError("BadInput")<{}> {}
 class ReplicaDown extends Data.TaggedError("ReplicaDown")<{}> {}
+class Forbidden extends Data.TaggedError("Forbidden")<{}> {}
+class Bug extends Data.TaggedError("Bug")<{}> {}
 
 const classifier = Failure.layerClassifier({
   tables: [
-    Failure.table<Refused | BadInput | ReplicaDown>({
+    Failure.table<Refused | BadInput | ReplicaDown | Forbidden | Bug>({
       Refused: "connection",
       BadInput: "validation",
-      ReplicaDown: "connection"
+      ReplicaDown: "connection",
+      Forbidden: "security",
+      Bug: "user_code"
     })
   ]
 })
@@ -39,6 +43,18 @@ describe("Fallback", () => {
       expect(Exit.isFailure(died) && Cause.isDie(died.cause)).toBe(true)
       expect(yield* Effect.succeed(0).pipe(Fallback.orElse(alternative))).toBe(0)
       expect(ran).toBe(0)
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("security and user_code failures never fall back, like validation", () =>
+    Effect.gen(function*() {
+      let ran = 0
+      const alternative = Effect.sync(() => ++ran)
+      for (const error of [new Forbidden(), new Bug(), new BadInput()]) {
+        expect(yield* Effect.exit(Effect.fail(error).pipe(Fallback.orElse(alternative)))).toEqual(Exit.fail(error))
+      }
+      expect(ran).toBe(0)
+      // the same stage falls back on a connection failure
+      expect(yield* Effect.fail(new Refused()).pipe(Fallback.orElse(alternative))).toBe(1)
     }).pipe(Effect.provide(classifier)))
 
   it.effect("`when` chooses by classification, and the alternative can read the failure", () =>

@@ -19,6 +19,18 @@ describe("RetryBudget", () => {
       expect(yield* budget.snapshot).toEqual({ name: "default", calls: 50, retries: 20, available: 0 })
     }))
 
+  it.effect("the allowance rounds down: ratio 0.5 of 3 calls is 1 retry, not 2", () =>
+    Effect.gen(function*() {
+      const budget = yield* RetryBudget.make({ ratio: 0.5, minRetriesPerSecond: 0, window: "10 seconds" })
+      for (let i = 0; i < 3; i++) yield* budget.deposit
+      expect(yield* budget.snapshot).toEqual({ name: "default", calls: 3, retries: 0, available: 1 })
+      expect(yield* withdrawN(budget, 5)).toBe(1)
+      // a fractional floor rounds down with the ratio's share: 0.15/s × 10 s + 0.5 × 3 = 3
+      const floored = yield* RetryBudget.make({ ratio: 0.5, minRetriesPerSecond: 0.15, window: "10 seconds" })
+      for (let i = 0; i < 3; i++) yield* floored.deposit
+      expect(yield* withdrawN(floored, 5)).toBe(3)
+    }))
+
   it.effect("calls and retries leave the window as time passes", () =>
     Effect.gen(function*() {
       const budget = yield* RetryBudget.make({ ratio: 0.5, minRetriesPerSecond: 0, window: "10 seconds" })
