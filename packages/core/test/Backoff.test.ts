@@ -233,6 +233,30 @@ describe("Backoff", () => {
     const fixedDelays = <Out>(schedule: Schedule.Schedule<Out, unknown>, n: number, r: number) =>
       Backoff.delays(schedule, n).pipe(Effect.map(millis), withRandomAt(r))
 
+    it.effect.prop(
+      "under a fixed Random draw r, every jitter family gives exactly its formula",
+      { base, factor, cap, n: count, r: fc.double({ min: 0, max: 1, noNaN: true }) },
+      ({ base, cap, factor, n, r }) =>
+        Effect.gen(function*() {
+          const c = Math.max(base, cap)
+          const ceiling = (i: number) => Math.min(c, base * Math.pow(factor, i))
+          const full = yield* fixedDelays(Backoff.fullJitter({ base, factor, cap: c }), n, r)
+          const equal = yield* fixedDelays(Backoff.equalJitter({ base, factor, cap: c }), n, r)
+          const decorrelated = yield* fixedDelays(Backoff.decorrelatedJitter({ base, cap: c }), n, r)
+          expect(full).toHaveLength(n)
+          expect(equal).toHaveLength(n)
+          expect(decorrelated).toHaveLength(n)
+          let previous = base
+          for (let i = 0; i < n; i++) {
+            expect(close(full[i]!, r * ceiling(i))).toBe(true)
+            expect(close(equal[i]!, ceiling(i) / 2 + r * ceiling(i) / 2)).toBe(true)
+            const expected = base + r * (Math.min(c, 3 * previous) - base)
+            expect(close(decorrelated[i]!, expected)).toBe(true)
+            previous = decorrelated[i]!
+          }
+        })
+    )
+
     it.effect("decorrelated jitter grows from the previous delay: Random at 1 gives base × 3^n", () =>
       Effect.gen(function*() {
         expect(yield* fixedDelays(Backoff.decorrelatedJitter({ base: 100, cap: 1_000_000 }), 3, 1)).toEqual([

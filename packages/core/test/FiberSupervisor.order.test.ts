@@ -1,6 +1,6 @@
 import { FiberSupervisor } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Fiber, Logger, LogLevel, Ref, TestClock } from "effect"
+import { Clock, type Duration, Effect, Fiber, Logger, LogLevel, Ref, TestClock } from "effect"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
@@ -11,14 +11,15 @@ describe("FiberSupervisor escalation order", () => {
     Effect.gen(function*() {
       const released = yield* Ref.make<Array<[string, number]>>([])
       const supervisor = yield* FiberSupervisor.make({ name: "app" })
-      for (const [name, release] of [["a", "1 second"], ["b", "2 seconds"]] as const) {
+      const programs: ReadonlyArray<readonly [string, string]> = [["a", "1 second"], ["b", "2 seconds"]]
+      for (const [name, release] of programs) {
         yield* supervisor.spawn(
           name,
           Effect.scoped(Effect.zipRight(
             Effect.acquireRelease(Effect.void, () =>
-              Effect.sleep(release).pipe(
+              Effect.sleep(release as Duration.DurationInput).pipe(
                 Effect.zipRight(Clock.currentTimeMillis),
-                Effect.flatMap((now) => Ref.update(released, (xs) => [...xs, [name, now]]))
+                Effect.flatMap((now) => Ref.update(released, (xs): Array<[string, number]> => [...xs, [name, now]]))
               )),
             Effect.never
           ))

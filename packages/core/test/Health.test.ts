@@ -132,7 +132,9 @@ describe("Health", () => {
       const without: Effect.Effect<void, never, Scope.Scope> = Health.registerIfPresent("x", down, { kind: "liveness" })
       expect(yield* Effect.exit(without)).toEqual(Exit.void)
       const health = yield* Health.make()
-      yield* Health.registerIfPresent("x", down, { kind: "liveness" }).pipe(Effect.provideService(Health.Health, health))
+      yield* Health.registerIfPresent("x", down, { kind: "liveness" }).pipe(
+        Effect.provideService(Health.Health, health)
+      )
       expect((yield* health.report).components.map((c) => [c.name, c.kind, c.status])).toEqual([
         ["x", "liveness", "down"]
       ])
