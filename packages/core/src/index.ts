@@ -41,6 +41,11 @@ export * as Cleanup from "./Cleanup.js"
 /**
  * @since 0.1.0
  */
+export * as Deadline from "./Deadline.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Failure from "./Failure.js"
 
 /**

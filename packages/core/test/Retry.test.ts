@@ -1,4 +1,4 @@
-import { Backoff, Failure, Retry, RetryBudget } from "@bulwark/core"
+import { Backoff, Deadline, Failure, Retry, RetryBudget } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
@@ -360,11 +360,14 @@ describe("Retry", () => {
   it.effect("types: the budget's error appears in E only when a budget is given", () =>
     Effect.gen(function*() {
       const budget = yield* RetryBudget.make()
-      const plain: Effect.Effect<number, Timeout> = Effect.fail(new Timeout()).pipe(
+      const plain: Effect.Effect<number, Timeout | Deadline.DeadlineExceededError> = Effect.fail(new Timeout()).pipe(
         Effect.as(1),
         Retry.retry(Retry.policy())
       )
-      const budgeted: Effect.Effect<number, Timeout | RetryBudget.RetryBudgetExhaustedError> = Effect.fail(
+      const budgeted: Effect.Effect<
+        number,
+        Timeout | RetryBudget.RetryBudgetExhaustedError | Deadline.DeadlineExceededError
+      > = Effect.fail(
         new Timeout()
       ).pipe(Effect.as(1), Retry.retry(Retry.policy({ budget })))
       // @ts-expect-error the budget's error must be handled
