@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as AdaptiveLimit from "./AdaptiveLimit.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Alerts from "./Alerts.js"
 
 /**
