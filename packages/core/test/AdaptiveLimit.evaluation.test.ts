@@ -135,7 +135,11 @@ describe("AdaptiveLimit evaluation", () => {
         const fixed = yield* Effect.forEach(fixedSizes, (size) =>
           Effect.map(
             Bulkhead.make({ name: `fixed-${size}`, maxConcurrent: size }),
-            (bulkhead): Contender => ({ label: `fixed ${size}`, protect: bulkhead.protect, limit: Effect.succeed(size) })
+            (bulkhead): Contender => ({
+              label: `fixed ${size}`,
+              protect: bulkhead.protect,
+              limit: Effect.succeed(size)
+            })
           ))
         const adaptive = (label: string, algorithm: AdaptiveLimit.Algorithm) =>
           Effect.map(
