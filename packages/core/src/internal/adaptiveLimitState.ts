@@ -147,7 +147,11 @@ export const gradient = (config: GradientConfig, state: LimitState, sample: Samp
   // an application-limited sample says nothing about the dependency's capacity
   if (sample.inflight * 2 < state.limit && !sample.dropped) return next
   // a timeout or an overload failure says the dependency is past its knee, whatever the ratio
-  const scale = sample.dropped ? 0.5 : Math.max(0.5, Math.min(1, (config.tolerance * longLatency) / shortLatency))
+  const scale = sample.dropped
+    ? 0.5
+    : shortLatency <= 0
+    ? 1
+    : Math.max(0.5, Math.min(1, (config.tolerance * longLatency) / shortLatency))
   const estimate = state.limit * scale + config.queueSize(state.limit)
   const limit = clamp(config, state.limit * (1 - config.smoothing) + estimate * config.smoothing)
   return { ...next, limit, changedAt: now }
