@@ -26,6 +26,8 @@ import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
 import * as InternalConfig from "./internal/config.js"
+// the wait queue: one FIFO list per priority class, O(1) removal of an abandoned waiter
+import { grantResume, type Lane, push, unlink, type Waiter } from "./internal/waitQueue.js"
 
 // -----------------------------------------------------------------------------
 // errors
@@ -219,48 +221,6 @@ const resolve = (
   }
   return Either.right({ name, maxConcurrent, maxQueued, maxWait, priorities, defaultPriority })
 }
-
-// -----------------------------------------------------------------------------
-// the wait queue: one FIFO list per priority class, O(1) removal of an abandoned waiter
-// -----------------------------------------------------------------------------
-
-interface Waiter {
-  readonly priority: number
-  /** Set once the waiting fiber has registered; called with the slot. */
-  resume: ((effect: Effect.Effect<void>) => void) | undefined
-  /** The slot has been handed to this waiter. */
-  granted: boolean
-  /** The waiter gave up: it left the queue or passed its slot on (once only). */
-  abandoned: boolean
-  prev: Waiter | undefined
-  next: Waiter | undefined
-}
-
-interface Lane {
-  head: Waiter | undefined
-  tail: Waiter | undefined
-  size: number
-}
-
-const push = (lane: Lane, waiter: Waiter): void => {
-  waiter.prev = lane.tail
-  if (lane.tail === undefined) lane.head = waiter
-  else lane.tail.next = waiter
-  lane.tail = waiter
-  lane.size++
-}
-
-const unlink = (lane: Lane, waiter: Waiter): void => {
-  if (waiter.prev === undefined) lane.head = waiter.next
-  else waiter.prev.next = waiter.next
-  if (waiter.next === undefined) lane.tail = waiter.prev
-  else waiter.next.prev = waiter.prev
-  waiter.prev = undefined
-  waiter.next = undefined
-  lane.size--
-}
-
-const grantResume: Effect.Effect<void> = Effect.void
 
 // -----------------------------------------------------------------------------
 // metrics
