@@ -66,6 +66,12 @@ describe("adaptive limit algorithms", () => {
     expect(state.limit).toBeCloseTo(before * 0.5 + 2, 6)
   })
 
+  it("gradient treats calls too fast to measure (0 ms) as flat latency", () => {
+    let state = S.initial(gradient)
+    state = S.gradient(gradient, state, sample(0, 0, 20), 0)
+    expect(state.limit).toBe(22)
+  })
+
   it("gradient ignores application-limited samples", () => {
     let state = S.initial(gradient)
     state = S.gradient(gradient, state, sample(100, 0, 3), 100)
@@ -79,7 +85,7 @@ describe("adaptive limit algorithms", () => {
         fc.constantFrom<S.LimitConfig>(aimd, gradient),
         fc.array(
           fc.record({
-            latency: fc.integer({ min: 0, max: 10_000 }),
+            latency: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 10_000 })),
             inflight: fc.integer({ min: 1, max: 200 }),
             dropped: fc.boolean(),
             gap: fc.integer({ min: 0, max: 1000 })
