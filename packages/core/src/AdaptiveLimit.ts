@@ -20,7 +20,6 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -28,6 +27,8 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricKey from "effect/MetricKey"
+import type * as MetricKeyType from "effect/MetricKeyType"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -297,6 +298,18 @@ const resolve = (options: Options): Resolved => {
 // metrics
 // -----------------------------------------------------------------------------
 
+const limitKey = MetricKey.gauge("bulwark_adaptive_limit", {
+  description: "The current limit of an adaptive concurrency limit"
+})
+const latencyKey = MetricKey.histogram(
+  "bulwark_adaptive_limit_latency_ms",
+  MetricBoundaries.exponential({ start: 1, factor: 2, count: 18 }),
+  "Latency of the calls an adaptive concurrency limit measured, in milliseconds"
+)
+const averageKey = MetricKey.gauge("bulwark_adaptive_limit_latency_average_ms", {
+  description: "Short-term and long-term latency averages of an adaptive concurrency limit, in milliseconds"
+})
+
 /**
  * The current limit of an adaptive limit (tagged `bulkhead`). Its calls in flight, queue and
  * rejections are counted by the bulkhead metrics (`Bulkhead.activeGauge`, `queuedGauge`,
@@ -305,9 +318,7 @@ const resolve = (options: Options): Resolved => {
  * @since 0.1.0
  * @category metrics
  */
-export const limitGauge: Metric.Metric.Gauge<number> = Metric.gauge("bulwark_adaptive_limit", {
-  description: "The current limit of an adaptive concurrency limit"
-})
+export const limitGauge: Metric.Metric.Gauge<number> = Metric.fromMetricKey(limitKey)
 
 /**
  * The latency of each call an adaptive limit measured, in milliseconds (tagged `bulkhead`).
@@ -315,11 +326,7 @@ export const limitGauge: Metric.Metric.Gauge<number> = Metric.gauge("bulwark_ada
  * @since 0.1.0
  * @category metrics
  */
-export const latencyHistogram: Metric.Metric.Histogram<number> = Metric.histogram(
-  "bulwark_adaptive_limit_latency_ms",
-  MetricBoundaries.exponential({ start: 1, factor: 2, count: 18 }),
-  "Latency of the calls an adaptive concurrency limit measured, in milliseconds"
-)
+export const latencyHistogram: Metric.Metric.Histogram<number> = Metric.fromMetricKey(latencyKey)
 
 /**
  * The latency averages an adaptive limit compares, in milliseconds (tagged `bulkhead` and
@@ -328,9 +335,16 @@ export const latencyHistogram: Metric.Metric.Histogram<number> = Metric.histogra
  * @since 0.1.0
  * @category metrics
  */
-export const latencyGauge: Metric.Metric.Gauge<number> = Metric.gauge("bulwark_adaptive_limit_latency_average_ms", {
-  description: "Short-term and long-term latency averages of an adaptive concurrency limit, in milliseconds"
-})
+export const latencyGauge: Metric.Metric.Gauge<number> = Metric.fromMetricKey(averageKey)
+
+/** A metric with its tags resolved once, so an update does not look the metric up again. */
+const instance = <Type extends MetricKeyType.MetricKeyType<any, any>>(
+  key: MetricKey.MetricKey<Type>,
+  tags: Record<string, string>
+) =>
+  Metric.fromMetricKey(
+    MetricKey.taggedWithLabels(key, Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v)))
+  )
 
 // -----------------------------------------------------------------------------
 // constructors
@@ -348,24 +362,16 @@ const unsafeMake = (resolved: Resolved): AdaptiveLimit => {
   let rejectedWait = 0
 
   const noTags: ReadonlyArray<never> = []
-  const active$ = Metric.tagged(Bulkhead.activeGauge, "bulkhead", name)
-  const queued$ = Metric.tagged(Bulkhead.queuedGauge, "bulkhead", name)
-  const rejectedFull$ = Metric.taggedWithLabels(Bulkhead.rejectedCounter, [
-    MetricLabel.make("bulkhead", name),
-    MetricLabel.make("reason", "queue_full"),
-    MetricLabel.make("category", "resource"),
-    MetricLabel.make("code", "BULKHEAD_QUEUE_FULL")
-  ])
-  const rejectedWait$ = Metric.taggedWithLabels(Bulkhead.rejectedCounter, [
-    MetricLabel.make("bulkhead", name),
-    MetricLabel.make("reason", "wait_timeout"),
-    MetricLabel.make("category", "resource"),
-    MetricLabel.make("code", "BULKHEAD_WAIT_TIMEOUT")
-  ])
-  const limit$ = Metric.tagged(limitGauge, "bulkhead", name)
-  const latency$ = Metric.tagged(latencyHistogram, "bulkhead", name)
-  const short$ = Metric.tagged(Metric.tagged(latencyGauge, "bulkhead", name), "term", "short")
-  const long$ = Metric.tagged(Metric.tagged(latencyGauge, "bulkhead", name), "term", "long")
+  const active$ = instance(Bulkhead.metricKeys.active, { bulkhead: name })
+  const queued$ = instance(Bulkhead.metricKeys.queued, { bulkhead: name })
+  const rejected = (reason: Bulkhead.RejectionReason, code: string) =>
+    instance(Bulkhead.metricKeys.rejected, { bulkhead: name, reason, category: "resource", code })
+  const rejectedFull$ = rejected("queue_full", "BULKHEAD_QUEUE_FULL")
+  const rejectedWait$ = rejected("wait_timeout", "BULKHEAD_WAIT_TIMEOUT")
+  const limit$ = instance(limitKey, { bulkhead: name })
+  const latency$ = instance(latencyKey, { bulkhead: name })
+  const short$ = instance(averageKey, { bulkhead: name, term: "short" })
+  const long$ = instance(averageKey, { bulkhead: name, term: "long" })
   limit$.unsafeUpdate(limit, noTags)
 
   // preallocated, one per limit value: a fast rejection must not capture a stack per call
@@ -442,25 +448,25 @@ const unsafeMake = (resolved: Resolved): AdaptiveLimit => {
   }
 
   /** Runs an admitted call: measures it, feeds the algorithm, frees the slot. */
-  const measured = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<Exit.Exit<A, E>, never, R> =>
-    Effect.flatMap(Clock.currentTimeMillis, (startedAt) => {
+  const measured = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.clockWith((clock) => {
+      const startedAt = clock.unsafeCurrentTimeMillis()
       const inflight = active
-      return Effect.flatMap(Effect.exit(self), (exit) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) => {
-          const finish = (dropped: boolean | undefined) => {
-            if (dropped !== undefined) record({ latency: now - startedAt, startedAt, inflight, dropped }, now)
-            release()
-            return exit
-          }
-          if (Exit.isSuccess(exit)) return Effect.sync(() => finish(false))
-          // interruption and defects say nothing about the dependency's capacity
-          const failure = Cause.failureOption(exit.cause)
-          if (Option.isNone(failure) || Cause.isDie(exit.cause)) return Effect.sync(() => finish(undefined))
-          return Effect.map(
-            Failure.classify(failure.value),
-            (classification) => finish(resolved.isDrop(classification))
-          )
-        }))
+      return Effect.flatMap(Effect.exit(self), (exit) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const finish = (dropped: boolean | undefined) => {
+          if (dropped !== undefined) record({ latency: now - startedAt, startedAt, inflight, dropped }, now)
+          release()
+          return exit
+        }
+        if (Exit.isSuccess(exit)) return finish(false)
+        // interruption and defects say nothing about the dependency's capacity
+        const failure = Cause.failureOption(exit.cause)
+        if (Option.isNone(failure) || Cause.isDie(exit.cause)) return finish(undefined)
+        return Effect.flatten(
+          Effect.map(Failure.classify(failure.value), (classification) => finish(resolved.isDrop(classification)))
+        )
+      })
     })
 
   const run = <A, E, R>(
@@ -481,7 +487,7 @@ const unsafeMake = (resolved: Resolved): AdaptiveLimit => {
           active++
           admitted++
           active$.unsafeUpdate(active, noTags)
-          return Effect.flatten(measured(restore(self)))
+          return measured(restore(self))
         }
         if (queued >= maxQueued) return Effect.fail(rejectQueueFull())
         const waiter = WaitQueue.makeWaiter(priority)
@@ -495,7 +501,7 @@ const unsafeMake = (resolved: Resolved): AdaptiveLimit => {
             abandon(waiter)
             return Effect.failCause(cause)
           },
-          onSuccess: () => Effect.flatten(measured(restore(self)))
+          onSuccess: () => measured(restore(self))
         })
       })
     )

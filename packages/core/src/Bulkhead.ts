@@ -259,6 +259,14 @@ export const queuedGauge: Metric.Metric.Gauge<number> = Metric.fromMetricKey(que
  */
 export const rejectedCounter: Metric.Metric.Counter<number> = Metric.fromMetricKey(rejectedKey)
 
+/**
+ * The keys of the bulkhead metrics, for the modules that report under them (`AdaptiveLimit`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metricKeys = { active: activeKey, queued: queuedKey, rejected: rejectedKey } as const
+
 /** A metric with its tags resolved once, so an update does not look the metric up again. */
 const instance = <Type extends MetricKeyType.MetricKeyType<any, any>>(
   key: MetricKey.MetricKey<Type>,
