@@ -20,8 +20,10 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -231,12 +233,19 @@ interface Resolved {
   readonly isDrop: (classification: Failure.Classification) => boolean
 }
 
+/** A literal option that breaks a rule; `field` names it. */
+class InvalidOption extends RangeError {
+  constructor(readonly field: string, message: string) {
+    super(message)
+  }
+}
+
 const defaultIsDrop = (c: Failure.Classification): boolean => c.category === "timeout" || c.category === "resource"
 
 const resolve = (options: Options): Resolved => {
   const name = options.name ?? "default"
   const bad = (field: string, rule: string, value: unknown): never => {
-    throw new RangeError(`AdaptiveLimit "${name}": ${field} must be ${rule}, got ${String(value)}`)
+    throw new InvalidOption(field, `AdaptiveLimit "${name}": ${field} must be ${rule}, got ${String(value)}`)
   }
   const whole = (field: string, value: number, min: number) =>
     Number.isInteger(value) && value >= min ? value : bad(field, `a whole number >= ${min}`, value)
@@ -569,6 +578,49 @@ export const make = (options: Options = {}): Effect.Effect<AdaptiveLimit> =>
     return Effect.sync(() => unsafeMake(resolved))
   })
 
+const wholeKey = (key: string, min: number) =>
+  Config.option(
+    Config.integer(key).pipe(
+      Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min })
+    )
+  )
+
+/**
+ * The configuration of an adaptive limit read from `Config`: keys `ALGORITHM` (`aimd` or
+ * `gradient`, with their default settings), `MIN_LIMIT`, `MAX_LIMIT`, `INITIAL_LIMIT`,
+ * `MAX_QUEUED`, `MAX_WAIT` (a duration), `PRIORITIES`, all optional (the defaults of
+ * {@link Options}). Nest it (`Config.nested(AdaptiveLimit.config, "SEARCH")`) to read
+ * `SEARCH_MIN_LIMIT`… with the environment provider.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  algorithm: Config.option(Config.literal("aimd", "gradient")("ALGORITHM")),
+  minLimit: wholeKey("MIN_LIMIT", 1),
+  maxLimit: wholeKey("MAX_LIMIT", 1),
+  initialLimit: wholeKey("INITIAL_LIMIT", 1),
+  maxQueued: wholeKey("MAX_QUEUED", 0),
+  maxWait: Config.option(
+    Config.duration("MAX_WAIT").pipe(
+      Config.validate({ message: "must be a duration > 0", validation: (d) => Duration.toMillis(d) > 0 })
+    )
+  ),
+  priorities: wholeKey("PRIORITIES", 1)
+}).pipe(
+  Config.map((c): Options => ({
+    algorithm: Option.isNone(c.algorithm) ? undefined : c.algorithm.value === "aimd" ? aimd() : gradient(),
+    minLimit: Option.getOrUndefined(c.minLimit),
+    maxLimit: Option.getOrUndefined(c.maxLimit),
+    initialLimit: Option.getOrUndefined(c.initialLimit),
+    maxQueued: Option.getOrUndefined(c.maxQueued),
+    maxWait: Option.getOrUndefined(c.maxWait),
+    priorities: Option.getOrUndefined(c.priorities)
+  }))
+)
+
+const configKey = (field: string): string => field.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase()
+
 /**
  * Registers a readiness check named `adaptive_limit:<name>` with the `Health` service, when one
  * is provided, until the scope closes: `degraded` while the limiter is saturated (the limit
@@ -613,6 +665,34 @@ export const layer = (options: Options = {}): Layer.Layer<AdaptiveLimit> =>
       make(options),
       (limiter) => options.health === false ? Effect.succeed(limiter) : Effect.as(registerHealth(limiter), limiter)
     )
+  )
+
+/**
+ * Provides the {@link AdaptiveLimit} service from `Config` (see {@link config}), with its
+ * readiness check; a value that breaks a rule fails the Layer with a `ConfigError` naming the
+ * key (`MAX_LIMIT`, …).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  name: string,
+  options: Config.Config<Options> = config
+): Layer.Layer<AdaptiveLimit, ConfigError.ConfigError> =>
+  Layer.scoped(
+    AdaptiveLimit,
+    Effect.flatMap(options, (read) => {
+      let resolved: Resolved
+      try {
+        resolved = resolve({ ...read, name })
+      } catch (error) {
+        return error instanceof InvalidOption
+          ? Effect.fail(ConfigError.InvalidData([configKey(error.field)], error.message))
+          : Effect.die(error)
+      }
+      const limiter = unsafeMake(resolved)
+      return Effect.as(registerHealth(limiter), limiter)
+    })
   )
 
 /**

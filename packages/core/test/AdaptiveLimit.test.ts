@@ -1,6 +1,6 @@
 import { AdaptiveLimit, Bulkhead, Deadline, Health, Timeout } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, TestClock } from "effect"
+import { ConfigProvider, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, TestClock } from "effect"
 
 /** Lets every forked fiber run until it blocks. */
 const settle = Effect.gen(function*() {
@@ -180,6 +180,40 @@ describe("AdaptiveLimit", () => {
         AdaptiveLimit.layer({ name: "checkout", initialLimit: 1 }).pipe(Layer.provideMerge(Health.layer()))
       )
     ))
+
+  it.effect("layerConfig reads the limits from Config and fails with a ConfigError naming the key", () =>
+    Effect.gen(function*() {
+      const good = ConfigProvider.fromMap(
+        new Map([["ALGORITHM", "aimd"], ["MIN_LIMIT", "2"], ["MAX_LIMIT", "50"], ["INITIAL_LIMIT", "5"]])
+      )
+      const limiter = yield* Effect.provide(
+        AdaptiveLimit.AdaptiveLimit,
+        AdaptiveLimit.layerConfig("search").pipe(Layer.provide(Layer.setConfigProvider(good)))
+      )
+      expect(yield* limiter.state).toMatchObject({
+        name: "search",
+        algorithm: "aimd",
+        limit: 5,
+        minLimit: 2,
+        maxLimit: 50
+      })
+      const bad = ConfigProvider.fromMap(new Map([["MIN_LIMIT", "10"], ["MAX_LIMIT", "5"]]))
+      const error = yield* Effect.flip(
+        Effect.provide(
+          AdaptiveLimit.AdaptiveLimit,
+          AdaptiveLimit.layerConfig("search").pipe(Layer.provide(Layer.setConfigProvider(bad)))
+        )
+      )
+      expect(String(error)).toMatch(/MAX_LIMIT.*maxLimit must be a whole number >= 10, got 5/)
+      const unknown = ConfigProvider.fromMap(new Map([["ALGORITHM", "vegas"]]))
+      const wrong = yield* Effect.flip(
+        Effect.provide(
+          AdaptiveLimit.AdaptiveLimit,
+          AdaptiveLimit.layerConfig("search").pipe(Layer.provide(Layer.setConfigProvider(unknown)))
+        )
+      )
+      expect(String(wrong)).toMatch(/ALGORITHM/)
+    }))
 
   it.effect("options that break a rule are a defect naming the field", () =>
     Effect.gen(function*() {
