@@ -111,7 +111,7 @@ describe("RetryBudget", () => {
         Effect.flip
       )
       expect(error._op).toBe("InvalidData")
-      expect(String(error)).toMatch(/PAYMENTS\.RATIO/)
+      expect(String(error)).toMatch(/PAYMENTS_RATIO/)
       expect(String(error)).toMatch(/ratio must be in \[0, 1\]/)
     }))
 
@@ -125,7 +125,7 @@ describe("RetryBudget", () => {
         Effect.flip
       )
       expect(error._op).toBe("InvalidData")
-      expect(String(error)).toMatch(/PAYMENTS\.MIN_RETRIES_PER_SECOND/)
+      expect(String(error)).toMatch(/PAYMENTS_MIN_RETRIES_PER_SECOND/)
       expect(String(error)).toMatch(/minRetriesPerSecond must be >= 0 and finite/)
     }))
 
