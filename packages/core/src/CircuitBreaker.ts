@@ -221,6 +221,15 @@ export const countWindow = (options: {
 export const MAX_WINDOW_BUCKETS = 10_000
 
 /**
+ * Largest `size` of a count window: the window keeps one byte per call, so a million calls is
+ * 1 MB per breaker; beyond that a rate over "the last N calls" is better said as a time window.
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const MAX_WINDOW_SIZE = 1_000_000
+
+/**
  * Narrowest bucket of a time window, in milliseconds: `window / buckets` must be at least this
  * (a 10-second window has at most 10,000 buckets of 1 ms).
  *
@@ -419,7 +428,9 @@ const resolve = (options: Options): Resolved => {
       if (!isWhole(policy.threshold, 1)) fail("policy.threshold", "a whole number >= 1", policy.threshold)
       break
     case "CountWindow":
-      if (!isWhole(policy.size, 1)) fail("policy.size", "a whole number >= 1", policy.size)
+      if (!isWhole(policy.size, 1) || policy.size > MAX_WINDOW_SIZE) {
+        fail("policy.size", `a whole number in [1, ${MAX_WINDOW_SIZE}]`, policy.size)
+      }
       if (!isRate(policy.rateThreshold)) fail("policy.rateThreshold", "a rate in (0, 1]", policy.rateThreshold)
       if (!isWhole(policy.minimumCalls, 1) || policy.minimumCalls > policy.size) {
         fail("policy.minimumCalls", `a whole number in [1, size = ${policy.size}]`, policy.minimumCalls)
@@ -1280,7 +1291,13 @@ export const config = (name?: string): Config.Config<Options> => {
     policy: Config.literal("consecutive", "count", "time")("POLICY").pipe(Config.withDefault("consecutive" as const)),
     failureThreshold: whole("FAILURE_THRESHOLD", 1, 5),
     failureRateThreshold: rate("FAILURE_RATE_THRESHOLD", 0.5),
-    windowSize: whole("WINDOW_SIZE", 1, 100),
+    windowSize: wholeNumber("WINDOW_SIZE", 1).pipe(
+      Config.validate({
+        message: `must be a whole number in [1, ${MAX_WINDOW_SIZE}]`,
+        validation: (n) => n <= MAX_WINDOW_SIZE
+      }),
+      Config.withDefault(100)
+    ),
     windowDuration: positive("WINDOW_DURATION").pipe(Config.withDefault(Duration.seconds(60))),
     windowBuckets: Config.integer("WINDOW_BUCKETS").pipe(
       Config.validate({

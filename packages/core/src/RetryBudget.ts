@@ -235,7 +235,8 @@ export const layer = (options: Options = {}): Layer.Layer<RetryBudget> => Layer.
  * The options read from `Config`: `RATIO`, `MIN_RETRIES_PER_SECOND`, `WINDOW` (under an
  * optional prefix set with `Config.nested`; a per-dependency Tag nests them under its name in
  * UPPER_SNAKE case, so the default provider reads `PAYMENTS_RATIO` from the environment). A
- * value that breaks a rule fails with a `ConfigError` that names the key.
+ * value that breaks a rule — an empty value included — fails with a `ConfigError` that names
+ * the key.
  *
  * @since 0.1.0
  * @category config
