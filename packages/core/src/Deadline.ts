@@ -177,8 +177,8 @@ export const clear = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E
 /**
  * The check a retry loop makes before it sleeps: `undefined` when a backoff of `delayMillis`
  * ends by the deadline (or there is none), else the {@link DeadlineExceededError} to fail with,
- * carrying `lastFailure`. A backoff that ends exactly at the deadline still fits, but the
- * attempt after it would have no time at all, so it is refused too.
+ * carrying `lastFailure`. A backoff that ends exactly at the deadline is not past it: it is
+ * started (the deadline's own timeout, if any, decides the tie).
  *
  * @since 0.1.0
  * @category combinators
@@ -188,7 +188,7 @@ export const checkBackoff = (
   lastFailure: unknown
 ): Effect.Effect<DeadlineExceededError | undefined> =>
   Effect.map(remainingMillis, (left) =>
-    delayMillis < left
+    delayMillis <= left
       ? undefined
       : new DeadlineExceededError({
         stage: "retry",

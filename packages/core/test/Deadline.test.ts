@@ -110,6 +110,13 @@ describe("Deadline", () => {
         retryable: false,
         tripsBreaker: false
       })
+      // a backoff that ends exactly at the deadline is not past it: it is started
+      attempt = 0
+      const exact = yield* call.pipe(Retry.retry(policy), Deadline.within("3500 millis"), Effect.flip, Effect.fork)
+      yield* TestClock.adjust("500 millis")
+      yield* TestClock.adjust("3 seconds")
+      expect(attempt).toBe(3)
+      yield* Fiber.interrupt(exact)
       // without a deadline the same policy waits the 3 s and tries a third time
       attempt = 0
       const free = yield* call.pipe(Retry.retry(policy), Effect.flip, Effect.fork)
