@@ -20,12 +20,27 @@ type Wrapper = (
 
 const wrappers: ReadonlyArray<readonly [string, Wrapper, "caught" | "failed"]> = [
   ["nothing", (self) => self, "failed"],
-  ["catchTag", (self) => Effect.catchTag(self, "SupervisorEscalation", (e) => Effect.succeed(`caught ${e.program}`)), "caught"],
+  [
+    "catchTag",
+    (self) => Effect.catchTag(self, "SupervisorEscalation", (e) => Effect.succeed(`caught ${e.program}`)),
+    "caught"
+  ],
   ["catchAll", (self) => Effect.catchAll(self, (e) => Effect.succeed(`caught ${e.program}`)), "caught"],
-  ["either", (self) => Effect.map(Effect.either(self), (e) => Either.isLeft(e) ? `caught ${e.left.program}` : "right"), "caught"],
-  ["exit", (self) =>
-    Effect.map(Effect.exit(self), (exit) =>
-      Exit.isFailure(exit) && Option.isSome(FiberSupervisor.findEscalation(exit.cause)) ? "caught worker" : "other"), "caught"],
+  [
+    "either",
+    (self) => Effect.map(Effect.either(self), (e) => Either.isLeft(e) ? `caught ${e.left.program}` : "right"),
+    "caught"
+  ],
+  [
+    "exit",
+    (self) =>
+      Effect.map(
+        Effect.exit(self),
+        (exit) =>
+          Exit.isFailure(exit) && Option.isSome(FiberSupervisor.findEscalation(exit.cause)) ? "caught worker" : "other"
+      ),
+    "caught"
+  ],
   ["tapErrorCause", (self) => Effect.tapErrorCause(self, () => Effect.void), "failed"],
   ["orDie", (self) => Effect.orDie(self), "failed"]
 ]

@@ -140,7 +140,9 @@ describe("FiberSupervisor.loop: predicates, budgets and log levels", () => {
   it.effect("a maxRetries given to the loop is honoured in full, even for a failure escalated to critical", () =>
     Effect.gen(function*() {
       // critical and retryable: severity escalation alone would abandon it after its second attempt
-      const critical = Failure.table<ConnectionLost>({ ConnectionLost: { category: "connection", severity: "critical" } })
+      const critical = Failure.table<ConnectionLost>({
+        ConnectionLost: { category: "connection", severity: "critical" }
+      })
       const run = (maxRetries: number | undefined) =>
         Effect.gen(function*() {
           const attempts = yield* Ref.make(0)
@@ -355,7 +357,11 @@ describe("FiberSupervisor: odd failure values", () => {
     ["null prototype", Object.create(null)],
     ["throwing message", Object.assign(throwing("message"), { _tag: "Odd" })],
     ["throwing _tag", throwing("_tag")],
-    ["throwing toString", { toString: () => { throw new Error("no") } }],
+    ["throwing toString", {
+      toString: () => {
+        throw new Error("no")
+      }
+    }],
     ["constructor tag", { _tag: "constructor" }],
     ["__proto__ code", { code: "__proto__" }]
   ]

@@ -333,7 +333,10 @@ describe("FiberSupervisor (outer tier)", () => {
           Effect.acquireRelease(log(`start ${name}`), () => log(`stop ${name}`)),
           Effect.never
         ))
-      const supervisor = yield* FiberSupervisor.make({ strategy: "one_for_all", restartSchedule: Schedule.spaced("0 millis") })
+      const supervisor = yield* FiberSupervisor.make({
+        strategy: "one_for_all",
+        restartSchedule: Schedule.spaced("0 millis")
+      })
       yield* supervisor.spawn("a", member("a"))
       yield* supervisor.spawn(
         "b",
@@ -397,7 +400,10 @@ describe("FiberSupervisor (outer tier)", () => {
 
   it.scoped("rest_for_one restarts the program that ended and those started after it", () =>
     Effect.gen(function*() {
-      const supervisor = yield* FiberSupervisor.make({ strategy: "rest_for_one", restartSchedule: Schedule.spaced("0 millis") })
+      const supervisor = yield* FiberSupervisor.make({
+        strategy: "rest_for_one",
+        restartSchedule: Schedule.spaced("0 millis")
+      })
       yield* supervisor.spawn("a", Effect.never)
       yield* supervisor.spawn("b", Effect.zipRight(Effect.sleep("1 second"), Effect.fail("x")), {
         restart: "transient"
@@ -512,7 +518,10 @@ describe("FiberSupervisor (outer tier)", () => {
 
   it.scoped("with escalateOnDefect false a defect is restarted like a failure", () =>
     Effect.gen(function*() {
-      const supervisor = yield* FiberSupervisor.make({ escalateOnDefect: false, restartSchedule: Schedule.spaced("0 millis") })
+      const supervisor = yield* FiberSupervisor.make({
+        escalateOnDefect: false,
+        restartSchedule: Schedule.spaced("0 millis")
+      })
       const runs = yield* Ref.make(0)
       yield* supervisor.spawn(
         "buggy",
