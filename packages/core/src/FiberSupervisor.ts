@@ -1174,12 +1174,15 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       awaitEscalation: Deferred.await(escalation),
       shutdown
     }
-    watchersOf.set(service, { count: 0 })
+    watchersOf.set(service, { count: 0, delivered: false })
     return service
   })
 
-/** How many {@link supervised} programs wait on each supervisor's escalation. */
-const watchersOf = new WeakMap<Service, { count: number }>()
+/**
+ * For each supervisor: how many {@link supervised} programs wait on its escalation, and whether
+ * one of them has delivered it (the Layer's last resort is then not needed).
+ */
+const watchersOf = new WeakMap<Service, { count: number; delivered: boolean }>()
 
 /**
  * Runs `main` so that an escalation of the supervisor in the context ends it with a failure it
@@ -1211,7 +1214,13 @@ export const supervised = <A, E, R>(
 ): Effect.Effect<A, E | SupervisorEscalation, R | FiberSupervisor> =>
   Effect.flatMap(FiberSupervisor, (service) => {
     const watchers = watchersOf.get(service)
-    const raced = Effect.raceFirst(main, service.awaitEscalation)
+    const raced = Effect.raceFirst(
+      main,
+      watchers === undefined ? service.awaitEscalation : Effect.tapError(service.awaitEscalation, () =>
+        Effect.sync(() => {
+          watchers.delivered = true
+        }))
+    )
     return watchers === undefined ? raced : Effect.acquireUseRelease(
       Effect.sync(() => {
         watchers.count++
@@ -1275,7 +1284,7 @@ export const layer = (options: Options = {}): Layer.Layer<FiberSupervisor> =>
       const watchers = watchersOf.get(service)
       yield* Effect.forkScoped(
         Effect.catchAll(service.awaitEscalation, (error) =>
-          watchers !== undefined && watchers.count > 0
+          watchers !== undefined && (watchers.count > 0 || watchers.delivered)
             ? Effect.void
             : Effect.zipRight(Deferred.fail(failed, error), Fiber.interruptAsFork(builder, builder.id())))
       )
