@@ -509,6 +509,31 @@ const executionError = (
   return Failure.fromClassification(classification, describe(value), now, { taskId: child.name })
 }
 
+/**
+ * The cause to hand to a logger. Loggers render a cause as text, and a failure value that
+ * cannot be turned into text (`Object.create(null)`, a throwing `toString` or `message` getter)
+ * would make the log call throw, and so kill the fiber that logs it. Such values are replaced,
+ * for the log only, by errors carrying their safe description.
+ */
+const loggableCause = (cause: Cause.Cause<unknown>): Cause.Cause<unknown> => {
+  try {
+    Cause.pretty(cause)
+    return cause
+  } catch {
+    const described = (u: unknown) => {
+      const error = new Error(describe(u))
+      error.name = tagOf(u) ?? "Error"
+      return error
+    }
+    const failures = Cause.failures(cause)
+    const defects = Cause.defects(cause)
+    let safe: Cause.Cause<unknown> = Cause.empty
+    for (const failure of failures) safe = Cause.parallel(safe, Cause.fail(described(failure)))
+    for (const defect of defects) safe = Cause.parallel(safe, Cause.die(described(defect)))
+    return safe
+  }
+}
+
 const describeError = (error: Failure.ExecutionError): string =>
   `${error.code} (${error.type}, ${error.severity}): ${error.message}`
 
@@ -761,7 +786,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
               lastError !== undefined ? `Last error: ${describeError(lastError)}. ` : ""
             }Every program has been stopped; the process should exit to be restarted`
           ),
-          cause
+          loggableCause(cause)
         ).pipe(Effect.annotateLogs({
           "bulwark.supervisor": name,
           "bulwark.program": child.name,
@@ -848,7 +873,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
                 }`,
                 describeError(error)
               ),
-              cause
+              loggableCause(cause)
             ).pipe(Effect.annotateLogs({
               "bulwark.supervisor": name,
               "bulwark.program": child.name,
@@ -980,7 +1005,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
               `Supervision of program "${child.name}" of supervisor "${name}" died`,
               "A defect outside the program itself (its restart schedule or the classifier)"
             ),
-            cause
+            loggableCause(cause)
           ).pipe(Effect.annotateLogs({ "bulwark.supervisor": name, "bulwark.program": child.name })),
           lock.withPermits(1)(
             Effect.uninterruptible(
@@ -1216,10 +1241,12 @@ export const supervised = <A, E, R>(
     const watchers = watchersOf.get(service)
     const raced = Effect.raceFirst(
       main,
-      watchers === undefined ? service.awaitEscalation : Effect.tapError(service.awaitEscalation, () =>
-        Effect.sync(() => {
-          watchers.delivered = true
-        }))
+      watchers === undefined ?
+        service.awaitEscalation :
+        Effect.tapError(service.awaitEscalation, () =>
+          Effect.sync(() => {
+            watchers.delivered = true
+          }))
     )
     return watchers === undefined ? raced : Effect.acquireUseRelease(
       Effect.sync(() => {
@@ -1541,7 +1568,7 @@ export const loop = <A, E, R>(step: Effect.Effect<A, E, R>, options: LoopOptions
           `Program "${name}" gave up on attempt ${failures}: ${classification.code}${
             !retry ? " (not retried)" : failures > budget ? " (retry budget exhausted)" : " (schedule ended)"
           }`,
-          cause
+          loggableCause(cause)
         ).pipe(Effect.annotateLogs(annotations))
         return yield* Effect.failCause(cause)
       }
@@ -1570,7 +1597,7 @@ export const loop = <A, E, R>(step: Effect.Effect<A, E, R>, options: LoopOptions
       const delayText = Duration.format(Duration.millis(delay))
       yield* log(
         `Program "${name}" failed on attempt ${failures} (${classification.code}); retrying in ${delayText}`,
-        cause
+        loggableCause(cause)
       ).pipe(Effect.annotateLogs({ ...annotations, "bulwark.delay": delayText }))
       const wait = Effect.sleep(Duration.millis(delay))
       yield* child === undefined ? wait : Effect.ensuring(

@@ -366,6 +366,8 @@ describe("FiberSupervisor: odd failure values", () => {
     ["__proto__ code", { code: "__proto__" }]
   ]
 
+  const rendered: Array<string> = []
+
   it.scoped("a typed failure stays a typed failure: restarted, counted and described, never escalated", () =>
     Effect.gen(function*() {
       const supervisor = yield* FiberSupervisor.make({ intensity: { maxRestarts: 100, within: "1 minute" } })
@@ -384,7 +386,14 @@ describe("FiberSupervisor: odd failure values", () => {
         expect(child.lastError?.code).not.toBe("DEFECT")
         expect(typeof child.lastError?.message).toBe("string")
       }
-    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
+      // every log line about them was written, its cause rendered
+      expect(rendered.length).toBeGreaterThanOrEqual(odd.length * 2)
+    }).pipe(Effect.provide(Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ cause, message }) => {
+        rendered.push(`${String(message)} ${Cause.pretty(cause)}`)
+      })
+    ))))
 })
 
 describe("FiberSupervisor: escalation details", () => {
