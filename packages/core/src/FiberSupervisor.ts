@@ -1432,8 +1432,9 @@ export interface LoopOptions<A, E> {
   readonly classify?: Failure.Table<E> | undefined
   /**
    * Decides whether a failure is retried inside the loop, instead of the classification's
-   * `retryable`. The classification still gives the delays' retry-after hint, the budget (unless
-   * `maxRetries` is given), the code and the log level. Default: the classification decides.
+   * `retryable` (and whatever severity escalation says). The classification still gives the
+   * retry-after hint, the count (unless `maxRetries` is given; a category that allows no retries
+   * gets 3), the code and the log level. Default: the classification decides.
    */
   readonly retryWhile?: ((error: E, classification: Failure.Classification) => boolean) | undefined
   /**
@@ -1458,6 +1459,9 @@ const defaultLoopSchedule: Schedule.Schedule<unknown, unknown> = Schedule.expone
  * (an infinite hint would otherwise stop the loop for ever).
  */
 const maxRetryAfterMillis = 60 * 60 * 1000
+
+/** Retries a failure whose category allows none gets when `retryWhile` retries it anyway. */
+const forcedRetries = 3
 
 const logAt = (severity: Failure.Severity) => {
   const level = Failure.logLevel(severity)
@@ -1541,15 +1545,19 @@ export const loop = <A, E, R>(step: Effect.Effect<A, E, R>, options: LoopOptions
       const classifier = yield* Failure.currentClassifier
       const classification = classifySafely(classifier, error, { attempt: failures }, table)
       let retry: boolean
+      let budget = maxRetries ?? classification.maxRetries
       if (retryWhile !== undefined) {
         retry = retryWhile(error, classification)
+        // a failure the classification would never retry, retried anyway: a bounded count
+        if (retry && maxRetries === undefined && !classification.retryable && classification.maxRetries === 0) {
+          budget = forcedRetries
+        }
       } else if (maxRetries !== undefined && !classification.retryable && classification.strategy === "abandon") {
         // a number the user gave wins over severity escalation: decide as on the first attempt
         retry = classifySafely(classifier, error, { attempt: 1 }, table).retryable
       } else {
         retry = classification.retryable
       }
-      const budget = maxRetries ?? classification.maxRetries
       const now = yield* Clock.currentTimeMillis
       const next = retry && failures <= budget
         ? yield* nextDelay(schedule, state, error, now)

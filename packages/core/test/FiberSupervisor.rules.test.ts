@@ -101,6 +101,16 @@ describe("FiberSupervisor.loop: predicates, budgets and log levels", () => {
       expect(yield* Ref.get(attempts)).toBe(3)
       expect(seen).toEqual(["BadRecord:validation", "BadRecord:validation", "BadRecord:validation"])
 
+      // without maxRetries, a category that allows no retries gets 3 when the predicate retries it
+      const forced = yield* Ref.make(0)
+      const forcedFiber = yield* FiberSupervisor.loop(
+        Effect.zipRight(Ref.update(forced, (n) => n + 1), Effect.fail(new BadRecord())),
+        { classify: table, schedule: Schedule.spaced("1 second"), retryWhile: () => true }
+      ).pipe(Effect.flip, Effect.fork)
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(forcedFiber)
+      expect(yield* Ref.get(forced)).toBe(4)
+
       const connects = yield* Ref.make(0)
       const refused = yield* FiberSupervisor.loop(
         Effect.zipRight(Ref.update(connects, (n) => n + 1), Effect.fail(new ConnectionLost({ host: "db" }))),
