@@ -1321,7 +1321,7 @@ export const layer = (options: Options = {}): Layer.Layer<FiberSupervisor> =>
 
 /**
  * The supervisor's options read from `Config`: `NAME`, `STRATEGY`, `MAX_RESTARTS`, `WITHIN`,
- * `SHUTDOWN_TIMEOUT` and `ESCALATE_ON_DEFECT` (UPPER_SNAKE, like every Bulwark module, so the
+ * `SHUTDOWN_TIMEOUT`, `ESCALATE_ON_DEFECT` and `RETAIN_FINISHED` (UPPER_SNAKE, like every Bulwark module, so the
  * default provider reads them from the environment), each optional with the defaults of
  * {@link Options}. Nest it with `Config.nested("SUPERVISOR")` to read `SUPERVISOR_MAX_RESTARTS` …
  * A bad value fails with a `ConfigError` naming the key.
@@ -1346,7 +1346,11 @@ export const config: Config.Config<Options> = Config.all({
     Config.validate({ message: "must be a positive duration", validation: (d) => Duration.toMillis(d) > 0 }),
     Config.withDefault(Duration.seconds(5))
   ),
-  escalateOnDefect: Config.boolean("ESCALATE_ON_DEFECT").pipe(Config.withDefault(true))
+  escalateOnDefect: Config.boolean("ESCALATE_ON_DEFECT").pipe(Config.withDefault(true)),
+  retainFinished: Config.integer("RETAIN_FINISHED").pipe(
+    Config.validate({ message: "must be a whole number >= 0", validation: (n) => n >= 0 }),
+    Config.withDefault(100)
+  )
 }).pipe(Config.map(({ maxRestarts, within, ...rest }): Options => ({ ...rest, intensity: { maxRestarts, within } })))
 
 /**

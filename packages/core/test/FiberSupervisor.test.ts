@@ -796,5 +796,12 @@ describe("FiberSupervisor.layerConfig", () => {
         )
       )
       expect(String(error)).toContain("MAX_RESTARTS")
+      const retain = yield* Effect.flip(
+        Effect.provide(
+          FiberSupervisor.FiberSupervisor,
+          FiberSupervisor.layerConfig().pipe(Layer.provide(provider({ RETAIN_FINISHED: "-1" })))
+        )
+      )
+      expect(String(retain)).toContain("RETAIN_FINISHED")
     }))
 })
