@@ -383,7 +383,7 @@ describe("FiberSupervisor: odd failure values", () => {
       const supervisor = yield* FiberSupervisor.make({ intensity: { maxRestarts: 100, within: "1 minute" } })
       for (const [name, value] of odd) {
         yield* supervisor.spawn(name, Effect.fail(value), { restart: "temporary" })
-        yield* supervisor.spawn(`${name} in a loop`, FiberSupervisor.loop(Effect.fail(value)), {
+        yield* supervisor.spawn(`${name} in a loop`, FiberSupervisor.loop(Effect.fail(value), { maxRetries: 0 }), {
           restart: "temporary"
         })
       }
