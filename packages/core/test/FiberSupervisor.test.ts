@@ -156,7 +156,7 @@ describe("FiberSupervisor (outer tier)", () => {
         "failure",
         Effect.zipRight(Effect.sleep("10 millis"), Effect.fail(new BadRecord())),
         { restart: "temporary" }
-      )
+      ).pipe(Effect.provide(Failure.layerClassifier({ tables: [table] })))
       yield* TestClock.adjust("100 millis")
       yield* settle
       const snapshot = yield* supervisor.snapshot
@@ -424,7 +424,9 @@ describe("FiberSupervisor (outer tier)", () => {
         restartSchedule: Schedule.spaced("10 seconds")
       })
       const escalation = yield* Effect.fork(Effect.flip(supervisor.awaitEscalation))
-      yield* supervisor.spawn("flaky", Effect.fail(new ConnectionLost({ host: "x" })))
+      yield* supervisor.spawn("flaky", Effect.fail(new ConnectionLost({ host: "x" }))).pipe(
+        Effect.provide(Failure.layerClassifier({ tables: [table] }))
+      )
       yield* settle
       // failures at 0, 10, 20 restart; the one at 30 s is the 4th restart within a minute
       for (let i = 0; i < 2; i++) {
@@ -439,7 +441,7 @@ describe("FiberSupervisor (outer tier)", () => {
       const error = yield* Fiber.join(escalation)
       expect(error).toMatchObject({ _tag: "SupervisorEscalation", reason: "intensity", program: "flaky" })
       expect(error.message).toBe(
-        "Supervisor \"workers\" escalated: more than 3 restarts within 1m (last: program \"flaky\") (last error: system CONNECTION_LOST)"
+        "Supervisor \"workers\" escalated: more than 3 restarts within 1m (last: program \"flaky\") (last error: connection CONNECTION_LOST)"
       )
       expect(Cause.failureOption(error.cause)).toEqual(Option.some(new ConnectionLost({ host: "x" })))
       const s = yield* supervisor.snapshot
