@@ -2,14 +2,17 @@
  * Two-tier supervision of long-running programs.
  *
  * The inner tier, {@link loop}, runs a step forever and recovers typed, retryable failures inside
- * the loop (warning log, backoff from a `Schedule`, carry on) without restarting the program. The
- * outer tier, a supervisor, runs named programs as fibers: whatever escapes a program's inner loop
- * (a defect, or a failure the loop gave up on) ends that run with a fatal log naming the program
- * and showing its whole cause; the supervisor then restarts it according to its restart type, its
- * strategy, a restart backoff `Schedule` and a restart intensity limit. A defect (by default) or an
- * exceeded intensity escalates: every program is interrupted, its finalizers run, and the
- * supervisor fails with a typed {@link SupervisorEscalation} that reaches the main fiber.
- * Interruption is never a failure: it never counts, never restarts and never escalates.
+ * the loop (a log at the failure's level, backoff from a `Schedule`, carry on) without restarting
+ * the program; it classifies each failure when it happens, in its own fiber. The outer tier, a
+ * supervisor, runs named programs as fibers: whatever escapes a program's inner loop (a defect, or
+ * a failure the loop gave up on, reported with the loop's classification) ends that run with a
+ * fatal log naming the program and showing its whole cause; the supervisor then restarts it
+ * according to its restart type, its strategy, a restart backoff `Schedule` and a restart
+ * intensity limit. A defect (by default), an exceeded intensity or an ended restart schedule
+ * escalates: every program is interrupted, its finalizers run, and the supervisor fails with a
+ * typed {@link SupervisorEscalation}, which {@link supervised} (or {@link run}) turns into a
+ * failure of the main program. Interruption is never a failure: it never counts, never restarts
+ * and never escalates.
  *
  * @since 0.1.0
  */
