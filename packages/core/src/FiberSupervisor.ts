@@ -43,6 +43,7 @@ import * as Stream from "effect/Stream"
 import * as Alerts from "./Alerts.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
+import * as InternalConfig from "./internal/config.js"
 import { describe, tagOf } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 
@@ -457,22 +458,23 @@ const nextDelay = (
       : Option.some([next, Math.max(0, ScheduleIntervals.start(decision.intervals) - now)] as const))
 
 /**
- * Classifies a typed failure without ever throwing: a classifier or table that throws on an odd
- * value (a throwing `_tag` getter …) must not turn a typed failure into a defect, so such a value
- * is classified as an unknown typed failure (system).
+ * Classifies a typed failure without ever throwing (a classifier built by `Failure` never throws;
+ * a hand-written one might): a typed failure must never become a defect, so a classifier that
+ * throws gives way to the classifier's rule for unclassified failures.
  */
 const classifySafely = (
   classifier: Failure.Classifier,
   error: unknown,
-  context: Failure.ClassifyContext | undefined,
-  table?: Failure.Table<any> | undefined
+  context: Failure.ClassifyContext | undefined
 ): Failure.Classification => {
   try {
-    const rule = table?.rule(error)
-    if (rule === undefined) return classifier.classify(error, context)
-    return Failure.fromRule(rule, { matrix: classifier.matrix, tag: tagOf(error), ...(context ? { context } : {}) })
+    return classifier.classify(error, context)
   } catch {
-    return Failure.fromRule({ category: "system" }, { matrix: classifier.matrix, ...(context ? { context } : {}) })
+    return Failure.fromRule(classifier.unclassified, {
+      matrix: classifier.matrix,
+      maxRetryAfter: classifier.maxRetryAfter,
+      ...(context ? { context } : {})
+    })
   }
 }
 
@@ -494,7 +496,7 @@ const executionError = (
   child: Child,
   cause: Cause.Cause<unknown>,
   now: number
-): Failure.ExecutionError => {
+): readonly [Failure.ExecutionError, Failure.Classification] => {
   const failure = Cause.failureOption(cause)
   let classification: Failure.Classification
   let value: unknown
@@ -509,7 +511,7 @@ const executionError = (
     value = Option.getOrUndefined(Cause.dieOption(cause))
     classification = classifyDefectSafely(classifier, value)
   }
-  return Failure.fromClassification(classification, describe(value), now, { taskId: child.name })
+  return [Failure.fromClassification(classification, describe(value), now, { taskId: child.name }), classification]
 }
 
 /**
@@ -863,27 +865,30 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       return Effect.flatMap(
         Effect.zip(Failure.currentClassifier, Clock.currentTimeMillis),
         ([classifier, now]) => {
-          const error = executionError(classifier, child, cause, now)
+          const [error, classification] = executionError(classifier, child, cause, now)
           internal.recordError(child, error, now)
           return Effect.zipRight(
-            Metric.increment(
-              tagged(failuresTotal, { supervisor: name, program: child.name, category: error.type, code: error.code })
-            ),
-            Effect.logFatal(
-              fatalBanner(
-                `Program "${child.name}" of supervisor "${name}" terminated by ${
-                  Cause.isDie(cause) ? "a defect" : "a failure"
-                }`,
-                describeError(error)
+            Failure.logWarnings(classifier, classification),
+            Effect.zipRight(
+              Metric.increment(
+                tagged(failuresTotal, { supervisor: name, program: child.name, category: error.type, code: error.code })
               ),
-              loggableCause(cause)
-            ).pipe(Effect.annotateLogs({
-              "bulwark.supervisor": name,
-              "bulwark.program": child.name,
-              "bulwark.category": error.type,
-              "bulwark.code": error.code,
-              "bulwark.severity": error.severity
-            }))
+              Effect.logFatal(
+                fatalBanner(
+                  `Program "${child.name}" of supervisor "${name}" terminated by ${
+                    Cause.isDie(cause) ? "a defect" : "a failure"
+                  }`,
+                  describeError(error)
+                ),
+                loggableCause(cause)
+              ).pipe(Effect.annotateLogs({
+                "bulwark.supervisor": name,
+                "bulwark.program": child.name,
+                "bulwark.category": error.type,
+                "bulwark.code": error.code,
+                "bulwark.severity": error.severity
+              }))
+            )
           )
         }
       )
@@ -1337,7 +1342,7 @@ export const config: Config.Config<Options> = Config.all({
   strategy: Config.literal("one_for_one", "one_for_all", "rest_for_one")("STRATEGY").pipe(
     Config.withDefault("one_for_one" as const)
   ),
-  maxRestarts: Config.integer("MAX_RESTARTS").pipe(
+  maxRestarts: InternalConfig.integer("MAX_RESTARTS").pipe(
     Config.validate({ message: "must be a whole number >= 0", validation: (n) => n >= 0 }),
     Config.withDefault(3)
   ),
@@ -1350,7 +1355,7 @@ export const config: Config.Config<Options> = Config.all({
     Config.withDefault(Duration.seconds(5))
   ),
   escalateOnDefect: Config.boolean("ESCALATE_ON_DEFECT").pipe(Config.withDefault(true)),
-  retainFinished: Config.integer("RETAIN_FINISHED").pipe(
+  retainFinished: InternalConfig.integer("RETAIN_FINISHED").pipe(
     Config.validate({ message: "must be a whole number >= 0", validation: (n) => n >= 0 }),
     Config.withDefault(100)
   )
@@ -1433,10 +1438,10 @@ export interface LoopOptions<A, E> {
    */
   readonly schedule?: Schedule.Schedule<unknown, E> | undefined
   /**
-   * A table for the step's errors, tried before the tables of the classifier in the program's
-   * context (then the built-in rules). Default: none.
+   * A table (or rule function) for the step's errors, tried before the classifier in the
+   * program's context, which still classifies whatever it leaves out. Default: none.
    */
-  readonly classify?: Failure.Table<E> | undefined
+  readonly classify?: Failure.Classify<E> | undefined
   /**
    * Decides whether a failure is retried inside the loop, instead of the classification's
    * `retryable` (and whatever severity escalation says). The classification still gives the
@@ -1462,10 +1467,10 @@ const defaultLoopSchedule: Schedule.Schedule<unknown, unknown> = Schedule.expone
 )
 
 /**
- * The longest a retry-after hint can hold the loop when the classification did not cap it
- * (an infinite hint would otherwise stop the loop for ever).
+ * The longest a retry-after hint can hold the loop when the classification did not cap it (a
+ * hand-written classifier; `Failure`'s classifiers cap hints at their `maxRetryAfter`).
  */
-const maxRetryAfterMillis = 60 * 60 * 1000
+const maxRetryAfterMillis = Duration.toMillis(Failure.defaultMaxRetryAfter)
 
 /** Retries a failure whose category allows none gets when `retryWhile` retries it anyway. */
 const forcedRetries = 3
@@ -1548,9 +1553,10 @@ export const loop = <A, E, R>(step: Effect.Effect<A, E, R>, options: LoopOptions
       if (Option.isNone(failure) || Cause.isDie(cause)) return yield* Effect.failCause(cause)
       const error = failure.value
       failures++
-      // classified now, with the classifier of the fiber that saw the failure
-      const classifier = yield* Failure.currentClassifier
-      const classification = classifySafely(classifier, error, { attempt: failures }, table)
+      // classified now, with the classifier of the fiber that saw the failure, refined by the table
+      const classifier = Failure.refine(yield* Failure.currentClassifier, table)
+      const classification = classifySafely(classifier, error, { attempt: failures })
+      yield* Failure.logWarnings(classifier, classification)
       let retry: boolean
       let budget = maxRetries ?? classification.maxRetries
       if (retryWhile !== undefined) {
@@ -1561,7 +1567,7 @@ export const loop = <A, E, R>(step: Effect.Effect<A, E, R>, options: LoopOptions
         }
       } else if (maxRetries !== undefined && !classification.retryable && classification.strategy === "abandon") {
         // a number the user gave wins over severity escalation: decide as on the first attempt
-        retry = classifySafely(classifier, error, { attempt: 1 }, table).retryable
+        retry = classifySafely(classifier, error, { attempt: 1 }).retryable
       } else {
         retry = classification.retryable
       }
@@ -1590,9 +1596,9 @@ export const loop = <A, E, R>(step: Effect.Effect<A, E, R>, options: LoopOptions
       state = next.value[0]
       const hint = Option.match(classification.retryAfter, {
         onNone: () => 0,
-        onSome: (d) => Math.min(Duration.toMillis(d), maxRetryAfterMillis)
+        onSome: (d) => Duration.toMillis(d)
       })
-      const delay = Math.max(next.value[1], Number.isFinite(hint) ? hint : 0)
+      const delay = Math.max(next.value[1], Number.isFinite(hint) ? hint : maxRetryAfterMillis)
       const generation = child?.generation ?? 0
       if (child !== undefined) {
         child.sup.recordError(
