@@ -102,7 +102,7 @@ export const ChildStatus = Schema.Literal("starting", "running", "backing-off", 
 export type ChildStatus = typeof ChildStatus.Type
 
 /**
- * The metrics of one supervised program (seed 002's `get_metrics`). `errors` counts every typed
+ * The metrics of one supervised program. `errors` counts every typed
  * failure and defect the program met, including those its inner loop recovered; `restarts`
  * counts outer restarts. `lastError` is the classified, serialisable last error.
  *
