@@ -148,7 +148,7 @@ describe("FiberSupervisor.loop (inner tier)", () => {
 })
 
 describe("FiberSupervisor (outer tier)", () => {
-  it.scoped("seed 002: a quick success and a quick failure without restart count 0 and 1 errors", () =>
+  it.scoped("a quick success and a quick failure without restart count 0 and 1 errors", () =>
     Effect.gen(function*() {
       const supervisor = yield* FiberSupervisor.make({ name: "tasks" })
       yield* supervisor.spawn("success", Effect.sleep("10 millis"), { restart: "transient" })
@@ -168,7 +168,7 @@ describe("FiberSupervisor (outer tier)", () => {
       expect(JSON.parse(JSON.stringify(json)).children[1].lastError.code).toBe("BAD_RECORD")
     }))
 
-  it.scoped("seed 002: a cancelled task still runs its cleanup and is not an error", () =>
+  it.scoped("a cancelled task still runs its cleanup and is not an error", () =>
     Effect.gen(function*() {
       const released = yield* Ref.make(false)
       const supervisor = yield* FiberSupervisor.make()
@@ -683,7 +683,7 @@ describe("FiberSupervisor (outer tier)", () => {
     }))
 })
 
-describe("FiberSupervisor: escalation reaches the main fiber (seed 004)", () => {
+describe("FiberSupervisor: escalation reaches the main fiber", () => {
   it("a defect in a background program fails the main effect with SupervisorEscalation after a fatal log", async () => {
     const logged: Array<{ level: LogLevel.LogLevel; message: string }> = []
     const logger = Logger.make(({ logLevel, message }) => {
