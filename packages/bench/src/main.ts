@@ -7,12 +7,14 @@ import { suites as breakerSuites } from "./suites/breaker.js"
 import { suites as degradationSuites } from "./suites/degradation.js"
 import { suites as retrySuites } from "./suites/retry.js"
 import { suites as supervisionSuites } from "./suites/supervision.js"
+import { suites as testingSuites } from "./suites/testing.js"
 
 const all: ReadonlyArray<Suite> = [
   ...retrySuites,
   ...breakerSuites,
   ...supervisionSuites,
-  ...degradationSuites
+  ...degradationSuites,
+  ...testingSuites
 ]
 
 const filter = process.argv[2]
