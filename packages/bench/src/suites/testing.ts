@@ -1,6 +1,6 @@
 import { Testing } from "@bulwark/core"
 import { Effect, FastCheck as fc } from "effect"
-import type { Suite } from "../harness.js"
+import { scale, type Suite } from "../harness.js"
 
 /** The same 200 scripts for every case (up to 8 calls each, from one fixed seed). */
 const scripts = fc.sample(Testing.Arbitrary.script({ maxCalls: 8 }), { numRuns: 200, seed: 42 })
@@ -34,9 +34,10 @@ export const suites: ReadonlyArray<Suite> = [
       const lines = ["", "| subject | scripts / s |", "|---|---:|"]
       for (const [name, subject] of Object.entries(subjects)) {
         const start = process.hrtime.bigint()
-        await play(subject)(400)
+        const runs = scale(400)
+        await play(subject)(runs)
         const seconds = Number(process.hrtime.bigint() - start) / 1e9
-        lines.push(`| ${name} | ${Math.round(400 / seconds)} |`)
+        lines.push(`| ${name} | ${Math.round(runs / seconds)} |`)
       }
       return lines
     }
