@@ -8,5 +8,14 @@ const root = path.dirname(fileURLToPath(import.meta.url))
  * `test.projects`; roots are absolute so `pnpm --filter <pkg> test` works too.
  */
 export default [
-  { extends: true, test: { name: "core", root: path.join(root, "packages/core") } }
+  { extends: true, test: { name: "core", root: path.join(root, "packages/core") } },
+  {
+    extends: true,
+    test: {
+      name: "redis",
+      root: path.join(root, "packages/redis"),
+      // says once how to install redis-server when it is missing (fails under `pnpm test:redis`)
+      globalSetup: [path.join(root, "packages/redis/test/globalSetup.ts")]
+    }
+  }
 ]

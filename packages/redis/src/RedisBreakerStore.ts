@@ -1,0 +1,401 @@
+/**
+ * A `BreakerStore` shared by every process that reaches one Redis: the same breakers, given this
+ * Layer instead of the in-memory store, coordinate a fleet.
+ *
+ * - Every process decides on its own state: a call never waits on Redis.
+ * - Each transition a breaker publishes is written by one Lua script that checks the version the
+ *   process last saw (a writer that raced another is re-based on top of it, so no transition is
+ *   lost and every process ends on the one with the highest version), then broadcast on a pub/sub
+ *   channel; the other processes apply it, open-duration position included.
+ * - Half-open probing is coordinated: when a breaker opens fleet-wide, `fleetProbes` processes
+ *   win a probe slot; the others stay open for `probeLease` longer, so a recovering dependency
+ *   sees `fleetProbes × halfOpenProbes` probes, not that many per replica.
+ * - `quorum`: an open is shared only once `quorum` breakers (processes) reported it within
+ *   `quorumWindow`; until then it stays local to the breakers that opened.
+ * - Keys carry `prefix` and expire `ttl` after their last write.
+ * - When Redis is unreachable, nothing fails: breakers run on local state, the client reports
+ *   degraded, and when it comes back each process catches up with what it missed and writes
+ *   what it did meanwhile.
+ *
+ * @since 0.1.0
+ */
+import { BreakerStore } from "@bulwark/core"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import { RedisClient } from "./RedisClient.js"
+
+/**
+ * Options of the store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Prefix of every key and of the channel. Default: `"bulwark:"`. */
+  readonly prefix?: string | undefined
+  /** Keys expire this long after their last write. Default: 1 day. */
+  readonly ttl?: Duration.DurationInput | undefined
+  /**
+   * Processes that may probe a half-open dependency at once, fleet-wide. Default: 1. Each
+   * admits its breaker's `halfOpenProbes`.
+   */
+  readonly fleetProbes?: number | undefined
+  /**
+   * How long the processes that did not win a probe slot stay open after the winners half-open
+   * (the winners close or re-open the fleet meanwhile; past it, a vanished prober is replaced).
+   * Default: 5 seconds.
+   */
+  readonly probeLease?: Duration.DurationInput | undefined
+  /**
+   * Breakers (one a process) that must report a dependency failing within `quorumWindow` before
+   * it opens fleet-wide. Default: 1 (the first open is shared at once).
+   */
+  readonly quorum?: number | undefined
+  /** The window of `quorum`. Default: 30 seconds. */
+  readonly quorumWindow?: Duration.DurationInput | undefined
+  /** The longest a write to Redis may take before it counts as failed. Default: 1 second. */
+  readonly commandTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * The Lua script that writes a transition: compare-and-set on the version, quorum votes, probe
+ * slots for the opener, expiry and broadcast, in one atomic step.
+ *
+ * Replies `{1, version}` written, `{0, current}` version conflict, `{2, votes}` quorum vote recorded
+ * (not shared), `{3, 0}` local-only transition (not shared).
+ *
+ * @since 0.1.0
+ * @category internals
+ */
+export const publishScript = `
+local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if cur ~= tonumber(ARGV[1]) then return {0, cur} end
+local fleet = redis.call('HGET', KEYS[1], 'st') or 'Closed'
+local quorum = tonumber(ARGV[7])
+local state = ARGV[3]
+if quorum > 1 and fleet == 'Closed' then
+  if state == 'Open' then
+    local now = tonumber(ARGV[5])
+    redis.call('ZADD', KEYS[2], now, ARGV[4])
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[8]))
+    redis.call('PEXPIRE', KEYS[2], ARGV[6])
+    local votes = redis.call('ZCARD', KEYS[2])
+    if votes < quorum then return {2, votes} end
+    redis.call('DEL', KEYS[2])
+  elseif state == 'HalfOpen' or state == 'Closed' then
+    redis.call('ZREM', KEYS[2], ARGV[4])
+    return {3, 0}
+  end
+end
+local v = cur + 1
+redis.call('HSET', KEYS[1], 'v', v, 's', ARGV[2], 'st', state)
+if state == 'Open' then redis.call('HSET', KEYS[1], 'pe', v, 'pc', 1) end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PUBLISH', ARGV[9], v .. '|' .. ARGV[2])
+return {1, v}
+`
+
+/**
+ * The Lua script that claims a probe slot for the open written at version `ARGV[1]`: replies 1
+ * when granted, 0 when the fleet's slots are taken, -1 when that open is no longer current.
+ *
+ * @since 0.1.0
+ * @category internals
+ */
+export const claimScript = `
+if redis.call('HGET', KEYS[1], 'pe') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return -1 end
+local pc = tonumber(redis.call('HGET', KEYS[1], 'pc') or '0')
+if pc >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'pc', pc + 1)
+return 1
+`
+
+const positive = (field: string, value: number | undefined, fallback: number): number => {
+  const v = value ?? fallback
+  if (!Number.isInteger(v) || v < 1) throw new Error(`RedisBreakerStore: \`${field}\` must be an integer >= 1, got ${v}`)
+  return v
+}
+
+const millis = (field: string, value: Duration.DurationInput | undefined, fallback: Duration.DurationInput): number => {
+  const decoded = Duration.decodeUnknown(value ?? fallback)
+  const ms = Option.isSome(decoded) ? Duration.toMillis(decoded.value) : NaN
+  if (!(ms > 0) || !Number.isFinite(ms)) {
+    throw new Error(`RedisBreakerStore: \`${field}\` must be a positive, finite duration`)
+  }
+  return ms
+}
+
+interface Entry {
+  /** The highest version this process has seen or written. */
+  version: number
+  /** The local breakers' subscriptions. */
+  readonly queues: Set<Queue.Queue<BreakerStore.Snapshot>>
+  /** A transition that could not be written (Redis was down), to write when it is back. */
+  pending: BreakerStore.Snapshot | undefined
+  /** Whether another process's snapshot reached the local breakers since this one last wrote. */
+  foreign: boolean
+}
+
+const STORE_ORIGIN = "@bulwark/redis"
+
+/**
+ * Makes the store; needs a `RedisClient`. Its subscription and background fibers end with the
+ * scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<BreakerStore.BreakerStore, never, Scope.Scope | RedisClient> =>
+  Effect.gen(function*() {
+    const prefix = options.prefix ?? "bulwark:"
+    const ttl = millis("ttl", options.ttl, "1 day")
+    const fleetProbes = positive("fleetProbes", options.fleetProbes, 1)
+    const probeLease = millis("probeLease", options.probeLease, "5 seconds")
+    const quorum = positive("quorum", options.quorum, 1)
+    const quorumWindow = millis("quorumWindow", options.quorumWindow, "30 seconds")
+    const commandTimeout = millis("commandTimeout", options.commandTimeout, "1 second")
+    const channel = `${prefix}breaker`
+    const stateKey = (breaker: string) => `${prefix}breaker:{${breaker}}`
+    const votesKey = (breaker: string) => `${prefix}breaker:{${breaker}}:votes`
+
+    const redis = yield* RedisClient
+    const client = redis.client
+    client.defineCommand("bulwarkBreakerPublish", { numberOfKeys: 2, lua: publishScript })
+    client.defineCommand("bulwarkBreakerClaim", { numberOfKeys: 1, lua: claimScript })
+    const run = <A>(f: () => Promise<A>): Effect.Effect<Either.Either<A, unknown>> =>
+      Effect.tryPromise(f).pipe(
+        Effect.timeoutFail({ duration: commandTimeout, onTimeout: () => new Error("timeout") }),
+        Effect.either
+      )
+    const call = client as unknown as {
+      bulwarkBreakerPublish: (...args: Array<string | number>) => Promise<[number, number]>
+      bulwarkBreakerClaim: (...args: Array<string | number>) => Promise<number>
+    }
+
+    const entries = new Map<string, Entry>()
+    const entry = (breaker: string): Entry => {
+      let e = entries.get(breaker)
+      if (e === undefined) {
+        e = { version: 0, queues: new Set(), pending: undefined, foreign: false }
+        entries.set(breaker, e)
+      }
+      return e
+    }
+    const deliver = (e: Entry, snapshot: BreakerStore.Snapshot) => {
+      for (const q of e.queues) q.unsafeOffer(snapshot)
+    }
+
+    const decode = (json: string): Option.Option<BreakerStore.Snapshot> => {
+      try {
+        return Effect.runSync(Effect.option(BreakerStore.decodeSnapshot(JSON.parse(json))))
+      } catch {
+        return Option.none()
+      }
+    }
+
+    /** Claims a probe slot for an open written at `version`; when refused, holds the breakers open. */
+    const claim = (breaker: string, version: number, snapshot: BreakerStore.Snapshot) =>
+      Effect.gen(function*() {
+        const reply = yield* run(() => call.bulwarkBreakerClaim(stateKey(breaker), version, fleetProbes))
+        if (Either.isLeft(reply) || reply.right !== 0) return
+        const e = entry(breaker)
+        if (e.version !== version) return
+        deliver(e, held(snapshot))
+      })
+    /** An open snapshot pushed back by the probe lease, from the store's own origin. */
+    const held = (snapshot: BreakerStore.Snapshot): BreakerStore.Snapshot => ({
+      ...snapshot,
+      openUntil: (snapshot.openUntil ?? snapshot.since) + probeLease,
+      origin: STORE_ORIGIN
+    })
+
+    /** Applies a snapshot that arrived from Redis (message or resync) at `version`. */
+    const receive = (breaker: string, version: number, snapshot: BreakerStore.Snapshot) =>
+      Effect.suspend(() => {
+        const e = entries.get(breaker)
+        if (e === undefined || version <= e.version) return Effect.void
+        e.version = version
+        // a foreign half-open is the fleet's probers at work: this process stays open
+        if (snapshot.state === "HalfOpen") return Effect.void
+        e.foreign = true
+        deliver(e, snapshot)
+        return snapshot.state === "Open" ? claim(breaker, version, snapshot) : Effect.void
+      })
+
+    const write = (snapshot: BreakerStore.Snapshot): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const breaker = snapshot.breaker
+        const e = entry(breaker)
+        const json = JSON.stringify(BreakerStore.encodeSnapshot(snapshot))
+        const now = yield* Clock.currentTimeMillis
+        let expected = e.version
+        let rebased = false
+        for (let attempt = 0; attempt < 16; attempt++) {
+          const reply = yield* run(() =>
+            call.bulwarkBreakerPublish(
+              stateKey(breaker),
+              votesKey(breaker),
+              expected,
+              json,
+              snapshot.state,
+              snapshot.origin,
+              now,
+              ttl,
+              quorum,
+              quorumWindow,
+              channel
+            )
+          )
+          if (Either.isLeft(reply)) {
+            // Redis is away: keep the latest transition for when it is back
+            e.pending = snapshot
+            return
+          }
+          const [code, n] = reply.right
+          if (code === 0) {
+            // another process wrote first: go on top of it (its message brings it here too)
+            expected = n
+            rebased = true
+            continue
+          }
+          e.pending = undefined
+          if (code === 1) {
+            const seen = e.version
+            e.version = Math.max(e.version, n)
+            // the local breakers may have applied the writes this one raced: tell them the outcome
+            if ((rebased || e.foreign) && n > seen) deliver(e, { ...snapshot, origin: STORE_ORIGIN })
+            e.foreign = false
+          }
+          return
+        }
+        e.pending = snapshot
+      })
+
+    /** Reads the stored snapshot and version. */
+    const read = (breaker: string) =>
+      Effect.map(
+        run(() => client.hmget(stateKey(breaker), "v", "s")),
+        Either.match({
+          onLeft: () => Option.none<readonly [number, BreakerStore.Snapshot]>(),
+          onRight: ([v, s]) =>
+            v === null || s === null
+              ? Option.none()
+              : Option.map(decode(s), (snapshot) => [Number(v), snapshot] as const)
+        })
+      )
+
+    /** After an outage: catch up with what was missed, then write what happened meanwhile. */
+    const resync = Effect.forEach(
+      Array.from(entries.keys()),
+      (breaker) =>
+        Effect.gen(function*() {
+          const e = entry(breaker)
+          const stored = yield* read(breaker)
+          const pending = e.pending
+          if (Option.isSome(stored)) {
+            const [version, snapshot] = stored.value
+            if (pending !== undefined && pending.since > snapshot.since) {
+              e.version = Math.max(e.version, version)
+              return yield* write(pending)
+            }
+            e.pending = undefined
+            if (version > e.version) {
+              e.version = version
+              deliver(e, { ...snapshot, origin: snapshot.state === "HalfOpen" ? STORE_ORIGIN : snapshot.origin })
+            }
+          } else if (pending !== undefined) {
+            e.version = 0
+            yield* write(pending)
+          }
+        }),
+      { discard: true }
+    )
+
+    // ----- subscription: one connection, one channel for every breaker
+    const subscriber = yield* redis.duplicate
+    const incoming = yield* Queue.unbounded<string>()
+    const onMessage = (_channel: string, message: string) => incoming.unsafeOffer(message)
+    subscriber.on("message", onMessage)
+    yield* Effect.addFinalizer(() => Effect.sync(() => subscriber.off("message", onMessage)))
+    // queued until connected when Redis is away; ioredis subscribes again after each reconnect
+    const subscribed = subscriber.subscribe(channel).catch(() => undefined)
+    yield* Effect.promise(() => subscribed).pipe(Effect.timeout(commandTimeout), Effect.ignore)
+    yield* Queue.take(incoming).pipe(
+      Effect.flatMap((message) => {
+        const bar = message.indexOf("|")
+        const version = Number(message.slice(0, bar))
+        const snapshot = decode(message.slice(bar + 1))
+        return Option.isSome(snapshot) ? receive(snapshot.value.breaker, version, snapshot.value) : Effect.void
+      }),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+    const reconnected = yield* redis.reconnected
+    yield* Queue.take(reconnected).pipe(
+      Effect.zipRight(resync),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    // ----- the store
+    const store: BreakerStore.BreakerStore = {
+      load: (breaker) =>
+        Effect.gen(function*() {
+          const e = entry(breaker)
+          const stored = yield* read(breaker)
+          if (Option.isNone(stored)) return Option.none()
+          const [version, snapshot] = stored.value
+          e.version = Math.max(e.version, version)
+          if (snapshot.state === "HalfOpen") {
+            const now = yield* Clock.currentTimeMillis
+            return Option.some({ ...snapshot, state: "Open" as const, openUntil: now + probeLease, origin: STORE_ORIGIN })
+          }
+          if (snapshot.state === "Open") {
+            const reply = yield* run(() => call.bulwarkBreakerClaim(stateKey(breaker), version, fleetProbes))
+            if (Either.isRight(reply) && reply.right === 0) return Option.some(held(snapshot))
+          }
+          return Option.some(snapshot)
+        }),
+      publish: (snapshot) => write(snapshot),
+      subscribe: (breaker) =>
+        Effect.gen(function*() {
+          const e = entry(breaker)
+          const q = yield* Effect.acquireRelease(Queue.unbounded<BreakerStore.Snapshot>(), (q) =>
+            Effect.zipRight(Effect.sync(() => e.queues.delete(q)), Queue.shutdown(q)))
+          e.queues.add(q)
+          return q
+        })
+    }
+    return store
+  })
+
+/**
+ * Provides the Redis store to the breakers made with it (needs a `RedisClient`).
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@bulwark/core"
+ * import { RedisBreakerStore, RedisClient } from "@bulwark/redis"
+ * import { Layer } from "effect"
+ *
+ * const Breakers = CircuitBreaker.layer({ name: "payments" }).pipe(
+ *   Layer.provide(RedisBreakerStore.layer({ fleetProbes: 1 })),
+ *   Layer.provide(RedisClient.layer({ url: "redis://redis:6379" }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<BreakerStore.BreakerStore, never, RedisClient> =>
+  Layer.scoped(BreakerStore.BreakerStore, make(options))

@@ -1,0 +1,9 @@
+/**
+ * @since 0.1.0
+ */
+export * as RedisBreakerStore from "./RedisBreakerStore.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as RedisClient from "./RedisClient.js"
