@@ -27,6 +27,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import { RedisClient } from "./RedisClient.js"
 
@@ -97,7 +98,7 @@ local v = cur + 1
 redis.call('HSET', KEYS[1], 'v', v, 's', ARGV[2], 'st', state)
 if state == 'Open' then redis.call('HSET', KEYS[1], 'pe', v, 'pc', 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[9], v .. '|' .. ARGV[2])
+redis.call('PUBLISH', ARGV[9], v .. '|' .. ARGV[10] .. '|' .. ARGV[2])
 return {1, v}
 `
 
@@ -118,7 +119,9 @@ return 1
 
 const positive = (field: string, value: number | undefined, fallback: number): number => {
   const v = value ?? fallback
-  if (!Number.isInteger(v) || v < 1) throw new Error(`RedisBreakerStore: \`${field}\` must be an integer >= 1, got ${v}`)
+  if (!Number.isInteger(v) || v < 1) {
+    throw new Error(`RedisBreakerStore: \`${field}\` must be an integer >= 1, got ${v}`)
+  }
   return v
 }
 
@@ -140,6 +143,13 @@ interface Entry {
   pending: BreakerStore.Snapshot | undefined
   /** Whether another process's snapshot reached the local breakers since this one last wrote. */
   foreign: boolean
+  /** The highest version of another process's snapshot handed to the local breakers. */
+  foreignVersion: number
+  /**
+   * A written transition about to be handed back to the local breakers (they may have applied
+   * the writes it raced); dropped when they publish a newer one first, which inherits it.
+   */
+  redeliver: BreakerStore.Snapshot | undefined
 }
 
 const STORE_ORIGIN = "@bulwark/redis"
@@ -167,6 +177,9 @@ export const make = (
     const votesKey = (breaker: string) => `${prefix}breaker:{${breaker}}:votes`
 
     const redis = yield* RedisClient
+    const storeId = (yield* Random.nextIntBetween(0, 2 ** 31 - 1)).toString(36)
+    const scope = yield* Effect.scope
+    const handBack = Duration.millis(2)
     const client = redis.client
     client.defineCommand("bulwarkBreakerPublish", { numberOfKeys: 2, lua: publishScript })
     client.defineCommand("bulwarkBreakerClaim", { numberOfKeys: 1, lua: claimScript })
@@ -184,7 +197,14 @@ export const make = (
     const entry = (breaker: string): Entry => {
       let e = entries.get(breaker)
       if (e === undefined) {
-        e = { version: 0, queues: new Set(), pending: undefined, foreign: false }
+        e = {
+          version: 0,
+          queues: new Set(),
+          pending: undefined,
+          foreign: false,
+          foreignVersion: 0,
+          redeliver: undefined
+        }
         entries.set(breaker, e)
       }
       return e
@@ -208,6 +228,7 @@ export const make = (
         if (Either.isLeft(reply) || reply.right !== 0) return
         const e = entry(breaker)
         if (e.version !== version) return
+        e.foreign = true
         deliver(e, held(snapshot))
       })
     /** An open snapshot pushed back by the probe lease, from the store's own origin. */
@@ -218,14 +239,21 @@ export const make = (
     })
 
     /** Applies a snapshot that arrived from Redis (message or resync) at `version`. */
-    const receive = (breaker: string, version: number, snapshot: BreakerStore.Snapshot) =>
+    const receive = (breaker: string, version: number, snapshot: BreakerStore.Snapshot, writer: string) =>
       Effect.suspend(() => {
         const e = entries.get(breaker)
         if (e === undefined || version <= e.version) return Effect.void
         e.version = version
+        // this store's own write, back before its reply: the other local breakers (if any) take
+        // it, the writer ignores its own origin
+        if (writer === storeId) {
+          deliver(e, snapshot)
+          return Effect.void
+        }
         // a foreign half-open is the fleet's probers at work: this process stays open
         if (snapshot.state === "HalfOpen") return Effect.void
         e.foreign = true
+        e.foreignVersion = version
         deliver(e, snapshot)
         return snapshot.state === "Open" ? claim(breaker, version, snapshot) : Effect.void
       })
@@ -237,7 +265,9 @@ export const make = (
         const json = JSON.stringify(BreakerStore.encodeSnapshot(snapshot))
         const now = yield* Clock.currentTimeMillis
         let expected = e.version
-        let rebased = false
+        // a hand-back still waiting means the breaker moved on before it: this write takes it over
+        let rebased = e.redeliver !== undefined
+        e.redeliver = undefined
         for (let attempt = 0; attempt < 16; attempt++) {
           const reply = yield* run(() =>
             call.bulwarkBreakerPublish(
@@ -251,7 +281,8 @@ export const make = (
               ttl,
               quorum,
               quorumWindow,
-              channel
+              channel,
+              storeId
             )
           )
           if (Either.isLeft(reply)) {
@@ -268,10 +299,26 @@ export const make = (
           }
           e.pending = undefined
           if (code === 1) {
-            const seen = e.version
             e.version = Math.max(e.version, n)
-            // the local breakers may have applied the writes this one raced: tell them the outcome
-            if ((rebased || e.foreign) && n > seen) deliver(e, { ...snapshot, origin: STORE_ORIGIN })
+            // the local breakers may have applied the writes this one raced: tell them the outcome,
+            // unless they publish a newer transition first (the breaker's outbox hands it over at once)
+            if ((rebased || e.foreign) && n > e.foreignVersion) {
+              const back = { ...snapshot, origin: STORE_ORIGIN }
+              e.redeliver = back
+              yield* Effect.forkIn(
+                Effect.zipRight(
+                  Effect.sleep(handBack),
+                  Effect.sync(() => {
+                    if (e.redeliver !== back) return
+                    e.redeliver = undefined
+                    // a newer transition from elsewhere reached the breakers meanwhile
+                    if (e.foreignVersion > n) return
+                    deliver(e, back)
+                  })
+                ),
+                scope
+              )
+            }
             e.foreign = false
           }
           return
@@ -331,9 +378,12 @@ export const make = (
     yield* Queue.take(incoming).pipe(
       Effect.flatMap((message) => {
         const bar = message.indexOf("|")
+        const bar2 = message.indexOf("|", bar + 1)
         const version = Number(message.slice(0, bar))
-        const snapshot = decode(message.slice(bar + 1))
-        return Option.isSome(snapshot) ? receive(snapshot.value.breaker, version, snapshot.value) : Effect.void
+        const snapshot = decode(message.slice(bar2 + 1))
+        return Option.isSome(snapshot)
+          ? receive(snapshot.value.breaker, version, snapshot.value, message.slice(bar + 1, bar2))
+          : Effect.void
       }),
       Effect.forever,
       Effect.interruptible,
@@ -358,7 +408,12 @@ export const make = (
           e.version = Math.max(e.version, version)
           if (snapshot.state === "HalfOpen") {
             const now = yield* Clock.currentTimeMillis
-            return Option.some({ ...snapshot, state: "Open" as const, openUntil: now + probeLease, origin: STORE_ORIGIN })
+            return Option.some({
+              ...snapshot,
+              state: "Open" as const,
+              openUntil: now + probeLease,
+              origin: STORE_ORIGIN
+            })
           }
           if (snapshot.state === "Open") {
             const reply = yield* run(() => call.bulwarkBreakerClaim(stateKey(breaker), version, fleetProbes))
@@ -370,8 +425,10 @@ export const make = (
       subscribe: (breaker) =>
         Effect.gen(function*() {
           const e = entry(breaker)
-          const q = yield* Effect.acquireRelease(Queue.unbounded<BreakerStore.Snapshot>(), (q) =>
-            Effect.zipRight(Effect.sync(() => e.queues.delete(q)), Queue.shutdown(q)))
+          const q = yield* Effect.acquireRelease(
+            Queue.unbounded<BreakerStore.Snapshot>(),
+            (q) => Effect.zipRight(Effect.sync(() => e.queues.delete(q)), Queue.shutdown(q))
+          )
           e.queues.add(q)
           return q
         })

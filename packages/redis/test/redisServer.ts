@@ -1,10 +1,10 @@
+import { Effect } from "effect"
+import type { Scope } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect } from "effect"
-import type { Scope } from "effect"
 
 /** What to do on a machine without Redis. */
 export const INSTALL_HINT = "install it with `sudo apt-get install -y redis-server` or `brew install redis`"
