@@ -60,6 +60,11 @@ export interface Options {
   readonly quorum?: number | undefined
   /** The window of `quorum`. Default: 30 seconds. */
   readonly quorumWindow?: Duration.DurationInput | undefined
+  /**
+   * How often each process compares its breakers with the stored state, besides after every
+   * reconnect (a message lost on the way is caught up within it). Default: 10 seconds.
+   */
+  readonly syncInterval?: Duration.DurationInput | undefined
   /** The longest a write to Redis may take before it counts as failed. Default: 1 second. */
   readonly commandTimeout?: Duration.DurationInput | undefined
 }
@@ -172,6 +177,7 @@ export const make = (
     const quorum = positive("quorum", options.quorum, 1)
     const quorumWindow = millis("quorumWindow", options.quorumWindow, "30 seconds")
     const commandTimeout = millis("commandTimeout", options.commandTimeout, "1 second")
+    const syncInterval = Duration.millis(millis("syncInterval", options.syncInterval, "10 seconds"))
     const channel = `${prefix}breaker`
     const stateKey = (breaker: string) => `${prefix}breaker:{${breaker}}`
     const votesKey = (breaker: string) => `${prefix}breaker:{${breaker}}:votes`
@@ -340,30 +346,32 @@ export const make = (
       )
 
     /** After an outage: catch up with what was missed, then write what happened meanwhile. */
-    const resync = Effect.forEach(
-      Array.from(entries.keys()),
-      (breaker) =>
-        Effect.gen(function*() {
-          const e = entry(breaker)
-          const stored = yield* read(breaker)
-          const pending = e.pending
-          if (Option.isSome(stored)) {
-            const [version, snapshot] = stored.value
-            if (pending !== undefined && pending.since > snapshot.since) {
-              e.version = Math.max(e.version, version)
-              return yield* write(pending)
+    const resync = Effect.suspend(() =>
+      Effect.forEach(
+        Array.from(entries.keys()),
+        (breaker) =>
+          Effect.gen(function*() {
+            const e = entry(breaker)
+            const stored = yield* read(breaker)
+            const pending = e.pending
+            if (Option.isSome(stored)) {
+              const [version, snapshot] = stored.value
+              if (pending !== undefined && pending.since > snapshot.since) {
+                e.version = Math.max(e.version, version)
+                return yield* write(pending)
+              }
+              e.pending = undefined
+              if (version > e.version) {
+                e.version = version
+                deliver(e, { ...snapshot, origin: snapshot.state === "HalfOpen" ? STORE_ORIGIN : snapshot.origin })
+              }
+            } else if (pending !== undefined) {
+              e.version = 0
+              yield* write(pending)
             }
-            e.pending = undefined
-            if (version > e.version) {
-              e.version = version
-              deliver(e, { ...snapshot, origin: snapshot.state === "HalfOpen" ? STORE_ORIGIN : snapshot.origin })
-            }
-          } else if (pending !== undefined) {
-            e.version = 0
-            yield* write(pending)
-          }
-        }),
-      { discard: true }
+          }),
+        { discard: true }
+      )
     )
 
     // ----- subscription: one connection, one channel for every breaker
@@ -389,8 +397,24 @@ export const make = (
       Effect.interruptible,
       Effect.forkScoped
     )
+    // re-synchronise when either connection is back (the subscriber once its subscription is
+    // live again, so that nothing published after the sweep is missed), and every `syncInterval`
+    const sync = yield* Queue.sliding<void>(1)
+    const onSubscriberReady = () => {
+      subscriber.subscribe(channel).then(() => sync.unsafeOffer(undefined), () => undefined)
+    }
+    subscriber.on("ready", onSubscriberReady)
+    yield* Effect.addFinalizer(() => Effect.sync(() => subscriber.off("ready", onSubscriberReady)))
     const reconnected = yield* redis.reconnected
     yield* Queue.take(reconnected).pipe(
+      Effect.flatMap(() => Queue.offer(sync, undefined)),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+    yield* Queue.take(sync).pipe(
+      Effect.timeout(syncInterval),
+      Effect.ignore,
       Effect.zipRight(resync),
       Effect.forever,
       Effect.interruptible,

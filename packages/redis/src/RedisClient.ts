@@ -263,11 +263,11 @@ export const layer = (options: Options = {}): Layer.Layer<RedisClient, RedisConn
 export const layerConfig = (
   config: Config.Config<{ readonly url: string; readonly failFast: boolean }> = Config.all({
     url: Config.string("REDIS_URL").pipe(
-      Config.withDefault("redis://localhost:6379"),
       Config.validate({
         message: "must be a redis:// or rediss:// URL",
         validation: (url) => /^rediss?:\/\//.test(url)
-      })
+      }),
+      Config.withDefault("redis://localhost:6379")
     ),
     failFast: Config.boolean("REDIS_FAIL_FAST").pipe(Config.withDefault(false))
   })
