@@ -9,6 +9,8 @@ const root = path.dirname(fileURLToPath(import.meta.url))
  */
 export default [
   { extends: true, test: { name: "core", root: path.join(root, "packages/core") } },
+  { extends: true, test: { name: "example-testing-kit", root: path.join(root, "examples/testing-kit") } },
+  { extends: true, test: { name: "node", root: path.join(root, "packages/node") } },
   {
     extends: true,
     test: {

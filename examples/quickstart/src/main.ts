@@ -24,7 +24,7 @@ const quoteErrors = Failure.table<QuoteError>({
 const flakyQuote = (symbol: string, failures: ReadonlyArray<QuoteError>) => {
   let attempt = 0
   const started = Date.now()
-  return Effect.suspend(() => {
+  const call = Effect.suspend(() => {
     attempt++
     const elapsed = `${String(Date.now() - started).padStart(5)} ms`
     const failure = failures[attempt - 1]
@@ -35,6 +35,7 @@ const flakyQuote = (symbol: string, failures: ReadonlyArray<QuoteError>) => {
     }
     return Console.log(`  [${symbol}] attempt ${attempt} at ${elapsed}: ok`).pipe(Effect.as(100 + attempt))
   })
+  return { call, attempts: () => attempt }
 }
 
 // Short delays so the demo runs in a few seconds; production code would keep the matrix's.
@@ -46,11 +47,16 @@ const policy = Retry.policy<QuoteError>({
 const scenario = (title: string, symbol: string, failures: ReadonlyArray<QuoteError>) =>
   Effect.gen(function*() {
     yield* Console.log(`\n${title}`)
-    const result = yield* flakyQuote(symbol, failures).pipe(Retry.retry(policy), Effect.either)
+    const quote = flakyQuote(symbol, failures)
+    const result = yield* quote.call.pipe(Retry.retry(policy), Effect.either)
     if (result._tag === "Right") {
       yield* Console.log(`  → ${symbol} = ${result.right}`)
     } else {
-      const classified = yield* Failure.toExecutionError(result.left, { correlationId: `quote-${symbol}` })
+      // classified at the attempt it gave up on, as Retry did: escalation included
+      const classified = yield* Failure.toExecutionError(result.left, {
+        correlationId: `quote-${symbol}`,
+        context: { attempt: quote.attempts() }
+      })
       yield* Console.log(`  → gave up: ${JSON.stringify(Failure.encodeExecutionError(classified))}`)
     }
   })
@@ -67,7 +73,7 @@ const program = Effect.gen(function*() {
   yield* scenario("3. A bad request is not retryable (one attempt, then a classified error):", "???", [
     new BadRequest({ reason: "unknown symbol" })
   ])
-  yield* scenario("4. The connection never comes back (retries run out):", "INITECH", [
+  yield* scenario("4. The connection never comes back (attempt 4 escalates to critical and is abandoned):", "INITECH", [
     new ConnectionRefused({ host: "quotes.internal" }),
     new ConnectionRefused({ host: "quotes.internal" }),
     new ConnectionRefused({ host: "quotes.internal" }),

@@ -15,6 +15,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Failure from "./Failure.js"
+import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 
 /**
@@ -142,11 +143,12 @@ export const make = (handler: Handler, options: Options = {}): Effect.Effect<Ser
   Effect.sync(() => {
     const maxPerKey = options.maxPerKey ?? 1
     if (!Number.isInteger(maxPerKey) || maxPerKey < 1) {
-      throw new TypeError(`Alerts: maxPerKey must be a whole number >= 1, got ${maxPerKey}`)
+      throw new TypeError(`Alerts: maxPerKey must be a whole number >= 1, got ${describe(maxPerKey)}`)
     }
     const intervalMillis = InternalDuration.toMillis(options.interval ?? "1 minute")
-    if (!(intervalMillis > 0)) {
-      throw new TypeError(`Alerts: interval must be a positive duration, got ${String(options.interval)}`)
+    // an infinite window would silence a key for the life of the process after maxPerKey alerts
+    if (!(intervalMillis > 0 && Number.isFinite(intervalMillis))) {
+      throw new TypeError(`Alerts: interval must be a finite duration > 0, got ${describe(options.interval)}`)
     }
     const keys = new Map<string, KeyState>()
     const expire = (state: KeyState, now: number) => {

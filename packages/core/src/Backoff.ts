@@ -14,6 +14,7 @@ import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Interval from "effect/ScheduleInterval"
 import * as Intervals from "effect/ScheduleIntervals"
+import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 
 /**
@@ -25,11 +26,11 @@ import * as InternalDuration from "./internal/duration.js"
 export type Backoff = Schedule.Schedule<Duration.Duration, unknown>
 
 // -----------------------------------------------------------------------------
-// seed 001's delay tables
+// the matrix's delay tables
 // -----------------------------------------------------------------------------
 
 /**
- * Seed 001's `immediate_retry` delays: 0, 100 ms, 200 ms.
+ * The `immediate_retry` delays: 0, 100 ms, 200 ms.
  *
  * @since 0.1.0
  * @category constants
@@ -37,7 +38,7 @@ export type Backoff = Schedule.Schedule<Duration.Duration, unknown>
 export const immediateRetryDelays: ReadonlyArray<Duration.Duration> = [0, 100, 200].map(Duration.millis)
 
 /**
- * Seed 001's `backoff_retry` delays: 1 s, 2 s, 4 s, 8 s, 16 s.
+ * The `backoff_retry` delays: 1 s, 2 s, 4 s, 8 s, 16 s.
  *
  * @since 0.1.0
  * @category constants
@@ -45,7 +46,7 @@ export const immediateRetryDelays: ReadonlyArray<Duration.Duration> = [0, 100, 2
 export const backoffRetryDelays: ReadonlyArray<Duration.Duration> = [1, 2, 4, 8, 16].map(Duration.seconds)
 
 /**
- * Seed 001's `exponential` delays (factor 3): 1 s, 3 s, 9 s, 27 s.
+ * The `exponential` delays (factor 3): 1 s, 3 s, 9 s, 27 s.
  *
  * @since 0.1.0
  * @category constants
@@ -87,7 +88,7 @@ const unfoldDelays = (
 const durationMillis = (where: string, field: string, input: Duration.DurationInput, min: "> 0" | ">= 0"): number => {
   const millis = InternalDuration.toMillis(input)
   const ok = Number.isFinite(millis) && (min === "> 0" ? millis > 0 : millis >= 0)
-  if (!ok) throw new RangeError(`${where}: ${field} must be a finite duration ${min}, got ${String(input)}`)
+  if (!ok) throw new RangeError(`${where}: ${field} must be a finite duration ${min}, got ${describe(input)}`)
   return millis
 }
 
@@ -112,7 +113,7 @@ const capOf = (where: string, cap: Duration.DurationInput | undefined): number =
 // -----------------------------------------------------------------------------
 
 /**
- * Delays from a table; once the table runs out its last delay repeats (seed 001's
+ * Delays from a table; once the table runs out its last delay repeats (the worker-pool
  * `get_retry_delay`), so a retry budget, not the table, ends the retries.
  *
  * @example
@@ -143,7 +144,7 @@ export interface LinearOptions {
 }
 
 /**
- * Linear backoff: `base × n` for the n-th retry (seed 001's `attempt * base_delay`).
+ * Linear backoff: `base × n` for the n-th retry (`attempt × base delay`).
  *
  * @since 0.1.0
  * @category constructors

@@ -18,6 +18,8 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as CircuitBreaker from "./CircuitBreaker.js"
+import { describe } from "./internal/describe.js"
+import * as InternalDuration from "./internal/duration.js"
 
 /**
  * Options of a registry.
@@ -52,7 +54,10 @@ export interface BreakerRegistry {
   /** Runs an effect through the breaker of `key`, made on first use. */
   readonly protect: (
     key: string
-  ) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitBreaker.CircuitOpenError, R>
+  ) => <A, E, R>(
+    self: Effect.Effect<A, E, R>,
+    options?: CircuitBreaker.ProtectOptions<NoInfer<E>>
+  ) => Effect.Effect<A, E | CircuitBreaker.CircuitOpenError, R>
   /** The breaker of `key`, made on first use. */
   readonly get: (key: string) => Effect.Effect<CircuitBreaker.CircuitBreaker>
   /** The keys that have a breaker now. */
@@ -100,22 +105,26 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
     if (!Number.isInteger(capacity) || capacity < 1) {
       return Effect.dieMessage(`BreakerRegistry "${name}": capacity must be a whole number >= 1, got ${capacity}`)
     }
-    const ttl = Duration.decodeUnknown(options.idleTimeToLive ?? Duration.minutes(10))
-    if (ttl._tag === "None" || !Duration.isFinite(ttl.value) || Duration.toMillis(ttl.value) <= 0) {
+    const ttlMillis = InternalDuration.toMillis(options.idleTimeToLive ?? Duration.minutes(10))
+    if (!(ttlMillis > 0) || !Number.isFinite(ttlMillis)) {
       return Effect.dieMessage(
-        `BreakerRegistry "${name}": idleTimeToLive must be a finite duration > 0, got ${String(options.idleTimeToLive)}`
+        `BreakerRegistry "${name}": idleTimeToLive must be a finite duration > 0, got ${
+          describe(options.idleTimeToLive)
+        }`
       )
     }
-    const ttlMillis = Duration.toMillis(ttl.value)
     const breakerOptions = options.breaker ?? {}
+    // check the breaker options once, now, so that a bad option fails the registry's Layer
+    // (without making a breaker: that would touch the store and the metrics)
+    try {
+      CircuitBreaker.validateOptions({ ...breakerOptions, name: `${name}/<key>`, metricLabel: name, health: false })
+    } catch (error) {
+      return Effect.dieMessage((error as Error).message)
+    }
     return Effect.gen(function*() {
-      // check the breaker options once, now, so that a bad option fails the registry's Layer
-      yield* Effect.scoped(
-        CircuitBreaker.make({ ...breakerOptions, name: `${name}/options`, metricLabel: name, health: false })
-      )
       const registryScope = yield* Effect.scope
-      // breakers are made with the registry's services (classifier, store, alerts), not with
-      // those of whichever caller first used their key
+      // breakers are made with the registry's services (store, alerts, clock), not with those of
+      // whichever caller first used their key; a failed call is classified in its caller's context
       const services = Context.omit(Scope.Scope)(yield* Effect.context<never>())
       const clock = yield* Effect.clock
       // entries by key, least recently used first (a Map iterates in insertion order)
@@ -123,21 +132,40 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
 
       const drop = (key: string, entry: Entry): Effect.Effect<void> => {
         if (entries.get(key) === entry) entries.delete(key)
+        // a breaker still being made is closed once it is made: closing its scope now would
+        // leave it without its store fibers
+        if (entry.breaker === undefined) {
+          entry.dropped = true
+          return Effect.void
+        }
         return Scope.close(entry.scope, Exit.void)
       }
 
       const create = (key: string): Effect.Effect<CircuitBreaker.CircuitBreaker> => {
         let made: Entry | undefined = undefined
         return Effect.gen(function*() {
+          // least recently used first; breakers still being made are not evicted (the registry may
+          // hold more than `capacity` entries while that many are being made at once)
           const evicted: Array<[string, Entry]> = []
-          while (entries.size >= capacity) {
-            const oldest = entries.entries().next().value as [string, Entry]
-            entries.delete(oldest[0])
-            evicted.push(oldest)
+          let excess = entries.size - capacity + 1
+          if (excess > 0) {
+            for (const [k, e] of entries) {
+              if (excess <= 0) break
+              if (e.breaker === undefined) continue
+              evicted.push([k, e])
+              excess--
+            }
+            for (const [k] of evicted) entries.delete(k)
           }
           const scope = yield* Scope.fork(registryScope, ExecutionStrategy.sequential)
           const ready = yield* Deferred.make<CircuitBreaker.CircuitBreaker>()
-          const entry: Entry = { scope, ready, breaker: undefined, lastUsed: clock.unsafeCurrentTimeMillis() }
+          const entry: Entry = {
+            scope,
+            ready,
+            breaker: undefined,
+            dropped: false,
+            lastUsed: clock.unsafeCurrentTimeMillis()
+          }
           made = entry
           entries.set(key, entry)
           yield* Effect.forEach(evicted, ([k, e]) => drop(k, e), { discard: true })
@@ -149,6 +177,9 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
           )
           entry.breaker = breaker
           yield* Deferred.succeed(ready, breaker)
+          // dropped while it was being made: its callers get it, and it is closed as any dropped
+          // breaker (their calls finish normally)
+          if (entry.dropped) yield* drop(key, entry)
           return breaker
         }).pipe(
           // a breaker that could not be made gives back what it acquired, and its waiters hear why
@@ -196,7 +227,7 @@ export const make = (options: Options = {}): Effect.Effect<BreakerRegistry, neve
 
       return {
         get,
-        protect: (key) => (self) => Effect.flatMap(get(key), (breaker) => breaker.protect(self)),
+        protect: (key) => (self, options) => Effect.flatMap(get(key), (breaker) => breaker.protect(self, options)),
         keys: Effect.sync(() => [...entries.keys()]),
         invalidate: (key) =>
           Effect.suspend(() => {
@@ -211,6 +242,8 @@ interface Entry {
   readonly scope: Scope.CloseableScope
   readonly ready: Deferred.Deferred<CircuitBreaker.CircuitBreaker>
   breaker: CircuitBreaker.CircuitBreaker | undefined
+  /** Dropped (invalidated, or the registry closing it) while it was being made. */
+  dropped: boolean
   lastUsed: number
 }
 

@@ -32,7 +32,10 @@ export type BreakerState = typeof BreakerState.Type
 
 /**
  * A breaker's state as it travels between processes: versioned so that a store can hold
- * snapshots written by an older or newer release. Times are epoch milliseconds from `Clock`.
+ * snapshots written by an older or newer release. Times are epoch milliseconds from `Clock`
+ * (wall time) and must be finite: `Infinity`, `-Infinity` and `NaN` are rejected when decoding.
+ * A breaker that takes a snapshot stays open at most as long as its own open duration allows
+ * for that many opens, whatever `openUntil` says.
  *
  * @since 0.1.0
  * @category models
@@ -44,9 +47,9 @@ export const Snapshot = Schema.Struct({
   breaker: Schema.String,
   state: BreakerState,
   /** When the breaker entered this state. */
-  since: Schema.Number,
+  since: Schema.Finite,
   /** When an open breaker lets the next call through (`null` unless `Open`). */
-  openUntil: Schema.NullOr(Schema.Number),
+  openUntil: Schema.NullOr(Schema.Finite),
   /** How many times it opened since it last closed (drives a growing open duration). */
   opens: Schema.Int.pipe(Schema.nonNegative()),
   /** Who wrote the snapshot: a breaker ignores its own snapshots when they come back. */

@@ -25,6 +25,7 @@ import type * as Scope from "effect/Scope"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
 import * as InternalConfig from "./internal/config.js"
+import * as InternalDuration from "./internal/duration.js"
 
 // -----------------------------------------------------------------------------
 // errors
@@ -106,8 +107,9 @@ export interface Options {
    */
   readonly maxWait?: Duration.DurationInput | undefined
   /**
-   * How many priority classes the queue has; a whole number >= 1. Classes are numbered
-   * `0 … priorities - 1` and the highest number is admitted first. Default: `1`.
+   * How many priority classes the queue has; a whole number in `[1, 1000]` (see
+   * {@link maxPriorities}). Classes are numbered `0 … priorities - 1` and the highest number is
+   * admitted first. Default: `1`.
    */
   readonly priorities?: number | undefined
   /** The class of a call that names none; in `[0, priorities)`. Default: `0` (the lowest). */
@@ -187,7 +189,26 @@ export const Bulkhead: Context.Tag<Bulkhead, Bulkhead> = Context.GenericTag<Bulk
 // options
 // -----------------------------------------------------------------------------
 
-const isWhole = (n: number, min: number): boolean => Number.isInteger(n) && n >= min
+const isWhole = (n: unknown, min: number): n is number => Number.isInteger(n) && (n as number) >= min
+
+/**
+ * The most priority classes a bulkhead can have. A queue needs a handful of classes
+ * (interactive, batch, background…); the bound keeps the memory a bulkhead holds per class small
+ * and lets finding the highest waiting class take constant time.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const maxPriorities = 1000
+
+const describeValue = (value: unknown): string => {
+  if (typeof value === "string") return JSON.stringify(value)
+  try {
+    return String(value)
+  } catch {
+    return typeof value
+  }
+}
 
 /**
  * Fills in defaults and checks the rules; returns the field and the broken rule on failure.
@@ -201,20 +222,21 @@ const resolve = (
   const priorities = options.priorities ?? 1
   const defaultPriority = options.defaultPriority ?? 0
   const bad = (field: string, rule: string, value: unknown) =>
-    Either.left({ field, message: `Bulkhead "${name}": ${field} must be ${rule}, got ${String(value)}` })
+    Either.left({ field, message: `Bulkhead "${name}": ${field} must be ${rule}, got ${describeValue(value)}` })
+  if (typeof name !== "string") return bad("name", "a string", name)
   if (!isWhole(maxConcurrent, 1)) return bad("maxConcurrent", "a whole number >= 1", maxConcurrent)
   if (!isWhole(maxQueued, 0)) return bad("maxQueued", "a whole number >= 0", maxQueued)
-  if (!isWhole(priorities, 1)) return bad("priorities", "a whole number >= 1", priorities)
+  if (!isWhole(priorities, 1) || priorities > maxPriorities) {
+    return bad("priorities", `a whole number in [1, ${maxPriorities}]`, priorities)
+  }
   if (!isWhole(defaultPriority, 0) || defaultPriority >= priorities) {
     return bad("defaultPriority", `a whole number in [0, ${priorities})`, defaultPriority)
   }
   let maxWait: Option.Option<Duration.Duration> = Option.none()
   if (options.maxWait !== undefined) {
-    const decoded = Duration.decodeUnknown(options.maxWait)
-    if (Option.isNone(decoded) || Duration.lessThanOrEqualTo(decoded.value, Duration.zero)) {
-      return bad("maxWait", "a duration > 0", options.maxWait)
-    }
-    maxWait = decoded
+    const millis = InternalDuration.toMillis(options.maxWait)
+    if (!(millis > 0)) return bad("maxWait", "a duration > 0", options.maxWait)
+    maxWait = Option.some(millis === Infinity ? Duration.infinity : Duration.millis(millis))
   }
   return Either.right({ name, maxConcurrent, maxQueued, maxWait, priorities, defaultPriority })
 }
@@ -260,6 +282,34 @@ const unlink = (lane: Lane, waiter: Waiter): void => {
 }
 
 const grantResume: Effect.Effect<void> = Effect.void
+
+/**
+ * The classes that have waiters, as a two-level bitmap (one bit per class, one summary bit per
+ * word of 32 classes): marking, clearing and finding the highest waiting class take the same few
+ * steps whatever the number of classes (up to 32 × 32 = 1,024).
+ */
+interface Waiting {
+  readonly words: Uint32Array
+  summary: number
+}
+
+const markWaiting = (waiting: Waiting, priority: number): void => {
+  const word = priority >>> 5
+  waiting.words[word] = waiting.words[word]! | (1 << (priority & 31))
+  waiting.summary |= 1 << word
+}
+
+const clearWaiting = (waiting: Waiting, priority: number): void => {
+  const word = priority >>> 5
+  waiting.words[word] = waiting.words[word]! & ~(1 << (priority & 31))
+  if (waiting.words[word] === 0) waiting.summary &= ~(1 << word)
+}
+
+/** The highest class with a waiter; only called when some class has one. */
+const highestWaiting = (waiting: Waiting): number => {
+  const word = 31 - Math.clz32(waiting.summary)
+  return (word << 5) + 31 - Math.clz32(waiting.words[word]!)
+}
 
 // -----------------------------------------------------------------------------
 // metrics
@@ -314,6 +364,7 @@ const instance = <Type extends MetricKeyType.MetricKeyType<any, any>>(
 const unsafeMake = (options: ResolvedOptions): Bulkhead => {
   const { maxConcurrent, maxQueued, name, priorities } = options
   const lanes: Array<Lane> = Array.from({ length: priorities }, () => ({ head: undefined, tail: undefined, size: 0 }))
+  const waiting: Waiting = { words: new Uint32Array(Math.ceil(priorities / 32)), summary: 0 }
   let active = 0
   let queued = 0
   let admitted = 0
@@ -349,23 +400,30 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     })
     : undefined
 
-  /** Frees a slot: hands it to the first waiter of the highest class, or gives it back. */
+  /** Takes a waiter out of its class's queue. */
+  const dequeue = (lane: Lane, waiter: Waiter): void => {
+    unlink(lane, waiter)
+    if (lane.size === 0) clearWaiting(waiting, waiter.priority)
+    queued--
+    queued$.unsafeUpdate(queued, noTags)
+  }
+
+  /**
+   * Frees a slot: hands it to the first waiter of the highest class, or gives it back. Its cost
+   * does not depend on the number of classes.
+   */
   const release = (): void => {
-    for (let p = priorities - 1; p >= 0; p--) {
-      const lane = lanes[p]!
-      const waiter = lane.head
-      if (waiter !== undefined) {
-        unlink(lane, waiter)
-        queued--
-        queued$.unsafeUpdate(queued, noTags)
-        waiter.granted = true
-        admitted++
-        if (waiter.resume !== undefined) waiter.resume(grantResume)
-        return
-      }
+    if (queued === 0) {
+      active--
+      active$.unsafeUpdate(active, noTags)
+      return
     }
-    active--
-    active$.unsafeUpdate(active, noTags)
+    const lane = lanes[highestWaiting(waiting)]!
+    const waiter = lane.head!
+    dequeue(lane, waiter)
+    waiter.granted = true
+    admitted++
+    if (waiter.resume !== undefined) waiter.resume(grantResume)
   }
 
   /**
@@ -378,9 +436,7 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     if (waiter.granted) {
       release()
     } else {
-      unlink(lanes[waiter.priority]!, waiter)
-      queued--
-      queued$.unsafeUpdate(queued, noTags)
+      dequeue(lanes[waiter.priority]!, waiter)
     }
   }
 
@@ -429,6 +485,7 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
           next: undefined
         }
         push(lanes[priority]!, waiter)
+        markWaiting(waiting, priority)
         queued++
         queued$.unsafeUpdate(queued, noTags)
         const wait = Effect.async<void>((resume) => {
@@ -497,17 +554,23 @@ export const make = (options: Options = {}): Effect.Effect<Bulkhead> =>
       : Effect.sync(() => unsafeMake(resolved.right))
   })
 
-const wholeKey = (key: string, min: number) =>
+const wholeKey = (key: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
   Config.option(
-    Config.integer(key).pipe(
-      Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min })
+    InternalConfig.integer(key).pipe(
+      Config.validate({
+        message: max === Number.MAX_SAFE_INTEGER
+          ? `must be a whole number >= ${min}`
+          : `must be a whole number in [${min}, ${max}]`,
+        validation: (n) => n >= min && n <= max
+      })
     )
   )
 
 /**
  * The configuration of a bulkhead read from `Config`: keys `MAX_CONCURRENT`, `MAX_QUEUED`,
- * `MAX_WAIT` (a duration), `PRIORITIES`, `DEFAULT_PRIORITY`, all optional (the defaults of
- * {@link Options}). Nest it (`Config.nested(Bulkhead.config, "PAYMENTS")`) to read
+ * `MAX_WAIT` (a duration), `PRIORITIES` (at most {@link maxPriorities}), `DEFAULT_PRIORITY`
+ * (below `PRIORITIES`), all optional (the defaults of {@link Options}); a key that is set but
+ * empty is an error, not `0`. Nest it (`Config.nested(Bulkhead.config, "PAYMENTS")`) to read
  * `PAYMENTS_MAX_CONCURRENT`… with the environment provider.
  *
  * @since 0.1.0
@@ -521,16 +584,29 @@ export const config: Config.Config<Options> = Config.all({
       Config.validate({ message: "must be a duration > 0", validation: (d) => Duration.toMillis(d) > 0 })
     )
   ),
-  priorities: wholeKey("PRIORITIES", 1),
+  priorities: wholeKey("PRIORITIES", 1, maxPriorities),
   defaultPriority: wholeKey("DEFAULT_PRIORITY", 0)
 }).pipe(
-  Config.map((c) => ({
-    maxConcurrent: Option.getOrUndefined(c.maxConcurrent),
-    maxQueued: Option.getOrUndefined(c.maxQueued),
-    maxWait: Option.getOrUndefined(c.maxWait),
-    priorities: Option.getOrUndefined(c.priorities),
-    defaultPriority: Option.getOrUndefined(c.defaultPriority)
-  }))
+  // checked here rather than when the bulkhead is built, so that the error's key carries the
+  // prefix the config is nested under (`PAYMENTS_DEFAULT_PRIORITY`)
+  Config.mapOrFail((c): Either.Either<Options, ConfigError.ConfigError> => {
+    const priorities = Option.getOrElse(c.priorities, () => 1)
+    if (Option.isSome(c.defaultPriority) && c.defaultPriority.value >= priorities) {
+      return Either.left(
+        ConfigError.InvalidData(
+          ["DEFAULT_PRIORITY"],
+          `must be a whole number below PRIORITIES (${priorities}), got ${c.defaultPriority.value}`
+        )
+      )
+    }
+    return Either.right({
+      maxConcurrent: Option.getOrUndefined(c.maxConcurrent),
+      maxQueued: Option.getOrUndefined(c.maxQueued),
+      maxWait: Option.getOrUndefined(c.maxWait),
+      priorities: Option.getOrUndefined(c.priorities),
+      defaultPriority: Option.getOrUndefined(c.defaultPriority)
+    })
+  })
 )
 
 const configKey = (field: string): string => field.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase()
@@ -643,7 +719,7 @@ export const Tag = <const Name extends string>(dependency: Name) => <Self>(): Ta
       return Layer.scoped(tag, Effect.flatMap(make({ ...options, name: dependency }), withHealth(options.health)))
     }
     static layerConfig(
-      options: Config.Config<Options> = Config.nested(config, InternalConfig.prefixOf(dependency))
+      options: Config.Config<Options> = InternalConfig.nested(InternalConfig.prefixOf(dependency), config)
     ): Layer.Layer<Self, ConfigError.ConfigError> {
       return Layer.scoped(tag, Effect.flatMap(fromConfig(dependency, options), withHealth(true)))
     }

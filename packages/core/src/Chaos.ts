@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import type * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
+import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 
 /**
@@ -62,14 +63,25 @@ export interface Options<E = never> {
 
 const checkRate = (field: string, value: number | undefined): number => {
   const rate = value ?? 0
-  if (!(rate >= 0 && rate <= 1)) throw new RangeError(`Chaos: ${field} must be in [0, 1], got ${value}`)
+  if (!(typeof rate === "number" && rate >= 0 && rate <= 1)) {
+    throw new RangeError(`Chaos: ${field} must be a number in [0, 1], got ${describe(value)}`)
+  }
   return rate
 }
 
 const decode = (field: string, input: Duration.DurationInput): Duration.Duration => {
   const millis = InternalDuration.toMillis(input)
-  if (!(millis >= 0)) throw new RangeError(`Chaos: ${field} must be a duration >= 0, got ${String(input)}`)
+  // an infinite latency would be a hang that `hangRate` does not show: ask for that explicitly
+  if (!(millis >= 0 && Number.isFinite(millis))) {
+    throw new RangeError(`Chaos: ${field} must be a finite duration >= 0, got ${describe(input)}`)
+  }
   return Duration.millis(millis)
+}
+
+const checkFunction = (field: string, value: unknown): void => {
+  if (value !== undefined && typeof value !== "function") {
+    throw new TypeError(`Chaos: ${field} must be a function, got ${describe(value)}`)
+  }
 }
 
 /**
@@ -117,12 +129,15 @@ export const inject = <E = never>(options: Options<E>): Injector<E> => {
   const failureRate = checkRate("failureRate", options.failureRate)
   const defectRate = checkRate("defectRate", options.defectRate)
   const hangRate = checkRate("hangRate", options.hangRate)
-  const latencyRate = options.latency === undefined ? 0 : checkRate("latencyRate", options.latencyRate ?? 1)
+  const givenLatencyRate = checkRate("latencyRate", options.latencyRate ?? 1)
+  const latencyRate = options.latency === undefined ? 0 : givenLatencyRate
   if (hangRate + defectRate + failureRate > 1 + 1e-12) {
     throw new RangeError(
       `Chaos: hangRate + defectRate + failureRate must not exceed 1, got ${hangRate + defectRate + failureRate}`
     )
   }
+  checkFunction("failure", options.failure)
+  checkFunction("defect", options.defect)
   if ((failureRate > 0 || options.outage !== undefined) && options.failure === undefined) {
     throw new RangeError("Chaos: failure must be given when failureRate > 0 or an outage is set")
   }

@@ -3,6 +3,11 @@
  * lets a few probe calls through before trusting it again. It is a service: one per dependency,
  * provided by a Layer, with its state observable as data.
  *
+ * A failed call is classified when it fails, by the `Failure.Classifier` in the context of the
+ * fiber that called `protect` (a successful call never reads it); nothing is read from the
+ * context the breaker was made in but its `Clock` and its `BreakerStore`. An `isFailure`
+ * predicate, given to the breaker or to one call, decides instead of the classification.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -31,6 +36,7 @@ import * as BreakerStore from "./BreakerStore.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
 import * as InternalConfig from "./internal/config.js"
+import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 import * as Window from "./internal/window.js"
 
@@ -180,7 +186,7 @@ export type Policy =
   }
 
 /**
- * Opens after `threshold` failures in a row (seed 001's rule; default 5).
+ * Opens after `threshold` failures in a row (default 5).
  *
  * @since 0.1.0
  * @category policies
@@ -206,9 +212,40 @@ export const countWindow = (options: {
 })
 
 /**
+ * Most buckets a time window may have: memory is three numbers per bucket, and a window slides
+ * by whole buckets.
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const MAX_WINDOW_BUCKETS = 10_000
+
+/**
+ * Largest `size` of a count window: the window keeps one byte per call, so a million calls is
+ * 1 MB per breaker; beyond that a rate over "the last N calls" is better said as a time window.
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const MAX_WINDOW_SIZE = 1_000_000
+
+/**
+ * Narrowest bucket of a time window, in milliseconds: `window / buckets` must be at least this
+ * (a 10-second window has at most 10,000 buckets of 1 ms).
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const MIN_BUCKET_MILLIS = 1
+
+/**
  * Opens when the failure rate over the last `window` reaches `rateThreshold` (inclusive), once
  * at least `minimumCalls` (default 10) calls were made in it. The window slides by buckets of
- * `window / buckets` (default 10 buckets).
+ * `window / buckets` (default 10 buckets; at most {@link MAX_WINDOW_BUCKETS}, each at least
+ * {@link MIN_BUCKET_MILLIS} wide).
+ *
+ * A `window` that is not a duration > 0 (`"abc"`, `"-5 seconds"`) throws a `TypeError` naming
+ * `policy.window`; the other fields are checked when the breaker is made.
  *
  * @since 0.1.0
  * @category policies
@@ -218,16 +255,33 @@ export const timeWindow = (options: {
   readonly rateThreshold: number
   readonly minimumCalls?: number | undefined
   readonly buckets?: number | undefined
-}): Policy => ({
-  _tag: "TimeWindow",
-  window: Duration.decode(options.window),
-  buckets: options.buckets ?? 10,
-  rateThreshold: options.rateThreshold,
-  minimumCalls: options.minimumCalls ?? 10
-})
+}): Policy => {
+  const millis = InternalDuration.toMillis(options.window)
+  if (!(millis > 0) || !Number.isFinite(millis)) {
+    throw new TypeError(
+      `CircuitBreaker.timeWindow: policy.window must be a finite duration > 0, got ${describeOption(options.window)}`
+    )
+  }
+  return {
+    _tag: "TimeWindow",
+    window: Duration.millis(millis),
+    buckets: options.buckets ?? 10,
+    rateThreshold: options.rateThreshold,
+    minimumCalls: options.minimumCalls ?? 10
+  }
+}
+
+const describeOption = (value: unknown): string =>
+  Duration.isDuration(value)
+    ? Duration.format(value)
+    : Array.isArray(value)
+    ? `[${value.map(describe).join(", ")}]`
+    : typeof value === "bigint"
+    ? `${value}n`
+    : describe(value)
 
 /**
- * Options of a breaker. Every field is optional; the defaults are seed 001's.
+ * Options of a breaker. Every field is optional.
  *
  * @since 0.1.0
  * @category models
@@ -245,7 +299,8 @@ export interface Options {
   /**
    * How long the breaker stays open before it lets probes through: a duration, or a `Schedule`
    * whose successive delays are used for successive opens (it restarts when the breaker
-   * closes; once the schedule is done its last delay is kept). Default: 60 seconds.
+   * closes; once the schedule is done its last delay is kept; a state taken from a snapshot
+   * moves it to the snapshot's `opens`). Default: 60 seconds.
    */
   readonly openDuration?: Duration.DurationInput | Schedule.Schedule<unknown, unknown> | undefined
   /** Probe calls admitted at once while half-open. Default: 3. */
@@ -262,9 +317,11 @@ export interface Options {
     readonly rateThreshold?: number | undefined
   } | undefined
   /**
-   * Decides whether a typed failure counts against the dependency. Default: the
-   * classification's `tripsBreaker` (validation errors do not count). Defects always count;
-   * interruption never does.
+   * Decides whether a typed failure counts against the dependency, for every call (a call can
+   * give its own, typed against its error: see {@link ProtectOptions}). When given, it is the
+   * decision; the classification (made when the call fails, by the `Failure.Classifier` in the
+   * calling fiber's context) is passed to it. Default: the classification's `tripsBreaker`
+   * (validation errors do not count). Defects always count; interruption never does.
    */
   readonly isFailure?: ((error: unknown, classification: Failure.Classification) => boolean) | undefined
   /**
@@ -273,6 +330,21 @@ export interface Options {
    * (a `BreakerRegistry`'s breakers do not register one each).
    */
   readonly health?: boolean | undefined
+}
+
+/**
+ * Options of one call through a breaker.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProtectOptions<E> {
+  /**
+   * Decides whether this call's typed failure counts against the dependency, typed against the
+   * effect's error. It wins over the breaker's own `isFailure` and over the classification
+   * (which it receives). Defects always count; interruption never does.
+   */
+  readonly isFailure?: ((error: E, classification: Failure.Classification) => boolean) | undefined
 }
 
 /**
@@ -285,9 +357,13 @@ export interface CircuitBreaker {
   readonly name: string
   /**
    * Runs an effect through the breaker: rejected at once with `CircuitOpenError` when the
-   * breaker is open, otherwise run and its outcome counted.
+   * breaker is open, otherwise run and its outcome counted. A failure is classified when it
+   * happens, by the `Failure.Classifier` in the context of the fiber that runs `protect`.
    */
-  readonly protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpenError, R>
+  readonly protect: <A, E, R>(
+    self: Effect.Effect<A, E, R>,
+    options?: ProtectOptions<NoInfer<E>>
+  ) => Effect.Effect<A, E | CircuitOpenError, R>
   /** The current state (an open breaker whose open duration has passed reads as half-open). */
   readonly state: Effect.Effect<State>
   /** Every transition from now on. */
@@ -344,11 +420,7 @@ const isRate = (n: unknown): boolean => typeof n === "number" && n > 0 && n <= 1
 const resolve = (options: Options): Resolved => {
   const name = options.name ?? "default"
   const fail = (field: string, rule: string, value: unknown): never => {
-    throw new TypeError(
-      `CircuitBreaker "${name}": ${field} must be ${rule}, got ${
-        Duration.isDuration(value) ? Duration.format(value) : String(value)
-      }`
-    )
+    throw new TypeError(`CircuitBreaker "${name}": ${field} must be ${rule}, got ${describeOption(value)}`)
   }
   const policy = options.policy ?? consecutive(5)
   switch (policy._tag) {
@@ -356,20 +428,33 @@ const resolve = (options: Options): Resolved => {
       if (!isWhole(policy.threshold, 1)) fail("policy.threshold", "a whole number >= 1", policy.threshold)
       break
     case "CountWindow":
-      if (!isWhole(policy.size, 1)) fail("policy.size", "a whole number >= 1", policy.size)
+      if (!isWhole(policy.size, 1) || policy.size > MAX_WINDOW_SIZE) {
+        fail("policy.size", `a whole number in [1, ${MAX_WINDOW_SIZE}]`, policy.size)
+      }
       if (!isRate(policy.rateThreshold)) fail("policy.rateThreshold", "a rate in (0, 1]", policy.rateThreshold)
       if (!isWhole(policy.minimumCalls, 1) || policy.minimumCalls > policy.size) {
         fail("policy.minimumCalls", `a whole number in [1, size = ${policy.size}]`, policy.minimumCalls)
       }
       break
-    case "TimeWindow":
-      if (!Duration.isFinite(policy.window) || Duration.toMillis(policy.window) <= 0) {
-        fail("policy.window", "a finite duration > 0", policy.window)
+    case "TimeWindow": {
+      const span = Duration.isDuration(policy.window) ? Duration.toMillis(policy.window) : Number.NaN
+      if (!(span > 0) || !Number.isFinite(span)) fail("policy.window", "a finite duration > 0", policy.window)
+      if (!isWhole(policy.buckets, 1) || policy.buckets > MAX_WINDOW_BUCKETS) {
+        fail("policy.buckets", `a whole number in [1, ${MAX_WINDOW_BUCKETS}]`, policy.buckets)
       }
-      if (!isWhole(policy.buckets, 1)) fail("policy.buckets", "a whole number >= 1", policy.buckets)
+      if (span / policy.buckets < MIN_BUCKET_MILLIS) {
+        fail(
+          "policy.buckets",
+          `at most window / ${MIN_BUCKET_MILLIS} ms = ${
+            Math.floor(span / MIN_BUCKET_MILLIS)
+          } (each bucket at least ${MIN_BUCKET_MILLIS} ms wide)`,
+          policy.buckets
+        )
+      }
       if (!isRate(policy.rateThreshold)) fail("policy.rateThreshold", "a rate in (0, 1]", policy.rateThreshold)
       if (!isWhole(policy.minimumCalls, 1)) fail("policy.minimumCalls", "a whole number >= 1", policy.minimumCalls)
       break
+    }
     default:
       fail("policy", "built with consecutive, countWindow or timeWindow", JSON.stringify(policy))
   }
@@ -393,11 +478,10 @@ const resolve = (options: Options): Resolved => {
     if (policy._tag === "Consecutive") {
       fail("slowCall", "used with a window policy (countWindow or timeWindow)", "the consecutive policy")
     }
-    const d = Duration.decodeUnknown(options.slowCall.duration)
-    if (Option.isNone(d) || !Duration.isFinite(d.value) || Duration.toMillis(d.value) <= 0) {
+    slowMillis = InternalDuration.toMillis(options.slowCall.duration)
+    if (!(slowMillis > 0) || !Number.isFinite(slowMillis)) {
       fail("slowCall.duration", "a finite duration > 0", options.slowCall.duration)
     }
-    slowMillis = Duration.toMillis(Option.getOrThrow(d))
     slowRate = options.slowCall.rateThreshold ?? 1
     if (!isRate(slowRate)) fail("slowCall.rateThreshold", "a rate in (0, 1]", slowRate)
   }
@@ -414,6 +498,18 @@ const resolve = (options: Options): Resolved => {
     isFailure: options.isFailure,
     health: options.health ?? true
   }
+}
+
+/**
+ * Checks breaker options without making a breaker: throws a `TypeError` whose message names the
+ * field and the rule, as {@link make} would fail. A registry uses it to reject bad options when
+ * it is made, before any key has a breaker.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const validateOptions = (options: Options = {}): void => {
+  resolve(options)
 }
 
 // -----------------------------------------------------------------------------
@@ -503,11 +599,27 @@ const stepDelay = (
     ] as const)
 
 /**
+ * Most steps an open-duration `Schedule` is advanced to follow a snapshot's `opens` count: a
+ * snapshot that says a breaker opened a million times costs no more than this.
+ */
+const MAX_SCHEDULE_CATCH_UP = 1_000
+
+/** A classification for a failure the classifier threw on: it counts, as an unknown error does. */
+let unclassifiable: Failure.Classification | undefined = undefined
+const unclassifiableClassification = (): Failure.Classification =>
+  unclassifiable ??= { ...Failure.defaultClassifier.classify(new Error("unclassifiable")), code: "UNCLASSIFIABLE" }
+
+/**
  * Makes a breaker. It lives as long as the scope (its transition stream and its store fibers
- * end with it).
+ * end with it; a snapshot still waiting to be published when the scope closes is published
+ * first).
  *
- * The breaker reads time from the `Clock` and failures through the `Failure.Classifier` of the
- * context it is made in. Options that break a rule are a defect whose message names the field.
+ * The breaker reads time from the `Clock` of the context it is made in: the wall clock for the
+ * times it reports and exchanges through a store, the monotonic clock (`Clock.currentTimeNanos`)
+ * to measure how long it stays open, so a step of the wall clock neither extends nor cuts an
+ * open period. It reads no classifier when it is made: a failed call is classified when it fails,
+ * by the `Failure.Classifier` in the context of the fiber that called `protect` (a successful
+ * call never reads it). Options that break a rule are a defect whose message names the field.
  *
  * @example
  * ```ts
@@ -532,18 +644,21 @@ export const make = (options: Options = {}): Effect.Effect<CircuitBreaker, never
     } catch (error) {
       return Effect.dieMessage((error as Error).message)
     }
-    return Effect.flatMap(Effect.all([Effect.clock, Failure.currentClassifier]), ([clock, classifier]) =>
-      build(resolved, clock, classifier))
+    return Effect.flatMap(Effect.clock, (clock) => build(resolved, clock))
   })
+
+type Predicate = (error: unknown, classification: Failure.Classification) => boolean
 
 const build = (
   o: Resolved,
-  clock: Clock.Clock,
-  classifier: Failure.Classifier
+  clock: Clock.Clock
 ): Effect.Effect<CircuitBreaker, never, Scope.Scope> =>
   Effect.gen(function*() {
     const name = o.name
+    /** Wall time (epoch milliseconds): what the breaker reports and exchanges. */
     const now = () => clock.unsafeCurrentTimeMillis()
+    /** Monotonic time in milliseconds: what measures how long the breaker stays open. */
+    const mono = () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
     const scope = yield* Effect.scope
     // the transition hub is made on first subscription: most breakers never have one
     let hub: PubSub.PubSub<Transition> | undefined = undefined
@@ -587,7 +702,9 @@ const build = (
     let state: State = "Closed"
     let generation = 0
     let since = now()
+    /** When an open breaker admits probes, in wall time (reported) and in monotonic time (decided on). */
     let openUntil = 0
+    let openUntilMono = 0
     let opens = 0
     let consecutiveFailures = 0
     let probesInFlight = 0
@@ -620,16 +737,55 @@ const build = (
           if (d !== undefined) nextOpenDelay = d
         }
       )
+    /**
+     * Puts the schedule where `count` opens leave it (the state came from a snapshot), and gives
+     * the delay the `count`-th open used: the longest open period this breaker would have chosen.
+     */
+    const seekSchedule = (count: number, at: number): Effect.Effect<number> => {
+      const schedule = o.openSchedule
+      if (schedule === undefined) return Effect.succeed(o.openDelay)
+      return Effect.gen(function*() {
+        let s = scheduleStateAfterFirst
+        let used = firstOpenDelay
+        let done = false
+        const steps = Math.min(count, MAX_SCHEDULE_CATCH_UP)
+        // delays d1, d2, ...: the n-th open used dn, and the next one will use d(n+1)
+        for (let n = 1; n < steps && !done; n++) {
+          const [next, d] = yield* stepDelay(schedule, at, s)
+          s = next
+          if (d === undefined) done = true
+          else used = d
+        }
+        let next = used
+        if (!done) {
+          const [after, d] = yield* stepDelay(schedule, at, s)
+          s = after
+          if (d !== undefined) next = d
+        }
+        scheduleState = s
+        nextOpenDelay = next
+        return used
+      })
+    }
 
     // ----- store
     const outbox = Option.isSome(maybeStore) ? yield* Queue.sliding<Snapshot>(64) : undefined
+    // the last snapshot offered to the store, the last one it took, and whether a publish is running
+    let lastOffered: Snapshot | undefined = undefined
+    let lastPublished: Snapshot | undefined = undefined
+    let publishing = false
+    const offer = (s: Snapshot): void => {
+      lastOffered = s
+      outbox!.unsafeOffer(s)
+    }
 
     const snapshot = (): Snapshot => ({
       version: 1,
       breaker: name,
       state,
       since,
-      openUntil: state === "Open" ? openUntil : null,
+      // the time left is measured on the monotonic clock, and told in wall time
+      openUntil: state === "Open" ? now() + Math.max(0, Math.ceil(openUntilMono - mono())) : null,
       opens,
       origin
     })
@@ -670,6 +826,7 @@ const build = (
       window?.clear()
       if (to === "Open") {
         openUntil = at + nextOpenDelay
+        openUntilMono = mono() + nextOpenDelay
         opens++
       } else if (to === "Closed") {
         opens = 0
@@ -679,7 +836,7 @@ const build = (
       hub?.unsafeOffer({ breaker: name, from, to, at })
       transitionsTotal.unsafeUpdate(1, transitionLabelsFor(to))
       stateGauge.unsafeUpdate(stateCode[to], stateLabels)
-      if (publish && outbox !== undefined) outbox.unsafeOffer(snapshot())
+      if (publish && outbox !== undefined) offer(snapshot())
     }
 
     const open = (at: number, reason: string): Effect.Effect<void> => {
@@ -688,9 +845,9 @@ const build = (
       return Effect.uninterruptible(Effect.zipRight(stepSchedule(at), logOpen(at, reason)))
     }
 
-    /** Moves an open breaker whose time has come to half-open. */
-    const refresh = (at: number): void => {
-      if (state === "Open" && at >= openUntil) transition("HalfOpen", at)
+    /** Moves an open breaker whose time has come to half-open; `m` is the monotonic time. */
+    const refresh = (m: number): void => {
+      if (state === "Open" && m >= openUntilMono) transition("HalfOpen", now())
     }
 
     const windowTripped = (at: number): string | undefined => {
@@ -769,94 +926,105 @@ const build = (
       }
     }
 
-    const outcomeOf = (cause: Cause.Cause<unknown>): number => {
-      const failure = Cause.failureOption(cause)
-      if (Option.isSome(failure)) {
-        const classification = classifier.classify(failure.value)
-        const counts = o.isFailure !== undefined
-          ? o.isFailure(failure.value, classification)
-          : classification.tripsBreaker
-        if (counts) {
-          failuresTotal.unsafeUpdate(1, [
-            nameLabel,
-            MetricLabel.make("category", classification.category),
-            MetricLabel.make("code", classification.code)
-          ])
-          return FAILURE
-        }
-        return IGNORED
-      }
-      if (Option.isSome(Cause.dieOption(cause))) {
-        failuresTotal.unsafeUpdate(1, [
-          nameLabel,
-          MetricLabel.make("category", "system"),
-          MetricLabel.make("code", "DEFECT")
-        ])
-        return FAILURE
-      }
-      return INTERRUPTED
+    const countFailure = (category: string, code: string): number => {
+      failuresTotal.unsafeUpdate(1, [nameLabel, MetricLabel.make("category", category), MetricLabel.make("code", code)])
+      return FAILURE
     }
 
-    // rejections in the same millisecond of the same period share one error: a flood of
+    // rejections of the same millisecond of the same period share one error: a flood of
     // rejections costs neither a stack trace nor an allocation per call
     let rejection: Effect.Effect<never, CircuitOpenError> | undefined = undefined
     let rejectionAt = -1
     let rejectionGeneration = -1
-    const reject = (at: number): Effect.Effect<never, CircuitOpenError> => {
+    /** Rejects a call; `m` is the monotonic time (read when the breaker is open). */
+    const reject = (m: number): Effect.Effect<never, CircuitOpenError> => {
       rejections++
       callsTotal.unsafeUpdate(1, rejectedLabels)
-      if (rejection === undefined || at !== rejectionAt || generation !== rejectionGeneration) {
-        const s = state
+      const s = state
+      const key = s === "Open" ? Math.floor(m) : -2
+      if (rejection === undefined || key !== rejectionAt || generation !== rejectionGeneration) {
         rejection = Effect.failCause(Cause.fail(makeError(
           name,
           s === "Isolated" ? "Isolated" : s === "HalfOpen" ? "HalfOpen" : "Open",
-          s === "Isolated" ? Duration.infinity : s === "Open" ? Duration.millis(openUntil - at) : Duration.zero
+          s === "Isolated" ? Duration.infinity : s === "Open" ? Duration.millis(openUntilMono - m) : Duration.zero
         )))
-        rejectionAt = at
+        rejectionAt = key
         rejectionGeneration = generation
       }
       return rejection
     }
 
     /**
-     * Settles a failed call. A classifier or `isFailure` that throws is a defect of its own: the
-     * call counts as neither success nor failure (so a probe frees its slot) and the defect joins
-     * the call's cause.
+     * Settles a failed call. A typed failure is classified now, by the classifier in the context
+     * of the fiber that made the call. An `isFailure` that throws is a defect of its own: the call
+     * counts as neither success nor failure (so a probe frees its slot) and the defect joins the
+     * call's cause. A classifier that throws leaves the failure unclassified: it counts, and a
+     * warning says so.
      */
     const settleFailure = (
       gen: number,
       admittedIn: State,
       start: number,
-      cause: Cause.Cause<unknown>
+      cause: Cause.Cause<unknown>,
+      isFailure: Predicate | undefined
     ): Effect.Effect<never, unknown> => {
-      let outcome: number
-      try {
-        outcome = outcomeOf(cause)
-      } catch (defect) {
-        settle(gen, admittedIn, INTERRUPTED, start)
-        return Effect.failCause(Cause.sequential(cause, Cause.die(defect)))
+      const finish = (outcome: number, extra?: Cause.Cause<unknown>): Effect.Effect<never, unknown> => {
+        const after = settle(gen, admittedIn, outcome, start)
+        const failed = Effect.failCause(extra === undefined ? cause : Cause.sequential(cause, extra))
+        return after === undefined ? failed : Effect.zipRight(after, failed)
       }
-      const after = settle(gen, admittedIn, outcome, start)
-      return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+      const failure = Cause.failureOption(cause)
+      if (Option.isNone(failure)) {
+        return Option.isSome(Cause.dieOption(cause)) ? finish(countFailure("system", "DEFECT")) : finish(INTERRUPTED)
+      }
+      const error = failure.value
+      return Effect.flatMap(Failure.currentClassifier, (classifier) => {
+        let classification: Failure.Classification
+        let warning: Effect.Effect<void> | undefined = undefined
+        try {
+          classification = classifier.classify(error)
+        } catch (thrown) {
+          classification = unclassifiableClassification()
+          warning = Effect.logWarning(
+            `Circuit "${name}": the classifier failed on ${describe(error)} (${describe(thrown)}); counted as a failure`
+          ).pipe(Effect.annotateLogs({ "bulwark.breaker": name }))
+        }
+        let counts: boolean
+        try {
+          const decide = isFailure ?? o.isFailure
+          counts = decide !== undefined ? decide(error, classification) : classification.tripsBreaker
+        } catch (defect) {
+          return finish(INTERRUPTED, Cause.die(defect))
+        }
+        const outcome = counts ? countFailure(classification.category, classification.code) : IGNORED
+        return warning === undefined ? finish(outcome) : Effect.zipRight(warning, finish(outcome))
+      })
     }
 
     type Handlers = {
       readonly onSuccess: (a: unknown) => Effect.Effect<unknown>
       readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<never, unknown>
     }
-    const handlers = (gen: number, admittedIn: State, start: number): Handlers => ({
+    const handlers = (gen: number, admittedIn: State, start: number, isFailure: Predicate | undefined): Handlers => ({
       onSuccess: (a) => {
         const after = settle(gen, admittedIn, SUCCESS, start)
         return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
       },
-      onFailure: (cause) => settleFailure(gen, admittedIn, start, cause)
+      onFailure: (cause) => settleFailure(gen, admittedIn, start, cause, isFailure)
     })
-    const protect = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
+    const protect = <A, E, R>(
+      self: Effect.Effect<A, E, R>,
+      options?: ProtectOptions<NoInfer<E>>
+    ): Effect.Effect<A, E | CircuitOpenError, R> =>
       Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
+        // `options` is read only when it is an object: `Effect.forEach(xs, breaker.protect)` passes an index
+        const isFailure = typeof options === "object" && options !== null
+          ? options.isFailure as Predicate | undefined
+          : undefined
         let s = state
         if (s === "Closed" || s === "Disabled") {
           calls++
-          const h = handlers(generation, s, timed ? now() : 0)
+          const h = handlers(generation, s, timed ? now() : 0, isFailure)
           // interruption counts as nothing in these states, so a plain match is enough
           return Effect.matchCauseEffect(
             self,
@@ -866,18 +1034,20 @@ const build = (
             }
           )
         }
-        const at = now()
+        let m = 0
         if (s === "Open") {
-          refresh(at)
+          m = mono()
+          refresh(m)
           s = state
         }
         if (s === "HalfOpen" && probesInFlight < o.halfOpenProbes) {
+          const at = now()
           // a probe's slot must be freed even when it is interrupted: take it inside the
           // uninterruptible region (an interruption between taking it and entering the region
           // would keep it for good) and run the outcome uninterruptibly
           return Effect.uninterruptibleMask((restore) => {
             // the fiber may have yielded since the check above: if the slot is gone, decide afresh
-            if (state !== "HalfOpen" || probesInFlight >= o.halfOpenProbes) return restore(protect(self))
+            if (state !== "HalfOpen" || probesInFlight >= o.halfOpenProbes) return restore(protect(self, options))
             probesInFlight++
             calls++
             const gen = generation
@@ -886,22 +1056,21 @@ const build = (
                 const after = settle(gen, "HalfOpen", SUCCESS, at)
                 return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
               },
-              onFailure: (cause) => settleFailure(gen, "HalfOpen", at, cause) as Effect.Effect<never, E>
+              onFailure: (cause) => settleFailure(gen, "HalfOpen", at, cause, isFailure) as Effect.Effect<never, E>
             })
           })
         }
-        return reject(at)
+        return reject(m)
       })
 
     const readState = Effect.sync(() => {
-      refresh(now())
+      refresh(mono())
       return state
     })
 
     const metrics = Effect.sync((): Metrics => {
-      const at = now()
-      refresh(at)
-      window?.advance(at)
+      refresh(mono())
+      window?.advance(now())
       const total = window?.total() ?? 0
       return {
         state,
@@ -947,34 +1116,80 @@ const build = (
     })
 
     const exportState = Effect.sync(() => {
-      refresh(now())
+      refresh(mono())
       return snapshot()
     })
 
-    const apply = (incoming: Snapshot, publish: boolean): void => {
-      if (incoming.state === state && incoming.state !== "Open") return
-      transition(incoming.state, now(), false)
-      since = incoming.since
-      opens = incoming.opens
-      if (incoming.state === "Open") openUntil = incoming.openUntil ?? now()
-      if (publish && outbox !== undefined) outbox.unsafeOffer(snapshot())
-    }
+    /**
+     * Takes the state of a snapshot (imported, or published by another breaker of the same name).
+     * Its `opens` count drives the open-duration schedule as if this breaker had opened that many
+     * times, and the time it stays open is at most the open duration this breaker would have
+     * chosen for that open: a snapshot cannot pin a breaker open for longer than its own options
+     * allow. Times that are not finite numbers are not trusted.
+     */
+    const apply = (incoming: Snapshot, publish: boolean): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (incoming.state === state && incoming.state !== "Open") return Effect.void
+        const at = now()
+        const to = incoming.state
+        const count = to === "Closed"
+          ? 0
+          : Number.isInteger(incoming.opens) && incoming.opens > 0
+          ? incoming.opens
+          : to === "Open"
+          ? 1
+          : 0
+        return Effect.map(count > 0 ? seekSchedule(count, at) : Effect.succeed(0), (longest) => {
+          transition(to, at, false)
+          if (count === 0) {
+            nextOpenDelay = firstOpenDelay
+            scheduleState = scheduleStateAfterFirst
+          }
+          since = Number.isFinite(incoming.since) ? incoming.since : at
+          opens = count
+          if (to === "Open") {
+            const left = incoming.openUntil === null || Number.isNaN(incoming.openUntil)
+              ? longest
+              : Math.min(Math.max(0, incoming.openUntil - at), longest)
+            openUntil = at + left
+            openUntilMono = mono() + left
+          }
+          if (publish && outbox !== undefined) offer(snapshot())
+        })
+      })
 
-    const importState = (incoming: Snapshot) => Effect.sync(() => apply(incoming, true))
+    const importState = (incoming: Snapshot) => apply(incoming, true)
 
     // ----- store wiring: load once, then publish and listen in the background
     if (Option.isSome(maybeStore) && outbox !== undefined) {
       const store = maybeStore.value
       const loaded = yield* store.load(name)
-      if (Option.isSome(loaded) && loaded.value.origin !== origin) apply(loaded.value, false)
+      if (Option.isSome(loaded) && loaded.value.origin !== origin) yield* apply(loaded.value, false)
       const inbox = yield* store.subscribe(name)
+      // runs after the publisher below is interrupted (finalizers run in reverse order): the
+      // last snapshot it did not get to publish is published now. When the store had not
+      // answered the previous publish yet, the last one is sent without waiting for it: a store
+      // that does not answer must not hold up closing.
+      yield* Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          const last = lastOffered
+          if (last === undefined || last === lastPublished) return Effect.void
+          return publishing ? Effect.asVoid(Effect.forkDaemon(store.publish(last))) : store.publish(last)
+        })
+      )
+      const publishOne = (s: Snapshot) =>
+        Effect.suspend(() => {
+          publishing = true
+          return Effect.map(store.publish(s), () => {
+            publishing = false
+            lastPublished = s
+          })
+        })
       // interruptible whatever region the breaker is made in (a registry makes its breakers
       // uninterruptibly): an uninterruptible loop would hang the closing of the scope
-      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(outbox), store.publish))))
+      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(outbox), publishOne))))
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(inbox), (incoming) =>
-        Effect.sync(() => {
-          if (incoming.origin !== origin) apply(incoming, false)
-        })))))
+        incoming.origin !== origin ? apply(incoming, false) : Effect.void))))
     }
     stateGauge.unsafeUpdate(stateCode[state], stateLabels)
 
@@ -982,13 +1197,14 @@ const build = (
       yield* Health.registerIfPresent(
         `breaker:${name}`,
         Effect.sync((): Health.ComponentHealth => {
-          refresh(now())
+          const m = mono()
+          refresh(m)
           const status = state === "Closed" || state === "Disabled" ? "up" : "degraded"
           return {
             status,
             details: {
               state,
-              ...(state === "Open" ? { retryAfterMillis: Math.max(0, openUntil - now()) } : {}),
+              ...(state === "Open" ? { retryAfterMillis: Math.max(0, openUntilMono - m) } : {}),
               failures,
               rejections
             }
@@ -1040,7 +1256,7 @@ export const layer = (options: Options = {}): Layer.Layer<CircuitBreaker> => Lay
  * Options read from configuration. Keys (under the prefix the config is nested in):
  * `POLICY` (`consecutive` | `count` | `time`, default `consecutive`), `FAILURE_THRESHOLD` (5),
  * `FAILURE_RATE_THRESHOLD` (0.5), `WINDOW_SIZE` (100 calls), `WINDOW_DURATION` (60 seconds),
- * `WINDOW_BUCKETS` (10), `MINIMUM_CALLS` (window size for `count`, 10 for `time`),
+ * `WINDOW_BUCKETS` (10; at most 10,000, each at least 1 ms wide), `MINIMUM_CALLS` (window size for `count`, 10 for `time`),
  * `OPEN_DURATION` (60 seconds), `HALF_OPEN_PROBES` (3), `SUCCESS_THRESHOLD` (3),
  * `SLOW_CALL_DURATION` (none), `SLOW_CALL_RATE_THRESHOLD` (1). A value that breaks a rule fails
  * with a `ConfigError` naming its key.
@@ -1050,35 +1266,53 @@ export const layer = (options: Options = {}): Layer.Layer<CircuitBreaker> => Lay
  */
 export const config = (name?: string): Config.Config<Options> => {
   const wholeNumber = (key: string, min: number) =>
-    Config.integer(key).pipe(
+    InternalConfig.integer(key).pipe(
       Config.validate({ message: `must be a whole number >= ${min}`, validation: (n) => n >= min })
     )
   const whole = (key: string, min: number, fallback: number) => wholeNumber(key, min).pipe(Config.withDefault(fallback))
   const rate = (key: string, fallback: number) =>
-    Config.number(key).pipe(
+    InternalConfig.number(key).pipe(
       Config.validate({ message: "must be a rate in (0, 1]", validation: (n) => n > 0 && n <= 1 }),
       Config.withDefault(fallback)
     )
-  const positive = (key: string) =>
-    Config.duration(key).pipe(
-      Config.validate({
-        message: "must be a finite duration > 0",
-        validation: (d) => Duration.isFinite(d) && Duration.toMillis(d) > 0
+  // a duration in any written form; a negative one ("-30 seconds") is an error, not zero
+  const duration = (key: string, rule: string, valid: (millis: number) => boolean) =>
+    Config.string(key).pipe(
+      Config.mapOrFail((text) => {
+        const millis = InternalDuration.toMillis(text)
+        return valid(millis)
+          ? Either.right(Duration.millis(millis))
+          : Either.left(ConfigError.InvalidData([], `must be ${rule}, got ${JSON.stringify(text)}`))
       })
     )
+  const positive = (key: string) =>
+    duration(key, "a finite duration > 0", (millis) => millis > 0 && Number.isFinite(millis))
   const fields = Config.all({
     policy: Config.literal("consecutive", "count", "time")("POLICY").pipe(Config.withDefault("consecutive" as const)),
     failureThreshold: whole("FAILURE_THRESHOLD", 1, 5),
     failureRateThreshold: rate("FAILURE_RATE_THRESHOLD", 0.5),
-    windowSize: whole("WINDOW_SIZE", 1, 100),
+    windowSize: wholeNumber("WINDOW_SIZE", 1).pipe(
+      Config.validate({
+        message: `must be a whole number in [1, ${MAX_WINDOW_SIZE}]`,
+        validation: (n) => n <= MAX_WINDOW_SIZE
+      }),
+      Config.withDefault(100)
+    ),
     windowDuration: positive("WINDOW_DURATION").pipe(Config.withDefault(Duration.seconds(60))),
-    windowBuckets: whole("WINDOW_BUCKETS", 1, 10),
+    windowBuckets: Config.integer("WINDOW_BUCKETS").pipe(
+      Config.validate({
+        message: `must be a whole number in [1, ${MAX_WINDOW_BUCKETS}]`,
+        validation: (n) => n >= 1 && n <= MAX_WINDOW_BUCKETS
+      }),
+      Config.withDefault(10)
+    ),
     // no default here: a missing key leaves the policy's own default (WINDOW_SIZE for count, 10 for time)
     minimumCalls: Config.option(wholeNumber("MINIMUM_CALLS", 1)),
-    openDuration: Config.duration("OPEN_DURATION").pipe(
-      Config.validate({ message: "must be a finite duration", validation: Duration.isFinite }),
-      Config.withDefault(Duration.seconds(60))
-    ),
+    openDuration: duration(
+      "OPEN_DURATION",
+      "a finite duration >= 0",
+      (millis) => millis >= 0 && Number.isFinite(millis)
+    ).pipe(Config.withDefault(Duration.seconds(60))),
     halfOpenProbes: whole("HALF_OPEN_PROBES", 1, 3),
     successThreshold: whole("SUCCESS_THRESHOLD", 1, 3),
     slowCallDuration: Config.option(positive("SLOW_CALL_DURATION")),
@@ -1089,6 +1323,16 @@ export const config = (name?: string): Config.Config<Options> => {
     if (c.policy === "count" && minimumCalls !== undefined && minimumCalls > c.windowSize) {
       return Either.left(
         ConfigError.InvalidData(["MINIMUM_CALLS"], `must be at most WINDOW_SIZE (${c.windowSize}), got ${minimumCalls}`)
+      )
+    }
+    if (c.policy === "time" && Duration.toMillis(c.windowDuration) / c.windowBuckets < MIN_BUCKET_MILLIS) {
+      return Either.left(
+        ConfigError.InvalidData(
+          ["WINDOW_BUCKETS"],
+          `must leave buckets at least ${MIN_BUCKET_MILLIS} ms wide: at most ${
+            Math.floor(Duration.toMillis(c.windowDuration) / MIN_BUCKET_MILLIS)
+          } for WINDOW_DURATION ${Duration.format(c.windowDuration)}, got ${c.windowBuckets}`
+        )
       )
     }
     if (c.policy === "consecutive" && Option.isSome(c.slowCallDuration)) {
@@ -1140,8 +1384,14 @@ export interface TagClass<Self, Name extends string>
 {
   /** The breaker's name. */
   readonly breakerName: Name
-  /** Protects an effect with this breaker, taken from the context: `effect.pipe(PaymentsBreaker.protect)`. */
-  readonly protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpenError, R | Self>
+  /**
+   * Protects an effect with this breaker, taken from the context: `effect.pipe(PaymentsBreaker.protect)`,
+   * or `PaymentsBreaker.protect(effect, { isFailure })` with a predicate typed against the effect's error.
+   */
+  readonly protect: <A, E, R>(
+    self: Effect.Effect<A, E, R>,
+    options?: ProtectOptions<NoInfer<E>>
+  ) => Effect.Effect<A, E | CircuitOpenError, R | Self>
   /** Provides the breaker with these options (its name is the tag's). */
   readonly layer: (options?: Omit<Options, "name">) => Layer.Layer<Self>
   /**
@@ -1179,21 +1429,36 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
   const tag = base as unknown as Context.Tag<Self, CircuitBreaker>
   return Object.assign(base, {
     breakerName: name,
-    protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.flatMap(tag, (breaker) => breaker.protect(self)),
+    protect: <A, E, R>(self: Effect.Effect<A, E, R>, options?: ProtectOptions<NoInfer<E>>) =>
+      Effect.flatMap(tag, (breaker) => breaker.protect(self, options)),
     layer: (options: Omit<Options, "name"> = {}) => Layer.scoped(tag, make({ ...options, name })),
     layerConfig: (
-      options: Config.Config<Options> = Config.nested(config(name), InternalConfig.prefixOf(name))
+      options: Config.Config<Options> = InternalConfig.nested(InternalConfig.prefixOf(name), config(name))
     ) => Layer.scoped(tag, Effect.flatMap(options, (o) => make({ ...o, name })))
   }) as unknown as TagClass<Self, Name>
 }
 
 /**
- * Protects an effect with the {@link CircuitBreaker} service in the context.
+ * Protects an effect with the {@link CircuitBreaker} service in the context, optionally with a
+ * per-call `isFailure` typed against the effect's error.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker } from "@bulwark/core"
+ * import { Data, Effect } from "effect"
+ *
+ * class HttpError extends Data.TaggedError("HttpError")<{ readonly status: number }> {}
+ * declare const call: Effect.Effect<string, HttpError>
+ *
+ * // only server errors count against the dependency
+ * const guarded = CircuitBreaker.protect(call, { isFailure: (error) => error.status >= 500 })
+ * ```
  *
  * @since 0.1.0
  * @category combinators
  */
 export const protect = <A, E, R>(
-  self: Effect.Effect<A, E, R>
+  self: Effect.Effect<A, E, R>,
+  options?: ProtectOptions<NoInfer<E>>
 ): Effect.Effect<A, E | CircuitOpenError, R | CircuitBreaker> =>
-  Effect.flatMap(CircuitBreaker, (breaker) => breaker.protect(self))
+  Effect.flatMap(CircuitBreaker, (breaker) => breaker.protect(self, options))

@@ -17,6 +17,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Failure from "./Failure.js"
+import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 
 /**
@@ -81,7 +82,7 @@ const limitMillis = (input: Duration.DurationInput): number => {
 
 const checkLimit = (field: string, input: Duration.DurationInput | undefined): void => {
   if (input !== undefined && Number.isNaN(limitMillis(input))) {
-    throw new RangeError(`Cleanup: ${field} must be a duration > 0, got ${String(input)}`)
+    throw new RangeError(`Cleanup: ${field} must be a duration > 0, got ${describe(input)}`)
   }
 }
 
@@ -140,17 +141,9 @@ const durationSeconds = Metric.histogram(
   "How long cleanups take"
 )
 
-const describe = (u: unknown): string => {
-  if (typeof u === "object" && u !== null) {
-    const message = (u as { readonly message?: unknown }).message
-    if (typeof message === "string" && message.length > 0) return message
-    const tag = (u as { readonly _tag?: unknown })._tag
-    if (typeof tag === "string") return tag
-  }
-  return String(u)
-}
-
 const runStep = <R>(s: Step<R>): Effect.Effect<Option.Option<StepFailure>, never, R> => {
+  // a step built by hand may carry any name: the report needs a string
+  const stepName = typeof s.name === "string" ? s.name : describe(s.name)
   // the step runs interruptibly so that its own timeout can stop it, but the cleanup around it
   // stays uninterruptible: interrupting the caller never skips a step
   // (the timeout races the step in a child fiber, so only that fiber becomes interruptible)
@@ -160,9 +153,9 @@ const runStep = <R>(s: Step<R>): Effect.Effect<Option.Option<StepFailure>, never
     // a limit, and is reported
     return Effect.map(Effect.exit(s.run), () =>
       Option.some({
-        step: s.name,
+        step: stepName,
         reason: "defect",
-        message: `timeout must be a duration > 0, got ${String(s.timeout)}`
+        message: `timeout must be a duration > 0, got ${describe(s.timeout)}`
       }))
   }
   const timed: Effect.Effect<unknown, unknown, R> = limit === undefined ? s.run : Effect.flatMap(
@@ -178,13 +171,13 @@ const runStep = <R>(s: Step<R>): Effect.Effect<Option.Option<StepFailure>, never
     if (Option.isSome(failure)) {
       return Option.some(
         failure.value instanceof TimedOut
-          ? { step: s.name, reason: "timeout", message: `did not finish within ${failure.value.after}` }
-          : { step: s.name, reason: "failure", message: describe(failure.value) }
+          ? { step: stepName, reason: "timeout", message: `did not finish within ${failure.value.after}` }
+          : { step: stepName, reason: "failure", message: describe(failure.value) }
       )
     }
     const defect = Cause.dieOption(exit.cause)
     return Option.some({
-      step: s.name,
+      step: stepName,
       reason: "defect",
       message: Option.isSome(defect) ? describe(defect.value) : "interrupted"
     })

@@ -3,6 +3,23 @@
  * classified into a category, a severity, a recovery strategy, a retry budget and a stable code.
  * One classification drives retries, circuit breakers, supervisors, log levels and metric labels.
  *
+ * **The rule: where a failure is classified.** A failure is classified when it happens, by the
+ * {@link Classifier} in the context of the fiber that saw it — the caller's fiber for `Retry`,
+ * `CircuitBreaker.protect`, `Fallback`, `Hedge` and `Policy`; the program's own fiber for
+ * `FiberSupervisor.loop` — refined by a `classify` table given to the stage itself. The stage's
+ * table is tried first, then the tables of the context's classifier, then the built-in rules.
+ * No module captures a classifier when its Layer or service is built, and the success path never
+ * reads it. So `Failure.layerClassifier` must be provided around the program that makes the
+ * calls (`Effect.provide(program, ClassifierLive)`, or merged into the Layer provided to it); a
+ * classifier provided only to another Layer is not seen by the calls.
+ *
+ * **A typed failure no rule names** is an expected failure nobody described yet (defects are
+ * the bugs): it gets a bounded, visible default — {@link unclassifiedRule}: category `system`,
+ * severity `major`, backoff retry at most 3 times, its code derived from its tag as usual — and
+ * the stage that classified it logs one warning per tag and classifier that names the tag and
+ * says how to classify it. Rules that cannot be used (an unknown category, an invalid retry-after hint, a
+ * rule function that throws) are reported the same way, never as a defect.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -14,15 +31,17 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { describe, stringProperty, tagOf } from "./internal/describe.js"
+import * as InternalDuration from "./internal/duration.js"
 
 // -----------------------------------------------------------------------------
 // taxonomy
 // -----------------------------------------------------------------------------
 
 /**
- * What kind of failure it is. The first nine are seed 001's categories (`external` is its
- * `python_error`: a failure inside the remote worker); `validation`, `security` and `user_code`
- * come from seed 003.
+ * What kind of failure it is. The first nine are the worker-pool error taxonomy's (`external` is
+ * a failure inside the remote worker); `validation`, `security` and `user_code` cover the errors
+ * of execution engines.
  *
  * @since 0.1.0
  * @category models
@@ -63,7 +82,7 @@ export const Severity = Schema.Literal("critical", "major", "minor", "warning")
 export type Severity = typeof Severity.Type
 
 /**
- * What to do about it (seed 001's recovery strategies).
+ * What to do about it: the recovery strategies.
  *
  * @since 0.1.0
  * @category models
@@ -110,6 +129,17 @@ export interface Classification {
   readonly tripsBreaker: boolean
   readonly defect: boolean
   readonly retryAfter: Option.Option<Duration.Duration>
+  /**
+   * Present when no table or built-in rule named the failure: the name to put in a table (its
+   * `_tag`, or a description of an untagged value).
+   */
+  readonly unclassified?: string | undefined
+  /**
+   * Present when the rule that produced this classification had something unusable in it (an
+   * unknown category, an invalid retry-after hint, a rule function that threw): one sentence
+   * each, for the stage to log (see {@link warningsFor}).
+   */
+  readonly warnings?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -143,8 +173,9 @@ const row = (
 ): DecisionRow => ({ severity, strategy, maxRetries, backoff, tripsBreaker })
 
 /**
- * The default decision matrix: seed 001's nine rows exactly, plus never-retried rows for the
- * categories seed 003 adds. Validation errors do not trip a circuit breaker.
+ * The default decision matrix: the worker-pool error decision matrix's nine rows exactly, plus
+ * never-retried rows for the execution-engine categories. Validation errors do not trip a
+ * circuit breaker.
  *
  * | category | severity | strategy | max retries | backoff |
  * |---|---|---|---|---|
@@ -237,6 +268,13 @@ export type TableRules<E extends { readonly _tag: string }> = {
 const toRuleObject = (rule: Category | RuleObject): RuleObject => typeof rule === "string" ? { category: rule } : rule
 
 const categories = new Set<string>(Category.literals)
+const severities = new Set<string>(Severity.literals)
+const strategies = new Set<string>(Strategy.literals)
+const backoffKinds = new Set<string>(BackoffKind.literals)
+
+/** An own property of a record: a key of `Object.prototype` (`"constructor"`, `"__proto__"` …) is no entry. */
+const own = <V>(record: { readonly [key: string]: V }, key: string): V | undefined =>
+  Object.prototype.hasOwnProperty.call(record, key) ? record[key] : undefined
 
 /**
  * Builds a classification table keyed by the `_tag`s of an error union. Leaving a tag of `E`
@@ -279,7 +317,8 @@ export const table = <E extends { readonly _tag: string }>(rules: TableRules<E>)
     _tag: "Table",
     tags: Object.keys(entries),
     rule: (error) => {
-      const rule = Object.prototype.hasOwnProperty.call(entries, error._tag) ? entries[error._tag] : undefined
+      const tag = tagOf(error)
+      const rule = tag === undefined ? undefined : own(entries, tag)
       if (rule === undefined) return undefined
       return toRuleObject(typeof rule === "function" ? rule(error) : rule)
     }
@@ -305,12 +344,20 @@ export interface SelfClassifying {
   readonly [RuleKey]: RuleObject
 }
 
+const ownRule = (u: unknown): unknown => {
+  if (!Predicate.isObject(u)) return undefined
+  try {
+    return RuleKey in u ? (u as SelfClassifying)[RuleKey] : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * @since 0.1.0
  * @category guards
  */
-export const isSelfClassifying = (u: unknown): u is SelfClassifying =>
-  Predicate.isObject(u) && RuleKey in u && Predicate.isObject((u as SelfClassifying)[RuleKey])
+export const isSelfClassifying = (u: unknown): u is SelfClassifying => Predicate.isObject(ownRule(u))
 
 // -----------------------------------------------------------------------------
 // classification
@@ -332,8 +379,8 @@ const upgrade = (severity: Severity): Severity =>
   severity === "minor" ? "major" : severity === "major" ? "critical" : severity
 
 /**
- * Severity escalation (SPEC R1): past attempt 3 the severity rises one step (minor → major →
- * critical); a failure that affects every worker is critical whatever the attempt.
+ * Severity escalation: past attempt 3 the severity rises one step (minor → major → critical);
+ * a failure that affects every worker is critical whatever the attempt.
  *
  * @since 0.1.0
  * @category classification
@@ -346,7 +393,8 @@ export const escalateSeverity = (severity: Severity, context: ClassifyContext | 
 
 /**
  * Strategy escalation: a critical failure past attempt 2 is abandoned; otherwise the given
- * strategy stands.
+ * strategy stands. A rule that writes its own `maxRetries` is not abandoned this way (see
+ * {@link fromRule}).
  *
  * @since 0.1.0
  * @category classification
@@ -396,64 +444,193 @@ const effectTagCategories: Record<string, Category> = {
  * The rule Bulwark finds without help: the error's own rule, then Node's system error codes
  * (`ECONNREFUSED` → connection, `ETIMEDOUT` → timeout …) and Effect's well-known errors
  * (`TimeoutException` → timeout, `ParseError` → validation …). `undefined` for anything else.
+ * Never throws, whatever the value (a `code` or `_tag` getter that throws reads as absent).
  *
  * @since 0.1.0
  * @category classification
  */
 export const builtinRule = (error: unknown): RuleObject | undefined => {
-  if (isSelfClassifying(error)) return error[RuleKey]
-  if (Predicate.isObject(error)) {
-    const code = (error as { readonly code?: unknown }).code
-    if (typeof code === "string" && code in nodeErrorCategories) {
-      return { category: nodeErrorCategories[code]!, code }
-    }
-    const tag = (error as { readonly _tag?: unknown })._tag
-    if (typeof tag === "string" && tag in effectTagCategories) {
-      return { category: effectTagCategories[tag]! }
-    }
+  const rule = ownRule(error)
+  if (Predicate.isObject(rule)) return rule as RuleObject
+  const code = stringProperty(error, "code")
+  if (code !== undefined) {
+    const category = own(nodeErrorCategories, code)
+    if (category !== undefined) return { category, code }
+  }
+  const tag = tagOf(error)
+  if (tag !== undefined) {
+    const category = own(effectTagCategories, tag)
+    if (category !== undefined) return { category }
   }
   return undefined
 }
 
-const tagOf = (error: unknown): string | undefined => {
-  if (Predicate.isObject(error)) {
-    const tag = (error as { readonly _tag?: unknown })._tag
-    if (typeof tag === "string") return tag
-    const name = (error as { readonly name?: unknown }).name
-    if (error instanceof Error && typeof name === "string" && name !== "Error") return name
+/** The name a table would use for a failure: its `_tag`, or an `Error`'s own `name`. Never throws. */
+const nameOf = (error: unknown): string | undefined => {
+  const tag = tagOf(error)
+  if (tag !== undefined) return tag
+  if (error instanceof Error) {
+    const name = stringProperty(error, "name")
+    if (name !== undefined && name !== "Error") return name
   }
   return undefined
 }
 
 /**
+ * The longest retry-after hint honoured when no classifier says otherwise: 1 hour. A longer
+ * hint (an `Infinity` included) is capped at it, so no hint can stall a retry loop for ever.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxRetryAfter: Duration.Duration = Duration.hours(1)
+
+/**
+ * The rule for a typed failure that no table and no built-in rule names: category `system`,
+ * severity `major`, backoff retry (1 s, 2 s, 4 s) at most 3 times. Its code is
+ * derived from its tag as for any failure (`Unavailable` → `UNAVAILABLE`), so that naming it in a
+ * table later does not rename it in metrics and dashboards; the classification's `unclassified`
+ * field marks it. A typed failure is an expected failure by definition — the bugs are
+ * defects — so an undescribed one is retried a few times, visibly, rather than abandoned
+ * blindly or retried without bound. Replace it with `ClassifierOptions.unclassified`.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const unclassifiedRule: RuleObject = {
+  category: "system",
+  severity: "major",
+  strategy: "backoff_retry",
+  maxRetries: 3,
+  backoff: "exponential"
+}
+
+/**
+ * Options for {@link fromRule}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FromRuleOptions {
+  /** Default: {@link defaultMatrix}. */
+  readonly matrix?: DecisionMatrix | undefined
+  /** The failure's tag, for the code and for messages. */
+  readonly tag?: string | undefined
+  readonly context?: ClassifyContext | undefined
+  /** The longest retry-after hint honoured. Default: {@link defaultMaxRetryAfter}. */
+  readonly maxRetryAfter?: Duration.DurationInput | undefined
+  /** The rule used when this one names an unknown category. Default: {@link unclassifiedRule}. */
+  readonly unclassified?: RuleObject | undefined
+}
+
+const decodeRetryAfter = (
+  hint: unknown,
+  capMillis: number,
+  tag: string | undefined,
+  warnings: Array<string>
+): Option.Option<Duration.Duration> => {
+  if (hint === undefined) return Option.none()
+  const millis = InternalDuration.toMillis(hint)
+  if (Number.isNaN(millis)) {
+    warnings.push(
+      `The retry-after hint ${describe(hint)} of ${
+        tag === undefined ? "a failure" : `"${tag}"`
+      } is not a duration >= 0; it is ignored`
+    )
+    return Option.none()
+  }
+  return Option.some(Duration.millis(Math.min(millis, capMillis)))
+}
+
+const maxRetryAfterMillis = (input: Duration.DurationInput | undefined, where: string): number => {
+  if (input === undefined) return Duration.toMillis(defaultMaxRetryAfter)
+  const millis = InternalDuration.toMillis(input)
+  if (!(millis >= 0) || !Number.isFinite(millis)) {
+    throw new RangeError(`${where}: maxRetryAfter must be a finite duration >= 0, got ${describe(input)}`)
+  }
+  return millis
+}
+
+/**
  * Completes a rule into a classification with a matrix row and the escalation rules.
+ *
+ * - Categories and rows are looked up by own keys only; a rule with an unknown category (from a
+ *   rule function or a self-classifying error) is classified by the `unclassified` rule, with a
+ *   warning that names the category. An unknown severity, strategy or backoff, or a
+ *   `maxRetries` that is not a whole number >= 0 (or `Infinity`), falls back to the row's, with
+ *   a warning.
+ * - A number the user wrote wins over escalation: a rule with its own `maxRetries` is never
+ *   abandoned by strategy escalation (its severity still rises).
+ * - The retry-after hint is decoded here, once: an invalid one (`"soon"`, `NaN`, negative) is
+ *   absent, with a warning; a longer one than `maxRetryAfter` (an `Infinity` included) is capped.
  *
  * @since 0.1.0
  * @category classification
  */
-export const fromRule = (
-  rule: RuleObject,
-  options: { readonly matrix?: DecisionMatrix; readonly tag?: string | undefined; readonly context?: ClassifyContext }
-): Classification => {
+export const fromRule = (rule: RuleObject, options: FromRuleOptions = {}): Classification => {
   const matrix = options.matrix ?? defaultMatrix
-  const base = matrix[rule.category]
-  const severity = escalateSeverity(rule.severity ?? base.severity, options.context)
-  const strategy = escalateStrategy(rule.strategy ?? base.strategy, severity, options.context)
-  const maxRetries = rule.maxRetries ?? base.maxRetries
+  const warnings: Array<string> = []
+  const tag = options.tag
+  const subject = tag === undefined ? "a failure" : `"${tag}"`
+  let base = typeof rule.category === "string" && categories.has(rule.category)
+    ? own(matrix, rule.category)
+    : undefined
+  if (base === undefined) {
+    warnings.push(
+      `The rule for ${subject} names the unknown category ${describe(rule.category)} (expected one of ${
+        Category.literals.join(", ")
+      }); it is classified as unclassified`
+    )
+    const fallback = options.unclassified ?? unclassifiedRule
+    rule = fallback
+    base = own(matrix, rule.category) ?? defaultMatrix.system
+  }
+  const pick = <K extends "severity" | "strategy" | "backoff">(key: K, allowed: ReadonlySet<string>) => {
+    const value = rule[key]
+    if (value === undefined) return base[key]
+    if (typeof value === "string" && allowed.has(value)) return value as DecisionRow[K]
+    warnings.push(`The rule for ${subject} has the unknown ${key} ${describe(value)}; the matrix's is used`)
+    return base[key]
+  }
+  let written = rule.maxRetries
+  if (written !== undefined && !(written === Number.POSITIVE_INFINITY || (Number.isInteger(written) && written >= 0))) {
+    warnings.push(
+      `The rule for ${subject} has maxRetries ${describe(written)}, not a whole number >= 0; the matrix's is used`
+    )
+    written = undefined
+  }
+  const severity = escalateSeverity(pick("severity", severities), options.context)
+  const ruleStrategy = pick("strategy", strategies)
+  // a number the user wrote wins over escalation: only the matrix's default abandons early
+  const strategy = written !== undefined ? ruleStrategy : escalateStrategy(ruleStrategy, severity, options.context)
+  const maxRetries = written ?? base.maxRetries
   const retryable = strategy === "abandon"
     ? false
-    : rule.retryable ?? (retryingStrategies.has(strategy) && maxRetries > 0)
+    : typeof rule.retryable === "boolean"
+    ? rule.retryable
+    : retryingStrategies.has(strategy) && maxRetries > 0
+  const retryAfter = decodeRetryAfter(
+    rule.retryAfter,
+    maxRetryAfterMillis(options.maxRetryAfter, "Failure.fromRule"),
+    tag,
+    warnings
+  )
   return {
     category: rule.category,
     severity,
     strategy,
     retryable,
     maxRetries,
-    backoff: rule.backoff ?? base.backoff,
-    code: rule.code ?? (options.tag !== undefined ? toCode(options.tag) : `${rule.category.toUpperCase()}_ERROR`),
-    tripsBreaker: rule.tripsBreaker ?? base.tripsBreaker,
+    backoff: pick("backoff", backoffKinds),
+    code: typeof rule.code === "string"
+      ? rule.code
+      : tag !== undefined
+      ? toCode(tag)
+      : `${rule.category.toUpperCase()}_ERROR`,
+    tripsBreaker: typeof rule.tripsBreaker === "boolean" ? rule.tripsBreaker : base.tripsBreaker,
     defect: false,
-    retryAfter: rule.retryAfter === undefined ? Option.none() : Option.some(Duration.decode(rule.retryAfter))
+    retryAfter,
+    ...(warnings.length > 0 ? { warnings } : {})
   }
 }
 
@@ -465,7 +642,14 @@ export const fromRule = (
  */
 export interface Classifier {
   readonly matrix: DecisionMatrix
-  /** Classifies a failure (a value from the error channel). Unknown errors are system / critical. */
+  /** The longest retry-after hint honoured; longer ones are capped at it. */
+  readonly maxRetryAfter: Duration.Duration
+  /** The rule for a typed failure nothing names (see {@link unclassifiedRule}). */
+  readonly unclassified: RuleObject
+  /**
+   * Classifies a failure (a value from the error channel): the tables, then the built-in
+   * rules, then the `unclassified` rule. Never throws, whatever the value.
+   */
   readonly classify: (error: unknown, context?: ClassifyContext) => Classification
   /** Classifies a defect (a value from `Cause.die`): always system / critical, never retryable. */
   readonly classifyDefect: (defect: unknown, context?: ClassifyContext) => Classification
@@ -473,7 +657,8 @@ export interface Classifier {
 
 /**
  * The classifier service, replaceable through a Layer. When none is provided Bulwark uses
- * {@link defaultClassifier}.
+ * {@link defaultClassifier}. It is read from the context of the fiber that saw the failure,
+ * when the failure happens (see the module comment): provide it around the program.
  *
  * @since 0.1.0
  * @category tags
@@ -493,11 +678,22 @@ export interface ClassifierOptions {
   readonly matrix?: DecisionMatrix | undefined
   /** Tables for the user's own errors, tried in order before the built-in rules. Default: none. */
   readonly tables?: ReadonlyArray<Table<any>> | undefined
+  /**
+   * How a typed failure that no table and no built-in rule names is classified: a category or a
+   * rule. `"system"` gives the matrix's system row (critical, never retried). Default:
+   * {@link unclassifiedRule} (system, major, backoff retry at most 3 times).
+   */
+  readonly unclassified?: Category | RuleObject | undefined
+  /**
+   * The longest retry-after hint honoured; a longer hint (an `Infinity` included) is capped at
+   * it. A finite duration >= 0. Default: 1 hour ({@link defaultMaxRetryAfter}).
+   */
+  readonly maxRetryAfter?: Duration.DurationInput | undefined
 }
 
 const validateMatrix = (matrix: DecisionMatrix): void => {
   for (const category of Category.literals) {
-    const r = matrix[category]
+    const r = own(matrix, category)
     if (r === undefined) {
       throw new TypeError(`Failure.makeClassifier: matrix has no row for category "${category}"`)
     }
@@ -509,8 +705,44 @@ const validateMatrix = (matrix: DecisionMatrix): void => {
   }
 }
 
+const classifyDefectWith =
+  (matrix: DecisionMatrix) => (_defect: unknown, context?: ClassifyContext): Classification => ({
+    ...fromRule({ category: "system", code: "DEFECT" }, { matrix, context }),
+    severity: "critical",
+    strategy: "abandon",
+    retryable: false,
+    maxRetries: 0,
+    defect: true
+  })
+
+/** The first rule for an error: the tables in order, then the built-in rules. Never throws. */
+const findRule = (
+  tables: ReadonlyArray<Table<any>>,
+  error: unknown,
+  tag: string | undefined,
+  warnings: Array<string>
+): RuleObject | undefined => {
+  if (tag !== undefined) {
+    for (const t of tables) {
+      try {
+        const rule = t.rule(error)
+        if (rule !== undefined) return rule
+      } catch (e) {
+        warnings.push(`The rule for "${tag}" threw (${describe(e)}); the next rule is tried`)
+      }
+    }
+  }
+  return builtinRule(error)
+}
+
+const withWarnings = (classification: Classification, warnings: ReadonlyArray<string>): Classification =>
+  warnings.length === 0
+    ? classification
+    : { ...classification, warnings: [...warnings, ...(classification.warnings ?? [])] }
+
 /**
- * Builds a classifier from a matrix and tables.
+ * Builds a classifier from a matrix and tables. Options that break a rule are a defect whose
+ * message names the field.
  *
  * @since 0.1.0
  * @category constructors
@@ -519,33 +751,35 @@ export const makeClassifier = (options: ClassifierOptions = {}): Classifier => {
   const matrix = options.matrix ?? defaultMatrix
   if (options.matrix !== undefined) validateMatrix(matrix)
   const tables = options.tables ?? []
-  const classify = (error: unknown, context?: ClassifyContext): Classification => {
-    const tag = tagOf(error)
-    let rule: RuleObject | undefined = undefined
-    if (tag !== undefined && Predicate.isObject(error) && "_tag" in error) {
-      for (const t of tables) {
-        rule = t.rule(error as { readonly _tag: string })
-        if (rule !== undefined) break
-      }
-    }
-    if (rule === undefined) rule = builtinRule(error)
-    if (rule === undefined) {
-      return fromRule({ category: "system", code: tag !== undefined ? toCode(tag) : "UNKNOWN_ERROR" }, {
-        matrix,
-        ...(context !== undefined ? { context } : {})
-      })
-    }
-    return fromRule(rule, { matrix, tag, ...(context !== undefined ? { context } : {}) })
+  const maxRetryAfter = Duration.millis(maxRetryAfterMillis(options.maxRetryAfter, "Failure.makeClassifier"))
+  const unclassified = toRuleObject(options.unclassified ?? unclassifiedRule)
+  if (!categories.has(unclassified.category)) {
+    throw new TypeError(
+      `Failure.makeClassifier: unclassified names the unknown category ${describe(unclassified.category)}`
+    )
   }
-  const classifyDefect = (_defect: unknown, context?: ClassifyContext): Classification => ({
-    ...fromRule({ category: "system", code: "DEFECT" }, { matrix, ...(context !== undefined ? { context } : {}) }),
-    severity: "critical",
-    strategy: "abandon",
-    retryable: false,
-    maxRetries: 0,
-    defect: true
-  })
-  return { matrix, classify, classifyDefect }
+  const ruleOptions = { matrix, maxRetryAfter, unclassified }
+  const classify = (error: unknown, context?: ClassifyContext): Classification => {
+    const tag = nameOf(error)
+    const warnings: Array<string> = []
+    const rule = findRule(tables, error, tag, warnings)
+    if (rule !== undefined) return withWarnings(fromRule(rule, { ...ruleOptions, tag, context }), warnings)
+    const name = tag ?? describeUntagged(error)
+    return withWarnings({
+      ...fromRule(
+        { ...unclassified, code: unclassified.code ?? (tag !== undefined ? toCode(tag) : "UNKNOWN_ERROR") },
+        { ...ruleOptions, context }
+      ),
+      unclassified: name
+    }, warnings)
+  }
+  return { matrix, maxRetryAfter, unclassified, classify, classifyDefect: classifyDefectWith(matrix) }
+}
+
+const describeUntagged = (error: unknown): string => {
+  if (error === null) return "null"
+  if (error instanceof Error) return "an Error without a _tag"
+  return typeof error === "object" ? "an object without a _tag" : `a ${typeof error}`
 }
 
 /**
@@ -557,11 +791,16 @@ export const makeClassifier = (options: ClassifierOptions = {}): Classifier => {
 export const defaultClassifier: Classifier = makeClassifier()
 
 /**
- * Provides a classifier with the given matrix and tables.
+ * Provides a classifier with the given matrix and tables. Provide it around the program that
+ * makes the calls: stages read it from the caller's context when a failure happens.
  *
  * @example
  * ```ts
  * import { Failure } from "@bulwark/core"
+ * import { Data } from "effect"
+ *
+ * class Refused extends Data.TaggedError("Refused")<{}> {}
+ * const myTable = Failure.table<Refused>({ Refused: "connection" })
  *
  * const ClassifierLive = Failure.layerClassifier({ tables: [myTable] })
  * ```
@@ -583,18 +822,164 @@ export const currentClassifier: Effect.Effect<Classifier> = Effect.map(
   (context) => Context.getOrElse(context as Context.Context<Classifier>, Classifier, () => defaultClassifier)
 )
 
+// -----------------------------------------------------------------------------
+// refinement by a stage
+// -----------------------------------------------------------------------------
+
 /**
- * Classifies a failure with the classifier in the context.
+ * How a stage (`Retry`, `Fallback`, a breaker, a loop …) refines the classifier in the
+ * context: a table for its error union, or a function that returns a rule — or `undefined` to
+ * leave the failure to the context's classifier.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Classify<E> =
+  | Table<E>
+  | ((error: E) => Category | RuleObject | undefined)
+
+/** Warnings already logged, per root classifier: refined classifiers share their base's. */
+const warnedTags = new WeakMap<Classifier, Set<string>>()
+const rootOf = new WeakMap<Classifier, Classifier>()
+const refinedCache = new WeakMap<Classifier, WeakMap<object, Classifier>>()
+
+/**
+ * The classifier a stage uses: `classify` (the stage's own table or function) tried first, then
+ * `base` (the classifier in the caller's context). Without `classify`, `base` itself. The
+ * refined classifier shares `base`'s matrix, retry-after cap and once-per-tag warnings, and is
+ * cached per `base` and `classify`, so calling this on every failure costs a lookup.
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const refine = <E>(base: Classifier, classify: Classify<E> | undefined): Classifier => {
+  if (classify === undefined) return base
+  let cache = refinedCache.get(base)
+  if (cache === undefined) {
+    cache = new WeakMap()
+    refinedCache.set(base, cache)
+  }
+  const cached = cache.get(classify)
+  if (cached !== undefined) return cached
+  const ruleOf = typeof classify === "function"
+    ? (error: unknown) => {
+      const rule = (classify as (error: E) => Category | RuleObject | undefined)(error as E)
+      return rule === undefined ? undefined : toRuleObject(rule)
+    }
+    : (error: unknown) => classify.rule(error as E)
+  const ruleOptions = { matrix: base.matrix, maxRetryAfter: base.maxRetryAfter, unclassified: base.unclassified }
+  const refined: Classifier = {
+    matrix: base.matrix,
+    maxRetryAfter: base.maxRetryAfter,
+    unclassified: base.unclassified,
+    classifyDefect: base.classifyDefect,
+    classify: (error, context) => {
+      const tag = nameOf(error)
+      let rule: RuleObject | undefined
+      try {
+        rule = ruleOf(error)
+      } catch (e) {
+        const c = base.classify(error, context)
+        return withWarnings(c, [
+          `The stage's rule for ${tag === undefined ? "a failure" : `"${tag}"`} threw (${
+            describe(e)
+          }); the classifier in the context is used`
+        ])
+      }
+      return rule === undefined ? base.classify(error, context) : fromRule(rule, { ...ruleOptions, tag, context })
+    }
+  }
+  rootOf.set(refined, rootOf.get(base) ?? base)
+  cache.set(classify, refined)
+  return refined
+}
+
+/**
+ * The warnings a stage should log for a classification made by `classifier`: the rule's own
+ * warnings (an unknown category, an invalid retry-after hint), and — the first time this
+ * classifier (or a refinement of it) meets an unclassified tag — one that names the tag and
+ * says how to classify it. Marks the tag as warned. Never throws.
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const warningsFor = (classifier: Classifier, classification: Classification): ReadonlyArray<string> => {
+  const name = classification.unclassified
+  const own = classification.warnings ?? []
+  if (name === undefined) return own
+  const root = rootOf.get(classifier) ?? classifier
+  let warned = warnedTags.get(root)
+  if (warned === undefined) {
+    warned = new Set()
+    warnedTags.set(root, warned)
+  }
+  if (warned.has(name)) return own
+  warned.add(name)
+  const c = classification
+  return [
+    ...own,
+    `The failure ${/^(an? |null$)/.test(name) ? name : `"${name}"`} is not classified: ` +
+    `no classify table given to this stage and no table of the Failure.Classifier in the caller's context names it, ` +
+    `so it is treated as ${c.category} / ${c.severity}, ${
+      c.retryable ? `retried at most ${c.maxRetries} times` : "not retried"
+    }, code ${c.code}. Classify it in a Failure.table and provide Failure.layerClassifier({ tables }) around ` +
+    `the program that makes the call (a classifier provided only to another Layer is not seen by the call). ` +
+    `This is logged once per tag.`
+  ]
+}
+
+/**
+ * Logs {@link warningsFor} at warning level, annotated with the failure's code.
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const logWarnings = (classifier: Classifier, classification: Classification): Effect.Effect<void> => {
+  if (classification.unclassified === undefined && classification.warnings === undefined) return Effect.void
+  const warnings = warningsFor(classifier, classification)
+  if (warnings.length === 0) return Effect.void
+  return Effect.forEach(warnings, (warning) => Effect.logWarning(warning), { discard: true }).pipe(
+    Effect.annotateLogs({
+      "bulwark.failure.code": classification.code,
+      ...(classification.unclassified !== undefined
+        ? { "bulwark.failure.unclassified": classification.unclassified }
+        : {})
+    })
+  )
+}
+
+/**
+ * Classifies a failure the way every stage does: with `classify` (the stage's table or
+ * function) first, then `classifier` (the one in the caller's context), and logs what
+ * {@link warningsFor} says once the classification is made.
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const classifyWith = <E>(
+  classifier: Classifier,
+  error: E,
+  options: { readonly classify?: Classify<E> | undefined; readonly context?: ClassifyContext | undefined } = {}
+): Effect.Effect<Classification> =>
+  Effect.suspend(() => {
+    const refined = refine(classifier, options.classify)
+    const classification = refined.classify(error, options.context)
+    return Effect.as(logWarnings(refined, classification), classification)
+  })
+
+/**
+ * Classifies a failure with the classifier in the context (and logs its warnings; see
+ * {@link classifyWith}).
  *
  * @since 0.1.0
  * @category classification
  */
 export const classify = (error: unknown, context?: ClassifyContext): Effect.Effect<Classification> =>
-  Effect.map(currentClassifier, (classifier) => classifier.classify(error, context))
+  Effect.flatMap(currentClassifier, (classifier) => classifyWith(classifier, error, { context }))
 
 /**
  * Classifies a `Cause`: its first failure, or its first defect as system / critical. A cause
- * that holds only interruption is not a failure: `None`.
+ * that holds only interruption is not a failure: `None`. Logs the classification's warnings.
  *
  * @since 0.1.0
  * @category classification
@@ -603,10 +988,13 @@ export const classifyCause = <E>(
   cause: Cause.Cause<E>,
   context?: ClassifyContext
 ): Effect.Effect<Option.Option<Classification>> =>
-  Effect.map(currentClassifier, (classifier) => classifyCauseWith(classifier, cause, context))
+  Effect.flatMap(currentClassifier, (classifier): Effect.Effect<Option.Option<Classification>> => {
+    const c = classifyCauseWith(classifier, cause, context)
+    return Option.isSome(c) ? Effect.as(logWarnings(classifier, c.value), c) : Effect.succeed(c)
+  })
 
 /**
- * Classifies a `Cause` with the given classifier (see {@link classifyCause}).
+ * Classifies a `Cause` with the given classifier (see {@link classifyCause}); logs nothing.
  *
  * @since 0.1.0
  * @category classification
@@ -628,7 +1016,7 @@ export const classifyCauseWith = <E>(
 // -----------------------------------------------------------------------------
 
 /**
- * The serialisable shape of a classified failure (seed 003's `ExecutionError`), encoded to JSON
+ * The serialisable shape of a classified failure (an `ExecutionError`), encoded to JSON
  * with snake_case keys and an ISO-8601 timestamp so that logs, HTTP responses and other
  * processes can read it.
  *
@@ -660,16 +1048,11 @@ export type ExecutionError = typeof ExecutionError.Type
  */
 export type ExecutionErrorJson = typeof ExecutionError.Encoded
 
-const messageOf = (error: unknown): string => {
-  if (Predicate.isObject(error)) {
-    const message = (error as { readonly message?: unknown }).message
-    if (typeof message === "string" && message.length > 0) return message
-    const tag = (error as { readonly _tag?: unknown })._tag
-    if (typeof tag === "string") return tag
-  }
-  if (typeof error === "string") return error
-  return String(error)
-}
+/**
+ * The message of an `ExecutionError` for a failure value: its `message` when it has a non-empty
+ * one, else its tag and fields (`BadRequest { reason: "empty" }`), else its text. Never throws.
+ */
+const messageOf = (error: unknown): string => describe(error)
 
 /**
  * Options for {@link toExecutionError}.
@@ -711,6 +1094,7 @@ export const toExecutionError = (
       classification = classifier.classify(error, options.context)
       message = messageOf(error)
     }
+    yield* logWarnings(classifier, classification)
     return fromClassification(classification, message, now, options)
   })
 

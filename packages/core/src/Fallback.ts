@@ -1,8 +1,11 @@
 /**
- * Fallback and failover (seed 001's fallback adapter): when a call fails in a way the
- * classification says an alternative can help with, run the alternative instead: another
- * effect, or the same effect with another Layer. When the alternative fails too, both causes
- * are reported together in a typed {@link FallbackFailedError}.
+ * Fallback and failover: when a call fails in a way the classification (or a `when`
+ * predicate) says an alternative can help with, run the alternative instead: another effect,
+ * or the same effect with another Layer. When the alternative fails too, both causes are
+ * reported together in a typed {@link FallbackFailedError}.
+ *
+ * A failure is classified when it happens, by the `Classifier` in the caller's context refined
+ * by the `classify` table given here (see the `Failure` module for the rule).
  *
  * @since 0.1.0
  */
@@ -14,6 +17,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Failure from "./Failure.js"
+import { describe as describeValue } from "./internal/describe.js"
 
 // -----------------------------------------------------------------------------
 // errors
@@ -23,17 +27,7 @@ const AnyCause = Schema.CauseFromSelf({ error: Schema.Unknown, defect: Schema.Un
 
 const describe = (cause: Cause.Cause<unknown>): string => {
   const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure)) {
-    const error = failure.value
-    if (typeof error === "object" && error !== null) {
-      const message = (error as { readonly message?: unknown }).message
-      if (typeof message === "string" && message.length > 0) return message
-      const tag = (error as { readonly _tag?: unknown })._tag
-      if (typeof tag === "string") return tag
-    }
-    return String(error)
-  }
-  return "a defect"
+  return Option.isSome(failure) ? describeValue(failure.value) : "a defect"
 }
 
 /**
@@ -93,7 +87,7 @@ const callersFault: ReadonlySet<Failure.Category> = new Set(["validation", "secu
  * @since 0.1.0
  * @category predicates
  */
-export const defaultWhen = (classification: Failure.Classification): boolean =>
+export const defaultWhen = (_error: unknown, classification: Failure.Classification): boolean =>
   !classification.defect && !callersFault.has(classification.category)
 
 /**
@@ -114,11 +108,19 @@ export interface Failed {
  * @since 0.1.0
  * @category models
  */
-export interface Options {
+export interface Options<E = unknown> {
   /** A name for the operation, used in errors, logs (`bulwark.fallback`) and metrics. Default: none. */
   readonly name?: string | undefined
-  /** Which classified failures fall back. Default: {@link defaultWhen}. */
-  readonly when?: ((classification: Failure.Classification) => boolean) | undefined
+  /**
+   * Decides which failures fall back, from the error (typed against the effect's `E`) and its
+   * classification. Defects and interruptions never reach it. Default: {@link defaultWhen}.
+   */
+  readonly when?: ((error: E, classification: Failure.Classification) => boolean) | undefined
+  /**
+   * A table (or rule function) tried before the `Classifier` in the caller's context. Default:
+   * the context's classifier alone.
+   */
+  readonly classify?: Failure.Classify<E> | undefined
 }
 
 /**
@@ -162,11 +164,12 @@ export type Errors<E, E2> = E | ([E2] extends [never] ? never : FallbackFailedEr
  * @since 0.1.0
  * @category combinators
  */
-export const orElse = <A2, E2, R2>(
+export const orElse = <A2, E2, R2, E = unknown>(
   alternative: Effect.Effect<A2, E2, R2> | ((failed: Failed) => Effect.Effect<A2, E2, R2>),
-  options: Options = {}
+  options: Options<E> = {}
 ) => {
-  const when = options.when ?? defaultWhen
+  const when: (error: E, classification: Failure.Classification) => boolean = options.when ?? defaultWhen
+  const classify = options.classify
   const base = options.name === undefined
     ? fallbacksCounter
     : Metric.tagged(fallbacksCounter, "operation", options.name)
@@ -175,43 +178,49 @@ export const orElse = <A2, E2, R2>(
   const annotate = options.name === undefined
     ? <A, E, R>(effect: Effect.Effect<A, E, R>) => effect
     : Effect.annotateLogs("bulwark.fallback", options.name)
-  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A | A2, Errors<E, E2>, R | R2> =>
-    Effect.catchAllCause(self, (primary) =>
-      Effect.flatMap(Failure.currentClassifier, (classifier) => {
-        // a cause that holds a defect beside a typed failure (a finalizer that died, a failure and
-        // a defect in parallel work) is classified by its failure, but its defect is a bug:
-        // falling back would hide it, so it never falls back
-        if (Cause.isDie(primary)) return Effect.failCause(primary)
-        const classification = Failure.classifyCauseWith(classifier, primary)
-        if (Option.isNone(classification) || !when(classification.value)) return Effect.failCause(primary)
-        const error = Option.getOrUndefined(Cause.failureOption(primary))
-        const run = Effect.isEffect(alternative)
-          ? alternative
-          : Effect.suspend(() => alternative({ error, classification: classification.value, cause: primary }))
-        const c = classification.value
-        return Effect.logInfo(`Falling back after ${c.category} failure ${c.code}`).pipe(
-          annotate,
-          Effect.zipRight(run),
-          Effect.tap(() => Metric.increment(succeeded)),
-          Effect.catchAllCause((secondary): Effect.Effect<never, unknown> => {
-            if (Cause.isInterruptedOnly(secondary)) return Effect.failCause(secondary)
-            const increment = Metric.increment(failed)
-            // a defect in the alternative stays a defect, even beside a typed failure
-            if (Cause.isDie(secondary) || Option.isNone(Cause.failureOption(secondary))) {
-              return Effect.zipRight(increment, Effect.failCause(Cause.sequential(primary, secondary)))
-            }
-            const failure = new FallbackFailedError({
-              ...(options.name === undefined ? {} : { operation: options.name }),
-              primary,
-              fallback: secondary
-            })
-            return increment.pipe(
-              Effect.zipRight(Effect.logError(failure.message).pipe(annotate)),
-              Effect.zipRight(Effect.fail(failure))
+  return <A, E1 extends E, R>(self: Effect.Effect<A, E1, R>): Effect.Effect<A | A2, Errors<E1, E2>, R | R2> =>
+    Effect.catchAllCause(self, (primary) => {
+      // a cause that holds a defect beside a typed failure (a finalizer that died, a failure and
+      // a defect in parallel work) is classified by its failure, but its defect is a bug:
+      // falling back would hide it, so it never falls back
+      if (Cause.isDie(primary)) return Effect.failCause(primary)
+      const failure = Cause.failureOption(primary)
+      if (Option.isNone(failure)) return Effect.failCause(primary)
+      const error = failure.value
+      // the rule: the caller's classifier, refined by this stage's table, when the failure happens
+      return Effect.flatMap(
+        Failure.currentClassifier,
+        (classifier) =>
+          Effect.flatMap(Failure.classifyWith(classifier, error, { classify }), (c) => {
+            if (!when(error, c)) return Effect.failCause(primary)
+            const run = Effect.isEffect(alternative)
+              ? alternative
+              : Effect.suspend(() => alternative({ error, classification: c, cause: primary }))
+            return Effect.logInfo(`Falling back after ${c.category} failure ${c.code}`).pipe(
+              annotate,
+              Effect.zipRight(run),
+              Effect.tap(() => Metric.increment(succeeded)),
+              Effect.catchAllCause((secondary): Effect.Effect<never, unknown> => {
+                if (Cause.isInterruptedOnly(secondary)) return Effect.failCause(secondary)
+                const increment = Metric.increment(failed)
+                // a defect in the alternative stays a defect, even beside a typed failure
+                if (Cause.isDie(secondary) || Option.isNone(Cause.failureOption(secondary))) {
+                  return Effect.zipRight(increment, Effect.failCause(Cause.sequential(primary, secondary)))
+                }
+                const failure = new FallbackFailedError({
+                  ...(options.name === undefined ? {} : { operation: options.name }),
+                  primary,
+                  fallback: secondary
+                })
+                return increment.pipe(
+                  Effect.zipRight(Effect.logError(failure.message).pipe(annotate)),
+                  Effect.zipRight(Effect.fail(failure))
+                )
+              })
             )
           })
-        )
-      })) as Effect.Effect<A | A2, Errors<E, E2>, R | R2>
+      )
+    }) as Effect.Effect<A | A2, Errors<E1, E2>, R | R2>
 }
 
 /**
@@ -235,11 +244,16 @@ export const orElse = <A2, E2, R2>(
 export const plan = <P, EP, RP, EF, RF>(
   primary: Layer.Layer<P, EP, RP>,
   fallback: Layer.Layer<P, EF, RF>,
-  options: Pick<Options, "when"> = {}
+  options: Pick<Options, "when" | "classify"> = {}
 ) => {
   const when = options.when ?? defaultWhen
   return ExecutionPlan.make({ provide: primary }, {
     provide: fallback,
-    while: (error: unknown) => Effect.map(Failure.currentClassifier, (classifier) => when(classifier.classify(error)))
+    while: (error: unknown) =>
+      Effect.flatMap(
+        Failure.currentClassifier,
+        (classifier) =>
+          Effect.map(Failure.classifyWith(classifier, error, { classify: options.classify }), (c) => when(error, c))
+      )
   })
 }

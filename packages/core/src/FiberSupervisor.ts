@@ -39,6 +39,7 @@ import * as Stream from "effect/Stream"
 import * as Alerts from "./Alerts.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
+import * as InternalConfig from "./internal/config.js"
 import * as InternalDuration from "./internal/duration.js"
 
 // -----------------------------------------------------------------------------
@@ -974,7 +975,7 @@ export const config: Config.Config<Options> = Config.all({
   strategy: Config.literal("one_for_one", "one_for_all", "rest_for_one")("STRATEGY").pipe(
     Config.withDefault("one_for_one" as const)
   ),
-  maxRestarts: Config.integer("MAX_RESTARTS").pipe(
+  maxRestarts: InternalConfig.integer("MAX_RESTARTS").pipe(
     Config.validate({ message: "must be a whole number >= 0", validation: (n) => n >= 0 }),
     Config.withDefault(3)
   ),

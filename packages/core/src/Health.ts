@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as InternalDescribe from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 
 /**
@@ -117,8 +118,9 @@ export type HealthReport = typeof HealthReport.Type
 export const encodeReport: (report: HealthReport) => typeof HealthReport.Encoded = Schema.encodeSync(HealthReport)
 
 /**
- * A health check: an effect that describes one component. A check that fails, dies or takes
- * longer than the registry's check timeout counts as `down`.
+ * A health check: an effect that describes one component. A check that fails, dies, takes
+ * longer than the registry's check timeout or returns a status other than `up`, `degraded` or
+ * `down` counts as `down`, with the reason in its details.
  *
  * @since 0.1.0
  * @category models
@@ -165,8 +167,45 @@ export interface Options {
   readonly checkTimeout?: Duration.DurationInput | undefined
 }
 
-const messageOf = (u: unknown): string =>
-  u instanceof Error ? u.message : typeof u === "object" && u !== null && "_tag" in u ? String(u._tag) : String(u)
+const isStatus = Schema.is(Status)
+
+const readField = (u: unknown, key: string): unknown => {
+  if (typeof u !== "object" || u === null) return undefined
+  try {
+    return (u as Record<string, unknown>)[key]
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A check's result as a report line. What a check returns is not trusted: an unknown status
+ * (or no result at all) is `down` with a reason that names it, and details that are not a
+ * record are replaced by a reason, so that a report always encodes.
+ */
+const toReport = (name: string, kind: Kind, result: unknown): ComponentReport => {
+  const status = readField(result, "status")
+  if (!isStatus(status)) {
+    const got = typeof status === "string" ? JSON.stringify(status) : InternalDescribe.describe(status)
+    return {
+      name,
+      kind,
+      status: "down",
+      details: { error: `check returned an unknown status ${got} (expected "up", "degraded" or "down")` }
+    }
+  }
+  const details = readField(result, "details")
+  if (details === undefined) return { name, kind, status }
+  if (typeof details !== "object" || details === null || Array.isArray(details)) {
+    return {
+      name,
+      kind,
+      status,
+      details: { error: `check returned details that are not a record: ${InternalDescribe.describe(details)}` }
+    }
+  }
+  return { name, kind, status, details: details as Readonly<Record<string, unknown>> }
+}
 
 /**
  * Aggregates component reports into liveness, readiness and an overall status.
@@ -223,12 +262,7 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
             status: "down",
             details: { error: `check timed out after ${Duration.format(timeout)}` }
           }),
-          onSome: (h): ComponentReport => ({
-            name,
-            kind,
-            status: h.status,
-            ...(h.details !== undefined ? { details: h.details } : {})
-          })
+          onSome: (h): ComponentReport => toReport(name, kind, h)
         })),
         Effect.catchAllCause((cause) =>
           Effect.succeed<ComponentReport>({
@@ -236,7 +270,7 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
             kind,
             status: "down",
             details: {
-              error: messageOf(
+              error: InternalDescribe.describe(
                 Option.getOrElse(
                   Option.orElse(Cause.failureOption(cause), () => Cause.dieOption(cause)),
                   () => "interrupted"

@@ -25,6 +25,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Failure from "./Failure.js"
 import * as Fallback from "./Fallback.js"
+import { describe } from "./internal/describe.js"
 import * as Retry from "./Retry.js"
 import * as Timeout from "./Timeout.js"
 
@@ -111,8 +112,7 @@ class BreakerRejected implements Failure.SelfClassifying {
   readonly _tag = RejectedTag
   constructor(readonly error: unknown) {}
   get message(): string {
-    const message = (this.error as { readonly message?: unknown } | null)?.message
-    return `rejected by the circuit breaker: ${typeof message === "string" ? message : String(this.error)}`
+    return `rejected by the circuit breaker: ${describe(this.error)}`
   }
   get [Failure.RuleKey](): Failure.RuleObject {
     const own = Failure.builtinRule(this.error)
@@ -126,8 +126,7 @@ class BreakerRejected implements Failure.SelfClassifying {
   }
 }
 
-const isRejected = (u: unknown): u is BreakerRejected =>
-  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === RejectedTag
+const isRejected = (u: unknown): u is BreakerRejected => u instanceof BreakerRejected
 
 const unwrap = (error: unknown) => Effect.fail(isRejected(error) ? error.error : error)
 
@@ -151,11 +150,21 @@ const throughBreaker = (breaker: AnyPolicy): AnyPolicy => (self) =>
   Effect.catchAll(breaker(Effect.tapError(self, recordCallError)), markRejection)
 
 const withRejectionRule = (policy: Retry.RetryPolicy<any, any>): Retry.RetryPolicy<any, any> => {
-  const classify = policy.options.classify
-  if (typeof classify !== "function") return policy // tables and the context's classifier see the mark's own rule
+  const { classify, while: retryWhile } = policy.options
+  // tables and the context's classifier see the mark's own rule; a function or a predicate
+  // could say "retry" to anything, so a rejection is kept from them
+  if (typeof classify !== "function" && retryWhile === undefined) return policy
   return Retry.policy({
     ...policy.options,
-    classify: (error: unknown) => isRejected(error) ? error[Failure.RuleKey] : classify(error)
+    ...(typeof classify === "function"
+      ? { classify: (error: unknown) => isRejected(error) ? error[Failure.RuleKey] : classify(error) }
+      : {}),
+    ...(retryWhile !== undefined
+      ? {
+        while: (error: unknown, classification: Failure.Classification) =>
+          !isRejected(error) && retryWhile(error, classification)
+      }
+      : {})
   })
 }
 
@@ -245,8 +254,8 @@ export interface Options<
   readonly totalTimeout?: TT
   /** The alternative when everything inside has failed (see `Fallback.orElse`). Default: none. */
   readonly fallback?: Effect.Effect<A2, E2, R2> | ((failed: Fallback.Failed) => Effect.Effect<A2, E2, R2>) | undefined
-  /** Which classified failures fall back. Default: `Fallback.defaultWhen`. */
-  readonly fallbackWhen?: ((classification: Failure.Classification) => boolean) | undefined
+  /** Which failures fall back, from the error and its classification. Default: `Fallback.defaultWhen`. */
+  readonly fallbackWhen?: ((error: unknown, classification: Failure.Classification) => boolean) | undefined
 }
 
 /**
@@ -329,10 +338,15 @@ export const make = <
   options: Options<TO, TT, XR, XB, RB, XH, RH, A2, E2, R2>
 ): Policy<TO, TT, XR, XB, RB, XH, RH, A2, E2, R2> => {
   const named = options.name === undefined ? {} : { name: options.name }
+  // the policy's name names its retries too, unless the retry policy has its own
+  const retryPolicy = options.retry !== undefined && options.retry.options.name === undefined &&
+      options.name !== undefined
+    ? Retry.policy({ ...options.retry.options, name: options.name }) as Retry.RetryPolicy<any, XR>
+    : options.retry
   const timeout: AnyPolicy = options.timeout === undefined ? identity : Timeout.timeout(options.timeout, named)
   const bulkhead: AnyPolicy = options.bulkhead === undefined ? identity : asPolicy(options.bulkhead)
-  const retrying: AnyPolicy = options.retry !== undefined
-    ? retry(options.retry, { breaker: options.breaker }) as AnyPolicy
+  const retrying: AnyPolicy = retryPolicy !== undefined
+    ? retry(retryPolicy, { breaker: options.breaker }) as AnyPolicy
     : options.breaker !== undefined
     ? asPolicy(options.breaker)
     : identity

@@ -1,11 +1,15 @@
 /**
- * Retry driven by classification. Each failure is classified (by the `Classifier` in the
- * context, or a table given here); non-retryable failures stop at once, each category retries
+ * Retry driven by classification. Each failure is classified when it happens, by the
+ * `Classifier` in the caller's context refined by the policy's own `classify` table (see the
+ * `Failure` module for the rule); non-retryable failures stop at once, each category retries
  * within its own budget and backoff from the decision matrix, a retry-after hint carried by the
- * error is honoured, defects are not retried unless asked, and interruption stops everything.
+ * error is honoured (capped by the classifier), defects are not retried unless asked, and
+ * interruption stops everything. A `while` predicate, when given, decides instead of the
+ * classification whether to retry; a `maxRetries` written here is the count, in full.
  *
- * Every retry is logged at warning level with the attempt and the delay, a success after
- * retries at info, and giving up at error; retries and exhaustions are counted in `Metric`s.
+ * Every retry and every give-up is logged at the level of the failure's severity
+ * (`Failure.logLevel`), a success after retries at info; retries and exhaustions are counted in
+ * `Metric`s.
  *
  * @since 0.1.0
  */
@@ -14,6 +18,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
+import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
@@ -23,20 +28,20 @@ import * as Interval from "effect/ScheduleInterval"
 import * as Alerts from "./Alerts.js"
 import * as Backoff from "./Backoff.js"
 import * as Failure from "./Failure.js"
+import { describe as describeValue, tagOf } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 import type * as RetryBudget from "./RetryBudget.js"
 import { RetryBudgetExhaustedError } from "./RetryBudget.js"
 
 /**
- * How a policy classifies failures when the `Classifier` in the context should not be used: a
- * table for the error union, or a function.
+ * How a policy refines the `Classifier` in the caller's context: a table for the error union,
+ * or a function returning a rule (or `undefined` to leave the failure to the context's
+ * classifier). Tried first, before the context's tables and the built-in rules.
  *
  * @since 0.1.0
  * @category models
  */
-export type Classify<E> =
-  | Failure.Table<E>
-  | ((error: E) => Failure.Category | Failure.RuleObject)
+export type Classify<E> = Failure.Classify<E>
 
 /**
  * Options of a retry policy. Without any, a policy follows the decision matrix alone.
@@ -47,22 +52,39 @@ export type Classify<E> =
 export interface Options<E> {
   /** Names the operation in logs (`bulwark.retry.operation`) and metrics. Default: none. */
   readonly name?: string | undefined
-  /** Classifies failures instead of the `Classifier` in the context. Default: the context's. */
+  /**
+   * A table (or rule function) tried before the `Classifier` in the caller's context, which
+   * still classifies whatever it leaves out. Default: the context's classifier alone.
+   */
   readonly classify?: Classify<E> | undefined
+  /**
+   * Decides whether to retry a failure, instead of its classification: `true` retries (even a
+   * failure the classification calls not retryable, and whatever escalation says), `false`
+   * stops. The classification still gives the delays, the retry-after hint, the count (a
+   * category that allows no retries gets 3 unless `maxRetries` says otherwise), the log level
+   * and the metric labels. Default: the classification's `retryable`.
+   */
+  readonly while?: ((error: E, classification: Failure.Classification) => boolean) | undefined
   /** One backoff for every category, instead of the matrix's. Default: the matrix's backoff. */
   readonly schedule?: Schedule.Schedule<unknown, unknown> | undefined
   /** A backoff per category, instead of the matrix's. Default: none. */
   readonly schedules?: Partial<Record<Failure.Category, Schedule.Schedule<unknown, unknown>>> | undefined
-  /** At most this many retries in all (on top of each category's budget). Default: no cap. */
+  /**
+   * The number of retries in all, whatever the categories: it replaces each category's budget
+   * and is honoured in full (escalation does not abandon before it; it still raises the severity
+   * in logs). A whole number >= 0, or `Infinity` to retry for ever. Default: each category's
+   * `maxRetries` from its classification.
+   */
   readonly maxRetries?: number | undefined
   /** No single delay longer than this (a retry-after hint may still ask for more). Default: none. */
   readonly maxDelay?: Duration.DurationInput | undefined
   /** No retry starts later than this after the first failure. Default: no limit. */
   readonly maxElapsed?: Duration.DurationInput | undefined
   /**
-   * Apply severity escalation (SPEC R1): past attempt 3 the severity rises one step and a critical
-   * failure past attempt 2 is abandoned, so with the default matrix a `major` category is retried
-   * at most 3 times. With `false` each category gets its matrix `maxRetries` in full.
+   * Apply severity escalation: past attempt 3 the severity rises one step and a critical failure
+   * past attempt 2 is abandoned — unless a number the user wrote (a rule's `maxRetries`, or this
+   * policy's) says how many retries to make. So with the default matrix a `major` category
+   * is retried at most 3 times. With `false` each category gets its matrix `maxRetries` in full.
    * Default: `true`.
    */
   readonly escalate?: boolean | undefined
@@ -150,7 +172,7 @@ const linearSecond = Backoff.linear({ base: Duration.seconds(1) })
 const noDelay = Backoff.fromDelays([0])
 
 /**
- * The backoff the decision matrix gives a classification: seed 001's `immediate_retry` table
+ * The backoff the decision matrix gives a classification: the `immediate_retry` table
  * (0, 100 ms, 200 ms) for immediate retries, its `backoff_retry` table (1 s … 16 s) for
  * exponential rows, 1 s × n for linear rows, and no delay otherwise.
  *
@@ -177,51 +199,34 @@ export interface Defect {
   readonly defect: unknown
 }
 
-const isDefect = (u: unknown): u is Defect =>
-  typeof u === "object" && u !== null && (u as Defect)._tag === "@bulwark/core/Retry/Defect"
+const DefectTag = "@bulwark/core/Retry/Defect"
+
+const isDefect = (u: unknown): u is Defect => tagOf(u) === DefectTag
 
 const millisOf = (where: string, d: Duration.DurationInput | undefined): number | undefined => {
   if (d === undefined) return undefined
   const millis = InternalDuration.toMillis(d)
-  if (!(millis >= 0)) throw new RangeError(`Retry.policy: ${where} must be a duration >= 0, got ${String(d)}`)
+  if (!(millis >= 0)) throw new RangeError(`Retry.policy: ${where} must be a duration >= 0, got ${describeValue(d)}`)
   return millis
 }
 
 const validate = <E>(options: Options<E>) => {
+  const maxRetries = options.maxRetries
   if (
-    options.maxRetries !== undefined &&
-    (!Number.isInteger(options.maxRetries) || options.maxRetries < 0)
+    maxRetries !== undefined &&
+    !(maxRetries === Number.POSITIVE_INFINITY || (Number.isInteger(maxRetries) && maxRetries >= 0))
   ) {
-    throw new RangeError(`Retry.policy: maxRetries must be a whole number >= 0, got ${options.maxRetries}`)
+    throw new RangeError(
+      `Retry.policy: maxRetries must be a whole number >= 0 or Infinity, got ${describeValue(maxRetries)}`
+    )
+  }
+  if (options.while !== undefined && typeof options.while !== "function") {
+    throw new TypeError(`Retry.policy: while must be a function, got ${describeValue(options.while)}`)
   }
   return {
     maxDelay: millisOf("maxDelay", options.maxDelay),
     maxElapsed: millisOf("maxElapsed", options.maxElapsed)
   }
-}
-
-const classifierFor = <E>(options: Options<E>): Effect.Effect<Failure.Classifier> => {
-  const classify = options.classify
-  if (classify === undefined) return Failure.currentClassifier
-  const table = typeof classify === "function"
-    ? undefined
-    : classify
-  return Effect.map(Failure.currentClassifier, (base) => {
-    const classifier = Failure.makeClassifier({ matrix: base.matrix, ...(table ? { tables: [table] } : {}) })
-    if (table !== undefined) return classifier
-    const fn = classify as (error: E) => Failure.Category | Failure.RuleObject
-    return {
-      ...classifier,
-      classify: (error, context) => {
-        const rule = fn(error as E)
-        return Failure.fromRule(typeof rule === "string" ? { category: rule } : rule, {
-          matrix: base.matrix,
-          tag: typeof (error as { _tag?: unknown })?._tag === "string" ? (error as { _tag: string })._tag : undefined,
-          ...(context !== undefined ? { context } : {})
-        })
-      }
-    }
-  })
 }
 
 const annotations = (name: string | undefined, step: Step, error: unknown) => ({
@@ -235,16 +240,13 @@ const annotations = (name: string | undefined, step: Step, error: unknown) => ({
   ...(isDefect(error) ? { "bulwark.failure.defect": true } : {})
 })
 
-const describe = (error: unknown): string => {
-  const e = isDefect(error) ? error.defect : error
-  if (typeof e === "object" && e !== null) {
-    const message = (e as { message?: unknown }).message
-    if (typeof message === "string" && message.length > 0) return message
-    const tag = (e as { _tag?: unknown })._tag
-    if (typeof tag === "string") return tag
-  }
-  return String(e)
-}
+const describe = (error: unknown): string => describeValue(isDefect(error) ? error.defect : error)
+
+const levelOf = (classification: Failure.Classification): LogLevel.LogLevel =>
+  LogLevel.fromLiteral(Failure.logLevel(classification.severity))
+
+/** Retries a category that allows none gets when a `while` predicate or `retryDefects` retries it anyway. */
+const forcedRetries = 3
 
 /**
  * Builds a classification-driven retry policy.
@@ -281,17 +283,21 @@ export const policy: {
 } = <E>(options: Options<E> = {}): RetryPolicy<E, never> => {
   const { maxDelay, maxElapsed } = validate(options)
   const escalate = options.escalate ?? true
-  const classifierEffect = classifierFor(options)
+  const userRetries = options.maxRetries
+  const retryWhile = options.while
   const schedule = Schedule.makeWithState<State, E, Step>(
     initialState,
     (now, error, state) =>
       Effect.gen(function*() {
-        const classifier = yield* classifierEffect
+        // the rule: the classifier in the caller's context, refined by this policy's table
+        const classifier = Failure.refine(yield* Failure.currentClassifier, options.classify)
         const attempt = state.attempt + 1
         const context = escalate ? { attempt } : undefined
-        const classification = isDefect(error)
+        const defect = isDefect(error)
+        let classification: Failure.Classification = defect
           ? { ...classifier.classifyDefect(error.defect, context), retryable: true, strategy: "backoff_retry" as const }
           : classifier.classify(error, context)
+        if (!defect) yield* Failure.logWarnings(classifier, classification)
         const start = state.start ?? now
         const category = state.perCategory.get(classification.category)
         const stop = (verdict: Verdict) => {
@@ -306,7 +312,8 @@ export const policy: {
                   MetricLabel.make("operation", options.name ?? "")
                 ])
               ),
-              Effect.logError(
+              Effect.logWithLevel(
+                levelOf(classification),
                 verdict === "not_retryable"
                   ? `Not retrying: ${classification.code} (${classification.category}) is not retryable: ${
                     describe(error)
@@ -327,18 +334,25 @@ export const policy: {
             [next, step, ScheduleDecision.done] as const
           )
         }
-        if (!classification.retryable) {
+        let forced = defect
+        if (retryWhile !== undefined && !defect) {
+          // the predicate is the decision; the classification still gives delays, count and level
+          if (!retryWhile(error, classification)) return yield* stop("not_retryable")
+          forced = !classification.retryable
+        } else if (!classification.retryable) {
           // retryable on its own but escalated to critical past attempt 2: abandoned, not unretryable
-          const escalated = context !== undefined && !isDefect(error) && classifier.classify(error).retryable
-          return yield* stop(escalated ? "abandoned" : "not_retryable")
+          const unescalated = context !== undefined && !defect ? classifier.classify(error) : undefined
+          if (unescalated === undefined || !unescalated.retryable) return yield* stop("not_retryable")
+          // a number the user wrote here wins over escalation: keep the escalated severity, retry on
+          if (userRetries === undefined) return yield* stop("abandoned")
+          classification = { ...classification, strategy: unescalated.strategy, retryable: true }
         }
         const categoryRetries = category?.retries ?? 0
-        const budget = isDefect(error) ?
-          (classification.maxRetries > 0 ? classification.maxRetries : 3) :
-          classification
-            .maxRetries
-        if (categoryRetries >= budget || state.retries >= (options.maxRetries ?? Number.POSITIVE_INFINITY)) {
-          return yield* stop("exhausted")
+        if (userRetries !== undefined) {
+          if (state.retries >= userRetries) return yield* stop("exhausted")
+        } else {
+          const budget = forced && classification.maxRetries === 0 ? forcedRetries : classification.maxRetries
+          if (categoryRetries >= budget) return yield* stop("exhausted")
         }
         const backoff = options.schedules?.[classification.category] ?? options.schedule ??
           matrixBackoff(classification)
@@ -377,7 +391,8 @@ export const policy: {
             MetricLabel.make("operation", options.name ?? "")
           ])
         )
-        yield* Effect.logWarning(
+        yield* Effect.logWithLevel(
+          levelOf(classification),
           `Attempt ${attempt} failed with ${classification.code} (${classification.category}); retrying in ${
             Duration.format(step.delay)
           }: ${describe(error)}`
@@ -459,7 +474,7 @@ export const retry: {
           } else {
             const defect = Cause.dieOption(cause)
             if (Option.isNone(defect) || !retryDefects) return Effect.failCause(cause)
-            input = { _tag: "@bulwark/core/Retry/Defect", defect: defect.value } satisfies Defect
+            input = { _tag: DefectTag, defect: defect.value } satisfies Defect
           }
           return Effect.flatMap(Clock.currentTimeMillis, (now) =>
             Effect.flatMap(p.step(now, input as E, state), ([next, step, decision]) => {

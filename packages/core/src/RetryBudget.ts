@@ -124,7 +124,7 @@ const validate = (options: Options): {
 } => {
   const name = options.name ?? "default"
   const ratio = options.ratio ?? 0.2
-  if (!(ratio >= 0 && ratio <= 1)) {
+  if (!(typeof ratio === "number" && ratio >= 0 && ratio <= 1)) {
     throw new RangeError(`RetryBudget "${name}": ratio must be in [0, 1], got ${ratio}`)
   }
   const minRetriesPerSecond = options.minRetriesPerSecond ?? 10
@@ -235,17 +235,18 @@ export const layer = (options: Options = {}): Layer.Layer<RetryBudget> => Layer.
  * The options read from `Config`: `RATIO`, `MIN_RETRIES_PER_SECOND`, `WINDOW` (under an
  * optional prefix set with `Config.nested`; a per-dependency Tag nests them under its name in
  * UPPER_SNAKE case, so the default provider reads `PAYMENTS_RATIO` from the environment). A
- * value that breaks a rule fails with a `ConfigError` that names the key.
+ * value that breaks a rule — an empty value included — fails with a `ConfigError` that names
+ * the key.
  *
  * @since 0.1.0
  * @category config
  */
 export const config: Config.Config<Options> = Config.all({
-  ratio: Config.number("RATIO").pipe(
+  ratio: InternalConfig.number("RATIO").pipe(
     Config.validate({ message: "ratio must be in [0, 1]", validation: (n) => n >= 0 && n <= 1 }),
     Config.withDefault(0.2)
   ),
-  minRetriesPerSecond: Config.number("MIN_RETRIES_PER_SECOND").pipe(
+  minRetriesPerSecond: InternalConfig.number("MIN_RETRIES_PER_SECOND").pipe(
     Config.validate({
       message: "minRetriesPerSecond must be >= 0 and finite",
       validation: (n) => n >= 0 && Number.isFinite(n)
@@ -318,7 +319,7 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
     }
     /** Provides this dependency's budget from `Config` (see {@link config}). */
     static layerConfig(
-      cfg: Config.Config<Options> = Config.nested(config, InternalConfig.prefixOf(name))
+      cfg: Config.Config<Options> = InternalConfig.nested(InternalConfig.prefixOf(name), config)
     ): Layer.Layer<Self, ConfigError.ConfigError> {
       return Layer.effect(this, fromConfig(name, cfg))
     }

@@ -13,6 +13,8 @@ import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import * as Failure from "./Failure.js"
+import { describe } from "./internal/describe.js"
+import * as InternalDuration from "./internal/duration.js"
 
 /**
  * The work did not finish within its time limit and was interrupted.
@@ -81,11 +83,12 @@ export const timeout = (
   duration: Duration.DurationInput,
   options: Options = {}
 ): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TimeoutError, R> => {
-  const decoded = Duration.decodeUnknown(duration)
-  if (decoded._tag === "None" || !Duration.greaterThan(decoded.value, Duration.zero)) {
-    throw new RangeError(`Timeout.timeout: duration must be a duration > 0, got ${String(duration)}`)
+  // negative values in every written form ("-5 seconds", -5n, [-5, 0]) are rejected, not clamped
+  const millis = InternalDuration.toMillis(duration)
+  if (!(millis > 0)) {
+    throw new RangeError(`Timeout.timeout: duration must be a duration > 0, got ${describe(duration)}`)
   }
-  const limit = decoded.value
+  const limit = millis === Infinity ? Duration.infinity : Duration.decode(duration)
   // preallocated: a timeout must not capture a stack per call
   const error = new TimeoutError(
     options.name === undefined ? { duration: limit } : { duration: limit, operation: options.name }

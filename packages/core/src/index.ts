@@ -81,4 +81,9 @@ export * as RetryBudget from "./RetryBudget.js"
 /**
  * @since 0.1.0
  */
+export * as Testing from "./Testing.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Timeout from "./Timeout.js"

@@ -94,7 +94,15 @@ describe("Alerts", () => {
       const exit = yield* Effect.exit(Alerts.make(() => Effect.void, { maxPerKey: 0 }))
       expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain("maxPerKey")
       const garbled = yield* Effect.exit(Alerts.make(() => Effect.void, { interval: "soon" as Duration.DurationInput }))
-      expect(Exit.isFailure(garbled) && Cause.pretty(garbled.cause)).toContain("interval must be a positive duration")
+      expect(Exit.isFailure(garbled) && Cause.pretty(garbled.cause)).toContain("interval must be a finite duration > 0")
+      for (const interval of ["-5 seconds", -5n, [-5, 0], -1, Infinity, 0] as const) {
+        const exit = yield* Effect.exit(
+          Alerts.make(() => Effect.void, { interval: interval as Duration.DurationInput })
+        )
+        expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain(
+          "Alerts: interval must be a finite duration > 0"
+        )
+      }
     }))
 
   it("alerts are Schema values", () => {

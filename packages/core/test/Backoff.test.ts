@@ -49,7 +49,7 @@ describe("Backoff", () => {
         })
     )
 
-    it.effect("seed 001's tables are constants", () =>
+    it.effect("the matrix's delay tables are constants", () =>
       Effect.gen(function*() {
         expect(millis(Backoff.immediateRetryDelays)).toEqual([0, 100, 200])
         expect(millis(Backoff.backoffRetryDelays)).toEqual([1000, 2000, 4000, 8000, 16000])
@@ -244,6 +244,13 @@ describe("Backoff", () => {
       expect(() => Backoff.decorrelatedJitter({ base: 100, cap: 10 })).toThrow(/cap \(10ms\) must be >= base \(100ms\)/)
       expect(() => Backoff.fromDelays([])).toThrow(/delays must not be empty/)
       expect(() => Backoff.fromDelays([10, -1])).toThrow(/delays\[1\] must be a finite duration >= 0, got -1/)
+      // negative in every written form, not clamped to 0
+      expect(() => Backoff.fromDelays(["-1 seconds"])).toThrow(
+        /Backoff.fromDelays: delays\[0\] must be a finite duration >= 0, got -1 seconds/
+      )
+      expect(() => Backoff.fromDelays([-5n])).toThrow(/delays\[0\] must be a finite duration >= 0, got -5/)
+      expect(() => Backoff.fromDelays([[-5, 0]])).toThrow(/delays\[0\] must be a finite duration >= 0/)
+      expect(() => Backoff.exponential({ base: "-100 millis" })).toThrow(/Backoff.exponential: base must be/)
       expect(() => Backoff.linear({ base: Number.NaN })).toThrow(/Backoff.linear: base must be a finite duration > 0/)
       expect(() => Backoff.limit(Backoff.linear({ base: 1 }), { maxRetries: 1.5 })).toThrow(
         /maxRetries must be a whole number >= 0, got 1.5/

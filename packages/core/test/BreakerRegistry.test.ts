@@ -1,6 +1,6 @@
 import { BreakerRegistry, BreakerStore, CircuitBreaker, Failure } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Data, Effect, Exit, Fiber, Logger, LogLevel, Option, Scope, TestClock } from "effect"
+import { Cause, Data, Deferred, Effect, Exit, Fiber, Logger, LogLevel, Option, Scope, TestClock } from "effect"
 
 class Refused extends Data.TaggedError("Refused")<{}> {}
 
@@ -117,7 +117,7 @@ describe("BreakerRegistry", () => {
       expect(Option.isSome(yield* Fiber.poll(closing))).toBe(true)
     }))
 
-  it.scoped("breakers take the registry's classifier, not the first caller's", () =>
+  it.scoped("breakers classify a failure with the caller's classifier, not the registry's", () =>
     Effect.gen(function*() {
       // the registry is made where Refused is a validation error, which trips no breaker
       const registry = yield* BreakerRegistry.make({
@@ -127,9 +127,15 @@ describe("BreakerRegistry", () => {
         .pipe(
           Effect.provide(Failure.layerClassifier({ tables: [Failure.table<Refused>({ Refused: "validation" })] }))
         )
-      // the caller's context has no classifier
-      yield* Effect.exit(registry.protect("a.example")(Effect.fail(new Refused())))
-      expect(yield* Effect.flatMap(registry.get("a.example"), (breaker) => breaker.state)).toBe("Closed")
+      const state = (key: string) => Effect.flatMap(registry.get(key), (breaker) => breaker.state)
+      // a caller that says Refused is a validation error: it does not count
+      yield* Effect.exit(registry.protect("a.example")(Effect.fail(new Refused()))).pipe(
+        Effect.provide(Failure.layerClassifier({ tables: [Failure.table<Refused>({ Refused: "validation" })] }))
+      )
+      expect(yield* state("a.example")).toBe("Closed")
+      // a caller whose context has no classifier: an unknown error counts
+      yield* Effect.exit(registry.protect("b.example")(Effect.fail(new Refused())))
+      expect(yield* state("b.example")).toBe("Open")
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.effect("bad options are a defect that names the field, before any call", () =>
@@ -143,4 +149,90 @@ describe("BreakerRegistry", () => {
         /policy\.threshold must be a whole number >= 1, got 0/
       )
     }))
+  it.scoped("a breaker evicted or invalidated while it is being made keeps its store sync", () =>
+    Effect.gen(function*() {
+      const memory = yield* BreakerStore.makeMemory
+      // loading "hosts/a" waits for the gate: its breaker is being made until then
+      const gate = yield* Deferred.make<void>()
+      const store: BreakerStore.BreakerStore = {
+        ...memory,
+        load: (breaker) =>
+          breaker === "hosts/a" || breaker === "hosts/c"
+            ? Effect.zipRight(Deferred.await(gate), memory.load(breaker))
+            : memory.load(breaker)
+      }
+      const provideStore = Effect.provideService(BreakerStore.BreakerStore, store)
+      const registry = yield* BreakerRegistry.make({
+        name: "hosts",
+        capacity: 1,
+        breaker: { policy: CircuitBreaker.consecutive(1) }
+      }).pipe(provideStore)
+      const gettingA = yield* Effect.fork(registry.get("a"))
+      const gettingC = yield* Effect.fork(registry.get("c"))
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
+      // "b" would evict "a" (least recently used), and "c" is invalidated, while both are being made
+      yield* registry.get("b")
+      yield* registry.invalidate("c")
+      yield* Deferred.succeed(gate, undefined)
+      const a = yield* Fiber.join(gettingA)
+      const c = yield* Fiber.join(gettingC)
+      // "a" was not evicted while being made; "c" was dropped once made
+      expect([...(yield* registry.keys)].sort()).toEqual(["a", "b"])
+
+      // another breaker of the same name opens: "a" follows it through the store
+      const peer = yield* CircuitBreaker.make({ name: "hosts/a", policy: CircuitBreaker.consecutive(1) }).pipe(
+        provideStore
+      )
+      yield* Effect.exit(peer.protect(Effect.fail(new Refused())))
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
+      expect(yield* a.state).toBe("Open")
+      // the dropped one still answers its callers
+      expect(yield* c.protect(Effect.succeed(1))).toBe(1)
+      // the next key brings the registry back to its capacity
+      yield* registry.get("d")
+      expect(yield* registry.keys).toEqual(["d"])
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("checking the breaker options up front makes no breaker and touches no store", () =>
+    Effect.gen(function*() {
+      const memory = yield* BreakerStore.makeMemory
+      const touched: Array<string> = []
+      const store: BreakerStore.BreakerStore = {
+        load: (breaker) => Effect.zipRight(Effect.sync(() => touched.push(`load ${breaker}`)), memory.load(breaker)),
+        publish: (snapshot) =>
+          Effect.zipRight(Effect.sync(() => touched.push(`publish ${snapshot.breaker}`)), memory.publish(snapshot)),
+        subscribe: (breaker) =>
+          Effect.zipRight(Effect.sync(() => touched.push(`subscribe ${breaker}`)), memory.subscribe(breaker))
+      }
+      yield* Effect.gen(function*() {
+        const registry = yield* BreakerRegistry.make({
+          name: "hosts",
+          breaker: { policy: CircuitBreaker.consecutive(2) }
+        })
+        expect(touched).toEqual([])
+        yield* registry.protect("a")(Effect.succeed(1))
+        expect(touched).toEqual(["load hosts/a", "subscribe hosts/a"])
+      }).pipe(Effect.scoped, Effect.provideService(BreakerStore.BreakerStore, store))
+      // bad breaker options and a negative idle time are still caught, naming the field
+      const negative = yield* Effect.exit(
+        Effect.scoped(BreakerRegistry.make({ breaker: { openDuration: "-5 seconds" } }))
+      )
+      expect(Exit.isFailure(negative) && Cause.pretty(negative.cause)).toMatch(/openDuration must be/)
+      const ttl = yield* Effect.exit(Effect.scoped(BreakerRegistry.make({ idleTimeToLive: "-5 minutes" })))
+      expect(Exit.isFailure(ttl) && Cause.pretty(ttl.cause)).toMatch(
+        /idleTimeToLive must be a finite duration > 0, got -5 minutes/
+      )
+    }))
+
+  it.scoped("a per-call isFailure reaches the key's breaker", () =>
+    Effect.gen(function*() {
+      const registry = yield* BreakerRegistry.make({
+        name: "hosts",
+        breaker: { policy: CircuitBreaker.consecutive(1) }
+      })
+      yield* Effect.exit(registry.protect("a")(Effect.fail(new Refused()), { isFailure: () => false }))
+      expect(yield* Effect.flatMap(registry.get("a"), (breaker) => breaker.state)).toBe("Closed")
+      yield* Effect.exit(registry.protect("a")(Effect.fail(new Refused())))
+      expect(yield* Effect.flatMap(registry.get("a"), (breaker) => breaker.state)).toBe("Open")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 })

@@ -234,7 +234,11 @@ describe("Bulkhead", () => {
           [{ maxConcurrent: 0 }, /maxConcurrent must be a whole number >= 1, got 0/],
           [{ maxQueued: -1 }, /maxQueued must be a whole number >= 0, got -1/],
           [{ maxWait: 0 }, /maxWait must be a duration > 0/],
-          [{ priorities: 2, defaultPriority: 2 }, /defaultPriority must be a whole number in \[0, 2\), got 2/]
+          [{ priorities: 2, defaultPriority: 2 }, /defaultPriority must be a whole number in \[0, 2\), got 2/],
+          [{ priorities: 2 ** 32 }, /priorities must be a whole number in \[1, 1000\], got 4294967296/],
+          [{ priorities: 1001 }, /priorities must be a whole number in \[1, 1000\], got 1001/],
+          [{ maxWait: "-5 seconds" }, /maxWait must be a duration > 0, got "-5 seconds"/],
+          [{ maxWait: -5n }, /maxWait must be a duration > 0, got -5/]
         ] as const
       ) {
         const exit = yield* Effect.exit(Bulkhead.make(options))
@@ -300,6 +304,65 @@ describe("Bulkhead", () => {
         )
       )
       expect(String(error)).toMatch(/PAYMENTS.MAX_CONCURRENT.*must be a whole number >= 1/)
+    }))
+
+  it.effect("Config keys name the variable a user sets, prefix included; bounds and empty values are errors", () =>
+    Effect.gen(function*() {
+      const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+        Effect.flip(
+          Effect.provide(
+            PaymentsBulkhead,
+            PaymentsBulkhead.layerConfig().pipe(
+              Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(entries), { pathDelim: "_" })))
+            )
+          )
+        ).pipe(Effect.map(String))
+      expect(yield* read([["PAYMENTS_MAX_CONCURRENT", "0"]])).toMatch(
+        /at PAYMENTS_MAX_CONCURRENT: "must be a whole number >= 1"/
+      )
+      expect(yield* read([["PAYMENTS_PRIORITIES", "4294967296"]])).toMatch(
+        /at PAYMENTS_PRIORITIES: "must be a whole number in \[1, 1000\]"/
+      )
+      expect(yield* read([["PAYMENTS_PRIORITIES", "2"], ["PAYMENTS_DEFAULT_PRIORITY", "2"]])).toMatch(
+        /at PAYMENTS_DEFAULT_PRIORITY: "must be a whole number below PRIORITIES \(2\), got 2"/
+      )
+      for (const key of ["MAX_CONCURRENT", "MAX_QUEUED", "PRIORITIES", "DEFAULT_PRIORITY", "MAX_WAIT"]) {
+        for (const empty of ["", "  "]) {
+          expect(yield* read([[`PAYMENTS_${key}`, empty]])).toMatch(new RegExp(`at PAYMENTS_${key}: `))
+        }
+      }
+    }))
+
+  it.effect("with the most classes, the highest waiting class is admitted first, across 32-class words", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 10, priorities: Bulkhead.maxPriorities })
+      const gate = yield* Deferred.make<void>()
+      const started: Array<string> = []
+      const holder = yield* Effect.fork(bulkhead.protect(gated(started, "holder", gate)))
+      yield* settle
+      const arrivals: Array<[string, number]> = [
+        ["p0", 0],
+        ["p999a", 999],
+        ["p31", 31],
+        ["p32", 32],
+        ["p500", 500],
+        ["p999b", 999],
+        ["p33", 33]
+      ]
+      const fibers = new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
+      for (const [label, priority] of arrivals) {
+        fibers.set(label, yield* Effect.fork(bulkhead.run(Effect.sync(() => started.push(label)), priority)))
+        yield* settle
+      }
+      // a class emptied by an interrupted waiter is skipped
+      yield* Fiber.interrupt(fibers.get("p500")!)
+      yield* Fiber.interrupt(fibers.get("p33")!)
+      expect((yield* bulkhead.state).queued).toBe(5)
+      yield* Deferred.succeed(gate, void 0)
+      yield* Fiber.join(holder)
+      for (const label of ["p0", "p999a", "p31", "p32", "p999b"]) yield* Fiber.join(fibers.get(label)!)
+      expect(started).toEqual(["holder", "p999a", "p999b", "p32", "p31", "p0"])
+      expect(yield* bulkhead.state).toMatchObject({ active: 0, queued: 0 })
     }))
 
   it.effect.prop(

@@ -163,11 +163,25 @@ describe("Chaos", () => {
 
   it("options that break a rule are rejected with the field named", () => {
     expect(() => Chaos.inject({ failureRate: 1.5, failure: () => 1 })).toThrow(
-      /failureRate must be in \[0, 1\], got 1.5/
+      /failureRate must be a number in \[0, 1\], got 1.5/
+    )
+    expect(() => Chaos.inject({ hangRate: "0.5" as unknown as number })).toThrow(
+      /hangRate must be a number in \[0, 1\], got "0.5"|hangRate must be a number in \[0, 1\], got 0.5/
+    )
+    expect(() => Chaos.inject({ failureRate: 0.5, failure: 5 as unknown as () => number })).toThrow(
+      /failure must be a function, got 5/
     )
     expect(() => Chaos.inject({ failureRate: 0.6, hangRate: 0.6, failure: () => 1 })).toThrow(/must not exceed 1/)
     expect(() => Chaos.inject({ failureRate: 0.1 })).toThrow(/failure must be given/)
     expect(() => Chaos.inject({ latency: { min: "2 seconds", max: "1 second" } })).toThrow(/latency.max/)
-    expect(() => Chaos.inject({ latency: -10 })).toThrow(/Chaos: latency must be a duration >= 0, got -10/)
+    expect(() => Chaos.inject({ latency: -10 })).toThrow(/Chaos: latency must be a finite duration >= 0, got -10/)
+    for (const latency of ["-5 millis", -5n, [-5, 0], Infinity, "forever"] as const) {
+      expect(() => Chaos.inject({ latency: latency as Duration.DurationInput })).toThrow(
+        /Chaos: latency must be a finite duration >= 0/
+      )
+      expect(() => Chaos.inject({ latency: { min: 0, max: latency as Duration.DurationInput } })).toThrow(
+        /Chaos: latency.max must be a finite duration >= 0/
+      )
+    }
   })
 })

@@ -43,6 +43,8 @@ type Command =
   | { readonly _tag: "Isolate" }
   | { readonly _tag: "Release" }
   | { readonly _tag: "Disable" }
+  /** Takes the state of an `Open` snapshot that opened `opens` times and has `left` ms to go. */
+  | { readonly _tag: "ImportOpen"; readonly opens: number; readonly left: number }
 
 interface Setup {
   readonly policy: CircuitBreaker.Policy
@@ -188,6 +190,13 @@ class Model {
   disable(now: number) {
     if (this.state !== "Disabled") this.transition("Disabled", now)
   }
+  /** An imported open state: it stays open at most as long as this breaker's own `opens`-th open would. */
+  importOpen(now: number, opens: number, left: number) {
+    this.transition("Open", now)
+    const longest = this.setup.growing ? this.setup.openMillis * 2 ** (opens - 1) : this.setup.openMillis
+    this.openUntil = now + Math.min(left, longest)
+    this.opens = opens
+  }
 
   metrics(now: number) {
     this.refresh(now)
@@ -275,7 +284,15 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ _tag: "Reset" as const }) },
   { weight: 1, arbitrary: fc.constant({ _tag: "Isolate" as const }) },
   { weight: 1, arbitrary: fc.constant({ _tag: "Release" as const }) },
-  { weight: 1, arbitrary: fc.constant({ _tag: "Disable" as const }) }
+  { weight: 1, arbitrary: fc.constant({ _tag: "Disable" as const }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      _tag: fc.constant("ImportOpen" as const),
+      opens: fc.integer({ min: 1, max: 4 }),
+      left: fc.constantFrom(0, 300, 1000, 1e12)
+    })
+  }
 )
 
 // -----------------------------------------------------------------------------
@@ -409,6 +426,18 @@ const runSequence = (setup: Setup, commands: ReadonlyArray<Command>) =>
         case "Disable":
           yield* breaker.disable
           model.disable(now)
+          break
+        case "ImportOpen":
+          yield* breaker.importState({
+            version: 1,
+            breaker: "model",
+            state: "Open",
+            since: now,
+            openUntil: now + command.left,
+            opens: command.opens,
+            origin: "elsewhere"
+          })
+          model.importOpen(now, command.opens, command.left)
           break
       }
       const actual = yield* breaker.metrics

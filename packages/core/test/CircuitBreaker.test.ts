@@ -55,7 +55,7 @@ const captureLogs = () => {
 }
 
 describe("CircuitBreaker", () => {
-  it.scoped("seed 001's scenario with its defaults, step by step", () =>
+  it.scoped("the default options, step by step: five failures open it for a minute, three probes close it", () =>
     Effect.gen(function*() {
       const breaker = yield* CircuitBreaker.make({ name: "pool" })
 
@@ -405,7 +405,7 @@ describe("CircuitBreaker", () => {
         ],
         [{ policy: CircuitBreaker.countWindow({ size: 10, rateThreshold: 0 }) }, /policy\.rateThreshold/],
         [
-          { policy: CircuitBreaker.timeWindow({ window: 0, rateThreshold: 0.5 }) },
+          { policy: { _tag: "TimeWindow", window: Duration.zero, buckets: 10, rateThreshold: 0.5, minimumCalls: 1 } },
           /policy\.window must be a finite duration > 0/
         ],
         [{ halfOpenProbes: 0 }, /halfOpenProbes must be a whole number >= 1, got 0/],

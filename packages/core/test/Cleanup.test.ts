@@ -4,6 +4,36 @@ import { Data, Effect, Exit, Fiber, Metric, Ref, TestClock } from "effect"
 
 class DockerError extends Data.TaggedError("DockerError")<{ readonly message: string }> {}
 
+/** Failure values that cannot be turned into a string the usual way. */
+const oddValues: ReadonlyArray<readonly [string, () => unknown]> = [
+  ["a null-prototype object", () => Object.create(null)],
+  ["a throwing message getter", () => ({
+    get message(): string {
+      throw new Error("message getter")
+    }
+  })],
+  ["a throwing toString", () => ({
+    toString(): string {
+      throw new Error("toString")
+    }
+  })],
+  ["a throwing _tag getter", () =>
+    Object.defineProperty(Object.create(null), "_tag", {
+      enumerable: true,
+      get(): string {
+        throw new Error("_tag getter")
+      }
+    })],
+  ["a throwing message getter and toString", () => ({
+    get message(): string {
+      throw new Error("message getter")
+    },
+    toString(): string {
+      throw new Error("toString")
+    }
+  })]
+]
+
 describe("Cleanup.run", () => {
   it.effect("runs every step even when some fail and reports all failures in one typed error", () =>
     Effect.gen(function*() {
@@ -76,6 +106,24 @@ describe("Cleanup.run", () => {
       expect(yield* Ref.get(ran)).toEqual(["first", "second"])
     }))
 
+  for (const [label, make] of oddValues) {
+    it.effect(`a step failing or dying with ${label} is reported, and every other step still runs`, () =>
+      Effect.gen(function*() {
+        const ran: Array<string> = []
+        const error = yield* Cleanup.run("odd", [
+          Cleanup.step("fails", Effect.zipRight(Effect.sync(() => ran.push("fails")), Effect.fail(make()))),
+          Cleanup.step("dies", Effect.zipRight(Effect.sync(() => ran.push("dies")), Effect.die(make()))),
+          Cleanup.step("last", Effect.sync(() => ran.push("last")))
+        ]).pipe(Effect.flip)
+        expect(ran).toEqual(["fails", "dies", "last"])
+        expect(error.failures.map((f) => [f.step, f.reason, typeof f.message])).toEqual([
+          ["fails", "failure", "string"],
+          ["dies", "defect", "string"]
+        ])
+        expect(error.message).toMatch(/2 of 3 step\(s\) failed/)
+      }))
+  }
+
   it.effect("counts attempts, successes and failures and records durations, per cleanup name", () =>
     Effect.gen(function*() {
       yield* Cleanup.run("metrics-test", [Cleanup.step("ok", Effect.void)])
@@ -105,6 +153,21 @@ describe("Cleanup.acquireRelease", () => {
           Cleanup.acquireUseRelease(Effect.succeed("conn"), () => use, () => Ref.update(released, (n) => n + 1))
         )
         expect(yield* Ref.get(released)).toBe(1)
+      }))
+  }
+
+  for (const [label, make] of oddValues) {
+    it.effect(`a release failing or dying with ${label} still returns the value`, () =>
+      Effect.gen(function*() {
+        expect(
+          yield* Cleanup.acquireUseRelease(Effect.succeed("conn"), () =>
+            Effect.succeed("used"), () =>
+            Effect.fail(make()))
+        ).toBe("used")
+        expect(
+          yield* Cleanup.acquireUseRelease(Effect.succeed("conn"), () =>
+            Effect.succeed("used"), () => Effect.die(make()))
+        ).toBe("used")
       }))
   }
 

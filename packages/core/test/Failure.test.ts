@@ -1,6 +1,7 @@
 import { Failure } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Data, Duration, Effect, FiberId, Option, Schema, TestClock } from "effect"
+import { prototypeKeys } from "./oddValues.js"
 
 class Refused extends Data.TaggedError("Refused")<{}> {}
 class RateLimited extends Data.TaggedError("RateLimited")<{ readonly retryAfterMs: number }> {}
@@ -14,7 +15,7 @@ const table = Failure.table<ApiError>({
 })
 
 describe("Failure", () => {
-  it("the default matrix is seed 001's decision matrix, row for row", () => {
+  it("the default matrix is the worker-pool decision matrix, row for row", () => {
     const seed001 = [
       ["initialization", "critical", "circuit_break", 3, "exponential"],
       ["connection", "major", "backoff_retry", 5, "exponential"],
@@ -93,16 +94,31 @@ describe("Failure", () => {
     expect(classifier.classify(new Refused(), { attempt: 4 }).strategy).toBe("abandon")
   })
 
-  it("unknown errors and defects are system / critical", () => {
+  it("a typed failure no rule names gets the bounded unclassified default; defects are system / critical", () => {
     const c = Failure.defaultClassifier
-    expect(c.classify(new Error("boom"))).toMatchObject({
+    expect(c.classify(new Refused())).toMatchObject({
+      category: "system",
+      severity: "major",
+      strategy: "backoff_retry",
+      retryable: true,
+      maxRetries: 3,
+      backoff: "exponential",
+      code: "REFUSED",
+      unclassified: "Refused"
+    })
+    expect(c.classify(new Error("boom"))).toMatchObject({ code: "UNKNOWN_ERROR", retryable: true })
+    expect(c.classify("weird")).toMatchObject({ category: "system", unclassified: "a string" })
+    // escalation still applies: attempt 4 is critical (4 attempts in all either way)
+    expect(c.classify(new Refused(), { attempt: 4 }).severity).toBe("critical")
+    // the old behaviour, on request
+    const strict = Failure.makeClassifier({ unclassified: "system" })
+    expect(strict.classify(new Refused())).toMatchObject({
       category: "system",
       severity: "critical",
       strategy: "abandon",
       retryable: false,
-      code: "UNKNOWN_ERROR"
+      code: "REFUSED"
     })
-    expect(c.classify("weird")).toMatchObject({ category: "system", severity: "critical" })
     expect(c.classifyDefect(new TypeError("x"))).toMatchObject({
       category: "system",
       severity: "critical",
@@ -154,7 +170,7 @@ describe("Failure", () => {
         expect(json).toEqual({
           type: "resource",
           code: "RATE_LIMITED",
-          message: "RateLimited",
+          message: "RateLimited { retryAfterMs: 200 }",
           details: "upstream said 429",
           retryable: true,
           severity: "critical",
@@ -198,7 +214,7 @@ describe("Failure", () => {
         const problem = Failure.toProblemDetails(error)
         expect(problem).toEqual({
           type: "urn:bulwark:failure:validation:BAD_INPUT",
-          title: "BadInput",
+          title: "BadInput { field: \"email\" }",
           status: 400,
           detail: "email is required",
           instance: "urn:bulwark:task:t1",
@@ -215,6 +231,118 @@ describe("Failure", () => {
           status: 422,
           instance: "/orders/1"
         })
+      }))
+  })
+
+  describe("hostile values and unusable rules", () => {
+    it("a code or _tag that is a key of Object.prototype classifies normally", () => {
+      for (const key of prototypeKeys) {
+        for (const value of [{ _tag: key }, { code: key }, { _tag: key, code: key }]) {
+          const c = Failure.defaultClassifier.classify(value)
+          expect(c).toMatchObject({ category: "system", severity: "major", retryable: true })
+          expect(c.warnings).toBeUndefined()
+        }
+        // and through a table that does not name it
+        expect(Failure.makeClassifier({ tables: [table] }).classify({ _tag: key }).unclassified).toBe(key)
+      }
+    })
+
+    it("a rule with an unknown category (from a function or a self-classifying error) is unclassified, with a warning naming it", () => {
+      class Odd extends Data.TaggedError("Odd")<{}> {}
+      const bad = Failure.table<Odd>({ Odd: () => ({ category: "network" as Failure.Category }) })
+      const c = Failure.makeClassifier({ tables: [bad] }).classify(new Odd())
+      expect(c).toMatchObject({ category: "system", severity: "major", retryable: true, code: "ODD" })
+      expect(c.warnings).toEqual([expect.stringMatching(/rule for "Odd" names the unknown category network/)])
+      for (const category of ["toString", "__proto__", "bogus"]) {
+        const self = { [Failure.RuleKey]: { category } }
+        const d = Failure.defaultClassifier.classify(self)
+        expect(d.category).toBe("system")
+        expect(d.warnings?.[0]).toContain(`unknown category ${category}`)
+      }
+      // unknown severity, strategy, backoff and maxRetries fall back to the row, with warnings
+      const e = Failure.fromRule({
+        category: "connection",
+        severity: "loud" as Failure.Severity,
+        maxRetries: -2,
+        backoff: "toString" as Failure.BackoffKind
+      })
+      expect(e).toMatchObject({ severity: "major", maxRetries: 5, backoff: "exponential" })
+      expect(e.warnings).toHaveLength(3)
+    })
+
+    it("a rule function that throws falls through to the next rule, with a warning", () => {
+      class Boom extends Data.TaggedError("Boom")<{}> {}
+      const throwing = Failure.table<Boom>({
+        Boom: () => {
+          throw new Error("rule bug")
+        }
+      })
+      const c = Failure.makeClassifier({ tables: [throwing] }).classify(new Boom())
+      expect(c.unclassified).toBe("Boom")
+      expect(c.warnings).toEqual([expect.stringMatching(/rule for "Boom" threw \(rule bug\)/)])
+    })
+
+    it("retry-after hints: capped at maxRetryAfter (default 1 hour), invalid ones absent with a warning", () => {
+      expect(Failure.fromRule({ category: "connection", retryAfter: Infinity }).retryAfter).toEqual(
+        Option.some(Duration.hours(1))
+      )
+      expect(Failure.fromRule({ category: "connection", retryAfter: "2 days" }, { maxRetryAfter: "1 minute" }))
+        .toMatchObject({ retryAfter: Option.some(Duration.minutes(1)) })
+      for (const hint of ["soon", Number.NaN, -1, "-5 seconds"]) {
+        const c = Failure.fromRule({ category: "connection", retryAfter: hint as Duration.DurationInput }, {
+          tag: "Limited"
+        })
+        expect(c.retryAfter).toEqual(Option.none())
+        expect(c.warnings).toEqual([expect.stringMatching(/retry-after hint .* of "Limited" is not a duration >= 0/)])
+      }
+      expect(() => Failure.makeClassifier({ maxRetryAfter: Infinity })).toThrow(
+        /Failure.makeClassifier: maxRetryAfter must be a finite duration >= 0, got Infinity/
+      )
+      expect(() => Failure.makeClassifier({ maxRetryAfter: "-1 seconds" })).toThrow(/maxRetryAfter/)
+    })
+
+    it("a maxRetries written in a rule wins over strategy escalation; the severity still rises", () => {
+      const c = Failure.makeClassifier({ tables: [table] })
+      // RateLimited: resource (critical), backoff_retry, maxRetries 3 written
+      expect(c.classify(new RateLimited({ retryAfterMs: 1 }), { attempt: 4 })).toMatchObject({
+        severity: "critical",
+        strategy: "backoff_retry",
+        retryable: true,
+        maxRetries: 3
+      })
+      // Refused: the matrix's 5, not written: abandoned at attempt 4
+      expect(c.classify(new Refused(), { attempt: 4 })).toMatchObject({ strategy: "abandon", retryable: false })
+    })
+
+    it("refine: the stage's table first, then the base; a function may return undefined to defer", () => {
+      const base = Failure.makeClassifier({ tables: [table] })
+      const stage = Failure.refine<ApiError>(base, (e) => e._tag === "Refused" ? "session" : undefined)
+      expect(stage.classify(new Refused()).category).toBe("session")
+      expect(stage.classify(new BadInput({ field: "x" })).category).toBe("validation")
+      expect(Failure.refine(base, undefined)).toBe(base)
+      const again = (e: ApiError) => e._tag === "Refused" ? "session" as const : undefined
+      expect(Failure.refine<ApiError>(base, again)).toBe(Failure.refine<ApiError>(base, again))
+    })
+
+    it("warningsFor: once per unclassified tag and classifier, shared with its refinements", () => {
+      const base = Failure.makeClassifier({})
+      const refined = Failure.refine(base, Failure.table<RateLimited>({ RateLimited: "resource" }))
+      const first = Failure.warningsFor(refined, refined.classify(new Refused()))
+      expect(first).toEqual([expect.stringMatching(/The failure "Refused" is not classified/)])
+      expect(Failure.warningsFor(base, base.classify(new Refused()))).toEqual([])
+      expect(Failure.warningsFor(base, base.classify(new BadInput({ field: "x" })))).toHaveLength(1)
+      // another classifier warns again
+      const other = Failure.makeClassifier({})
+      expect(Failure.warningsFor(other, other.classify(new Refused()))).toHaveLength(1)
+    })
+
+    it.effect("toExecutionError: a tagged error without a message says its tag and fields", () =>
+      Effect.gen(function*() {
+        class BadRequest extends Data.TaggedError("BadRequest")<{ readonly reason: string; readonly status: number }> {}
+        const error = yield* Failure.toExecutionError(new BadRequest({ reason: "empty", status: 400 }))
+        expect(error.message).toBe(`BadRequest { reason: "empty", status: 400 }`)
+        const json = Failure.encodeExecutionError(yield* Failure.toExecutionError(Object.create(null)))
+        expect(json.message).toBe("an object that cannot be described")
       }))
   })
 })

@@ -45,7 +45,7 @@ describe("Fallback", () => {
     Effect.gen(function*() {
       const onlyConnection = Fallback.orElse(
         (failed) => Effect.succeed(`${failed.classification.category}:${(failed.error as Refused)._tag}`),
-        { when: (c) => c.category === "connection" }
+        { when: (_e, c) => c.category === "connection" }
       )
       expect(yield* Effect.fail(new Refused()).pipe(onlyConnection)).toBe("connection:Refused")
       const timeout = new Cause.TimeoutException()
@@ -114,4 +114,43 @@ describe("Fallback", () => {
       const exit = yield* Effect.exit(program.pipe(Effect.withExecutionPlan(Fallback.plan(invalid, replica))))
       expect(exit).toEqual(Exit.fail(new BadInput()))
     }).pipe(Effect.provide(classifier)))
+
+  it.effect("when(error, classification): the predicate decides, typed against the effect's E", () =>
+    Effect.gen(function*() {
+      // BadInput is validation (never falls back by default); the predicate says otherwise
+      const onBadInput = Fallback.orElse(Effect.succeed("default"), {
+        when: (e: Refused | BadInput, c) => e._tag === "BadInput" && c.category === "validation"
+      })
+      const bad: Effect.Effect<string, BadInput> = Effect.fail(new BadInput())
+      expect(yield* bad.pipe(onBadInput)).toBe("default")
+      const refused: Effect.Effect<string, Refused> = Effect.fail(new Refused())
+      expect(yield* Effect.exit(refused.pipe(onBadInput))).toEqual(Exit.fail(new Refused()))
+      const other: Effect.Effect<string, ReplicaDown> = Effect.fail(new ReplicaDown())
+      // @ts-expect-error the predicate is over Refused | BadInput, the effect fails with ReplicaDown
+      const wrong = other.pipe(onBadInput)
+      expect(Effect.isEffect(wrong)).toBe(true)
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("a classify table given to the stage is tried before the caller's classifier", () =>
+    Effect.gen(function*() {
+      // Refused is connection in the context; the stage says it is the caller's fault
+      const orElse = Fallback.orElse(Effect.succeed("default"), {
+        classify: Failure.table<Refused | ReplicaDown>({ Refused: "validation", ReplicaDown: "connection" })
+      })
+      const refused: Effect.Effect<string, Refused | ReplicaDown> = Effect.fail(new Refused())
+      expect(yield* Effect.exit(refused.pipe(orElse))).toEqual(Exit.fail(new Refused()))
+      const down: Effect.Effect<string, Refused | ReplicaDown> = Effect.fail(new ReplicaDown())
+      expect(yield* down.pipe(orElse)).toBe("default")
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("a failure whose _tag or code is a key of Object.prototype falls back like any unclassified failure", () =>
+    Effect.gen(function*() {
+      for (const key of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+        expect(yield* Effect.fail({ _tag: key, code: key }).pipe(Fallback.orElse(Effect.succeed(key)))).toBe(key)
+        const both = yield* Effect.flip(
+          Effect.fail({ _tag: key }).pipe(Fallback.orElse(Effect.fail({ code: key })))
+        )
+        expect(both instanceof Fallback.FallbackFailedError && both.message).toContain(key)
+      }
+    }))
 })

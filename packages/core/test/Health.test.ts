@@ -77,6 +77,55 @@ describe("Health", () => {
       expect(Schema.decodeUnknownSync(Health.HealthReport)(json)).toEqual(report)
     }).pipe(Effect.provide(Health.layer())))
 
+  it.scoped("a check returning an unknown status is down, names the status, and the report still encodes", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      const odd = (result: unknown) => Effect.succeed(result as Health.ComponentHealth)
+      yield* health.register("sideways", odd({ status: "sideways" }), { kind: "liveness" })
+      yield* health.register("nothing", odd(undefined), { kind: "readiness" })
+      yield* health.register("inherited", odd(Object.create({ status: "up" })), { kind: "readiness" })
+      yield* health.register("odd details", odd({ status: "up", details: 42 }), { kind: "readiness" })
+      const report = yield* health.report
+      expect(report.components.map((c) => [c.name, c.status, c.details?.error])).toEqual([
+        [
+          "sideways",
+          "down",
+          "check returned an unknown status \"sideways\" (expected \"up\", \"degraded\" or \"down\")"
+        ],
+        ["nothing", "down", "check returned an unknown status undefined (expected \"up\", \"degraded\" or \"down\")"],
+        ["inherited", "up", undefined],
+        ["odd details", "up", "check returned details that are not a record: 42"]
+      ])
+      expect(report).toMatchObject({ live: false, ready: false, status: "down" })
+      const json = JSON.parse(JSON.stringify(Health.encodeReport(report)))
+      expect(Schema.decodeUnknownSync(Health.HealthReport)(json)).toEqual(report)
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.scoped("a check failing with a value that cannot be described is down; the other checks still report", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      const throwing = {
+        get message(): string {
+          throw new Error("message getter")
+        },
+        toString(): string {
+          throw new Error("toString")
+        }
+      }
+      yield* health.register("null prototype", Effect.fail(Object.create(null)), { kind: "readiness" })
+      yield* health.register("throwing", Effect.fail(throwing), { kind: "readiness" })
+      yield* health.register("dies oddly", Effect.die(Object.create(null)), { kind: "liveness" })
+      yield* health.register("db", up, { kind: "readiness" })
+      const report = yield* health.report
+      expect(report.components.map((c) => [c.name, c.status, typeof c.details?.error])).toEqual([
+        ["null prototype", "down", "string"],
+        ["throwing", "down", "string"],
+        ["dies oddly", "down", "string"],
+        ["db", "up", "undefined"]
+      ])
+      expect(report).toMatchObject({ live: false, status: "down" })
+    }).pipe(Effect.provide(Health.layer())))
+
   it.scoped("registerIfPresent does nothing without a Health service", () =>
     Effect.gen(function*() {
       yield* Health.registerIfPresent("x", down, { kind: "liveness" })

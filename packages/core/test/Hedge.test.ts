@@ -137,4 +137,44 @@ describe("Hedge", () => {
       /maxHedges must be a whole number >= 1, got 0/
     )
   })
+
+  it.effect("a loser whose finalizer dies after another attempt succeeded makes the call die with that defect", () =>
+    Effect.gen(function*() {
+      const bug = new Error("finalizer bug")
+      const call = scripted<never>([], [
+        () => Effect.never.pipe(Effect.ensuring(Effect.die(bug))),
+        after(10, "hedge")
+      ]).pipe(Hedge.hedge({ delay: "50 millis" }))
+      const fiber = yield* Effect.fork(call)
+      yield* TestClock.adjust("1 second")
+      const exit = yield* Fiber.await(fiber)
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      if (Exit.isFailure(exit)) expect([...Cause.defects(exit.cause)]).toEqual([bug])
+    }))
+
+  it.effect("a failure whose _tag or code is a key of Object.prototype classifies normally", () =>
+    Effect.gen(function*() {
+      for (const key of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+        const odd = { _tag: key, code: key }
+        // unclassified: retryable, so the hedge starts the next attempt, which succeeds
+        const call = scripted<unknown>([], [() => Effect.fail(odd), after(0, "ok")]).pipe(
+          Hedge.hedge({ delay: "50 millis" })
+        )
+        const fiber = yield* Effect.fork(call)
+        yield* TestClock.adjust("1 second")
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+      }
+    }))
+
+  it.effect("the classifier is read from the caller's context when an attempt fails", () =>
+    Effect.gen(function*() {
+      // Invalid is validation in the caller's classifier: the call ends at once, no hedge starts
+      const log: Array<string> = []
+      const call = scripted(log, [() => Effect.fail(new Invalid()), after(0, "ok")]).pipe(
+        Hedge.hedge({ delay: "50 millis" })
+      )
+      const exit = yield* Effect.exit(call).pipe(Effect.provide(classifier))
+      expect(exit).toEqual(Exit.fail(new Invalid()))
+      expect(log).toEqual(["start 0"])
+    }))
 })

@@ -344,4 +344,79 @@ describe("Policy", () => {
       }).pipe(Effect.provide(env)),
     { fastCheck: { numRuns: 40 } }
   )
+
+  it.effect("docs/policy.md's Policy.make example: Unavailable is retried 3 times, then the fallback answers", () =>
+    Effect.gen(function*() {
+      const PaymentsErrors = Failure.layerClassifier({
+        tables: [Failure.table<Unavailable>({ Unavailable: "connection" })]
+      })
+      const times: Array<number> = []
+      const charge: Effect.Effect<string, Unavailable> = Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => Effect.sync(() => times.push(now)).pipe(Effect.zipRight(Effect.fail(new Unavailable())))
+      )
+      const program = Effect.gen(function*() {
+        const breaker = yield* CircuitBreaker.make({ name: "payments" })
+        const bulkhead = yield* Bulkhead.make({
+          name: "payments",
+          maxConcurrent: 8,
+          maxQueued: 32,
+          maxWait: "1 second"
+        })
+        const budget = yield* RetryBudget.make({ name: "payments" })
+        const payments = Policy.make({
+          name: "payments",
+          timeout: "2 seconds",
+          bulkhead: bulkhead.protect,
+          breaker: breaker.protect,
+          retry: Retry.policy({ maxRetries: 3, budget }),
+          totalTimeout: "10 seconds",
+          fallback: Effect.succeed("queued for later")
+        })
+        return yield* charge.pipe(payments)
+      }).pipe(Effect.scoped, Effect.provide(PaymentsErrors))
+      const fiber = yield* Effect.fork(program)
+      yield* TestClock.adjust("1 minute")
+      expect(yield* Fiber.join(fiber)).toBe("queued for later")
+      expect(times).toEqual([0, 1000, 3000, 7000])
+    }).pipe(Effect.provide(quiet)))
+
+  it.effect("Policy.make's name reaches the retry's log annotation", () =>
+    Effect.gen(function*() {
+      const operations: Array<unknown> = []
+      const logger = Logger.make(({ annotations }) => {
+        for (const [key, value] of annotations) if (key === "bulwark.retry.operation") operations.push(value)
+      })
+      const payments = Policy.make({ name: "payments", retry: Retry.policy({ maxRetries: 1 }) })
+      const fiber = yield* Effect.fork(
+        Effect.fail(new Unavailable()).pipe(payments, Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      )
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.await(fiber)
+      expect(operations.length).toBeGreaterThanOrEqual(2)
+      expect(operations.every((o) => o === "payments")).toBe(true)
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("a while predicate never retries the breaker's own rejection", () =>
+    Effect.gen(function*() {
+      const breaker = makeBreaker(1, "1 minute")
+      let entered = 0
+      const protect = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+        Effect.suspend(() => {
+          entered++
+          return breaker.protect(self)
+        })
+      let calls = 0
+      const call = Effect.suspend(() => {
+        calls++
+        return Effect.fail(new Unavailable())
+      })
+      const guarded = Policy.make({ breaker: protect, retry: Retry.policy({ while: () => true, maxRetries: 5 }) })
+      const fiber = yield* Effect.fork(Effect.flip(call.pipe(guarded)))
+      yield* TestClock.adjust("1 hour")
+      const error = yield* Fiber.join(fiber)
+      expect(error).toBeInstanceOf(StandInOpen)
+      // the call once, then one retry that the open breaker rejects: the loop stops there
+      expect([calls, entered]).toEqual([1, 2])
+    }).pipe(Effect.provide(env)))
 })

@@ -1,5 +1,5 @@
 import { Backoff, Failure, Retry, RetryBudget } from "@bulwark/core"
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, expectTypeOf, it } from "@effect/vitest"
 import {
   Cause,
   Data,
@@ -8,12 +8,14 @@ import {
   Exit,
   Fiber,
   HashMap,
+  Layer,
   Logger,
   Metric,
   MetricLabel,
   Ref,
   TestClock
 } from "effect"
+import { oddValues } from "./oddValues.js"
 
 class ConnectionError extends Data.TaggedError("ConnectionError")<{ readonly reason: string }> {}
 class Timeout extends Data.TaggedError("Timeout")<{}> {}
@@ -71,7 +73,7 @@ const counterValue = (metric: keyof typeof Retry.metrics, labels: Record<string,
   ).pipe(Effect.map((state) => state.count))
 
 describe("Retry", () => {
-  it.effect("seed 002: a connection error twice, then success → exactly 3 attempts after 1s and 2s", () =>
+  it.effect("a connection error twice, then success → exactly 3 attempts after 1s and 2s", () =>
     Effect.gen(function*() {
       const { attempts, effect } = yield* scripted<ApiError>([
         new ConnectionError({ reason: "down" }),
@@ -269,14 +271,15 @@ describe("Retry", () => {
       expect((yield* budget.snapshot).retries).toBe(0)
     }).pipe(Effect.provide(Classified)))
 
-  it.effect("logs: warning per retry with attempt and delay, info on success after retries, error on exhaustion", () =>
+  it.effect("logs: each retry and the give-up at the severity's level, info on success after retries", () =>
     Effect.gen(function*() {
       const { entries, layer } = yield* captureLogs
       const { effect } = yield* scripted<ApiError>([new ConnectionError({ reason: "down" }), "ok"])
       const fiber = yield* Effect.fork(effect.pipe(Retry.retry({ name: "orders" }), Effect.provide(layer)))
       yield* TestClock.adjust("1 minute")
       yield* Fiber.join(fiber)
-      expect(entries.map((e) => e.level)).toEqual(["WARN", "INFO"])
+      // connection is major: Error
+      expect(entries.map((e) => e.level)).toEqual(["ERROR", "INFO"])
       expect(entries[0]!.message).toMatch(/Attempt 1 failed with CONNECTION_ERROR \(connection\); retrying in 1s/)
       expect(entries[0]!.annotations).toMatchObject({
         "bulwark.retry.attempt": 1,
@@ -291,8 +294,14 @@ describe("Retry", () => {
       const fiber2 = yield* Effect.fork(failing.effect.pipe(Retry.retry({ name: "orders" }), Effect.provide(layer)))
       yield* TestClock.adjust("1 minute")
       yield* Fiber.await(fiber2)
-      expect(entries.map((e) => e.level)).toEqual(["WARN", "WARN", "ERROR"])
+      expect(entries.map((e) => e.level)).toEqual(["ERROR", "ERROR", "ERROR"])
       expect(entries[2]!.message).toMatch(/All retries exhausted after attempt 3: TIMEOUT/)
+
+      // validation is severity warning: Info, never Error
+      entries.length = 0
+      yield* Effect.exit(Effect.fail(new Invalid()).pipe(Retry.retry({ name: "orders" }), Effect.provide(layer)))
+      expect(entries.map((e) => e.level)).toEqual(["INFO"])
+      expect(entries[0]!.message).toMatch(/Not retrying: INVALID \(validation\)/)
     }).pipe(Effect.provide(Classified), Effect.withLogSpan("retry-test")))
 
   it.effect("an escalated failure is logged as abandoned, not as unretryable", () =>
@@ -303,7 +312,7 @@ describe("Retry", () => {
       yield* TestClock.adjust("1 hour")
       yield* Fiber.await(fiber)
       const last = entries[entries.length - 1]!
-      expect(last.level).toBe("ERROR")
+      expect(last.level).toBe("FATAL") // escalated to critical
       expect(last.message).toMatch(/Abandoning after attempt 4: CONNECTION_ERROR \(connection\) escalated to critical/)
       expect(last.annotations).toMatchObject({ "bulwark.retry.verdict": "abandoned", "bulwark.retry.attempt": 4 })
     }).pipe(Effect.provide(Classified)))
@@ -351,8 +360,15 @@ describe("Retry", () => {
 
   it("bad options name the field", () => {
     expect(() => Retry.policy({ maxRetries: -1 })).toThrow(
-      /Retry.policy: maxRetries must be a whole number >= 0, got -1/
+      /Retry.policy: maxRetries must be a whole number >= 0 or Infinity, got -1/
     )
+    expect(() => Retry.policy({ maxDelay: "-5 seconds" })).toThrow(
+      /Retry.policy: maxDelay must be a duration >= 0, got -5 seconds/
+    )
+    expect(() => Retry.policy({ maxElapsed: "-5 seconds" })).toThrow(
+      /Retry.policy: maxElapsed must be a duration >= 0, got -5 seconds/
+    )
+    expect(() => Retry.policy({ maxRetries: Number.NaN })).toThrow(/maxRetries/)
     expect(() => Retry.policy({ maxDelay: "soon" as Duration.DurationInput })).toThrow(/maxDelay must be a duration/)
     expect(() => Retry.policy({ maxElapsed: -1 })).toThrow(/Retry.policy: maxElapsed must be a duration >= 0, got -1/)
   })
@@ -371,4 +387,274 @@ describe("Retry", () => {
       const unhandled: Effect.Effect<number, Timeout> = budgeted
       expect([plain, budgeted, unhandled].every(Effect.isEffect)).toBe(true)
     }))
+
+  describe("the classification rule", () => {
+    class Unavailable extends Data.TaggedError("Unavailable")<{}> {}
+
+    /** Attempts until `effect` ends, on the TestClock. */
+    const attemptsOf = <E>(error: E, retry: (self: Effect.Effect<number, E>) => Effect.Effect<number, unknown>) =>
+      Effect.gen(function*() {
+        const { attempts, effect } = yield* scripted<E>([error])
+        const fiber = yield* Effect.fork(retry(effect))
+        yield* TestClock.adjust("1 day")
+        const exit = yield* Fiber.await(fiber)
+        const times = yield* attempts
+        return { exit, times: times.map((t) => t - times[0]!) }
+      })
+
+    it.effect("Layer.mergeAll(..., Failure.layerClassifier) provided around the call classifies by the table", () =>
+      Effect.gen(function*() {
+        const layer = Layer.mergeAll(RetryBudget.layer({ ratio: 1 }), Failure.layerClassifier({ tables: [table] }))
+        const program = <E>(error: E) =>
+          Effect.gen(function*() {
+            const budget = yield* RetryBudget.RetryBudget
+            return yield* attemptsOf(error, (self) => self.pipe(Retry.retry({ budget })))
+          }).pipe(Effect.provide(layer))
+        expect((yield* program(new Invalid())).times).toEqual([0]) // validation: never retried
+        expect((yield* program(new Timeout())).times).toEqual([0, 1000, 3000]) // timeout: 2 retries
+      }))
+
+    it.effect("a classifier provided only to another Layer is loud: one warning per tag naming it", () =>
+      Effect.gen(function*() {
+        const { entries, layer: logs } = yield* captureLogs
+        // the mistake: the classifier reaches the budget's Layer, not the program that calls
+        const layer = RetryBudget.layer({ ratio: 1 }).pipe(Layer.provide(Failure.layerClassifier({ tables: [table] })))
+        const program = Effect.gen(function*() {
+          const budget = yield* RetryBudget.RetryBudget
+          const first = yield* attemptsOf(new Timeout(), (self) => self.pipe(Retry.retry({ budget })))
+          const second = yield* attemptsOf(new Timeout(), (self) => self.pipe(Retry.retry({ budget })))
+          return [first.times, second.times]
+        }).pipe(Effect.provide(layer), Effect.provide(logs))
+        const [first, second] = yield* program
+        // unclassified: system / major, backoff retry at most 3 times (1s, 2s, 4s)
+        expect(first).toEqual([0, 1000, 3000, 7000])
+        expect(second).toEqual([0, 1000, 3000, 7000])
+        const warnings = entries.filter((e) => e.message.includes("is not classified"))
+        expect(warnings).toHaveLength(1)
+        expect(warnings[0]!.level).toBe("WARN")
+        expect(warnings[0]!.message).toMatch(/The failure "Timeout" is not classified/)
+        expect(warnings[0]!.message).toMatch(/provide Failure.layerClassifier\(\{ tables \}\) around the program/)
+        const gaveUp = entries.filter((e) => e.message.startsWith("All retries exhausted"))
+        expect(gaveUp.map((e) => e.annotations["bulwark.failure.code"])).toEqual([
+          "TIMEOUT",
+          "TIMEOUT"
+        ])
+      }))
+
+    it.effect("the policy's table is tried first; what it leaves out goes to the context's classifier", () =>
+      Effect.gen(function*() {
+        // the stage names Timeout only (as session: immediate retries 0, 100 ms); Invalid is the context's
+        const stage = Failure.table<Timeout>({ Timeout: "session" })
+        const policy = Retry.policy<ApiError>({
+          classify: (e) => e._tag === "Timeout" ? stage.rule(e) : undefined
+        })
+        const timeout = yield* attemptsOf<ApiError>(new Timeout(), (self) => self.pipe(Retry.retry(policy)))
+        expect(timeout.times).toEqual([0, 0, 100])
+        const invalid = yield* attemptsOf<ApiError>(new Invalid(), (self) => self.pipe(Retry.retry(policy)))
+        expect(invalid.times).toEqual([0])
+        // without the context's classifier, Invalid is unclassified: retried 3 times
+        const alone = yield* attemptsOf<ApiError>(new Invalid(), (self) => self.pipe(Retry.retry(policy))).pipe(
+          Effect.provide(Failure.layerClassifier({}))
+        )
+        expect(alone.times).toHaveLength(4)
+      }).pipe(Effect.provide(Classified)))
+
+    it.effect("while: the predicate decides, the classification still gives the delays", () =>
+      Effect.gen(function*() {
+        // a validation error retried on request: its category allows none, so 3 retries, no delay
+        const invalid = yield* attemptsOf<ApiError>(
+          new Invalid(),
+          (self) => self.pipe(Retry.retry({ while: (e: ApiError) => e._tag === "Invalid" }))
+        )
+        expect(invalid.times).toEqual([0, 0, 0, 0])
+        // a retryable connection error refused by the predicate: 1 attempt
+        const refused = yield* attemptsOf<ApiError>(
+          new ConnectionError({ reason: "x" }),
+          (self) => self.pipe(Retry.retry({ while: (_e: ApiError, c) => c.category !== "connection" }))
+        )
+        expect(refused.times).toEqual([0])
+        // the predicate with a count: 5 retries on the connection row's delays
+        const counted = yield* attemptsOf<ApiError>(
+          new ConnectionError({ reason: "x" }),
+          (self) => self.pipe(Retry.retry({ while: () => true, maxRetries: 5 }))
+        )
+        expect(counted.times).toEqual([0, 1000, 3000, 7000, 15000, 31000])
+      }).pipe(Effect.provide(Classified)))
+
+    it("types: a while predicate is checked against the effect's E", () => {
+      const call: Effect.Effect<number, ConnectionError> = Effect.fail(new ConnectionError({ reason: "x" }))
+      const ok = call.pipe(Retry.retry({ while: (e: ConnectionError) => e.reason === "x" }))
+      // @ts-expect-error the predicate is over Invalid, the effect fails with ConnectionError
+      const wrong = call.pipe(Retry.retry({ while: (e: Invalid) => e._tag === "Invalid" }))
+      // @ts-expect-error a policy whose predicate reads a field E does not have
+      Retry.policy<ConnectionError>({ while: (e) => e.missing === 1 })
+      expectTypeOf(ok).toEqualTypeOf<Effect.Effect<number, ConnectionError>>()
+      expect([ok, wrong].every(Effect.isEffect)).toBe(true)
+    })
+
+    it.effect("maxRetries: Infinity retries for ever; a written maxRetries wins over escalation", () =>
+      Effect.gen(function*() {
+        const { entries, layer: logs } = yield* captureLogs
+        const script: Array<ApiError | "ok"> = Array.from({ length: 50 }, () => new ConnectionError({ reason: "x" }))
+        const { attempts, effect } = yield* scripted<ApiError>([...script, "ok"])
+        const fiber = yield* Effect.fork(
+          effect.pipe(Retry.retry({ maxRetries: Infinity, schedule: Backoff.fromDelays([10]) }))
+        )
+        yield* TestClock.adjust("1 hour")
+        expect(yield* Fiber.join(fiber)).toBe(51)
+        expect((yield* attempts).length).toBe(51)
+
+        // connection, 5 retries written here: escalation (critical past attempt 2 at attempt 4) does not cut it
+        const five = yield* attemptsOf<ApiError>(
+          new ConnectionError({ reason: "x" }),
+          (self) => self.pipe(Retry.retry({ maxRetries: 5 }), Effect.provide(logs))
+        )
+        expect(five.times).toEqual([0, 1000, 3000, 7000, 15000, 31000])
+        const last = entries[entries.length - 1]!
+        expect(last.message).toMatch(/All retries exhausted after attempt 6/)
+        expect(last.annotations["bulwark.failure.severity"]).toBe("critical") // escalation still shows
+      }).pipe(Effect.provide(Classified)))
+
+    it.effect("a maxRetries written in a table rule is honoured in full (RateLimited: 3 retries, 4 attempts)", () =>
+      Effect.gen(function*() {
+        // Throttled: resource (critical), backoff_retry, maxRetries 3, retry-after 500 ms
+        const throttled = yield* attemptsOf<ApiError>(
+          new Throttled({ retryAfterMs: 500 }),
+          (self) => self.pipe(Retry.retry({}))
+        )
+        expect(throttled.times).toEqual([0, 500, 1000, 1500])
+      }).pipe(Effect.provide(Classified)))
+
+    it.effect("retry-after: Infinity is capped at maxRetryAfter (1 hour); an invalid hint is ignored with a warning", () =>
+      Effect.gen(function*() {
+        const { entries, layer: logs } = yield* captureLogs
+        class Hinted extends Data.TaggedError("Hinted")<{ readonly hint: unknown }> {}
+        const hinted = Failure.table<Hinted>({
+          Hinted: (e) => ({ category: "connection", retryAfter: e.hint as Duration.DurationInput })
+        })
+        const { attempts, effect } = yield* scripted<Hinted>([new Hinted({ hint: Infinity }), "ok"])
+        const fiber = yield* Effect.fork(effect.pipe(Retry.retry({ classify: hinted })))
+        yield* TestClock.adjust("59 minutes")
+        expect((yield* attempts).length).toBe(1)
+        yield* TestClock.adjust("1 minute")
+        expect(yield* Fiber.join(fiber)).toBe(2)
+        expect(yield* attempts).toEqual([0, 3_600_000])
+
+        // a smaller cap from the classifier
+        const capped = yield* attemptsOf(
+          new Hinted({ hint: "1 day" }),
+          (self) => self.pipe(Retry.retry({ classify: hinted, maxRetries: 1 }))
+        ).pipe(Effect.provide(Failure.layerClassifier({ maxRetryAfter: "5 seconds" })))
+        expect(capped.times).toEqual([0, 5000])
+
+        // "soon" is not a duration: absent, so the backoff's 1 s applies, and a warning names it
+        const soon = yield* attemptsOf(
+          new Hinted({ hint: "soon" }),
+          (self) => self.pipe(Retry.retry({ classify: hinted, maxRetries: 1 }), Effect.provide(logs))
+        )
+        expect(soon.times).toEqual([0, 1000])
+        const warning = entries.find((e) => e.message.includes("retry-after"))
+        expect(warning?.level).toBe("WARN")
+        expect(warning?.message).toMatch(/The retry-after hint soon of "Hinted" is not a duration >= 0; it is ignored/)
+      }))
+
+    it.effect("the README example: Refused 4 attempts (1s, 2s, 4s), RateLimited 4, BadRequest 1", () =>
+      Effect.gen(function*() {
+        class Refused extends Data.TaggedError("Refused")<{ readonly host: string }> {}
+        class RateLimited extends Data.TaggedError("RateLimited")<{ readonly retryAfterMs: number }> {}
+        class BadRequest extends Data.TaggedError("BadRequest")<{ readonly reason: string }> {}
+        type ReadmeError = Refused | RateLimited | BadRequest
+        const apiErrors = Failure.table<ReadmeError>({
+          Refused: "connection",
+          RateLimited: (e) => ({
+            category: "resource",
+            strategy: "backoff_retry",
+            maxRetries: 3,
+            retryAfter: e.retryAfterMs
+          }),
+          BadRequest: "validation"
+        })
+        const run = (error: ReadmeError) =>
+          attemptsOf<ReadmeError>(error, (self) =>
+            self.pipe(
+              Retry.retry({ name: "quotes" }),
+              Effect.provide(Failure.layerClassifier({ tables: [apiErrors] }))
+            ))
+        expect((yield* run(new Refused({ host: "h" }))).times).toEqual([0, 1000, 3000, 7000])
+        expect((yield* run(new RateLimited({ retryAfterMs: 2000 }))).times).toEqual([0, 2000, 4000, 6000])
+        expect((yield* run(new BadRequest({ reason: "r" }))).times).toEqual([0])
+      }))
+
+    it.effect("docs/retry.md's escalation table: attempts per category with and without escalation", () =>
+      Effect.gen(function*() {
+        const rows = [
+          ["connection", 4, 6],
+          ["communication", 4, 4],
+          ["timeout", 3, 3],
+          ["health_check", 4, 4],
+          ["session", 3, 3],
+          ["external", 2, 2]
+        ] as const
+        for (const [category, escalated, plain] of rows) {
+          const policy = (escalate: boolean) => Retry.policy<Unavailable>({ classify: () => category, escalate })
+          const on = yield* attemptsOf(new Unavailable(), (self) => self.pipe(Retry.retry(policy(true))))
+          const off = yield* attemptsOf(new Unavailable(), (self) => self.pipe(Retry.retry(policy(false))))
+          expect([category, on.times.length, off.times.length]).toEqual([category, escalated, plain])
+        }
+      }))
+
+    it.effect("docs/retry.md's RetryBudget example: Unavailable makes 4 attempts (1s, 2s, 4s)", () =>
+      Effect.gen(function*() {
+        class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
+        const PaymentsErrors = Failure.layerClassifier({
+          tables: [Failure.table<Unavailable>({ Unavailable: "connection" })]
+        })
+        const charge = (call: Effect.Effect<number, Unavailable>) =>
+          Effect.gen(function*() {
+            const budget = yield* PaymentsBudget
+            return yield* call.pipe(Retry.retry({ name: "payments", budget }))
+          }).pipe(Effect.provide(PaymentsErrors))
+        const run = attemptsOf<Unavailable>(
+          new Unavailable(),
+          (call) => charge(call).pipe(Effect.provide(PaymentsBudget.layer({ ratio: 0.1 })))
+        )
+        expect((yield* run).times).toEqual([0, 1000, 3000, 7000])
+      }))
+
+    it.effect("the quickstart's scenario 4: the give-up and its ExecutionError both say critical / abandon", () =>
+      Effect.gen(function*() {
+        const { entries, layer: logs } = yield* captureLogs
+        const error = new ConnectionError({ reason: "down" })
+        const { exit, times } = yield* attemptsOf<ApiError>(
+          error,
+          (self) =>
+            self.pipe(Retry.retry({ schedule: Backoff.exponential({ base: "200 millis" }) }), Effect.provide(logs))
+        )
+        expect(times).toEqual([0, 200, 600, 1400])
+        expect(exit).toEqual(Exit.fail(error))
+        const last = entries[entries.length - 1]!
+        expect(last.message).toMatch(
+          /Abandoning after attempt 4: CONNECTION_ERROR \(connection\) escalated to critical/
+        )
+        const json = Failure.encodeExecutionError(
+          yield* Failure.toExecutionError(error, { context: { attempt: times.length } })
+        )
+        expect(json).toMatchObject({ severity: "critical", strategy: "abandon", retryable: false })
+        expect(last.annotations["bulwark.failure.severity"]).toBe(json.severity)
+      }).pipe(Effect.provide(Classified)))
+
+    it.effect("odd failure values never make Retry die: it fails with the value itself", () =>
+      Effect.gen(function*() {
+        for (const odd of oddValues()) {
+          const { entries, layer: logs } = yield* captureLogs
+          const fiber = yield* Effect.fork(
+            Effect.fail(odd).pipe(Retry.retry({ name: "odd", maxRetries: 1 }), Effect.provide(logs))
+          )
+          yield* TestClock.adjust("1 hour")
+          const exit = yield* Fiber.await(fiber)
+          expect(Exit.isFailure(exit) && Cause.isFailType(exit.cause) && exit.cause.error === odd).toBe(true)
+          expect(entries.length).toBeGreaterThan(0)
+        }
+      }))
+  })
 })

@@ -111,7 +111,7 @@ describe("RetryBudget", () => {
         Effect.flip
       )
       expect(error._op).toBe("InvalidData")
-      expect(String(error)).toMatch(/PAYMENTS\.RATIO/)
+      expect(String(error)).toMatch(/PAYMENTS_RATIO/)
       expect(String(error)).toMatch(/ratio must be in \[0, 1\]/)
     }))
 
@@ -125,7 +125,7 @@ describe("RetryBudget", () => {
         Effect.flip
       )
       expect(error._op).toBe("InvalidData")
-      expect(String(error)).toMatch(/PAYMENTS\.MIN_RETRIES_PER_SECOND/)
+      expect(String(error)).toMatch(/PAYMENTS_MIN_RETRIES_PER_SECOND/)
       expect(String(error)).toMatch(/minRetriesPerSecond must be >= 0 and finite/)
     }))
 
@@ -138,4 +138,29 @@ describe("RetryBudget", () => {
       /window must be a finite duration of at least 10 millis/
     )
   })
+
+  it.effect("an empty numeric value is a ConfigError naming the key, never 0", () =>
+    Effect.gen(function*() {
+      class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
+      for (const key of ["RATIO", "MIN_RETRIES_PER_SECOND"]) {
+        for (const value of ["", "  "]) {
+          const env = ConfigProvider.fromMap(new Map([[`PAYMENTS_${key}`, value]]), { pathDelim: "_" })
+          const error = yield* PaymentsBudget.pipe(
+            Effect.provide(PaymentsBudget.layerConfig()),
+            Effect.withConfigProvider(env),
+            Effect.flip
+          )
+          expect(error._op).toBe("InvalidData")
+          expect(String(error)).toMatch(new RegExp(`PAYMENTS[._]${key}`))
+          expect(String(error)).toMatch(/empty value/)
+        }
+      }
+      // a number still reads as one
+      const ok = ConfigProvider.fromMap(new Map([["PAYMENTS_RATIO", " 0.5 "]]), { pathDelim: "_" })
+      const budget = yield* PaymentsBudget.pipe(
+        Effect.provide(PaymentsBudget.layerConfig()),
+        Effect.withConfigProvider(ok)
+      )
+      expect(budget.ratio).toBe(0.5)
+    }))
 })

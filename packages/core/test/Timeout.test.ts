@@ -83,5 +83,10 @@ describe("Timeout", () => {
 
   it("a duration that is not positive is rejected when the policy is built", () => {
     expect(() => Timeout.timeout(0)).toThrow(/duration must be a duration > 0, got 0/)
+    for (const duration of [-1, Number.NaN, "-5 seconds", -5n, [-5, 0], [0, -1], "abc", "0 millis"] as const) {
+      expect(() => Timeout.timeout(duration as Duration.DurationInput)).toThrow(
+        /Timeout.timeout: duration must be a duration > 0/
+      )
+    }
   })
 })

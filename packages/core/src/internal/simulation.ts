@@ -1,0 +1,179 @@
+/**
+ * A discrete-event run of an effect: a virtual `Clock` whose time moves only when every fiber
+ * is blocked, and a scheduler whose queue is drained synchronously. The same rule as
+ * `TestClock.adjust` (time jumps to the next sleeper once everything else has run) without the
+ * timer round-trips `TestClock` uses to see that fibers are suspended, so a run costs
+ * microseconds, not milliseconds.
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import type * as FiberId from "effect/FiberId"
+import type * as Runtime from "effect/Runtime"
+import * as RuntimeModule from "effect/Runtime"
+import type * as Scheduler from "effect/Scheduler"
+
+interface Sleeper {
+  readonly at: number
+  readonly seq: number
+  resume: (() => void) | undefined
+}
+
+/** A scheduler whose tasks run only when {@link SimScheduler.drain} is called. */
+class SimScheduler implements Scheduler.Scheduler {
+  private tasks: Array<Scheduler.Task> = []
+  scheduleTask(task: Scheduler.Task): void {
+    this.tasks.push(task)
+  }
+  shouldYield(fiber: Fiber.RuntimeFiber<unknown, unknown>): number | false {
+    return fiber.currentOpCount > 2048 ? 0 : false
+  }
+  /** Runs tasks until none is left; false when the budget of tasks ran out first. */
+  drain(budget: number): boolean {
+    let ran = 0
+    while (this.tasks.length > 0) {
+      const batch = this.tasks
+      this.tasks = []
+      for (let i = 0; i < batch.length; i++) {
+        batch[i]!()
+        ran++
+      }
+      if (ran > budget) return false
+    }
+    return true
+  }
+}
+
+/** A clock whose time is moved by the driver only. */
+class SimClock implements Clock.Clock {
+  readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
+  now = 0
+  private seq = 0
+  private sleepers: Array<Sleeper> = []
+  unsafeCurrentTimeMillis(): number {
+    return this.now
+  }
+  get currentTimeMillis(): Effect.Effect<number> {
+    return Effect.sync(() => this.now)
+  }
+  unsafeCurrentTimeNanos(): bigint {
+    return BigInt(Math.round(this.now * 1_000_000))
+  }
+  get currentTimeNanos(): Effect.Effect<bigint> {
+    return Effect.sync(() => this.unsafeCurrentTimeNanos())
+  }
+  sleep(duration: Duration.Duration): Effect.Effect<void> {
+    const millis = Duration.toMillis(duration)
+    if (!(millis > 0)) return Effect.void
+    return Effect.async<void>((resume) => {
+      const sleeper: Sleeper = { at: this.now + millis, seq: this.seq++, resume: () => resume(Effect.void) }
+      this.insert(sleeper)
+      return Effect.sync(() => {
+        sleeper.resume = undefined
+      })
+    })
+  }
+  private insert(sleeper: Sleeper): void {
+    const list = this.sleepers
+    let i = list.length
+    while (i > 0 && list[i - 1]!.at > sleeper.at) i--
+    list.splice(i, 0, sleeper)
+  }
+  /** The time of the next live sleeper, dropping interrupted ones. */
+  next(): number | undefined {
+    while (this.sleepers.length > 0 && this.sleepers[0]!.resume === undefined) this.sleepers.shift()
+    return this.sleepers[0]?.at
+  }
+  /** Moves time to `at` and wakes every sleeper due by then, in order. */
+  advanceTo(at: number): void {
+    this.now = Math.max(this.now, at)
+    while (this.sleepers.length > 0 && this.sleepers[0]!.at <= this.now) {
+      const sleeper = this.sleepers.shift()!
+      const resume = sleeper.resume
+      sleeper.resume = undefined
+      if (resume !== undefined) resume()
+    }
+  }
+}
+
+/**
+ * How a run ended: `done` (the effect completed), `stuck` (every fiber waits on something
+ * that will never happen: no sleeper left), `horizon` (virtual time passed the horizon).
+ */
+export type Ending = "done" | "stuck" | "horizon"
+
+/**
+ * The result of a simulated run.
+ */
+export interface Result<A, E> {
+  readonly exit: Exit.Exit<A, E> | undefined
+  readonly ending: Ending
+  /** Virtual time when the run stopped. */
+  readonly now: number
+}
+
+/**
+ * Runs `make(clock)` in `runtime` on a virtual clock and a private scheduler until it
+ * completes, gets stuck, or passes `horizon` virtual milliseconds; then interrupts what is
+ * left. Synchronous; errors made during the run carry no stack trace.
+ */
+export const run = <A, E, R>(
+  runtime: Runtime.Runtime<R>,
+  make: (clock: Clock.Clock) => Effect.Effect<A, E, R>,
+  options: { readonly horizon: number; readonly onStop?: (now: number, ending: Ending) => void }
+): Result<A, E> => {
+  // a run is synchronous: errors raised inside it need no stack (capturing one dominates a
+  // failure's cost), and the limit is restored before anything else runs
+  const stackTraceLimit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return runUnsafe(runtime, make, options)
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit
+  }
+}
+
+const runUnsafe = <A, E, R>(
+  runtime: Runtime.Runtime<R>,
+  make: (clock: Clock.Clock) => Effect.Effect<A, E, R>,
+  options: { readonly horizon: number; readonly onStop?: (now: number, ending: Ending) => void }
+): Result<A, E> => {
+  const clock = new SimClock()
+  const scheduler = new SimScheduler()
+  const effect = Effect.withClock(make(clock), clock)
+  let exit: Exit.Exit<A, E> | undefined
+  const fiber = RuntimeModule.runFork(runtime)(effect, { scheduler })
+  fiber.addObserver((e) => {
+    exit = e
+  })
+  let ending: Ending = "done"
+  for (;;) {
+    if (!scheduler.drain(10_000_000)) throw new Error("Testing: a run did not settle (a fiber loops without yielding)")
+    if (exit !== undefined) break
+    const next = clock.next()
+    if (next === undefined) {
+      ending = "stuck"
+      break
+    }
+    if (next > options.horizon) {
+      ending = "horizon"
+      break
+    }
+    clock.advanceTo(next)
+  }
+  if (exit === undefined) {
+    options.onStop?.(clock.now, ending)
+    fiber.unsafeInterruptAsFork(fiber.id() as FiberId.FiberId)
+    // finalizers may sleep: let them, up to a bounded number of steps
+    for (let i = 0; i < 10_000 && exit === undefined; i++) {
+      scheduler.drain(10_000_000)
+      if (exit !== undefined) break
+      const next = clock.next()
+      if (next === undefined) break
+      clock.advanceTo(next)
+    }
+  }
+  return { exit, ending, now: clock.now }
+}

@@ -1,0 +1,35 @@
+// The same rule as @bulwark/core's internal duration decoder (not exported by the core package).
+import * as Duration from "effect/Duration"
+
+const isNegative = (input: unknown): boolean => {
+  switch (typeof input) {
+    case "number":
+      return !(input >= 0)
+    case "bigint":
+      return input < 0n
+    case "string":
+      return input.trimStart().startsWith("-")
+    default:
+      if (Array.isArray(input)) {
+        return input.some((part) => (typeof part === "number" ? !(part >= 0) : typeof part === "bigint" && part < 0n))
+      }
+      return false
+  }
+}
+
+/**
+ * Decodes a duration option to milliseconds, or `NaN` when it is not a duration. Unlike
+ * `Duration.decode`, a negative value is not clamped to zero — whether written as a number, a
+ * bigint, a string (`"-5 seconds"`) or an `[seconds, nanos]` tuple: it is a mistake worth
+ * naming, so it decodes to `NaN` too. Callers check the range they need and name the field.
+ */
+export const toMillis = (input: unknown): number => {
+  if (isNegative(input)) return Number.NaN
+  let decoded: ReturnType<typeof Duration.decodeUnknown>
+  try {
+    decoded = Duration.decodeUnknown(input)
+  } catch {
+    return Number.NaN
+  }
+  return decoded._tag === "None" ? Number.NaN : Duration.toMillis(decoded.value)
+}

@@ -1,0 +1,187 @@
+import { FiberSupervisor } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Exit } from "effect"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Main from "../src/Main.js"
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const repoRoot = path.resolve(here, "../../..")
+const fixture = path.join(here, "fixtures/main.ts")
+
+interface Ended {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+  readonly files: ReadonlyArray<string>
+}
+
+/**
+ * Runs the fixture in a child `node` (with tsx's loader, never through pnpm, which eats signals).
+ * `signals` are sent once the program printed READY (its handlers are installed by then).
+ */
+const runFixture = (
+  mode: string,
+  options: { readonly signals?: ReadonlyArray<NodeJS.Signals>; readonly env?: Record<string, string> } = {}
+): Promise<Ended> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bulwark-main-${mode}-`))
+  const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", fixture, mode, dir], {
+    cwd: repoRoot,
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let stdout = ""
+  let stderr = ""
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString()
+    if (options.signals?.[0] !== undefined && stdout.includes("READY\n") && sent === 0) {
+      sent = 1
+      child.kill(options.signals[0])
+    }
+  })
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString()
+    // a second signal once the first one was seen (signals sent together may be merged)
+    if (options.signals?.[1] !== undefined && stderr.includes("received; shutting down") && sent === 1) {
+      sent = 2
+      child.kill(options.signals[1])
+    }
+  })
+  let sent = 0
+  const killer = setTimeout(() => child.kill("SIGKILL"), 170_000)
+  return new Promise((resolve) => {
+    child.on("close", (code, signal) => {
+      clearTimeout(killer)
+      resolve({ code, signal, stdout, stderr, files: fs.readdirSync(dir).sort() })
+    })
+  })
+}
+
+const banners = (text: string) => text.split("\n").filter((line) => line.startsWith("║ FATAL: \"fixture-")).length
+
+// each test starts a Node process (2-3 s of CPU, far longer to wait for on a busy machine): they
+// run concurrently, with room to wait
+describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
+  it("exits 0 when main succeeds, after its finalizers", async () => {
+    const ended = await runFixture("ok")
+    expect(ended.code).toBe(0)
+    expect(ended.files).toEqual(["done"])
+    expect(ended.stderr).not.toContain("FATAL")
+  })
+
+  it("prints one FATAL banner with the whole cause on a defect and exits 1", async () => {
+    const ended = await runFixture("defect")
+    expect(ended.code).toBe(1)
+    expect(banners(ended.stderr)).toBe(1)
+    expect(ended.stderr).toContain("FATAL: \"fixture-defect\" died with a defect")
+    expect(ended.stderr).toContain("ledger invariant broken")
+    expect(ended.files).toEqual(["cleanup"])
+  })
+
+  it("logs a typed failure with its ExecutionError JSON and exits 1, without a banner", async () => {
+    const ended = await runFixture("typed")
+    expect(ended.code).toBe(1)
+    expect(ended.stderr).not.toContain("FATAL")
+    const line = ended.stdout.split("\n").find((l) => l.trim().startsWith("{\"type\""))
+    expect(line).toBeDefined()
+    const json = JSON.parse(line!.trim())
+    expect(json).toMatchObject({ code: "PAYMENT_DECLINED", message: "card declined", task_id: "fixture-typed" })
+    expect(ended.stdout).toContain("Main \"fixture-typed\" failed: card declined")
+    expect(ended.files).toEqual(["cleanup"])
+  })
+
+  it("does not treat interruption as fatal", async () => {
+    const ended = await runFixture("interrupt")
+    expect(ended.code).toBe(0)
+    expect(ended.stderr).not.toContain("FATAL")
+    expect(ended.files).toEqual(["cleanup"])
+  })
+
+  it("shuts down gracefully on SIGTERM: every finalizer runs, exit 0", async () => {
+    const ended = await runFixture("serve", { signals: ["SIGTERM"] })
+    expect(ended.code).toBe(0)
+    expect(ended.files).toEqual(["first", "second"])
+    expect(ended.stdout).toContain("stopped after SIGTERM")
+  })
+
+  it("shuts down gracefully on SIGINT: every finalizer runs, exit 0", async () => {
+    const ended = await runFixture("serve", { signals: ["SIGINT"] })
+    expect(ended.code).toBe(0)
+    expect(ended.files).toEqual(["first", "second"])
+  })
+
+  it("exits with the grace-period code and names what still runs when shutdown hangs", async () => {
+    const ended = await runFixture("hang", { signals: ["SIGTERM"] })
+    expect(ended.code).toBe(70)
+    expect(ended.stderr).toContain("shutdown did not finish within 300ms")
+    expect(ended.stderr).toContain("in span \"close-database\"")
+    // the hanging finalizer runs first (reverse order) and never lets the other run
+    expect(ended.files).toEqual([])
+  })
+
+  it("exits at once on a second signal during shutdown", async () => {
+    const ended = await runFixture("hang", {
+      signals: ["SIGTERM", "SIGTERM"],
+      env: { FIXTURE_GRACE_PERIOD: "1 minute" }
+    })
+    expect(ended.code).toBe(128 + 15)
+    expect(ended.stderr).toContain("second signal (SIGTERM)")
+    expect(ended.stderr).not.toContain("shutdown did not finish")
+  })
+
+  it("exits 1 with the banner when a supervisor escalates", async () => {
+    const ended = await runFixture("escalation")
+    expect(ended.code).toBe(1)
+    expect(banners(ended.stderr)).toBe(1)
+    expect(ended.stderr).toContain("FATAL: \"fixture-escalation\" stopped: a supervisor escalated")
+    expect(ended.stderr).toContain("SupervisorEscalation")
+    expect(ended.files).toEqual(["worker-stopped"])
+  })
+
+  it("exits 1 when an escalation reaches a wrapped main only as an interruption", async () => {
+    const ended = await runFixture("escalation-wrapped")
+    expect(ended.code).toBe(1)
+    expect(banners(ended.stderr)).toBe(1)
+    expect(ended.stderr).toContain("stopped: a supervisor escalated")
+  })
+
+  it("reads its options from Config and names a bad key", async () => {
+    const ended = await runFixture("config", { env: { GRACE_PERIOD: "soon" } })
+    expect(ended.code).toBe(1)
+    expect(ended.stdout).toMatch(/Invalid data at GRACE_PERIOD/)
+    expect(ended.files).toEqual([])
+  })
+})
+
+describe("Main.outcome", () => {
+  const escalation = new FiberSupervisor.SupervisorEscalation({
+    supervisor: "app",
+    program: "worker",
+    reason: "defect",
+    maxRestarts: 3,
+    within: "5s",
+    cause: Cause.die("bug")
+  })
+
+  it("finds an escalation anywhere in the cause, also in a finalizer's defect", () => {
+    expect(Main.outcome(Exit.failCause(Cause.sequential(Cause.interrupt(1 as never), Cause.fail(escalation))), false))
+      .toEqual({ _tag: "Fatal", reason: "escalation" })
+    expect(Main.outcome(Exit.failCause(Cause.parallel(Cause.fail("x"), Cause.die(escalation))), false))
+      .toEqual({ _tag: "Fatal", reason: "escalation" })
+  })
+
+  it("keeps interruption non-fatal unless a supervisor escalated meanwhile", () => {
+    expect(Main.outcome(Exit.interrupt(1 as never), false)).toEqual({ _tag: "Interrupted" })
+    expect(Main.outcome(Exit.interrupt(1 as never), true)).toEqual({ _tag: "Fatal", reason: "escalation" })
+    expect(Main.outcome(Exit.succeed(1), true)).toEqual({ _tag: "Success" })
+  })
+
+  it("rejects bad literal options with the field named", () => {
+    expect(() => Main.run(Exit.void, { gracePeriod: "-1 seconds" })).toThrow(/gracePeriod/)
+    expect(() => Main.run(Exit.void, { gracePeriodExitCode: 1 })).toThrow(/gracePeriodExitCode/)
+  })
+})

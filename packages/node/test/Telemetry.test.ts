@@ -1,0 +1,99 @@
+import { CircuitBreaker, Failure } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import { InMemoryLogRecordExporter, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs"
+import {
+  AggregationTemporality,
+  InMemoryMetricExporter,
+  PeriodicExportingMetricReader
+} from "@opentelemetry/sdk-metrics"
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { ConfigProvider, Data, Effect, Exit, Fiber, Layer } from "effect"
+import * as Telemetry from "../src/Telemetry.js"
+
+class CardDeclined extends Data.TaggedError("CardDeclined")<{ readonly message: string }> {}
+
+const classifier = Failure.layerClassifier({
+  tables: [Failure.table<CardDeclined>({ CardDeclined: { category: "validation", code: "CARD_DECLINED" } })]
+})
+
+describe("Telemetry", () => {
+  it.live("exports spans with the classification, Bulwark's metrics and logs to the SDK's exporters", () =>
+    Effect.gen(function*() {
+      const spans = new InMemorySpanExporter()
+      const metricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE)
+      const reader = new PeriodicExportingMetricReader({ exporter: metricExporter, exportIntervalMillis: 3_600_000 })
+      const logs = new InMemoryLogRecordExporter()
+      const TelemetryLive = Telemetry.layer({
+        serviceName: "billing",
+        serviceVersion: "1.2.3",
+        spanProcessors: [new SimpleSpanProcessor(spans)],
+        metricReaders: [reader],
+        logRecordProcessors: [new SimpleLogRecordProcessor({ exporter: logs })]
+      })
+
+      yield* Effect.gen(function*() {
+        const breaker = yield* CircuitBreaker.make({ name: "telemetry-test" })
+        yield* breaker.protect(Effect.void).pipe(Telemetry.stage("breaker", { dependency: "cards" }))
+        yield* Effect.exit(
+          new CardDeclined({ message: "declined" }).pipe(breaker.protect, Telemetry.stage("breaker"))
+        )
+        const never = yield* Effect.fork(Effect.never.pipe(Telemetry.stage("timeout")))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(never)
+        yield* Effect.logWarning("charge declined").pipe(Effect.annotateLogs("dependency", "cards"))
+        yield* Effect.promise(() => reader.forceFlush())
+
+        // read before the Layer closes: shutting the SDK down empties the in-memory exporters
+        const finished = spans.getFinishedSpans()
+        const [ok, failed, interrupted] = finished
+        expect(finished.map((s) => s.name)).toEqual(["bulwark.breaker", "bulwark.breaker", "bulwark.timeout"])
+        expect(ok!.attributes).toMatchObject({ "bulwark.stage": "breaker", dependency: "cards" })
+        expect(ok!.attributes["bulwark.category"]).toBeUndefined()
+        expect(failed!.attributes).toMatchObject({
+          "bulwark.category": "validation",
+          "bulwark.code": "CARD_DECLINED",
+          "bulwark.retryable": false
+        })
+        expect(failed!.status.code).toBe(2) // ERROR
+        expect(interrupted!.attributes).toMatchObject({ "bulwark.interrupted": true })
+        expect(interrupted!.status.code).not.toBe(2)
+        expect(ok!.resource.attributes["service.name"]).toBe("billing")
+
+        const exported = metricExporter.getMetrics().flatMap((r) => r.scopeMetrics.flatMap((s) => s.metrics))
+        const calls = exported.find((m) => m.descriptor.name === "bulwark_breaker_calls_total")
+        expect(calls).toBeDefined()
+        const outcomes = Object.fromEntries(
+          calls!.dataPoints
+            .filter((p) => p.attributes.breaker === "telemetry-test")
+            .map((p) => [p.attributes.outcome, p.value])
+        )
+        // a validation error counts as neither success nor failure
+        expect(outcomes).toEqual({ success: 1, ignored: 1 })
+
+        const records = logs.getFinishedLogRecords()
+        const warning = records.find((r) => r.body === "charge declined")
+        expect(warning?.severityText).toBe("WARN")
+        expect(warning?.attributes).toMatchObject({ dependency: "cards" })
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(TelemetryLive, classifier)))
+    }))
+
+  it.effect("reads the resource from Config and names a missing key", () =>
+    Effect.gen(function*() {
+      const read = (map: Record<string, string>) =>
+        Effect.exit(Effect.withConfigProvider(
+          Telemetry.config,
+          ConfigProvider.fromMap(new Map(Object.entries(map)), { pathDelim: "_" })
+        ))
+      const good = yield* read({ SERVICE_NAME: "billing", SERVICE_VERSION: "2.0.0" })
+      expect(Exit.isSuccess(good) && good.value).toMatchObject({ serviceName: "billing", serviceVersion: "2.0.0" })
+      const missing = yield* read({})
+      expect(String(Exit.isFailure(missing) && missing.cause)).toContain("SERVICE_NAME")
+      const bad = yield* read({ SERVICE_NAME: "billing", SHUTDOWN_TIMEOUT: "later" })
+      expect(String(Exit.isFailure(bad) && bad.cause)).toContain("SHUTDOWN_TIMEOUT")
+    }))
+
+  it("rejects bad literal options with the field named", () => {
+    expect(() => Telemetry.layer({ serviceName: "" })).toThrow(/serviceName/)
+    expect(() => Telemetry.layer({ serviceName: "x", shutdownTimeout: "-1 seconds" })).toThrow(/shutdownTimeout/)
+  })
+})
