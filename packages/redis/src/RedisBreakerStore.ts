@@ -234,15 +234,36 @@ export const make = (
         if (Either.isLeft(reply) || reply.right !== 0) return
         const e = entry(breaker)
         if (e.version !== version) return
-        e.foreign = true
-        deliver(e, held(snapshot))
+        yield* Effect.forkIn(hold(e, version, snapshot), scope)
       })
-    /** An open snapshot pushed back by the probe lease, from the store's own origin. */
-    const held = (snapshot: BreakerStore.Snapshot): BreakerStore.Snapshot => ({
-      ...snapshot,
-      openUntil: (snapshot.openUntil ?? snapshot.since) + probeLease,
-      origin: STORE_ORIGIN
-    })
+
+    /**
+     * Keeps the local breakers open while the fleet's probers work, until `probeLease` past the
+     * open's end. A breaker never stays open longer than its own open duration allows, whatever a
+     * snapshot says, so the hold hands it a fresh open of the fleet's duration shortly before each
+     * one ends; it stops as soon as a newer transition (the probers' verdict) arrives.
+     */
+    const hold = (e: Entry, version: number, snapshot: BreakerStore.Snapshot) =>
+      Effect.gen(function*() {
+        const start = yield* Clock.currentTimeMillis
+        const end = snapshot.openUntil ?? start
+        const duration = Math.max(1, end - snapshot.since)
+        const holdUntil = end + probeLease
+        const guard = Math.min(50, duration / 4)
+        let until = end
+        while (e.version === version) {
+          const now = yield* Clock.currentTimeMillis
+          if (now >= holdUntil) return
+          const wait = until - guard - now
+          if (wait > 0) {
+            yield* Effect.sleep(Duration.millis(wait))
+            continue
+          }
+          until = Math.min(now + duration, holdUntil)
+          e.foreign = true
+          deliver(e, { ...snapshot, since: now, openUntil: until, origin: STORE_ORIGIN })
+        }
+      })
 
     /** Applies a snapshot that arrived from Redis (message or resync) at `version`. */
     const receive = (breaker: string, version: number, snapshot: BreakerStore.Snapshot, writer: string) =>
@@ -431,18 +452,19 @@ export const make = (
           const [version, snapshot] = stored.value
           e.version = Math.max(e.version, version)
           if (snapshot.state === "HalfOpen") {
+            // the fleet is probing: stay open meanwhile (for a second at a time, the lease at most)
             const now = yield* Clock.currentTimeMillis
-            return Option.some({
+            const open = {
               ...snapshot,
               state: "Open" as const,
-              openUntil: now + probeLease,
+              since: now,
+              openUntil: now + Math.min(1000, probeLease),
               origin: STORE_ORIGIN
-            })
+            }
+            yield* Effect.forkIn(hold(e, version, open), scope)
+            return Option.some(open)
           }
-          if (snapshot.state === "Open") {
-            const reply = yield* run(() => call.bulwarkBreakerClaim(stateKey(breaker), version, fleetProbes))
-            if (Either.isRight(reply) && reply.right === 0) return Option.some(held(snapshot))
-          }
+          if (snapshot.state === "Open") yield* Effect.forkIn(claim(breaker, version, snapshot), scope)
           return Option.some(snapshot)
         }),
       publish: (snapshot) => write(snapshot),
