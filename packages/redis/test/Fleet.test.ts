@@ -85,4 +85,35 @@ describe.skipIf(!hasRedisServer())("a fleet of three processes sharing one store
       expect(most).toBe(1)
       console.log(`@bulwark/redis: ${probes} probes in 3 s across 3 processes, at most ${most} in flight`)
     }), 120_000)
+
+  it.scopedLive(
+    "a shared 10% retry budget holds across three processes; separate budgets retry more",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* startRedisServer
+        const fleet = yield* Effect.all(
+          [0, 1, 2].map(() => spawnMember("fleetMember", [server.socket, "60000", "1"])),
+          { concurrency: "unbounded" }
+        )
+        const outage = (command: string) =>
+          Effect.gen(function*() {
+            const marks = fleet.map((m) => m.events.length)
+            yield* Effect.forEach(fleet, (m) => m.send(`${command} 100`))
+            const done = yield* Effect.all(
+              fleet.map((m, i) => m.waitFor((e) => e.event === "budget", 30_000, marks[i]))
+            )
+            return done.reduce((n, e) => n + (e["retries"] as number), 0)
+          })
+        const shared = yield* outage("budget-shared")
+        const separate = yield* outage("budget-local")
+        // floor 1/s over 10 s, plus 10% of 300 calls
+        const fleetAllowed = 10 + 30
+        console.log(
+          `@bulwark/redis: 3 processes x 100 failing calls: shared budget ${shared} retries (fleet rule ${fleetAllowed}), separate budgets ${separate}`
+        )
+        expect(shared).toBeLessThanOrEqual(fleetAllowed + 6)
+        expect(separate).toBeGreaterThan(shared * 1.3)
+      }),
+    120_000
+  )
 })

@@ -9,8 +9,11 @@ import * as path from "node:path"
 /** What to do on a machine without Redis. */
 export const INSTALL_HINT = "install it with `sudo apt-get install -y redis-server` or `brew install redis`"
 
-/** Whether `redis-server` is on PATH. */
-export const hasRedisServer = (): boolean => spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0
+/** The server binary: `redis-server` from PATH, or `BULWARK_REDIS_SERVER` when set. */
+const binary = process.env["BULWARK_REDIS_SERVER"] ?? "redis-server"
+
+/** Whether the server binary runs. */
+export const hasRedisServer = (): boolean => spawnSync(binary, ["--version"], { stdio: "ignore" }).status === 0
 
 /** A redis-server this test started, on its own Unix socket, without persistence. */
 export interface RedisServer {
@@ -27,7 +30,7 @@ export interface RedisServer {
 const startProcess = (socket: string): Promise<ChildProcess> =>
   new Promise((resolve, reject) => {
     const child = spawn(
-      "redis-server",
+      binary,
       ["--port", "0", "--unixsocket", socket, "--unixsocketperm", "700", "--save", "", "--appendonly", "no"],
       { stdio: ["ignore", "pipe", "pipe"] }
     )
