@@ -28,6 +28,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { RedisClient } from "./RedisClient.js"
 
@@ -219,13 +220,9 @@ export const make = (
       for (const q of e.queues) q.unsafeOffer(snapshot)
     }
 
-    const decode = (json: string): Option.Option<BreakerStore.Snapshot> => {
-      try {
-        return Effect.runSync(Effect.option(BreakerStore.decodeSnapshot(JSON.parse(json))))
-      } catch {
-        return Option.none()
-      }
-    }
+    const decodeJson = Schema.decodeUnknownOption(Schema.parseJson(BreakerStore.Snapshot))
+    // a snapshot this release cannot read (bad JSON, another format version) is ignored
+    const decode = (json: string): Option.Option<BreakerStore.Snapshot> => decodeJson(json)
 
     /** Claims a probe slot for an open written at `version`; when refused, holds the breakers open. */
     const claim = (breaker: string, version: number, snapshot: BreakerStore.Snapshot) =>

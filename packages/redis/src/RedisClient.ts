@@ -14,7 +14,6 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
@@ -276,13 +275,3 @@ export const layerConfig = (
     RedisClient,
     Effect.flatMap(config, (c) => make({ url: c.url, failFast: c.failFast }))
   )
-
-/**
- * Runs a Redis command as an effect that never fails: `None` when Redis is unreachable or
- * answers with an error.
- *
- * @since 0.1.0
- * @category utils
- */
-export const attempt = <A>(run: () => Promise<A>): Effect.Effect<Option.Option<A>> =>
-  Effect.tryPromise(run).pipe(Effect.map(Option.some), Effect.orElseSucceed(() => Option.none()))
