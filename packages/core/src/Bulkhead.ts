@@ -3,7 +3,7 @@
  * queue in front of it. Work beyond both is rejected at once with a typed
  * {@link BulkheadRejectedError}, so an overloaded dependency sheds load instead of piling up
  * fibers. Waiters can have a deadline and a priority class: under load, higher classes are
- * admitted first, FIFO within a class (seed 003's queue limits and priority queuing).
+ * admitted first, FIFO within a class.
  *
  * @since 0.1.0
  */
