@@ -151,6 +151,8 @@ interface Entry {
   foreign: boolean
   /** The highest version of another process's snapshot handed to the local breakers. */
   foreignVersion: number
+  /** The version of the last transition other than the fleet's probers half-opening. */
+  decisive: number
   /**
    * A written transition about to be handed back to the local breakers (they may have applied
    * the writes it raced); dropped when they publish a newer one first, which inherits it.
@@ -210,6 +212,7 @@ export const make = (
           pending: undefined,
           foreign: false,
           foreignVersion: 0,
+          decisive: 0,
           redeliver: undefined
         }
         entries.set(breaker, e)
@@ -224,31 +227,38 @@ export const make = (
     // a snapshot this release cannot read (bad JSON, another format version) is ignored
     const decode = (json: string): Option.Option<BreakerStore.Snapshot> => decodeJson(json)
 
-    /** Claims a probe slot for an open written at `version`; when refused, holds the breakers open. */
+    /**
+     * Claims a probe slot for an open written at `version`. The local breakers are held open from
+     * the start and released when the slot is granted (or when Redis cannot answer: nobody
+     * coordinates then), so a slow answer cannot let them half-open meanwhile.
+     */
     const claim = (breaker: string, version: number, snapshot: BreakerStore.Snapshot) =>
       Effect.gen(function*() {
-        const reply = yield* run(() => call.bulwarkBreakerClaim(stateKey(breaker), version, fleetProbes))
-        if (Either.isLeft(reply) || reply.right !== 0) return
         const e = entry(breaker)
-        if (e.version !== version) return
-        yield* Effect.forkIn(hold(e, version, snapshot), scope)
+        const verdict = { released: false }
+        yield* Effect.forkIn(hold(e, version, snapshot, verdict), scope)
+        const reply = yield* run(() => call.bulwarkBreakerClaim(stateKey(breaker), version, fleetProbes))
+        // 1 granted, -1 that open is no longer current, Left: Redis did not answer
+        if (Either.isLeft(reply) || reply.right !== 0) verdict.released = true
       })
 
     /**
      * Keeps the local breakers open while the fleet's probers work, until `probeLease` past the
      * open's end. A breaker never stays open longer than its own open duration allows, whatever a
-     * snapshot says, so the hold hands it a fresh open of the fleet's duration shortly before each
-     * one ends; it stops as soon as a newer transition (the probers' verdict) arrives.
+     * snapshot says, so the hold hands it a fresh open of the fleet's duration well before each
+     * one ends. It stops when released, or when a decisive transition (the probers' verdict, or
+     * this process's own) follows the open; the probers' half-open is not one.
      */
-    const hold = (e: Entry, version: number, snapshot: BreakerStore.Snapshot) =>
+    const hold = (e: Entry, version: number, snapshot: BreakerStore.Snapshot, verdict: { released: boolean }) =>
       Effect.gen(function*() {
         const start = yield* Clock.currentTimeMillis
         const end = snapshot.openUntil ?? start
         const duration = Math.max(1, end - snapshot.since)
         const holdUntil = end + probeLease
-        const guard = Math.min(50, duration / 4)
+        // generous: an event loop busy for a while must not let the breaker reach its open's end
+        const guard = Math.min(200, duration / 2)
         let until = end
-        while (e.version === version) {
+        while (e.decisive === version && !verdict.released) {
           const now = yield* Clock.currentTimeMillis
           if (now >= holdUntil) return
           const wait = until - guard - now
@@ -271,15 +281,19 @@ export const make = (
         // this store's own write, back before its reply: the other local breakers (if any) take
         // it, the writer ignores its own origin
         if (writer === storeId) {
+          e.decisive = version
           deliver(e, snapshot)
           return Effect.void
         }
         // a foreign half-open is the fleet's probers at work: this process stays open
         if (snapshot.state === "HalfOpen") return Effect.void
+        e.decisive = version
         e.foreign = true
         e.foreignVersion = version
         deliver(e, snapshot)
-        return snapshot.state === "Open" ? claim(breaker, version, snapshot) : Effect.void
+        return snapshot.state === "Open"
+          ? Effect.asVoid(Effect.forkIn(claim(breaker, version, snapshot), scope))
+          : Effect.void
       })
 
     const write = (snapshot: BreakerStore.Snapshot): Effect.Effect<void> =>
@@ -324,6 +338,7 @@ export const make = (
           e.pending = undefined
           if (code === 1) {
             e.version = Math.max(e.version, n)
+            e.decisive = Math.max(e.decisive, n)
             // the local breakers may have applied the writes this one raced: tell them the outcome,
             // unless they publish a newer transition first (the breaker's outbox hands it over at once)
             if ((rebased || e.foreign) && n > e.foreignVersion) {
@@ -381,7 +396,14 @@ export const make = (
               e.pending = undefined
               if (version > e.version) {
                 e.version = version
-                deliver(e, { ...snapshot, origin: snapshot.state === "HalfOpen" ? STORE_ORIGIN : snapshot.origin })
+                // the fleet's probers half-opening: this process stays as it is
+                if (snapshot.state !== "HalfOpen") {
+                  e.decisive = version
+                  e.foreign = true
+                  e.foreignVersion = version
+                  deliver(e, snapshot)
+                  if (snapshot.state === "Open") yield* Effect.forkIn(claim(breaker, version, snapshot), scope)
+                }
               }
             } else if (pending !== undefined) {
               e.version = 0
@@ -448,6 +470,7 @@ export const make = (
           if (Option.isNone(stored)) return Option.none()
           const [version, snapshot] = stored.value
           e.version = Math.max(e.version, version)
+          e.decisive = Math.max(e.decisive, version)
           if (snapshot.state === "HalfOpen") {
             // the fleet is probing: stay open meanwhile (for a second at a time, the lease at most)
             const now = yield* Clock.currentTimeMillis
@@ -458,7 +481,7 @@ export const make = (
               openUntil: now + Math.min(1000, probeLease),
               origin: STORE_ORIGIN
             }
-            yield* Effect.forkIn(hold(e, version, open), scope)
+            yield* Effect.forkIn(hold(e, version, open, { released: false }), scope)
             return Option.some(open)
           }
           if (snapshot.state === "Open") yield* Effect.forkIn(claim(breaker, version, snapshot), scope)

@@ -112,7 +112,8 @@ describe.skipIf(!hasRedisServer())("a fleet of three processes sharing one store
           `@bulwark/redis: 3 processes x 100 failing calls: shared budget ${shared} retries (fleet rule ${fleetAllowed}), separate budgets ${separate}`
         )
         expect(shared).toBeLessThanOrEqual(fleetAllowed + 6)
-        expect(separate).toBeGreaterThan(shared * 1.3)
+        expect(shared).toBeGreaterThanOrEqual(fleetAllowed - 3)
+        expect(separate).toBeGreaterThanOrEqual(shared + 10)
       }),
     120_000
   )
