@@ -13,7 +13,9 @@
  * - **breaker** sits inside retry, so every retry goes through it, and a rejection by the
  *   breaker stops the retry loop at once rather than burning the retry budget on it.
  * - **retry** waits between attempts outside the bulkhead, so backoff never holds a slot.
- * - **totalTimeout** bounds the whole retry loop.
+ * - **totalTimeout** bounds the whole retry loop, and sets the `Deadline` for everything inside
+ *   it: per-attempt timeouts shrink to the time left, and no backoff starts that would end
+ *   past it.
  * - **fallback** is outermost: it answers when everything inside has given up.
  *
  * Each stage is a plain policy function, so the same order can be written with `pipe`
@@ -23,6 +25,7 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import * as Fallback from "./Fallback.js"
 import { describe } from "./internal/describe.js"
@@ -214,6 +217,10 @@ export const retry = <XR = never, XB = never, RB = never>(
 // make
 // -----------------------------------------------------------------------------
 
+/** The total timeout also sets the deadline, so every stage inside sees the time left. */
+const withDeadline = (duration: Duration.DurationInput, timeout: AnyPolicy): AnyPolicy => (self) =>
+  Deadline.within(timeout(self), duration)
+
 /**
  * The stages of a policy, outermost first.
  *
@@ -352,7 +359,7 @@ export const make = <
     : identity
   const totalTimeout: AnyPolicy = options.totalTimeout === undefined
     ? identity
-    : Timeout.timeout(options.totalTimeout, named)
+    : withDeadline(options.totalTimeout, Timeout.timeout(options.totalTimeout, named))
   const fallback: AnyPolicy = options.fallback === undefined
     ? identity
     : Fallback.orElse(options.fallback, { ...named, when: options.fallbackWhen }) as AnyPolicy
