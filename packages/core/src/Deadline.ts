@@ -219,8 +219,10 @@ export const shorten = <A, E, R>(
 
 /**
  * Bounds a wait for a slot by the queue's own `maxWaitMillis` (`Infinity` for none) and by the
- * deadline, whichever ends first: `onMaxWait()` or `onDeadline(left)` is the failure. A caller
- * whose deadline has already passed fails at once. Bulkheads and adaptive limits use this.
+ * deadline. A caller whose deadline passes before the queue's maximum wait is not queued: it
+ * fails at once with `onDeadline(left)` (waiting would spend its last moments, and a place in
+ * the queue, on a slot that may come too late for it to use). Without a maximum wait, the wait
+ * ends at the deadline. Bulkheads and adaptive limits use this.
  *
  * @since 0.1.0
  * @category combinators
@@ -236,6 +238,6 @@ export const boundWait = <X>(
       ? maxWaitMillis === Number.POSITIVE_INFINITY
         ? wait
         : Effect.timeoutFail(wait, { duration: Duration.millis(maxWaitMillis), onTimeout: onMaxWait })
-      : left <= 0
-      ? Effect.failSync(() => onDeadline(0))
+      : left <= 0 || maxWaitMillis !== Number.POSITIVE_INFINITY
+      ? Effect.failSync(() => onDeadline(left))
       : Effect.timeoutFail(wait, { duration: Duration.millis(left), onTimeout: () => onDeadline(left) }))

@@ -126,20 +126,17 @@ describe("Deadline", () => {
       yield* Fiber.interrupt(free)
     }))
 
-  it.effect("a bulkhead waits no longer than the caller's deadline, and does not queue a caller already late", () =>
+  it.effect("a bulkhead does not queue a caller whose deadline passes before its maximum wait", () =>
     Effect.gen(function*() {
       const bulkhead = yield* Bulkhead.make({ name: "db", maxConcurrent: 1, maxQueued: 4, maxWait: "5 seconds" })
       const gate = yield* Deferred.make<void>()
       const holder = yield* Effect.fork(bulkhead.protect(Deferred.await(gate)))
       yield* settle
-      const waiter = yield* bulkhead.protect(Effect.void).pipe(Deadline.within("1 second"), Effect.flip, Effect.fork)
-      yield* settle
-      expect((yield* bulkhead.state).queued).toBe(1)
-      yield* TestClock.adjust("1 second")
-      const rejected = yield* Fiber.join(waiter)
+      // 1 second left, 5 seconds of maximum wait: turned away at once, never queued
+      const rejected = yield* bulkhead.protect(Effect.void).pipe(Deadline.within("1 second"), Effect.flip)
       expect(rejected).toMatchObject({ bulkhead: "db", reason: "wait_timeout", maxWaitMillis: 1000 })
-      expect((yield* bulkhead.state).queued).toBe(0)
-      // a caller whose deadline has passed is turned away at once, without queueing
+      expect(yield* bulkhead.state).toMatchObject({ queued: 0, rejected: { queue_full: 0, wait_timeout: 1 } })
+      // a caller whose deadline has passed is turned away at once too
       const late = yield* bulkhead.protect(Effect.void).pipe(
         Effect.delay("2 seconds"),
         Deadline.within("1 second"),
@@ -148,7 +145,29 @@ describe("Deadline", () => {
       )
       yield* TestClock.adjust("2 seconds")
       expect(yield* Fiber.join(late)).toMatchObject({ reason: "wait_timeout", maxWaitMillis: 0 })
-      expect(yield* bulkhead.state).toMatchObject({ queued: 0, rejected: { queue_full: 0, wait_timeout: 2 } })
+      // 10 seconds left: it queues, and is admitted when the slot frees
+      const patient = yield* bulkhead.protect(Effect.succeed("in")).pipe(Deadline.within("10 seconds"), Effect.fork)
+      yield* settle
+      expect((yield* bulkhead.state).queued).toBe(1)
+      yield* Deferred.succeed(gate, void 0)
+      expect(yield* Fiber.join(patient)).toBe("in")
+      yield* Fiber.join(holder)
+    }))
+
+  it.effect("without a maximum wait, a bulkhead's queue wait ends at the caller's deadline", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "db", maxConcurrent: 1, maxQueued: 4 })
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(bulkhead.protect(Deferred.await(gate)))
+      yield* settle
+      const waiter = yield* bulkhead.protect(Effect.void).pipe(Deadline.within("1 second"), Effect.flip, Effect.fork)
+      yield* settle
+      expect((yield* bulkhead.state).queued).toBe(1)
+      yield* TestClock.adjust("999 millis")
+      expect(Option.isNone(yield* Fiber.poll(waiter))).toBe(true)
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.join(waiter)).toMatchObject({ bulkhead: "db", reason: "wait_timeout", maxWaitMillis: 1000 })
+      expect((yield* bulkhead.state).queued).toBe(0)
       yield* Deferred.succeed(gate, void 0)
       yield* Fiber.join(holder)
     }))

@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Failure, Policy } from "@bulwark/core"
+import { Policy } from "@bulwark/core"
 import * as OtelLogger from "@effect/opentelemetry/Logger"
 import * as OtelMetrics from "@effect/opentelemetry/Metrics"
 import * as OtelResource from "@effect/opentelemetry/Resource"
