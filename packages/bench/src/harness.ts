@@ -5,6 +5,15 @@
  */
 import * as os from "node:os"
 
+/**
+ * `--quick`: every case runs briefly (a hundredth of its iterations, two rounds), so CI checks
+ * that every benchmark still runs without spending minutes on it. Its figures mean nothing.
+ */
+export const quick = process.argv.includes("--quick")
+
+/** A size scaled down in quick mode. */
+export const scale = (n: number): number => (quick ? Math.max(1, Math.ceil(n / 100)) : n)
+
 export interface Case {
   readonly name: string
   /** Runs the operation `iterations` times and resolves when done. */
@@ -39,16 +48,17 @@ export const machine = (): string =>
     Math.round(os.totalmem() / 2 ** 30)
   } GiB, Node ${process.version}`
 
-export const runSuite = async (suite: Suite, rounds = 15): Promise<ReadonlyArray<Result>> => {
+export const runSuite = async (suite: Suite, rounds = quick ? 2 : 15): Promise<ReadonlyArray<Result>> => {
   const samples = new Map<string, Array<number>>(suite.cases.map((c) => [c.name, []]))
+  const iterations = scale(suite.iterations)
   // warm-up: let the JIT settle on every case before measuring
-  for (const c of suite.cases) await c.run(Math.max(1, Math.floor(suite.iterations / 4)))
+  for (const c of suite.cases) await c.run(Math.max(1, Math.floor(iterations / 4)))
   for (let round = 0; round < rounds; round++) {
     for (const c of suite.cases) {
       const start = process.hrtime.bigint()
-      await c.run(suite.iterations)
+      await c.run(iterations)
       const elapsed = Number(process.hrtime.bigint() - start)
-      samples.get(c.name)!.push(elapsed / suite.iterations)
+      samples.get(c.name)!.push(elapsed / iterations)
     }
   }
   const medians = new Map([...samples].map(([name, xs]) => [name, median(xs)]))

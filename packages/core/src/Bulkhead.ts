@@ -3,7 +3,7 @@
  * queue in front of it. Work beyond both is rejected at once with a typed
  * {@link BulkheadRejectedError}, so an overloaded dependency sheds load instead of piling up
  * fibers. Waiters can have a deadline and a priority class: under load, higher classes are
- * admitted first, FIFO within a class (seed 003's queue limits and priority queuing).
+ * admitted first, FIFO within a class.
  *
  * @since 0.1.0
  */
@@ -22,6 +22,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
 import * as InternalConfig from "./internal/config.js"
@@ -348,6 +349,14 @@ export const queuedGauge: Metric.Metric.Gauge<number> = Metric.fromMetricKey(que
  */
 export const rejectedCounter: Metric.Metric.Counter<number> = Metric.fromMetricKey(rejectedKey)
 
+/**
+ * The keys of the bulkhead metrics, for the modules that report under them (`AdaptiveLimit`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metricKeys = { active: activeKey, queued: queuedKey, rejected: rejectedKey } as const
+
 /** A metric with its tags resolved once, so an update does not look the metric up again. */
 const instance = <Type extends MetricKeyType.MetricKeyType<any, any>>(
   key: MetricKey.MetricKey<Type>,
@@ -445,6 +454,18 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     rejectedWait$.unsafeUpdate(1, noTags)
     return waitTimeout!
   }
+  const maxWaitMillis = waitTimeout?.maxWaitMillis ?? Number.POSITIVE_INFINITY
+  const onDeadline = (left: number): BulkheadRejectedError => {
+    rejectedWait++
+    rejectedWait$.unsafeUpdate(1, noTags)
+    return new BulkheadRejectedError({
+      bulkhead: name,
+      reason: "wait_timeout",
+      maxConcurrent,
+      maxQueued,
+      maxWaitMillis: left
+    })
+  }
 
   const releaseAfter = <A, E>(exit: Exit.Exit<A, E>) => {
     release()
@@ -493,9 +514,8 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
           waiter.resume = resume
           return Effect.sync(() => abandon(waiter))
         })
-        const bounded = waitTimeout === undefined
-          ? wait
-          : Effect.timeoutFail(wait, { duration: options.maxWait.pipe(Option.getOrThrow), onTimeout: onWaitTimeout })
+        // the wait ends at maxWait or at the caller's deadline, whichever comes first
+        const bounded = Deadline.boundWait(wait, maxWaitMillis, onWaitTimeout, onDeadline)
         // the wait can fail without its canceler running: interrupted before it registered (the
         // caller yielded after queueing), or timed out just as a slot was handed over; the place
         // or the slot is given back here either way

@@ -1,6 +1,6 @@
 /**
  * Cleanup that always finishes: every step of a cleanup runs even when some fail, and all the
- * failures are reported together in one typed error (seed 003's cleanup manager). Counters for
+ * failures are reported together in one typed error. Counters for
  * attempts, successes and failures and a duration histogram come with it, and
  * {@link acquireRelease} adds a release timeout and release accounting to Effect's own.
  *

@@ -2,14 +2,17 @@
  * Two-tier supervision of long-running programs.
  *
  * The inner tier, {@link loop}, runs a step forever and recovers typed, retryable failures inside
- * the loop (warning log, backoff from a `Schedule`, carry on) without restarting the program. The
- * outer tier, a supervisor, runs named programs as fibers: whatever escapes a program's inner loop
- * (a defect, or a failure the loop gave up on) ends that run with a fatal log naming the program
- * and showing its whole cause; the supervisor then restarts it according to its restart type, its
- * strategy, a restart backoff `Schedule` and a restart intensity limit. A defect (by default) or an
- * exceeded intensity escalates: every program is interrupted, its finalizers run, and the
- * supervisor fails with a typed {@link SupervisorEscalation} that reaches the main fiber.
- * Interruption is never a failure: it never counts, never restarts and never escalates.
+ * the loop (a log at the failure's level, backoff from a `Schedule`, carry on) without restarting
+ * the program; it classifies each failure when it happens, in its own fiber. The outer tier, a
+ * supervisor, runs named programs as fibers: whatever escapes a program's inner loop (a defect, or
+ * a failure the loop gave up on, reported with the loop's classification) ends that run with a
+ * fatal log naming the program and showing its whole cause; the supervisor then restarts it
+ * according to its restart type, its strategy, a restart backoff `Schedule` and a restart
+ * intensity limit. A defect (by default), an exceeded intensity or an ended restart schedule
+ * escalates: every program is interrupted, its finalizers run, and the supervisor fails with a
+ * typed {@link SupervisorEscalation}, which {@link supervised} (or {@link run}) turns into a
+ * failure of the main program. Interruption is never a failure: it never counts, never restarts
+ * and never escalates.
  *
  * @since 0.1.0
  */
@@ -21,6 +24,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
@@ -40,6 +44,7 @@ import * as Alerts from "./Alerts.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
 import * as InternalConfig from "./internal/config.js"
+import { describe, tagOf } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 
 // -----------------------------------------------------------------------------
@@ -97,7 +102,7 @@ export const ChildStatus = Schema.Literal("starting", "running", "backing-off", 
 export type ChildStatus = typeof ChildStatus.Type
 
 /**
- * The metrics of one supervised program (seed 002's `get_metrics`). `errors` counts every typed
+ * The metrics of one supervised program. `errors` counts every typed
  * failure and defect the program met, including those its inner loop recovered; `restarts`
  * counts outer restarts. `lastError` is the classified, serialisable last error.
  *
@@ -171,9 +176,27 @@ export interface ShutdownReport {
 // -----------------------------------------------------------------------------
 
 /**
- * The supervisor gave up: a program died with a defect, or programs restarted more often than
- * the restart intensity allows. Every program has been interrupted (and its finalizers have run)
- * before this error is raised. It carries the cause of the last program's end.
+ * Why a supervisor escalated:
+ * - `defect`: a program died with a defect (with `escalateOnDefect`, the default);
+ * - `intensity`: programs restarted more often than the restart intensity allows;
+ * - `schedule`: a program's restart schedule ended, so it may not be restarted again.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const EscalationReason = Schema.Literal("defect", "intensity", "schedule")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type EscalationReason = typeof EscalationReason.Type
+
+/**
+ * The supervisor gave up: a program died with a defect, programs restarted more often than the
+ * restart intensity allows, or a program's restart schedule ended. Every program has been
+ * interrupted (and its finalizers have run) before this error is raised. It carries the cause of
+ * the last program's end and, when that end was a failure, its classification (`lastError`).
  *
  * @since 0.1.0
  * @category errors
@@ -181,15 +204,22 @@ export interface ShutdownReport {
 export class SupervisorEscalation extends Schema.TaggedError<SupervisorEscalation>()("SupervisorEscalation", {
   supervisor: Schema.String,
   program: Schema.String,
-  reason: Schema.Literal("defect", "intensity"),
+  reason: EscalationReason,
   maxRestarts: Schema.Number,
   within: Schema.String,
-  cause: Schema.Cause({ error: Schema.Unknown, defect: Schema.Defect })
+  cause: Schema.Cause({ error: Schema.Unknown, defect: Schema.Defect }),
+  lastError: Schema.optional(Failure.ExecutionError)
 }) {
   override get message(): string {
-    return this.reason === "defect"
-      ? `Supervisor "${this.supervisor}" escalated: program "${this.program}" died with a defect`
-      : `Supervisor "${this.supervisor}" escalated: more than ${this.maxRestarts} restarts within ${this.within} (last: program "${this.program}")`
+    const last = this.lastError === undefined ? "" : ` (last error: ${this.lastError.type} ${this.lastError.code})`
+    switch (this.reason) {
+      case "defect":
+        return `Supervisor "${this.supervisor}" escalated: program "${this.program}" died with a defect`
+      case "schedule":
+        return `Supervisor "${this.supervisor}" escalated: the restart schedule of program "${this.program}" ended${last}`
+      default:
+        return `Supervisor "${this.supervisor}" escalated: more than ${this.maxRestarts} restarts within ${this.within} (last: program "${this.program}")${last}`
+    }
   }
 
   get [Failure.RuleKey](): Failure.RuleObject {
@@ -236,14 +266,23 @@ export interface Options {
   /**
    * The delay before each restart of a program, as a `Schedule` stepped once per restart. The
    * schedule starts afresh when the program's last run lasted longer than the intensity window.
-   * A schedule that ends means "restart immediately". Default: exponential from 100 ms, doubling,
-   * capped at 10 seconds.
+   * A schedule that ends means the program may not be restarted again: the supervisor escalates
+   * (reason `"schedule"`), as it does when the restart intensity is exceeded, so
+   * `Schedule.recurs(5)` allows at most 5 restarts in a row. Every restart waits for a timer,
+   * even after a zero delay, so a program that fails at once never starves the event loop.
+   * Default: exponential from 100 ms, doubling, capped at 10 seconds.
    */
   readonly restartSchedule?: Schedule.Schedule<unknown, unknown> | undefined
   /** Whether a defect in a program escalates (`true`) or is restarted like a failure. Default: `true`. */
   readonly escalateOnDefect?: boolean | undefined
   /** How long each program may take to finish its finalizers when interrupted. Default: 5 seconds. */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
+  /**
+   * How many finished programs (stopped or failed, not to be restarted) stay readable in
+   * {@link Service.snapshot} once they have ended; the oldest is forgotten first. Programs that
+   * are running or waiting to restart always show. A whole number >= 0. Default: 100.
+   */
+  readonly retainFinished?: number | undefined
 }
 
 /**
@@ -281,7 +320,10 @@ export interface Service {
   >
   /** Interrupts a program (its finalizers run) and marks it stopped; `false` if no such program is active. */
   readonly stop: (name: string) => Effect.Effect<boolean>
-  /** The metrics of every program, in start order. */
+  /**
+   * The metrics of every active program and of the most recently finished ones (see
+   * {@link Options.retainFinished}), in start order.
+   */
   readonly snapshot: Effect.Effect<Snapshot>
   /**
    * Every status change of every program, from the moment of subscription. A subscriber that
@@ -340,6 +382,12 @@ const tagged = (counter: Metric.Metric.Counter<number>, tags: Record<string, str
 // internals
 // -----------------------------------------------------------------------------
 
+/** A failure a program's inner loop gave up on, with the classification the loop made. */
+interface GaveUp {
+  readonly error: unknown
+  readonly classification: Failure.Classification
+}
+
 interface Child {
   readonly name: string
   readonly seq: number
@@ -349,7 +397,18 @@ interface Child {
   readonly shutdownTimeout: Duration.Duration
   readonly restartSchedule: Schedule.Schedule<unknown, unknown>
   readonly sup: Internal
+  /** The program's own status; its loops backing off show on top of `running` (see `statusOf`). */
   status: ChildStatus
+  /** How many inner loops of the current run are waiting before a retry. */
+  loopBackoffs: number
+  /** Counts runs, so that a loop outliving its run cannot touch the next run's state. */
+  generation: number
+  /** A restart has been decided and is counted once the new run starts. */
+  pendingRestart: boolean
+  /** The supervisor is interrupting the runner: it decides what follows, not the runner. */
+  interrupting: boolean
+  /** Failures the loops of the current run gave up on (most recent last, a few at most). */
+  readonly gaveUp: Array<GaveUp>
   restarts: number
   errors: number
   lastError: Failure.ExecutionError | undefined
@@ -362,9 +421,18 @@ interface Child {
 
 interface Internal {
   readonly name: string
-  setStatus(child: Child, to: ChildStatus, now: number): void
   recordError(child: Child, error: Failure.ExecutionError, now: number): void
+  /** A loop of the run `generation` starts (`+1`) or ends (`-1`) waiting before a retry. */
+  loopBackoff(child: Child, generation: number, delta: 1 | -1, now: number): void
+  loopGaveUp(child: Child, generation: number, gaveUp: GaveUp): void
 }
+
+/** How many give-ups of loops a run remembers (a program running several loops at once). */
+const gaveUpCapacity = 8
+
+/** The status a program shows: `backing-off` while it runs and any of its loops waits. */
+const statusOf = (child: Child): ChildStatus =>
+  child.status === "running" && child.loopBackoffs > 0 ? "backing-off" : child.status
 
 /** The supervised program the current fiber belongs to, if any. */
 const currentChild = FiberRef.unsafeMake<Child | undefined>(undefined)
@@ -389,30 +457,90 @@ const nextDelay = (
       ? Option.none()
       : Option.some([next, Math.max(0, ScheduleIntervals.start(decision.intervals) - now)] as const))
 
-const executionError = (
+/**
+ * Classifies a typed failure without ever throwing (a classifier built by `Failure` never throws;
+ * a hand-written one might): a typed failure must never become a defect, so a classifier that
+ * throws gives way to the classifier's rule for unclassified failures.
+ */
+const classifySafely = (
   classifier: Failure.Classifier,
-  cause: Cause.Cause<unknown>,
-  now: number,
-  program: string
-): Failure.ExecutionError => {
-  const classification = Option.getOrElse(
-    Failure.classifyCauseWith(classifier, cause),
-    () => classifier.classifyDefect(undefined)
-  )
-  const failure = Cause.failureOption(cause)
-  const value = Option.isSome(failure) ? failure.value : Option.getOrUndefined(Cause.dieOption(cause))
-  return Failure.fromClassification(classification, describe(value), now, { taskId: program })
+  error: unknown,
+  context: Failure.ClassifyContext | undefined
+): Failure.Classification => {
+  try {
+    return classifier.classify(error, context)
+  } catch {
+    return Failure.fromRule(classifier.unclassified, {
+      matrix: classifier.matrix,
+      maxRetryAfter: classifier.maxRetryAfter,
+      ...(context ? { context } : {})
+    })
+  }
 }
 
-const describe = (u: unknown): string => {
-  if (typeof u === "object" && u !== null) {
-    const message = (u as { readonly message?: unknown }).message
-    if (typeof message === "string" && message.length > 0) return message
-    const tag = (u as { readonly _tag?: unknown })._tag
-    if (typeof tag === "string") return tag
+const classifyDefectSafely = (classifier: Failure.Classifier, defect: unknown): Failure.Classification => {
+  try {
+    return classifier.classifyDefect(defect)
+  } catch {
+    return Failure.defaultClassifier.classifyDefect(undefined)
   }
-  return String(u)
 }
+
+/**
+ * How a run's end is described: a failure one of the program's loops gave up on keeps the
+ * classification the loop made; any other failure is classified here, in the program's fiber,
+ * with the classifier in its context.
+ */
+const executionError = (
+  classifier: Failure.Classifier,
+  child: Child,
+  cause: Cause.Cause<unknown>,
+  now: number
+): readonly [Failure.ExecutionError, Failure.Classification] => {
+  const failure = Cause.failureOption(cause)
+  let classification: Failure.Classification
+  let value: unknown
+  if (Option.isSome(failure)) {
+    value = failure.value
+    let known: GaveUp | undefined
+    for (let i = child.gaveUp.length - 1; i >= 0 && known === undefined; i--) {
+      if (Object.is(child.gaveUp[i]!.error, value)) known = child.gaveUp[i]
+    }
+    classification = known !== undefined ? known.classification : classifySafely(classifier, value, undefined)
+  } else {
+    value = Option.getOrUndefined(Cause.dieOption(cause))
+    classification = classifyDefectSafely(classifier, value)
+  }
+  return [Failure.fromClassification(classification, describe(value), now, { taskId: child.name }), classification]
+}
+
+/**
+ * The cause to hand to a logger. Loggers render a cause as text, and a failure value that
+ * cannot be turned into text (`Object.create(null)`, a throwing `toString` or `message` getter)
+ * would make the log call throw, and so kill the fiber that logs it. Such values are replaced,
+ * for the log only, by errors carrying their safe description.
+ */
+const loggableCause = (cause: Cause.Cause<unknown>): Cause.Cause<unknown> => {
+  try {
+    Cause.pretty(cause)
+    return cause
+  } catch {
+    const described = (u: unknown) => {
+      const error = new Error(describe(u))
+      error.name = tagOf(u) ?? "Error"
+      return error
+    }
+    const failures = Cause.failures(cause)
+    const defects = Cause.defects(cause)
+    let safe: Cause.Cause<unknown> = Cause.empty
+    for (const failure of failures) safe = Cause.parallel(safe, Cause.fail(described(failure)))
+    for (const defect of defects) safe = Cause.parallel(safe, Cause.die(described(defect)))
+    return safe
+  }
+}
+
+const describeError = (error: Failure.ExecutionError): string =>
+  `${error.code} (${error.type}, ${error.severity}): ${error.message}`
 
 const positiveInt = (value: number, field: string): number => {
   if (!Number.isInteger(value) || value < 0) {
@@ -431,9 +559,53 @@ const positiveDuration = (input: Duration.DurationInput, field: string): Duratio
 }
 
 /**
+ * Told of every escalation of every supervisor built with it in the context, before the
+ * escalation fails anything. A runtime provides it around the whole application (Layers
+ * included) to know that a supervisor escalated even when the application caught the
+ * {@link SupervisorEscalation} and ended normally, so that the process still exits with a
+ * failure code.
+ *
+ * @example
+ * ```ts
+ * import { FiberSupervisor } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * declare const app: Effect.Effect<void>
+ *
+ * let escalated: FiberSupervisor.SupervisorEscalation | undefined
+ * const watched = app.pipe(
+ *   Effect.provideService(FiberSupervisor.EscalationListener, {
+ *     onEscalation: (escalation) => Effect.sync(() => escalated = escalation)
+ *   })
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class EscalationListener extends Context.Tag("@bulwark/core/FiberSupervisor/EscalationListener")<
+  EscalationListener,
+  { readonly onEscalation: (escalation: SupervisorEscalation) => Effect.Effect<void> }
+>() {}
+
+/**
+ * Finds a {@link SupervisorEscalation} in a `Cause`, whether it is a failure or a defect (after
+ * `Effect.orDie`); `None` when the cause holds none.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const findEscalation = (cause: Cause.Cause<unknown>): Option.Option<SupervisorEscalation> =>
+  Cause.find(cause, (reason) => {
+    const value = reason._tag === "Fail" ? reason.error : reason._tag === "Die" ? reason.defect : undefined
+    return value instanceof SupervisorEscalation ? Option.some(value) : Option.none()
+  })
+
+/**
  * Creates a supervisor whose lifetime is the current scope: when the scope closes, every program
  * is interrupted in reverse start order (see {@link Service.shutdown}). Escalation is observed
- * through {@link Service.awaitEscalation}; {@link layer} wires it to the main fiber.
+ * through {@link Service.awaitEscalation}; {@link run} and {@link supervised} turn it into a
+ * failure of the main program.
  *
  * @since 0.1.0
  * @category constructors
@@ -453,14 +625,18 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     const shutdownTimeout = positiveDuration(options.shutdownTimeout ?? "5 seconds", "shutdownTimeout")
     const restartSchedule = options.restartSchedule ?? defaultRestartSchedule
     const escalateOnDefect = options.escalateOnDefect ?? true
+    const retainFinished = positiveInt(options.retainFinished ?? 100, "retainFinished")
 
-    const classifier = yield* Failure.currentClassifier
     const alerts = yield* Effect.serviceOption(Alerts.Alerts)
+    const listener = yield* Effect.serviceOption(EscalationListener)
     const lock = yield* Effect.makeSemaphore(1)
     const escalation = yield* Deferred.make<never, SupervisorEscalation>()
     // `undefined` marks the end: published once the supervisor has shut down
     const hub = yield* PubSub.sliding<ChildChange | undefined>(changesCapacity)
+    /** Programs running, waiting to restart, or ended but whose runner has not finished yet. */
     const children = new Map<string, Child>()
+    /** The last state of programs that finished, oldest first, at most `retainFinished`. */
+    const finished = new Map<string, { readonly seq: number; readonly metrics: ChildMetrics }>()
     const restartTimes: Array<number> = []
     let seq = 0
     let subscribers = 0
@@ -473,48 +649,105 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       if (subscribers > 0) Queue.unsafeOffer(hub, change)
     }
 
+    /** Applies a change to a program and publishes the change of the status it shows, if any. */
+    const change = (child: Child, now: number, mutate: () => void) => {
+      const from = statusOf(child)
+      mutate()
+      const to = statusOf(child)
+      if (from === to) return
+      if (from === "backing-off") backingOff--
+      if (to === "backing-off") backingOff++
+      publish({ supervisor: name, program: child.name, from, to, at: now })
+    }
+
+    const setStatusNow = (child: Child, to: ChildStatus, now: number) =>
+      change(child, now, () => {
+        child.status = to
+      })
+
     const internal: Internal = {
       name,
-      setStatus(child, to, now) {
-        const from = child.status
-        if (from === to) return
-        child.status = to
-        if (from === "backing-off") backingOff--
-        if (to === "backing-off") backingOff++
-        publish({ supervisor: name, program: child.name, from, to, at: now })
-      },
       recordError(child, error, now) {
         child.errors++
         child.lastError = error
         child.lastErrorAt = now
+      },
+      loopBackoff(child, generation, delta, now) {
+        if (child.generation !== generation) return
+        change(child, now, () => {
+          child.loopBackoffs = Math.max(0, child.loopBackoffs + delta)
+        })
+      },
+      loopGaveUp(child, generation, gaveUp) {
+        if (child.generation !== generation) return
+        if (child.gaveUp.length >= gaveUpCapacity) child.gaveUp.shift()
+        child.gaveUp.push(gaveUp)
       }
     }
 
     const setStatus = (child: Child, to: ChildStatus) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => internal.setStatus(child, to, now)))
+      Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => setStatusNow(child, to, now)))
 
     const active = (c: Child) => c.fiber !== undefined && c.status !== "stopped" && c.status !== "failed"
+
+    const toMetrics = (c: Child): ChildMetrics => ({
+      name: c.name,
+      status: statusOf(c),
+      restartType: c.restart,
+      restarts: c.restarts,
+      errors: c.errors,
+      startedAt: new Date(c.startedAt),
+      ...(c.lastError !== undefined ? { lastError: c.lastError, lastErrorAt: new Date(c.lastErrorAt) } : {})
+    })
+
+    /**
+     * A program that will not run again leaves the map of programs; its last state is kept among
+     * the `retainFinished` most recently finished ones.
+     */
+    const retire = (child: Child) => {
+      if (children.get(child.name) !== child) return
+      children.delete(child.name)
+      child.gaveUp.length = 0
+      finished.delete(child.name)
+      if (retainFinished === 0) return
+      finished.set(child.name, { seq: child.seq, metrics: toMetrics(child) })
+      if (finished.size > retainFinished) finished.delete(finished.keys().next().value!)
+    }
 
     /** Interrupts a runner and waits for it within the timeout; `false` when it overran. */
     const interruptWithin = (child: Child): Effect.Effect<boolean> => {
       const fiber = child.fiber
       if (fiber === undefined) return Effect.succeed(true)
-      // most programs finish at once: only start a timer for those that do not
-      return Effect.zipRight(
-        Effect.zipRight(Effect.flatMap(Effect.fiberId, (id) => fiber.interruptAsFork(id)), Effect.yieldNow()),
-        Effect.flatMap(Fiber.poll(fiber), (done) =>
-          Option.isSome(done) ? Effect.succeed(true) : Effect.map(
-            Effect.timeoutOption(Effect.interruptible(Fiber.await(fiber)), child.shutdownTimeout),
-            Option.isSome
-          ))
-      )
+      child.interrupting = true
+      return Effect.flatMap(Effect.fiberId, (id) => {
+        // a program stopping itself: nothing will be left to wait for once the interruption lands
+        if (Equal.equals(id, fiber.id())) return Effect.as(fiber.interruptAsFork(id), true)
+        // most programs finish at once: only start a timer for those that do not
+        return Effect.zipRight(
+          Effect.zipRight(fiber.interruptAsFork(id), Effect.yieldNow()),
+          Effect.flatMap(Fiber.poll(fiber), (done) =>
+            Option.isSome(done) ? Effect.succeed(true) : Effect.map(
+              Effect.timeoutOption(Effect.interruptible(Fiber.await(fiber)), child.shutdownTimeout),
+              Option.isSome
+            ))
+        )
+      })
     }
 
-    const interruptAll = (victims: ReadonlyArray<Child>): Effect.Effect<ShutdownReport> =>
+    /**
+     * Interrupts programs one at a time. With `final`, they are not to run again: each is marked
+     * stopped (or stays failed) before it is interrupted and leaves the map once it has ended.
+     */
+    const interruptAll = (victims: ReadonlyArray<Child>, final: boolean): Effect.Effect<ShutdownReport> =>
       Effect.gen(function*() {
         const stopped: Array<string> = []
         const overran: Array<string> = []
         for (const c of victims) {
+          if (final) {
+            // before the interruption: a program stopping itself never comes back to this point
+            yield* setStatus(c, c.status === "failed" ? "failed" : "stopped")
+            retire(c)
+          }
           const inTime = yield* interruptWithin(c)
           stopped.push(c.name)
           if (!inTime) {
@@ -523,14 +756,19 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
               `Program "${c.name}" did not finish within its shutdown timeout of ${Duration.format(c.shutdownTimeout)}`
             ).pipe(Effect.annotateLogs({ "bulwark.supervisor": name, "bulwark.program": c.name }))
           }
-          yield* setStatus(c, c.status === "failed" ? "failed" : "stopped")
+          if (!final) yield* setStatus(c, c.status === "failed" ? "failed" : "stopped")
         }
         return { stopped, overran }
       })
 
     const byStartDesc = (a: Child, b: Child) => b.seq - a.seq
 
-    const escalate = (child: Child, reason: "defect" | "intensity", cause: Cause.Cause<unknown>) =>
+    const escalate = (
+      child: Child,
+      reason: EscalationReason,
+      cause: Cause.Cause<unknown>,
+      lastError: Failure.ExecutionError | undefined
+    ) =>
       Effect.gen(function*() {
         escalated = true
         const error = new SupervisorEscalation({
@@ -539,40 +777,60 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           reason,
           maxRestarts,
           within: Duration.format(within),
-          cause
+          cause,
+          ...(lastError !== undefined ? { lastError } : {})
         })
         yield* setStatus(child, "failed")
         const others = [...children.values()].filter((c) => c !== child && active(c)).sort(byStartDesc)
-        yield* interruptAll(others)
+        yield* interruptAll(others, true)
         yield* Metric.increment(Metric.tagged(Metric.tagged(escalationsTotal, "supervisor", name), "reason", reason))
         yield* Effect.logFatal(
-          fatalBanner(error.message, "Every program has been stopped; the process should exit to be restarted"),
-          cause
-        ).pipe(Effect.annotateLogs({ "bulwark.supervisor": name, "bulwark.program": child.name }))
+          fatalBanner(
+            error.message,
+            `${
+              lastError !== undefined ? `Last error: ${describeError(lastError)}. ` : ""
+            }Every program has been stopped; the process should exit to be restarted`
+          ),
+          loggableCause(cause)
+        ).pipe(Effect.annotateLogs({
+          "bulwark.supervisor": name,
+          "bulwark.program": child.name,
+          ...(lastError !== undefined ? { "bulwark.category": lastError.type, "bulwark.code": lastError.code } : {})
+        }))
         if (Option.isSome(alerts)) {
           yield* alerts.value.alert({
             key: `supervisor:${name}`,
             kind: "supervisor_escalation",
             severity: "critical",
             message: error.message,
-            annotations: { supervisor: name, program: child.name, reason }
+            annotations: {
+              supervisor: name,
+              program: child.name,
+              reason,
+              ...(lastError !== undefined
+                ? { category: lastError.type, code: lastError.code, severity: lastError.severity }
+                : {})
+            }
           })
         }
+        if (Option.isSome(listener)) yield* listener.value.onEscalation(error)
         yield* Deferred.fail(escalation, error)
       })
 
-    /** Forks the runner of a program, after an optional delay. */
-    const start = (child: Child, delayMillis: number, provideContext: boolean): Effect.Effect<void> =>
+    /** Forks the runner of a program; a restart first waits for its delay. */
+    const start = (child: Child, restartDelay: number | undefined, provideContext: boolean): Effect.Effect<void> =>
       Effect.flatMap(
         // a runner is interruptible even when forked from an uninterruptible region (a group
         // restart); forked from an interruptible caller it needs no wrapper
         Effect.checkInterruptible((interruptible) => {
-          const effect = runner(child, delayMillis, provideContext)
+          child.interrupting = false
+          const effect = runner(child, restartDelay, provideContext)
           return Effect.forkDaemon(interruptible ? effect : Effect.interruptible(effect))
         }),
         (fiber) =>
           Effect.sync(() => {
-            child.fiber = fiber
+            // the runner sets it too, first thing, in case it ran to its end before this point
+            if (!child.interrupting && child.fiber !== fiber && child.status !== "stopped") child.fiber = fiber
           })
       )
 
@@ -582,13 +840,15 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         const group = [...children.values()].filter((c) =>
           c !== child && active(c) && (strategy === "one_for_all" || c.seq > child.seq)
         )
-        yield* interruptAll([...group].sort(byStartDesc))
+        yield* interruptAll([...group].sort(byStartDesc), false)
         for (
           const c of group.sort((a, b) => a.seq - b.seq)
         ) {
-          if (c.restart === "temporary") continue
-          c.restarts++
-          yield* Metric.increment(Metric.tagged(Metric.tagged(restartsTotal, "supervisor", name), "program", c.name))
+          if (c.restart === "temporary") {
+            retire(c)
+            continue
+          }
+          c.pendingRestart = true
           yield* setStatus(c, "backing-off")
           yield* start(c, delayMillis, true)
         }
@@ -597,33 +857,41 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     /**
      * Records how a run ended, before the supervisor's lock is taken, so that a failure is
      * counted and logged even when the program is interrupted while waiting for the decision.
+     * Runs in the program's fiber: a failure no loop classified is classified with its context.
      */
     const observe = (child: Child, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
       if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return Effect.void
       const cause = exit.cause
-      return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const error = executionError(classifier, cause, now, child.name)
-        internal.recordError(child, error, now)
-        return Effect.zipRight(
-          Metric.increment(
-            tagged(failuresTotal, { supervisor: name, program: child.name, category: error.type, code: error.code })
-          ),
-          Effect.logFatal(
-            fatalBanner(
-              `Program "${child.name}" of supervisor "${name}" terminated by ${
-                Cause.isDie(cause) ? "a defect" : "a failure"
-              }`,
-              `${error.code}: ${error.message}`
-            ),
-            cause
-          ).pipe(Effect.annotateLogs({
-            "bulwark.supervisor": name,
-            "bulwark.program": child.name,
-            "bulwark.category": error.type,
-            "bulwark.code": error.code
-          }))
-        )
-      })
+      return Effect.flatMap(
+        Effect.zip(Failure.currentClassifier, Clock.currentTimeMillis),
+        ([classifier, now]) => {
+          const [error, classification] = executionError(classifier, child, cause, now)
+          internal.recordError(child, error, now)
+          return Effect.zipRight(
+            Failure.logWarnings(classifier, classification),
+            Effect.zipRight(
+              Metric.increment(
+                tagged(failuresTotal, { supervisor: name, program: child.name, category: error.type, code: error.code })
+              ),
+              Effect.logFatal(
+                fatalBanner(
+                  `Program "${child.name}" of supervisor "${name}" terminated by ${
+                    Cause.isDie(cause) ? "a defect" : "a failure"
+                  }`,
+                  describeError(error)
+                ),
+                loggableCause(cause)
+              ).pipe(Effect.annotateLogs({
+                "bulwark.supervisor": name,
+                "bulwark.program": child.name,
+                "bulwark.category": error.type,
+                "bulwark.code": error.code,
+                "bulwark.severity": error.severity
+              }))
+            )
+          )
+        }
+      )
     }
 
     /**
@@ -637,10 +905,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           yield* setStatus(child, Exit.isSuccess(exit) ? "stopped" : child.status === "failed" ? "failed" : "stopped")
           return undefined
         }
-        let restart: boolean
+        const lastError = Exit.isFailure(exit) ? child.lastError : undefined
+        const cause = Exit.isFailure(exit) ? exit.cause : Cause.empty
         if (Exit.isSuccess(exit)) {
-          restart = child.restart === "permanent"
-          if (!restart) {
+          if (child.restart !== "permanent") {
             yield* setStatus(child, "stopped")
             return undefined
           }
@@ -648,14 +916,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
             Effect.annotateLogs({ "bulwark.supervisor": name, "bulwark.program": child.name })
           )
         } else {
-          const cause = exit.cause
           if (Cause.isInterruptedOnly(cause)) {
             yield* setStatus(child, "stopped")
             return undefined
           }
           const isDefect = Cause.isDie(cause)
           if (isDefect && escalateOnDefect) {
-            yield* escalate(child, "defect", cause)
+            yield* escalate(child, "defect", cause, lastError)
             return undefined
           }
           if (child.restart === "temporary") {
@@ -666,10 +933,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         // intensity: at most maxRestarts within the window, over all programs
         while (restartTimes.length > 0 && now - restartTimes[0]! > withinMillis) restartTimes.shift()
         if (restartTimes.length >= maxRestarts) {
-          yield* escalate(child, "intensity", Exit.isFailure(exit) ? exit.cause : Cause.empty)
+          yield* escalate(child, "intensity", cause, lastError)
           return undefined
         }
-        restartTimes.push(now)
         if (now - child.runStartedAt > withinMillis) child.backoffState = undefined
         const step = yield* nextDelay(
           child.restartSchedule,
@@ -677,13 +943,16 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined,
           now
         )
-        let delay = 0
-        if (Option.isSome(step)) {
-          child.backoffState = step.value[0]
-          delay = step.value[1]
+        // an ended restart schedule: the program may not be restarted again
+        if (Option.isNone(step)) {
+          yield* escalate(child, "schedule", cause, lastError)
+          return undefined
         }
-        child.restarts++
-        yield* Metric.increment(Metric.tagged(Metric.tagged(restartsTotal, "supervisor", name), "program", child.name))
+        restartTimes.push(now)
+        child.backoffState = step.value[0]
+        const delay = step.value[1]
+        // counted when the new run starts (see markRunning): a restart stopped while it waits never happened
+        child.pendingRestart = true
         yield* setStatus(child, "backing-off")
         if (strategy !== "one_for_one") yield* restartGroup(child, delay)
         return delay
@@ -696,17 +965,28 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     // is forked by another program's runner (a group restart) rather than by the caller of spawn.
     const thisChild = FiberRef.get(currentChild) as Effect.Effect<Child>
     const markRunning = Effect.flatMap(thisChild, (child) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.sync(() => {
-          child.runStartedAt = now
-          internal.setStatus(child, "running", now)
-        })))
-    const runProgram = Effect.flatMap(thisChild, (child) =>
-      child.run)
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const restarted = child.pendingRestart
+        child.pendingRestart = false
+        child.runStartedAt = now
+        child.generation++
+        child.gaveUp.length = 0
+        change(child, now, () => {
+          child.loopBackoffs = 0
+          child.status = "running"
+          if (restarted) child.restarts++
+        })
+        return restarted
+          ? Metric.increment(Metric.tagged(Metric.tagged(restartsTotal, "supervisor", name), "program", child.name))
+          : Effect.void
+      }))
+    const runProgram = Effect.flatMap(thisChild, (child) => child.run)
     // After a run: record how it ended (uninterruptibly, before waiting for the lock, so that a
     // failure is counted even if the program is interrupted while waiting), then take the lock and
-    // decide. Every step is a shared effect or a tail call, so a program that restarts many times
-    // does not grow its fiber's stack and an idle program holds no per-program frames.
+    // decide. Every restart waits for a timer, a zero delay included: a program that fails at once
+    // must leave room for the rest of the process (other fibers, I/O, timers). Every step is a
+    // shared effect or a tail call, so a program that restarts many times does not grow its
+    // fiber's stack and an idle program holds no per-program frames.
     const afterRun = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
       Effect.flatMap(thisChild, (child) =>
         Effect.zipRight(
@@ -714,17 +994,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           Effect.flatMap(lock.withPermits(1)(Effect.uninterruptible(decide(child, exit))), (next) =>
             next === undefined
               ? Effect.void
-              : next > 0
-              ? Effect.zipRight(Effect.sleep(Duration.millis(next)), runAgain)
-              : runAgain)
+              : Effect.zipRight(Effect.sleep(Duration.millis(next)), runAgain))
         ))
     const runRounds: Effect.Effect<void> = Effect.zipRight(
       markRunning,
       Effect.flatMap(Effect.exit(runProgram), afterRun)
     )
-    const runAgain: Effect.Effect<void> = Effect.suspend(() =>
-      runRounds
-    )
+    const runAgain: Effect.Effect<void> = Effect.suspend(() => runRounds)
 
     // The runner is a daemon fiber that nobody joins: a defect outside the program itself (a
     // restart schedule or a classifier that throws) would end it silently and leave the program
@@ -737,23 +1013,45 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
               `Supervision of program "${child.name}" of supervisor "${name}" died`,
               "A defect outside the program itself (its restart schedule or the classifier)"
             ),
-            cause
+            loggableCause(cause)
           ).pipe(Effect.annotateLogs({ "bulwark.supervisor": name, "bulwark.program": child.name })),
           lock.withPermits(1)(
             Effect.uninterruptible(
-              Effect.suspend(() => closing || escalated ? setStatus(child, "failed") : escalate(child, "defect", cause))
+              Effect.suspend(() =>
+                closing || escalated ? setStatus(child, "failed") : escalate(child, "defect", cause, undefined)
+              )
             )
           )
         ))
 
-    const runner = (child: Child, initialDelay: number, provideContext: boolean): Effect.Effect<void> => {
+    // However the runner ends — its program not to be restarted, or its fiber interrupted by the
+    // program itself rather than by the supervisor — the program no longer shows as running and
+    // leaves the map. When the supervisor interrupted it, the supervisor decides instead.
+    const runnerEnded: Effect.Effect<void> = Effect.withFiberRuntime((fiber) =>
+      Effect.suspend(() => {
+        const child = fiber.getFiberRef(currentChild)
+        if (child === undefined || child.fiber !== fiber || child.interrupting) return Effect.void
+        return Effect.map(Clock.currentTimeMillis, (now) => {
+          if (child.status !== "failed") setStatusNow(child, "stopped", now)
+          retire(child)
+        })
+      })
+    )
+
+    const runner = (child: Child, restartDelay: number | undefined, provideContext: boolean): Effect.Effect<void> => {
       const body = Effect.zipRight(
-        FiberRef.set(currentChild, child),
-        initialDelay > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(initialDelay)), runRounds) : runRounds
+        Effect.withFiberRuntime<void>((fiber) => {
+          child.fiber = fiber as Fiber.RuntimeFiber<void>
+          return FiberRef.set(currentChild, child)
+        }),
+        restartDelay !== undefined ? Effect.zipRight(Effect.sleep(Duration.millis(restartDelay)), runRounds) : runRounds
       )
-      return Effect.catchAllCause(
-        provideContext ? Effect.zipRight(FiberRef.set(FiberRef.currentContext, child.context), body) : body,
-        runnerDied
+      return Effect.ensuring(
+        Effect.catchAllCause(
+          provideContext ? Effect.zipRight(FiberRef.set(FiberRef.currentContext, child.context), body) : body,
+          runnerDied
+        ),
+        runnerEnded
       )
     }
 
@@ -789,6 +1087,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           restartSchedule: spawnOptions.restartSchedule ?? restartSchedule,
           sup: internal,
           status: "starting",
+          loopBackoffs: 0,
+          generation: 0,
+          pendingRestart: false,
+          interrupting: false,
+          gaveUp: [],
           restarts: 0,
           errors: 0,
           lastError: undefined,
@@ -798,16 +1101,17 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           backoffState: undefined,
           fiber: undefined
         }
-        if (existing !== undefined) {
-          children.delete(childName)
-        }
-        children.set(childName, child)
+        children.delete(childName)
+        finished.delete(childName)
         if (closing || escalated) {
           child.status = "stopped"
+          children.set(childName, child)
+          retire(child)
           return
         }
+        children.set(childName, child)
         publish({ supervisor: name, program: childName, from: "stopped", to: "starting", at: now })
-        yield* start(child, 0, false)
+        yield* start(child, undefined, false)
       })
 
     // under the lock, like every decision: a stop that overlapped a group restart would otherwise
@@ -819,25 +1123,19 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         if (child === undefined || !active(child)) {
           return Effect.succeed(false)
         }
-        return Effect.as(interruptAll([child]), true)
+        return Effect.as(interruptAll([child], true), true)
       }))
 
-    const toMetrics = (c: Child): ChildMetrics => ({
-      name: c.name,
-      status: c.status,
-      restartType: c.restart,
-      restarts: c.restarts,
-      errors: c.errors,
-      startedAt: new Date(c.startedAt),
-      ...(c.lastError !== undefined ? { lastError: c.lastError, lastErrorAt: new Date(c.lastErrorAt) } : {})
+    const snapshot = Effect.sync((): Snapshot => {
+      const rows: Array<{ readonly seq: number; readonly metrics: ChildMetrics }> = [...finished.values()]
+      for (const c of children.values()) rows.push({ seq: c.seq, metrics: toMetrics(c) })
+      return {
+        supervisor: name,
+        strategy,
+        escalated,
+        children: rows.sort((a, b) => a.seq - b.seq).map((row) => row.metrics)
+      }
     })
-
-    const snapshot = Effect.sync((): Snapshot => ({
-      supervisor: name,
-      strategy,
-      escalated,
-      children: [...children.values()].sort((a, b) => a.seq - b.seq).map(toMetrics)
-    }))
 
     // ends once the supervisor has shut down, after the changes published before the end
     const changes: Stream.Stream<ChildChange> = Stream.unwrapScoped(Effect.suspend(() =>
@@ -864,7 +1162,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       Effect.suspend(() => {
         closing = true
         const victims = [...children.values()].filter(active).sort(byStartDesc)
-        return Effect.zipLeft(interruptAll(victims), end)
+        return Effect.zipLeft(interruptAll(victims, true), end)
       })
     ).pipe(
       Effect.tap((report) =>
@@ -900,7 +1198,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       { kind: "readiness" }
     )
 
-    return {
+    const service: Service = {
       name,
       spawn,
       stop,
@@ -909,13 +1207,78 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       awaitEscalation: Deferred.await(escalation),
       shutdown
     }
+    watchersOf.set(service, { count: 0, delivered: false })
+    return service
   })
 
 /**
- * Provides a supervisor for the lifetime of the Layer. When the supervisor escalates, the fiber
- * that built the Layer (the main fiber, with `Effect.provide`) is interrupted and the Layer's
- * scope fails with the {@link SupervisorEscalation}: the provided program ends in a failure that
- * carries it (alongside the interruption), so `runMain` exits with code 1.
+ * For each supervisor: how many {@link supervised} programs wait on its escalation, and whether
+ * one of them has delivered it (the Layer's last resort is then not needed).
+ */
+const watchersOf = new WeakMap<Service, { count: number; delivered: boolean }>()
+
+/**
+ * Runs `main` so that an escalation of the supervisor in the context ends it with a failure it
+ * can handle: `main` runs in its own fiber, raced against the escalation; when the supervisor
+ * escalates, `main` is interrupted (its finalizers run) and `supervised(main)` fails with the
+ * {@link SupervisorEscalation}, an ordinary failure that `Effect.catchTag`, `Effect.either`,
+ * `Effect.exit` and every other combinator around it see. Use it at the boundary where the
+ * supervisor's Layer is provided.
+ *
+ * @example
+ * ```ts
+ * import { FiberSupervisor } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * declare const main: Effect.Effect<void, never, FiberSupervisor.FiberSupervisor>
+ *
+ * const program = main.pipe(
+ *   FiberSupervisor.supervised,
+ *   Effect.provide(FiberSupervisor.layer({ name: "app" })),
+ *   Effect.catchTag("SupervisorEscalation", (escalation) => Effect.logFatal(escalation.message))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const supervised = <A, E, R>(
+  main: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SupervisorEscalation, R | FiberSupervisor> =>
+  Effect.flatMap(FiberSupervisor, (service) => {
+    const watchers = watchersOf.get(service)
+    const raced = Effect.raceFirst(
+      main,
+      watchers === undefined ?
+        service.awaitEscalation :
+        Effect.tapError(service.awaitEscalation, () =>
+          Effect.sync(() => {
+            watchers.delivered = true
+          }))
+    )
+    return watchers === undefined ? raced : Effect.acquireUseRelease(
+      Effect.sync(() => {
+        watchers.count++
+      }),
+      () => raced,
+      () =>
+        Effect.sync(() => {
+          watchers.count--
+        })
+    )
+  })
+
+/**
+ * Provides a supervisor for the lifetime of the Layer. Wrap the program that uses it in
+ * {@link supervised} where the Layer is provided: an escalation then ends the program with a
+ * {@link SupervisorEscalation} failure that anything around it can see and handle.
+ *
+ * Without `supervised`, an escalation can only stop the program by interrupting the fiber that
+ * built the Layer (the main fiber, with `Effect.provide`); the Layer's scope then fails with the
+ * escalation, so an unwrapped program ends in a failure that carries it. But an interrupted fiber
+ * cannot handle anything: a `catchAll`, `either`, `exit` or `orDie` around the provided program
+ * would only see the interruption. (Effect cannot fail another fiber from outside; only a fiber of
+ * its own for the program, which `supervised` adds, turns an escalation into a failure.)
  *
  * @example
  * ```ts
@@ -928,7 +1291,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
  * })
  *
  * // fails with SupervisorEscalation if "ticker" ever dies with a defect
- * const program = main.pipe(Effect.provide(FiberSupervisor.layer({ name: "app" })))
+ * const program = main.pipe(FiberSupervisor.supervised, Effect.provide(FiberSupervisor.layer({ name: "app" })))
  * ```
  *
  * @since 0.1.0
@@ -952,9 +1315,13 @@ export const layer = (options: Options = {}): Layer.Layer<FiberSupervisor> =>
             ? (Effect.flatten(polled.value) as unknown as Effect.Effect<void>)
             : Effect.void)
       )
+      // the last resort, for a program not wrapped in `supervised`
+      const watchers = watchersOf.get(service)
       yield* Effect.forkScoped(
         Effect.catchAll(service.awaitEscalation, (error) =>
-          Effect.zipRight(Deferred.fail(failed, error), Fiber.interruptAsFork(builder, builder.id())))
+          watchers !== undefined && (watchers.count > 0 || watchers.delivered)
+            ? Effect.void
+            : Effect.zipRight(Deferred.fail(failed, error), Fiber.interruptAsFork(builder, builder.id())))
       )
       return service
     })
@@ -962,7 +1329,7 @@ export const layer = (options: Options = {}): Layer.Layer<FiberSupervisor> =>
 
 /**
  * The supervisor's options read from `Config`: `NAME`, `STRATEGY`, `MAX_RESTARTS`, `WITHIN`,
- * `SHUTDOWN_TIMEOUT` and `ESCALATE_ON_DEFECT` (UPPER_SNAKE, like every Bulwark module, so the
+ * `SHUTDOWN_TIMEOUT`, `ESCALATE_ON_DEFECT` and `RETAIN_FINISHED` (UPPER_SNAKE, like every Bulwark module, so the
  * default provider reads them from the environment), each optional with the defaults of
  * {@link Options}. Nest it with `Config.nested("SUPERVISOR")` to read `SUPERVISOR_MAX_RESTARTS` …
  * A bad value fails with a `ConfigError` naming the key.
@@ -987,7 +1354,11 @@ export const config: Config.Config<Options> = Config.all({
     Config.validate({ message: "must be a positive duration", validation: (d) => Duration.toMillis(d) > 0 }),
     Config.withDefault(Duration.seconds(5))
   ),
-  escalateOnDefect: Config.boolean("ESCALATE_ON_DEFECT").pipe(Config.withDefault(true))
+  escalateOnDefect: Config.boolean("ESCALATE_ON_DEFECT").pipe(Config.withDefault(true)),
+  retainFinished: InternalConfig.integer("RETAIN_FINISHED").pipe(
+    Config.validate({ message: "must be a whole number >= 0", validation: (n) => n >= 0 }),
+    Config.withDefault(100)
+  )
 }).pipe(Config.map(({ maxRestarts, within, ...rest }): Options => ({ ...rest, intensity: { maxRestarts, within } })))
 
 /**
@@ -1062,15 +1433,27 @@ export interface LoopOptions<A, E> {
   /**
    * The delays between retries of a failing step, stepped once per consecutive failure and
    * started afresh after each successful step; a schedule that ends gives up. An error's own
-   * `retryAfter` hint lengthens the delay. Default: seed 002's robust task, exponential from
+   * `retryAfter` hint (from its classification) lengthens the delay. Default: exponential from
    * 5 seconds, doubling, capped at 5 minutes (5 s, 10 s, 20 s … 5 min).
    */
   readonly schedule?: Schedule.Schedule<unknown, E> | undefined
-  /** A table for the step's errors, consulted before the classifier in the context. Default: none. */
-  readonly classify?: Failure.Table<E> | undefined
   /**
-   * How many consecutive failures in a row are retried before giving up. Default: the
-   * classification's `maxRetries` (seed 001's decision matrix: 5 for connection errors …).
+   * A table (or rule function) for the step's errors, tried before the classifier in the
+   * program's context, which still classifies whatever it leaves out. Default: none.
+   */
+  readonly classify?: Failure.Classify<E> | undefined
+  /**
+   * Decides whether a failure is retried inside the loop, instead of the classification's
+   * `retryable` (and whatever severity escalation says). The classification still gives the
+   * retry-after hint, the count (unless `maxRetries` is given; a category that allows no retries
+   * gets 3), the code and the log level. Default: the classification decides.
+   */
+  readonly retryWhile?: ((error: E, classification: Failure.Classification) => boolean) | undefined
+  /**
+   * How many consecutive failures in a row are retried before giving up: a whole number >= 0, or
+   * `Infinity` for no limit. A number given here is honoured in full: severity escalation (which
+   * abandons a critical failure after its second attempt) does not cut it short. Default: the
+   * classification's `maxRetries` (5 for connection errors, 2 for timeouts …).
    */
   readonly maxRetries?: number | undefined
   /** A pause after each successful step; a duration >= 0. Default: none. */
@@ -1084,14 +1467,37 @@ const defaultLoopSchedule: Schedule.Schedule<unknown, unknown> = Schedule.expone
 )
 
 /**
- * The inner tier: runs `step` again and again. A typed failure the classification calls
- * retryable is recovered inside the loop (warning log with the attempt and the delay, then the
- * loop carries on) as long as the consecutive failures stay within the budget; the budget and the
- * schedule start afresh after each successful step. Whatever else happens — a failure that is not
- * retryable or exceeds the budget, a defect, an interruption — leaves the loop for the outer tier.
+ * The longest a retry-after hint can hold the loop when the classification did not cap it (a
+ * hand-written classifier; `Failure`'s classifiers cap hints at their `maxRetryAfter`).
+ */
+const maxRetryAfterMillis = Duration.toMillis(Failure.defaultMaxRetryAfter)
+
+/** Retries a failure whose category allows none gets when `retryWhile` retries it anyway. */
+const forcedRetries = 3
+
+const logAt = (severity: Failure.Severity) => {
+  const level = Failure.logLevel(severity)
+  return level === "Fatal"
+    ? Effect.logFatal
+    : level === "Error"
+    ? Effect.logError
+    : level === "Warning"
+    ? Effect.logWarning
+    : Effect.logInfo
+}
+
+/**
+ * The inner tier: runs `step` again and again. A typed failure is classified when it happens, in
+ * the fiber that runs the loop: by the `classify` table when it knows the error, otherwise by the
+ * classifier in the context. A failure that the classification (or `retryWhile`) says to retry is
+ * recovered inside the loop (a log at the level of its severity with the attempt and the delay,
+ * then the loop carries on) as long as the consecutive failures stay within the budget; the budget
+ * and the schedule start afresh after each successful step. Whatever else happens — a failure
+ * that is not retried or exceeds the budget, a defect, an interruption — leaves the loop for the
+ * outer tier, which reports a failure the loop gave up on with the classification the loop made.
  *
  * Run under a supervisor, each recovered failure is counted in the program's `errors`, and the
- * program shows as `backing-off` while the loop waits.
+ * program shows as `backing-off` while any of its loops waits.
  *
  * @example
  * ```ts
@@ -1112,33 +1518,24 @@ export const loop = <A, E, R>(step: Effect.Effect<A, E, R>, options: LoopOptions
   R
 > =>
   Effect.gen(function*() {
-    const classifier = yield* Failure.currentClassifier
     const child = yield* FiberRef.get(currentChild)
     const name = options.name ?? child?.name ?? "loop"
-    const schedule = (options.schedule ?? defaultLoopSchedule) as Schedule.Schedule<unknown, E>
+    const schedule = (options.schedule ?? defaultLoopSchedule) as Schedule.Schedule<unknown, unknown>
     const table = options.classify
     const intervalMillis = options.interval === undefined ? undefined : InternalDuration.toMillis(options.interval)
     if (intervalMillis !== undefined && !(intervalMillis >= 0)) {
       return yield* Effect.dieMessage(
-        `FiberSupervisor.loop: interval must be a duration >= 0, got ${String(options.interval)}`
+        `FiberSupervisor.loop: interval must be a duration >= 0, got ${describe(options.interval)}`
       )
     }
     const interval = intervalMillis === undefined ? undefined : Duration.millis(intervalMillis)
     const keepGoing = options.while
-    if (options.maxRetries !== undefined && (!Number.isInteger(options.maxRetries) || options.maxRetries < 0)) {
+    const retryWhile = options.retryWhile
+    const maxRetries = options.maxRetries
+    if (maxRetries !== undefined && !(maxRetries === Infinity || (Number.isInteger(maxRetries) && maxRetries >= 0))) {
       return yield* Effect.dieMessage(
-        `FiberSupervisor.loop: maxRetries must be a whole number >= 0, got ${options.maxRetries}`
+        `FiberSupervisor.loop: maxRetries must be a whole number >= 0 or Infinity, got ${maxRetries}`
       )
-    }
-    const classifyError = (error: E, attempt: number): Failure.Classification => {
-      const rule = table?.rule(error)
-      if (rule === undefined) return classifier.classify(error, { attempt })
-      const tag = (error as { readonly _tag?: unknown })._tag
-      return Failure.fromRule(rule, {
-        matrix: classifier.matrix,
-        tag: typeof tag === "string" ? tag : undefined,
-        context: { attempt }
-      })
     }
     let failures = 0
     let state: unknown = schedule.initial
@@ -1156,39 +1553,60 @@ export const loop = <A, E, R>(step: Effect.Effect<A, E, R>, options: LoopOptions
       if (Option.isNone(failure) || Cause.isDie(cause)) return yield* Effect.failCause(cause)
       const error = failure.value
       failures++
-      const classification = classifyError(error, failures)
-      const budget = options.maxRetries ?? classification.maxRetries
+      // classified now, with the classifier of the fiber that saw the failure, refined by the table
+      const classifier = Failure.refine(yield* Failure.currentClassifier, table)
+      const classification = classifySafely(classifier, error, { attempt: failures })
+      yield* Failure.logWarnings(classifier, classification)
+      let retry: boolean
+      let budget = maxRetries ?? classification.maxRetries
+      if (retryWhile !== undefined) {
+        retry = retryWhile(error, classification)
+        // a failure the classification would never retry, retried anyway: a bounded count
+        if (retry && maxRetries === undefined && !classification.retryable && classification.maxRetries === 0) {
+          budget = forcedRetries
+        }
+      } else if (maxRetries !== undefined && !classification.retryable && classification.strategy === "abandon") {
+        // a number the user gave wins over severity escalation: decide as on the first attempt
+        retry = classifySafely(classifier, error, { attempt: 1 }).retryable
+      } else {
+        retry = classification.retryable
+      }
       const now = yield* Clock.currentTimeMillis
-      const next = classification.retryable && failures <= budget
-        ? yield* nextDelay(schedule as Schedule.Schedule<unknown, unknown>, state, error, now)
+      const next = retry && failures <= budget
+        ? yield* nextDelay(schedule, state, error, now)
         : Option.none()
       const annotations = {
         "bulwark.program": name,
         "bulwark.attempt": failures,
         "bulwark.category": classification.category,
-        "bulwark.code": classification.code
+        "bulwark.code": classification.code,
+        "bulwark.severity": classification.severity
       }
+      const log = logAt(classification.severity)
       if (Option.isNone(next)) {
-        yield* Effect.logError(
-          `Program "${name}" gave up after ${failures} consecutive failure(s): ${classification.code}${
-            classification.retryable ? " (retry budget exhausted)" : " (not retryable)"
+        if (child !== undefined) child.sup.loopGaveUp(child, child.generation, { error, classification })
+        yield* log(
+          `Program "${name}" gave up on attempt ${failures}: ${classification.code}${
+            !retry ? " (not retried)" : failures > budget ? " (retry budget exhausted)" : " (schedule ended)"
           }`,
-          cause
+          loggableCause(cause)
         ).pipe(Effect.annotateLogs(annotations))
         return yield* Effect.failCause(cause)
       }
       state = next.value[0]
-      const delay = Option.match(classification.retryAfter, {
-        onNone: () => next.value[1],
-        onSome: (hint) => Math.max(next.value[1], Duration.toMillis(hint))
+      const hint = Option.match(classification.retryAfter, {
+        onNone: () => 0,
+        onSome: (d) => Duration.toMillis(d)
       })
+      const delay = Math.max(next.value[1], Number.isFinite(hint) ? hint : maxRetryAfterMillis)
+      const generation = child?.generation ?? 0
       if (child !== undefined) {
         child.sup.recordError(
           child,
           Failure.fromClassification(classification, describe(error), now, { taskId: name }),
           now
         )
-        child.sup.setStatus(child, "backing-off", now)
+        child.sup.loopBackoff(child, generation, 1, now)
       }
       yield* Metric.increment(
         tagged(recoveredTotal, {
@@ -1197,13 +1615,18 @@ export const loop = <A, E, R>(step: Effect.Effect<A, E, R>, options: LoopOptions
           code: classification.code
         })
       )
-      yield* Effect.logWarning(
-        `Program "${name}" failed (${classification.code}); retrying in ${
-          Duration.format(Duration.millis(delay))
-        } (attempt ${failures + 1})`,
-        cause
-      ).pipe(Effect.annotateLogs({ ...annotations, "bulwark.delay": Duration.format(Duration.millis(delay)) }))
-      yield* Effect.sleep(Duration.millis(delay))
-      if (child !== undefined) child.sup.setStatus(child, "running", yield* Clock.currentTimeMillis)
+      const delayText = Duration.format(Duration.millis(delay))
+      yield* log(
+        `Program "${name}" failed on attempt ${failures} (${classification.code}); retrying in ${delayText}`,
+        loggableCause(cause)
+      ).pipe(Effect.annotateLogs({ ...annotations, "bulwark.delay": delayText }))
+      const wait = Effect.sleep(Duration.millis(delay))
+      yield* child === undefined ? wait : Effect.ensuring(
+        wait,
+        Effect.flatMap(
+          Clock.currentTimeMillis,
+          (end) => Effect.sync(() => child.sup.loopBackoff(child, generation, -1, end))
+        )
+      )
     }
   })

@@ -13,16 +13,25 @@
  * - **breaker** sits inside retry, so every retry goes through it, and a rejection by the
  *   breaker stops the retry loop at once rather than burning the retry budget on it.
  * - **retry** waits between attempts outside the bulkhead, so backoff never holds a slot.
- * - **totalTimeout** bounds the whole retry loop.
+ * - **totalTimeout** bounds the whole retry loop, and sets the `Deadline` for everything inside
+ *   it: per-attempt timeouts shrink to the time left, and no backoff starts that would end
+ *   past it.
  * - **fallback** is outermost: it answers when everything inside has given up.
+ *
+ * With `spans: true`, {@link make} runs each stage in a span named `bulwark.<stage>`; a stage
+ * that fails records the failure's classification on its span as attributes.
  *
  * Each stage is a plain policy function, so the same order can be written with `pipe`
  * ({@link retry} couples retry and breaker); {@link make} builds it from options.
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import * as Fallback from "./Fallback.js"
 import { describe } from "./internal/describe.js"
@@ -215,6 +224,66 @@ export const retry = <XR = never, XB = never, RB = never>(
 // -----------------------------------------------------------------------------
 
 /**
+ * The attributes a span of a stage gets when the stage fails: the failure's classification.
+ *
+ * @since 0.1.0
+ * @category tracing
+ */
+export const spanAttributes = (classification: Failure.Classification): Record<string, string | boolean> => ({
+  "bulwark.category": classification.category,
+  "bulwark.code": classification.code,
+  "bulwark.severity": classification.severity,
+  "bulwark.strategy": classification.strategy,
+  "bulwark.retryable": classification.retryable,
+  "bulwark.defect": classification.defect
+})
+
+/**
+ * Runs one stage of a policy (or any effect) in a span `bulwark.<stage>` with the attribute
+ * `bulwark.stage` and the given ones. A failure or a defect is classified (with the classifier
+ * of the failing fiber, as everywhere) and recorded on the span ({@link spanAttributes}); an
+ * interruption is marked `bulwark.interrupted` and is not an error of the stage. {@link make}
+ * does this for each of its stages with `spans: true`.
+ *
+ * @example
+ * ```ts
+ * import { Policy, Timeout } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * declare const charge: Effect.Effect<string, Error>
+ *
+ * const traced = charge.pipe(Timeout.timeout("2 seconds"), Policy.span("timeout", { dependency: "payments" }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category tracing
+ */
+export const span =
+  (stage: string, attributes: Record<string, unknown> = {}) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    self.pipe(
+      // onExit, not tapErrorCause: it also runs when the stage is interrupted
+      Effect.onExit((exit) =>
+        Exit.isSuccess(exit)
+          ? Effect.void
+          : Cause.isInterruptedOnly(exit.cause)
+          ? Effect.annotateCurrentSpan("bulwark.interrupted", true)
+          : Effect.flatMap(Failure.classifyCause(exit.cause), (classification) =>
+            Option.isSome(classification)
+              ? Effect.annotateCurrentSpan(spanAttributes(classification.value))
+              : Effect.void)
+      ),
+      Effect.withSpan(`bulwark.${stage}`, { attributes: { "bulwark.stage": stage, ...attributes } })
+    )
+
+const traced = (stage: string, policyName: string | undefined) => (policy: AnyPolicy): AnyPolicy => (self) =>
+  span(stage, policyName !== undefined ? { "bulwark.policy": policyName } : {})(policy(self))
+
+/** The total timeout also sets the deadline, so every stage inside sees the time left. */
+const withDeadline = (duration: Duration.DurationInput, timeout: AnyPolicy): AnyPolicy => (self) =>
+  Deadline.within(timeout(self), duration)
+
+/**
  * The stages of a policy, outermost first.
  *
  * @since 0.1.0
@@ -242,6 +311,12 @@ export interface Options<
 > {
   /** Names the operation in timeouts, fallbacks and their logs and metrics. Default: none. */
   readonly name?: string | undefined
+  /**
+   * Runs each stage in a span `bulwark.<stage>` (attributes `bulwark.stage`, `bulwark.policy`,
+   * and the classification of a failure, see {@link spanAttributes}), for tracing backends such
+   * as OpenTelemetry. Default: `false` (a span per stage costs time on every call).
+   */
+  readonly spans?: boolean | undefined
   /** The time limit of one attempt (innermost). Default: none. */
   readonly timeout?: TO
   /** A bulkhead's policy function, e.g. `bulkhead.protect` or `PaymentsBulkhead.protect`. Default: none. */
@@ -343,19 +418,24 @@ export const make = <
       options.name !== undefined
     ? Retry.policy({ ...options.retry.options, name: options.name }) as Retry.RetryPolicy<any, XR>
     : options.retry
-  const timeout: AnyPolicy = options.timeout === undefined ? identity : Timeout.timeout(options.timeout, named)
-  const bulkhead: AnyPolicy = options.bulkhead === undefined ? identity : asPolicy(options.bulkhead)
+  const stage = (name: typeof order[number]) => (policy: AnyPolicy): AnyPolicy =>
+    options.spans === true ? traced(name, options.name)(policy) : policy
+  const timeout: AnyPolicy = options.timeout === undefined
+    ? identity
+    : stage("timeout")(Timeout.timeout(options.timeout, named))
+  const bulkhead: AnyPolicy = options.bulkhead === undefined ? identity : stage("bulkhead")(asPolicy(options.bulkhead))
+  const breaker = options.breaker === undefined ? undefined : stage("breaker")(asPolicy(options.breaker))
   const retrying: AnyPolicy = retryPolicy !== undefined
-    ? retry(retryPolicy, { breaker: options.breaker }) as AnyPolicy
-    : options.breaker !== undefined
-    ? asPolicy(options.breaker)
+    ? stage("retry")(retry(retryPolicy, { breaker: breaker as Slot<XB, RB> | undefined }) as AnyPolicy)
+    : breaker !== undefined
+    ? breaker
     : identity
   const totalTimeout: AnyPolicy = options.totalTimeout === undefined
     ? identity
-    : Timeout.timeout(options.totalTimeout, named)
+    : stage("totalTimeout")(withDeadline(options.totalTimeout, Timeout.timeout(options.totalTimeout, named)))
   const fallback: AnyPolicy = options.fallback === undefined
     ? identity
-    : Fallback.orElse(options.fallback, { ...named, when: options.fallbackWhen }) as AnyPolicy
+    : stage("fallback")(Fallback.orElse(options.fallback, { ...named, when: options.fallbackWhen }) as AnyPolicy)
   return ((self: Effect.Effect<any, any, any>) => fallback(totalTimeout(retrying(bulkhead(timeout(self)))))) as Policy<
     TO,
     TT,

@@ -27,6 +27,7 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Interval from "effect/ScheduleInterval"
 import * as Alerts from "./Alerts.js"
 import * as Backoff from "./Backoff.js"
+import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import { describe as describeValue, tagOf } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
@@ -277,10 +278,10 @@ const forcedRetries = 3
 export const policy: {
   <E = unknown>(options: Options<E> & { readonly budget: RetryBudget.RetryBudget }): RetryPolicy<
     E,
-    RetryBudgetExhaustedError
+    RetryBudgetExhaustedError | Deadline.DeadlineExceededError
   >
-  <E = unknown>(options?: Options<E>): RetryPolicy<E>
-} = <E>(options: Options<E> = {}): RetryPolicy<E, never> => {
+  <E = unknown>(options?: Options<E>): RetryPolicy<E, Deadline.DeadlineExceededError>
+} = <E>(options: Options<E> = {}): RetryPolicy<E, Deadline.DeadlineExceededError> => {
   const { maxDelay, maxElapsed } = validate(options)
   const escalate = options.escalate ?? true
   const userRetries = options.maxRetries
@@ -401,7 +402,7 @@ export const policy: {
         return [next, step, ScheduleDecision.continueWith(Interval.after(now + delay))] as const
       })
   )
-  return Object.assign(schedule, { options }) as RetryPolicy<E, never>
+  return Object.assign(schedule, { options }) as RetryPolicy<E, Deadline.DeadlineExceededError>
 }
 
 /**
@@ -410,6 +411,8 @@ export const policy: {
  *
  * - a failure the policy gives up on fails with the last failure, or with
  *   `RetryBudgetExhaustedError` when the budget refused the retry;
+ * - a backoff that would not end before the `Deadline` is not started: the call fails at once
+ *   with `DeadlineExceededError`, which carries the last failure;
  * - defects are not retried unless `retryDefects` is set, and then die again when retries end;
  * - interruption is never retried; interrupting the retrying fiber stops it at once, even mid-backoff;
  * - a success after retries is logged at info.
@@ -431,14 +434,18 @@ export const retry: {
   <E, X>(policy: RetryPolicy<E, X>): <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E2 | X, R>
   <E>(
     options: Options<E> & { readonly budget: RetryBudget.RetryBudget }
-  ): <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E2 | RetryBudgetExhaustedError, R>
-  <E>(options: Options<E>): <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E2, R>
+  ): <A, E2 extends E, R>(
+    self: Effect.Effect<A, E2, R>
+  ) => Effect.Effect<A, E2 | RetryBudgetExhaustedError | Deadline.DeadlineExceededError, R>
+  <E>(
+    options: Options<E>
+  ): <A, E2 extends E, R>(self: Effect.Effect<A, E2, R>) => Effect.Effect<A, E2 | Deadline.DeadlineExceededError, R>
   <A, E, R, X>(self: Effect.Effect<A, E, R>, policy: RetryPolicy<E, X>): Effect.Effect<A, E | X, R>
   <A, E, R>(
     self: Effect.Effect<A, E, R>,
     options: Options<E> & { readonly budget: RetryBudget.RetryBudget }
-  ): Effect.Effect<A, E | RetryBudgetExhaustedError, R>
-  <A, E, R>(self: Effect.Effect<A, E, R>, options: Options<E>): Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | RetryBudgetExhaustedError | Deadline.DeadlineExceededError, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, options: Options<E>): Effect.Effect<A, E | Deadline.DeadlineExceededError, R>
 } = dual(
   2,
   <A, E, R>(self: Effect.Effect<A, E, R>, policyOrOptions: RetryPolicy<E, any> | Options<E>) => {
@@ -492,7 +499,14 @@ export const retry: {
                     ))
                   : Effect.failCause(cause)
               }
-              return Effect.zipRight(Effect.sleep(step.delay), loop(next, retries + 1))
+              // no backoff that would end past the deadline: fail now, with the last failure
+              return Effect.flatMap(
+                Deadline.checkBackoff(Duration.toMillis(step.delay), isDefect(input) ? input.defect : input),
+                (exceeded) =>
+                  exceeded === undefined
+                    ? Effect.zipRight(Effect.sleep(step.delay), loop(next, retries + 1))
+                    : Effect.fail(exceeded)
+              )
             }))
         }
       )

@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
+import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
@@ -62,8 +63,9 @@ export interface Options {
 
 /**
  * A policy function that interrupts its effect once `duration` has passed on `Clock` and
- * fails with {@link TimeoutError}. The error is raised only after the interrupted work's
- * finalizers have finished; a defect in those finalizers is kept beside the error (a bug is
+ * fails with {@link TimeoutError}; when the `Deadline` is closer, it waits only for the time
+ * left (and fails at once, without running the work, once the deadline has passed). The error
+ * is raised only after the interrupted work's finalizers have finished; a defect in those finalizers is kept beside the error (a bug is
  * never dropped). A duration that is not a positive duration is a defect.
  *
  * @example
@@ -97,7 +99,7 @@ export const timeout = (
     ? timeoutsCounter
     : Metric.tagged(timeoutsCounter, "operation", options.name)
   const timedOut = Cause.fail(error)
-  return (self) =>
+  const run = <A, E, R>(self: Effect.Effect<A, E, R>, limit: Duration.Duration, timedOut: Cause.Cause<TimeoutError>) =>
     Effect.suspend(() => {
       // the interrupted work's exit is otherwise dropped by the race: a finalizer that died on
       // the way out would vanish. Its defects are kept, after the TimeoutError.
@@ -122,4 +124,22 @@ export const timeout = (
         }
       })
     })
+  // a deadline closer than the limit shortens it; the error then names the time actually given
+  const limitMillis = Duration.toMillis(limit)
+  const shortened = (left: number) => {
+    const duration = Duration.millis(left)
+    return Cause.fail(
+      new TimeoutError(options.name === undefined ? { duration } : { duration, operation: options.name })
+    )
+  }
+  return (self) =>
+    Deadline.shorten(limitMillis, (left) =>
+      left === undefined
+        ? run(self, limit, timedOut)
+        : left > 0
+        ? run(self, Duration.millis(left), shortened(left))
+        : Effect.suspend(() => {
+          counter.unsafeUpdate(1, [])
+          return Effect.failCause(shortened(0))
+        }))
 }

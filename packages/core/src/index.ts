@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as AdaptiveLimit from "./AdaptiveLimit.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Alerts from "./Alerts.js"
 
 /**
@@ -37,6 +42,11 @@ export * as CircuitBreaker from "./CircuitBreaker.js"
  * @since 0.1.0
  */
 export * as Cleanup from "./Cleanup.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Deadline from "./Deadline.js"
 
 /**
  * @since 0.1.0

@@ -77,10 +77,11 @@ describe("FiberSupervisor.loop (inner tier)", () => {
       const child = childOf(yield* supervisor.snapshot, "market_monitor")
       expect(child).toMatchObject({ restarts: 0, errors: 2, status: "stopped" })
       expect(child.lastError).toMatchObject({ type: "connection", code: "CONNECTION_LOST", retryable: true })
-      const warnings = (yield* Ref.get(lines)).filter((l) => l.level === "WARN")
-      expect(warnings.map((w) => w.message)).toEqual([
-        "Program \"market_monitor\" failed (CONNECTION_LOST); retrying in 5s (attempt 2)",
-        "Program \"market_monitor\" failed (CONNECTION_LOST); retrying in 10s (attempt 3)"
+      // a connection error is of severity major: logged at ERROR (the level follows the severity)
+      const retries = (yield* Ref.get(lines)).filter((l) => l.message.includes("retrying"))
+      expect(retries.map((w) => [w.level, w.message])).toEqual([
+        ["ERROR", "Program \"market_monitor\" failed on attempt 1 (CONNECTION_LOST); retrying in 5s"],
+        ["ERROR", "Program \"market_monitor\" failed on attempt 2 (CONNECTION_LOST); retrying in 10s"]
       ])
     }))
 
@@ -147,7 +148,7 @@ describe("FiberSupervisor.loop (inner tier)", () => {
 })
 
 describe("FiberSupervisor (outer tier)", () => {
-  it.scoped("seed 002: a quick success and a quick failure without restart count 0 and 1 errors", () =>
+  it.scoped("a quick success and a quick failure without restart count 0 and 1 errors", () =>
     Effect.gen(function*() {
       const supervisor = yield* FiberSupervisor.make({ name: "tasks" })
       yield* supervisor.spawn("success", Effect.sleep("10 millis"), { restart: "transient" })
@@ -155,7 +156,7 @@ describe("FiberSupervisor (outer tier)", () => {
         "failure",
         Effect.zipRight(Effect.sleep("10 millis"), Effect.fail(new BadRecord())),
         { restart: "temporary" }
-      )
+      ).pipe(Effect.provide(Failure.layerClassifier({ tables: [table] })))
       yield* TestClock.adjust("100 millis")
       yield* settle
       const snapshot = yield* supervisor.snapshot
@@ -167,7 +168,7 @@ describe("FiberSupervisor (outer tier)", () => {
       expect(JSON.parse(JSON.stringify(json)).children[1].lastError.code).toBe("BAD_RECORD")
     }))
 
-  it.scoped("seed 002: a cancelled task still runs its cleanup and is not an error", () =>
+  it.scoped("a cancelled task still runs its cleanup and is not an error", () =>
     Effect.gen(function*() {
       const released = yield* Ref.make(false)
       const supervisor = yield* FiberSupervisor.make()
@@ -295,18 +296,22 @@ describe("FiberSupervisor (outer tier)", () => {
       yield* settle
       yield* TestClock.adjust("1 second")
       yield* settle
-      // 3 failures: 2 recovered inside the loop, the 3rd escapes and restarts the program
+      // 3 failures: 2 recovered inside the loop, the 3rd escapes and restarts the program (in a minute)
       expect(yield* Ref.get(attempts)).toBe(3)
       expect(childOf(yield* supervisor.snapshot, "poller")).toMatchObject({
-        restarts: 1,
+        restarts: 0,
         errors: 3,
         status: "backing-off"
       })
+      yield* TestClock.adjust("1 minute")
+      yield* settle
+      expect(yield* Ref.get(attempts)).toBe(4)
+      expect(childOf(yield* supervisor.snapshot, "poller")).toMatchObject({ restarts: 1, errors: 4 })
     }))
 
   it.scoped("one_for_one restarts only the program that ended", () =>
     Effect.gen(function*() {
-      const supervisor = yield* FiberSupervisor.make({ restartSchedule: Schedule.stop })
+      const supervisor = yield* FiberSupervisor.make({ restartSchedule: Schedule.spaced("0 millis") })
       yield* supervisor.spawn("a", Effect.never)
       yield* supervisor.spawn("b", Effect.zipRight(Effect.sleep("1 second"), Effect.fail("x")), {
         restart: "transient"
@@ -328,7 +333,10 @@ describe("FiberSupervisor (outer tier)", () => {
           Effect.acquireRelease(log(`start ${name}`), () => log(`stop ${name}`)),
           Effect.never
         ))
-      const supervisor = yield* FiberSupervisor.make({ strategy: "one_for_all", restartSchedule: Schedule.stop })
+      const supervisor = yield* FiberSupervisor.make({
+        strategy: "one_for_all",
+        restartSchedule: Schedule.spaced("0 millis")
+      })
       yield* supervisor.spawn("a", member("a"))
       yield* supervisor.spawn(
         "b",
@@ -381,13 +389,21 @@ describe("FiberSupervisor (outer tier)", () => {
         yield* TestClock.adjust("500 millis")
         yield* settle
       }
+      // every program waits for its restart (counted when it happens, a minute after the decision)
       const s = yield* supervisor.snapshot
-      expect(s.children.map((c) => [c.name, c.errors, c.restarts])).toEqual([["c", 1, 1], ["e", 1, 1], ["d", 0, 1]])
+      expect(s.children.map((c) => [c.name, c.errors, c.restarts, c.status])).toEqual([
+        ["c", 1, 0, "backing-off"],
+        ["e", 1, 0, "backing-off"],
+        ["d", 0, 0, "backing-off"]
+      ])
     }))
 
   it.scoped("rest_for_one restarts the program that ended and those started after it", () =>
     Effect.gen(function*() {
-      const supervisor = yield* FiberSupervisor.make({ strategy: "rest_for_one", restartSchedule: Schedule.stop })
+      const supervisor = yield* FiberSupervisor.make({
+        strategy: "rest_for_one",
+        restartSchedule: Schedule.spaced("0 millis")
+      })
       yield* supervisor.spawn("a", Effect.never)
       yield* supervisor.spawn("b", Effect.zipRight(Effect.sleep("1 second"), Effect.fail("x")), {
         restart: "transient"
@@ -408,21 +424,24 @@ describe("FiberSupervisor (outer tier)", () => {
         restartSchedule: Schedule.spaced("10 seconds")
       })
       const escalation = yield* Effect.fork(Effect.flip(supervisor.awaitEscalation))
-      yield* supervisor.spawn("flaky", Effect.fail(new ConnectionLost({ host: "x" })))
+      yield* supervisor.spawn("flaky", Effect.fail(new ConnectionLost({ host: "x" }))).pipe(
+        Effect.provide(Failure.layerClassifier({ tables: [table] }))
+      )
       yield* settle
       // failures at 0, 10, 20 restart; the one at 30 s is the 4th restart within a minute
       for (let i = 0; i < 2; i++) {
         yield* TestClock.adjust("10 seconds")
         yield* settle
       }
+      // restarts happened at 10 s and 20 s; the third, decided at 20 s, happens at 30 s
       expect(Option.isNone(yield* Fiber.poll(escalation))).toBe(true)
-      expect(childOf(yield* supervisor.snapshot, "flaky").restarts).toBe(3)
+      expect(childOf(yield* supervisor.snapshot, "flaky").restarts).toBe(2)
       yield* TestClock.adjust("10 seconds")
       yield* settle
       const error = yield* Fiber.join(escalation)
       expect(error).toMatchObject({ _tag: "SupervisorEscalation", reason: "intensity", program: "flaky" })
       expect(error.message).toBe(
-        "Supervisor \"workers\" escalated: more than 3 restarts within 1m (last: program \"flaky\")"
+        "Supervisor \"workers\" escalated: more than 3 restarts within 1m (last: program \"flaky\") (last error: connection CONNECTION_LOST)"
       )
       expect(Cause.failureOption(error.cause)).toEqual(Option.some(new ConnectionLost({ host: "x" })))
       const s = yield* supervisor.snapshot
@@ -444,8 +463,8 @@ describe("FiberSupervisor (outer tier)", () => {
       }
       const s = yield* supervisor.snapshot
       expect(s.escalated).toBe(false)
-      // the first failure at 0 s and one every 31 s after it
-      expect(childOf(s, "slow-flaky").restarts).toBe(21)
+      // the first failure at 0 s and one every 31 s after it: 20 restarts so far, the 21st waiting
+      expect(childOf(s, "slow-flaky")).toMatchObject({ restarts: 20, status: "backing-off" })
     }))
 
   it.scoped("a defect escalates: the others are interrupted and their finalizers have run first", () =>
@@ -501,7 +520,10 @@ describe("FiberSupervisor (outer tier)", () => {
 
   it.scoped("with escalateOnDefect false a defect is restarted like a failure", () =>
     Effect.gen(function*() {
-      const supervisor = yield* FiberSupervisor.make({ escalateOnDefect: false, restartSchedule: Schedule.stop })
+      const supervisor = yield* FiberSupervisor.make({
+        escalateOnDefect: false,
+        restartSchedule: Schedule.spaced("0 millis")
+      })
       const runs = yield* Ref.make(0)
       yield* supervisor.spawn(
         "buggy",
@@ -661,7 +683,7 @@ describe("FiberSupervisor (outer tier)", () => {
     }))
 })
 
-describe("FiberSupervisor: escalation reaches the main fiber (seed 004)", () => {
+describe("FiberSupervisor: escalation reaches the main fiber", () => {
   it("a defect in a background program fails the main effect with SupervisorEscalation after a fatal log", async () => {
     const logged: Array<{ level: LogLevel.LogLevel; message: string }> = []
     const logger = Logger.make(({ logLevel, message }) => {
@@ -776,5 +798,12 @@ describe("FiberSupervisor.layerConfig", () => {
         )
       )
       expect(String(error)).toContain("MAX_RESTARTS")
+      const retain = yield* Effect.flip(
+        Effect.provide(
+          FiberSupervisor.FiberSupervisor,
+          FiberSupervisor.layerConfig().pipe(Layer.provide(provider({ RETAIN_FINISHED: "-1" })))
+        )
+      )
+      expect(String(retain)).toContain("RETAIN_FINISHED")
     }))
 })

@@ -339,6 +339,10 @@ const cases: ReadonlyArray<Case> = [
       priorities: whole(1, { max: Bulkhead.maxPriorities }),
       defaultPriority: whole(0)
     },
+    // the default priority must be one of the classes
+    related: (o) =>
+      typeof o.defaultPriority === "number" &&
+      o.defaultPriority >= (typeof o.priorities === "number" ? o.priorities : 1),
     run: (o) => Effect.flatMap(Bulkhead.make(o), (bulkhead) => bulkhead.protect(ok))
   },
   {
@@ -593,7 +597,8 @@ const configCase = (
   name: string,
   prefix: string,
   keys: Record<string, TextRule>,
-  run: Effect.Effect<unknown, unknown, Scope.Scope>
+  run: Effect.Effect<unknown, unknown, Scope.Scope>,
+  related?: (texts: Record<string, string>) => boolean
 ) =>
   it.effect(name, () =>
     forAll(
@@ -606,7 +611,8 @@ const configCase = (
         )
         return check(
           entries.map(([k, p]) => [[`${prefix}${k}`], p] as const),
-          () => Effect.withConfigProvider(run, provider)
+          () => Effect.withConfigProvider(run, provider),
+          related?.(Object.fromEntries(entries.map(([k, p]) => [k, p.value as string]))) ?? false
         )
       }
     ))
@@ -628,7 +634,11 @@ describe("every Config reader: a working service or a ConfigError naming the key
       PRIORITIES: wholeText(1, Bulkhead.maxPriorities),
       DEFAULT_PRIORITY: isWholeAtLeast(0)
     },
-    Effect.provide(PaymentsBulkhead.protect(ok), PaymentsBulkhead.layerConfig())
+    Effect.provide(PaymentsBulkhead.protect(ok), PaymentsBulkhead.layerConfig()),
+    // the default priority must be one of the classes
+    (texts) =>
+      texts.DEFAULT_PRIORITY !== undefined &&
+      Number(texts.DEFAULT_PRIORITY) >= (texts.PRIORITIES !== undefined ? Number(texts.PRIORITIES) : 1)
   )
 
   configCase(

@@ -3,6 +3,7 @@ import {
   Bulkhead,
   Chaos,
   CircuitBreaker,
+  Deadline,
   Failure,
   Fallback,
   Policy,
@@ -109,6 +110,7 @@ describe("Policy", () => {
         | Bulkhead.BulkheadRejectedError
         | StandInOpen
         | RetryBudget.RetryBudgetExhaustedError
+        | Deadline.DeadlineExceededError
         | Fallback.FallbackFailedError
       >
     >()
@@ -117,9 +119,10 @@ describe("Policy", () => {
     expectTypeOf(call.pipe(Policy.make({ timeout: "1 second" }))).toEqualTypeOf<
       Effect.Effect<number, Unavailable | Timeout.TimeoutError>
     >()
-    // a fallback that cannot fail adds no FallbackFailedError; a retry without a budget adds nothing
+    // a fallback that cannot fail adds no FallbackFailedError; a retry without a budget adds only
+    // the deadline's error (no backoff starts past the deadline)
     expectTypeOf(call.pipe(Policy.make({ retry: every100ms, fallback: Effect.succeed(0) }))).toEqualTypeOf<
-      Effect.Effect<number, Unavailable>
+      Effect.Effect<number, Unavailable | Deadline.DeadlineExceededError>
     >()
     // a per-dependency bulkhead Tag adds itself to the requirements
     class Payments extends Bulkhead.Tag("payments")<Payments>() {}
@@ -207,9 +210,11 @@ describe("Policy", () => {
           return Effect.fail(new Unavailable())
         }).pipe(policy)
       )
-      yield* TestClock.adjust("2500 millis")
+      // the third failure comes at 2 s with 500 ms left: the 1 s backoff would end past the
+      // deadline the total timeout set, so the call fails then, without waiting for 2.5 s
+      yield* TestClock.adjust("2000 millis")
       const error = yield* Effect.flip(Fiber.join(fiber))
-      expect(error).toBeInstanceOf(Timeout.TimeoutError)
+      expect(error).toBeInstanceOf(Deadline.DeadlineExceededError)
       expect(runs).toBe(3)
     }).pipe(Effect.provide(env)))
 
@@ -270,7 +275,11 @@ describe("Policy", () => {
       expectTypeOf(call).toEqualTypeOf<
         Effect.Effect<
           never,
-          Unavailable | Timeout.TimeoutError | CircuitBreaker.CircuitOpenError | RetryBudget.RetryBudgetExhaustedError
+          | Unavailable
+          | Timeout.TimeoutError
+          | CircuitBreaker.CircuitOpenError
+          | RetryBudget.RetryBudgetExhaustedError
+          | Deadline.DeadlineExceededError
         >
       >()
       const fiber = yield* Effect.fork(call)

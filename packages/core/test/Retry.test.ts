@@ -1,4 +1,4 @@
-import { Backoff, Failure, Retry, RetryBudget } from "@bulwark/core"
+import { Backoff, Deadline, Failure, Retry, RetryBudget } from "@bulwark/core"
 import { describe, expect, expectTypeOf, it } from "@effect/vitest"
 import {
   Cause,
@@ -376,11 +376,14 @@ describe("Retry", () => {
   it.effect("types: the budget's error appears in E only when a budget is given", () =>
     Effect.gen(function*() {
       const budget = yield* RetryBudget.make()
-      const plain: Effect.Effect<number, Timeout> = Effect.fail(new Timeout()).pipe(
+      const plain: Effect.Effect<number, Timeout | Deadline.DeadlineExceededError> = Effect.fail(new Timeout()).pipe(
         Effect.as(1),
         Retry.retry(Retry.policy())
       )
-      const budgeted: Effect.Effect<number, Timeout | RetryBudget.RetryBudgetExhaustedError> = Effect.fail(
+      const budgeted: Effect.Effect<
+        number,
+        Timeout | RetryBudget.RetryBudgetExhaustedError | Deadline.DeadlineExceededError
+      > = Effect.fail(
         new Timeout()
       ).pipe(Effect.as(1), Retry.retry(Retry.policy({ budget })))
       // @ts-expect-error the budget's error must be handled
@@ -488,7 +491,7 @@ describe("Retry", () => {
       const wrong = call.pipe(Retry.retry({ while: (e: Invalid) => e._tag === "Invalid" }))
       // @ts-expect-error a policy whose predicate reads a field E does not have
       Retry.policy<ConnectionError>({ while: (e) => e.missing === 1 })
-      expectTypeOf(ok).toEqualTypeOf<Effect.Effect<number, ConnectionError>>()
+      expectTypeOf(ok).toEqualTypeOf<Effect.Effect<number, ConnectionError | Deadline.DeadlineExceededError>>()
       expect([ok, wrong].every(Effect.isEffect)).toBe(true)
     })
 

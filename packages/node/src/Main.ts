@@ -142,7 +142,8 @@ export const hasEscalation = (cause: Cause.Cause<unknown>): boolean =>
  * @category models
  */
 export const outcome = (exit: Exit.Exit<unknown, unknown>, escalated: boolean): Outcome => {
-  if (Exit.isSuccess(exit)) return { _tag: "Success" }
+  // a process never exits 0 after an escalation, even one the program caught and survived
+  if (Exit.isSuccess(exit)) return escalated ? { _tag: "Fatal", reason: "escalation" } : { _tag: "Success" }
   const cause = exit.cause
   if (hasEscalation(cause)) return { _tag: "Fatal", reason: "escalation" }
   if (Option.isSome(Cause.dieOption(cause))) return { _tag: "Fatal", reason: "defect" }
@@ -220,7 +221,7 @@ const describeRunning = (root: Fiber.RuntimeFiber<unknown, unknown>): Effect.Eff
  * const program = Effect.gen(function*() {
  *   yield* FiberSupervisor.spawn("worker", FiberSupervisor.loop(Effect.log("tick"), { interval: "1 second" }))
  *   yield* Effect.never
- * }).pipe(Effect.provide(FiberSupervisor.layer({ name: "app" })))
+ * }).pipe(FiberSupervisor.supervised, Effect.provide(FiberSupervisor.layer({ name: "app" })))
  *
  * Main.run(program, { name: "billing", gracePeriod: "20 seconds" })
  * ```
@@ -292,6 +293,8 @@ export const run = <A, E>(
   process.on("SIGTERM", onSignal)
 
   let code = 0
+  // every supervisor built inside the program reports its escalation here before failing anything
+  let escalationHeard = false
   const main = Effect.gen(function*() {
     mainFiber = yield* Effect.withFiberRuntime<Fiber.RuntimeFiber<unknown, unknown>>((fiber) => Effect.succeed(fiber))
     if (Config.isConfig(options)) {
@@ -300,9 +303,16 @@ export const run = <A, E>(
     }
     return yield* program
   }).pipe(
+    Effect.provideService(FiberSupervisor.EscalationListener, {
+      onEscalation: () =>
+        Effect.sync(() => {
+          escalationHeard = true
+        })
+    }),
     Effect.onExit((exit) =>
       Effect.suspend(() => {
-        const escalated = signalled === undefined && escalationCount() > escalationsAtStart
+        const escalated = signalled === undefined &&
+          (escalationHeard || escalationCount() > escalationsAtStart)
         const ended = outcome(exit, escalated)
         switch (ended._tag) {
           case "Success":

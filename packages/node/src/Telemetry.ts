@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Failure } from "@bulwark/core"
+import { Policy } from "@bulwark/core"
 import * as OtelLogger from "@effect/opentelemetry/Logger"
 import * as OtelMetrics from "@effect/opentelemetry/Metrics"
 import * as OtelResource from "@effect/opentelemetry/Resource"
@@ -20,12 +20,10 @@ import type { LogRecordProcessor } from "@opentelemetry/sdk-logs"
 import type { MetricReader } from "@opentelemetry/sdk-metrics"
 import { BasicTracerProvider, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Arr from "effect/Array"
-import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as InternalDuration from "./internal/duration.js"
@@ -151,21 +149,16 @@ export const layerConfig = (
 // -----------------------------------------------------------------------------
 
 /**
- * The span attributes of a classification.
+ * The span attributes of a classification (the core's `Policy.spanAttributes`).
  *
  * @since 0.1.0
  * @category spans
  */
-export const classificationAttributes = (c: Failure.Classification): Record<string, string | boolean> => ({
-  "bulwark.category": c.category,
-  "bulwark.code": c.code,
-  "bulwark.severity": c.severity,
-  "bulwark.strategy": c.strategy,
-  "bulwark.retryable": c.retryable
-})
+export const classificationAttributes = Policy.spanAttributes
 
 /**
- * Runs one stage of a policy (a timeout, a retry, a breaker …) in a span named `bulwark.<name>`.
+ * Runs one stage of a policy (a timeout, a retry, a breaker …) in a span named `bulwark.<name>`
+ * (the core's `Policy.span`; `Policy.make({ spans: true })` does it for every stage it builds).
  * A failure or defect is classified with the `Classifier` in the context and recorded on the span
  * as attributes; an interruption is marked `bulwark.interrupted` and is not an error.
  *
@@ -191,18 +184,4 @@ export const classificationAttributes = (c: Failure.Classification): Record<stri
  */
 export const stage =
   (name: string, attributes: Record<string, unknown> = {}) =>
-  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    self.pipe(
-      // onExit, not tapErrorCause: it also runs when the stage is interrupted
-      Effect.onExit((exit) =>
-        Exit.isSuccess(exit)
-          ? Effect.void
-          : Cause.isInterruptedOnly(exit.cause)
-          ? Effect.annotateCurrentSpan("bulwark.interrupted", true)
-          : Effect.flatMap(Failure.classifyCause(exit.cause), (classification) =>
-            Option.isSome(classification)
-              ? Effect.annotateCurrentSpan(classificationAttributes(classification.value))
-              : Effect.void)
-      ),
-      Effect.withSpan(`bulwark.${name}`, { attributes: { "bulwark.stage": name, ...attributes } })
-    )
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => Policy.span(name, attributes)(self)

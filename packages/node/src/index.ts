@@ -6,6 +6,11 @@ export * as HealthServer from "./HealthServer.js"
 /**
  * @since 0.1.0
  */
+export * as HttpDeadline from "./HttpDeadline.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Main from "./Main.js"
 
 /**

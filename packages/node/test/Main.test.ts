@@ -149,6 +149,13 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.stderr).toContain("stopped: a supervisor escalated")
   })
 
+  it("exits 1 after an escalation the program caught and survived", async () => {
+    const ended = await runFixture("escalation-caught")
+    expect(ended.files).toContain("caught-escalation")
+    expect(ended.code).toBe(1)
+    expect(banners(ended.stderr)).toBe(1)
+  })
+
   it("reads its options from Config and names a bad key", async () => {
     const ended = await runFixture("config", { env: { GRACE_PERIOD: "soon" } })
     expect(ended.code).toBe(1)
@@ -174,10 +181,11 @@ describe("Main.outcome", () => {
       .toEqual({ _tag: "Fatal", reason: "escalation" })
   })
 
-  it("keeps interruption non-fatal unless a supervisor escalated meanwhile", () => {
+  it("keeps interruption and success non-fatal unless a supervisor escalated meanwhile", () => {
     expect(Main.outcome(Exit.interrupt(1 as never), false)).toEqual({ _tag: "Interrupted" })
     expect(Main.outcome(Exit.interrupt(1 as never), true)).toEqual({ _tag: "Fatal", reason: "escalation" })
-    expect(Main.outcome(Exit.succeed(1), true)).toEqual({ _tag: "Success" })
+    expect(Main.outcome(Exit.succeed(1), false)).toEqual({ _tag: "Success" })
+    expect(Main.outcome(Exit.succeed(1), true)).toEqual({ _tag: "Fatal", reason: "escalation" })
   })
 
   it("rejects bad literal options with the field named", () => {

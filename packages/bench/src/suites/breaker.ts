@@ -4,7 +4,7 @@ import { Effect, Logger, LogLevel, Scope } from "effect"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import Opossum from "opossum"
-import type { Suite } from "../harness.js"
+import { scale, type Suite } from "../harness.js"
 import { loop } from "./retry.js"
 
 const quiet = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>, scope: Scope.Scope) =>
@@ -81,7 +81,7 @@ const heap = () => {
 const memory = async (): Promise<ReadonlyArray<string>> => {
   const lines: Array<string> = []
   await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const keys = 10_000
+    const keys = scale(10_000)
     const registry = yield* BreakerRegistry.make({ name: "bench-memory", capacity: keys })
     const before = heap()
     for (let i = 0; i < keys; i++) yield* registry.protect(`key-${i}`)(ok)
@@ -93,7 +93,7 @@ const memory = async (): Promise<ReadonlyArray<string>> => {
       name: "bench-window",
       policy: CircuitBreaker.timeWindow({ window: "1 second", rateThreshold: 0.5 })
     })
-    const calls = 1_000_000
+    const calls = scale(1_000_000)
     const call = breaker.protect(ok)
     for (let i = 0; i < 10_000; i++) yield* call
     const before = heap()

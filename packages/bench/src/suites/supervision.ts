@@ -2,9 +2,9 @@ import { FiberSupervisor } from "@bulwark/core"
 import { Effect, Exit, Fiber, Logger, LogLevel, Scope } from "effect"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
-import type { Suite } from "../harness.js"
+import { scale, type Suite } from "../harness.js"
 
-const children = 100_000
+const children = scale(100_000)
 
 const quiet = Logger.minimumLogLevel(LogLevel.None)
 
@@ -68,7 +68,7 @@ const startSupervised = (n: number) =>
 
 export const suites: ReadonlyArray<Suite> = [
   {
-    name: "supervision: spawn 100,000 programs and stop them",
+    name: `supervision: spawn ${children.toLocaleString("en")} programs and stop them`,
     baseline: "Effect.forkDaemon + Fiber.interruptAll",
     iterations: children,
     cases: [

@@ -84,6 +84,12 @@ export const integer = (key: string): Config.Config<number> =>
   keyed(key, (text) => {
     if (text.trim() === "") return Either.left(blank("a whole number"))
     const n = Number(text)
+    if (Number.isInteger(n) && !Number.isSafeInteger(n)) {
+      // beyond 2^53 the text no longer names one number: "9007199254740993" would read as ...992
+      return Either.left(
+        ConfigError.InvalidData([], `Expected a whole number of at most 2^53 - 1 but received ${JSON.stringify(text)}`)
+      )
+    }
     return Number.isInteger(n)
       ? Either.right(n)
       : Either.left(ConfigError.InvalidData([], `Expected a whole number but received ${JSON.stringify(text)}`))

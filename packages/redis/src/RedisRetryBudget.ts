@@ -1,0 +1,180 @@
+/**
+ * A `RetryBudget` shared by a fleet through Redis: the ratio of retries to calls holds across
+ * every process that uses the same budget name, and the floor of retries always allowed is
+ * counted once for the fleet instead of once per replica.
+ *
+ * Every process decides locally (a withdrawal never waits on Redis): it counts its own calls
+ * and retries and adds them to the fleet's totals as last read. Every `syncInterval` a
+ * background fiber adds its counts to per-bucket counters in Redis (one Lua script) and reads
+ * the fleet's totals over the window back. Between two syncs a process does not see the other
+ * processes' retries: the fleet can overshoot by about `(processes − 1) × retry rate ×
+ * syncInterval` (measured in docs/distributed.md). When Redis is unreachable, or the fleet's
+ * totals are older than three sync intervals, each process falls back to a local budget with
+ * the same options.
+ *
+ * @since 0.1.0
+ */
+import { RetryBudget } from "@bulwark/core"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as RedisClient from "./RedisClient.js"
+
+/**
+ * Options of a shared budget: the core budget's options, plus where and how often it syncs.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends RetryBudget.Options {
+  /** Prefix of the keys. Default: `"bulwark:"`. */
+  readonly prefix?: string | undefined
+  /** How often counts are exchanged with Redis. Default: 100 milliseconds. */
+  readonly syncInterval?: Duration.DurationInput | undefined
+}
+
+const BUCKETS = 10
+
+/**
+ * Adds a process's counts to the current bucket and returns the fleet's totals over the window.
+ * KEYS[1] the key prefix; ARGV: bucket, calls, retries, bucket count, bucket millis.
+ *
+ * @since 0.1.0
+ * @category internals
+ */
+export const syncScript = `
+local bucket = tonumber(ARGV[1])
+local n = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5]) * (n + 1)
+local c = KEYS[1] .. ':c:' .. bucket
+local r = KEYS[1] .. ':r:' .. bucket
+if tonumber(ARGV[2]) > 0 then redis.call('INCRBY', c, ARGV[2]); redis.call('PEXPIRE', c, ttl) end
+if tonumber(ARGV[3]) > 0 then redis.call('INCRBY', r, ARGV[3]); redis.call('PEXPIRE', r, ttl) end
+local calls, retries = 0, 0
+for i = bucket - n + 1, bucket do
+  calls = calls + tonumber(redis.call('GET', KEYS[1] .. ':c:' .. i) or '0')
+  retries = retries + tonumber(redis.call('GET', KEYS[1] .. ':r:' .. i) or '0')
+end
+return {calls, retries}
+`
+
+/**
+ * Makes a shared budget; needs a `RedisClient`. The sync fiber ends with the scope, after a last
+ * sync of what is left.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<RetryBudget.RetryBudget, never, Scope.Scope | RedisClient.RedisClient> =>
+  Effect.gen(function*() {
+    // validates the shared options the same way (a defect naming the field)
+    const local = RetryBudget.unsafeMake(options)
+    const name = local.name
+    const ratio = local.ratio
+    const floor = (options.minRetriesPerSecond ?? 10) *
+      (Duration.toMillis(Duration.decode(options.window ?? Duration.seconds(10))) / 1000)
+    const windowMillis = Duration.toMillis(Duration.decode(options.window ?? Duration.seconds(10)))
+    const bucketMillis = windowMillis / BUCKETS
+    const decoded = Duration.decodeUnknown(options.syncInterval ?? "100 millis")
+    const syncMillis = Option.isSome(decoded) ? Duration.toMillis(decoded.value) : NaN
+    if (!(syncMillis > 0) || !Number.isFinite(syncMillis)) {
+      throw new Error(`RedisRetryBudget "${name}": \`syncInterval\` must be a positive, finite duration`)
+    }
+    const key = `${options.prefix ?? "bulwark:"}budget:{${name}}`
+    const redis = yield* RedisClient.RedisClient
+    redis.client.defineCommand("bulwarkBudgetSync", { numberOfKeys: 1, lua: syncScript })
+    const sync = redis.client as unknown as {
+      bulwarkBudgetSync: (...args: Array<string | number>) => Promise<[number, number]>
+    }
+
+    // counts not yet added to Redis, and the fleet's totals as last read
+    let unsyncedCalls = 0
+    let unsyncedRetries = 0
+    let fleetCalls = 0
+    let fleetRetries = 0
+    let syncedAt = Number.NEGATIVE_INFINITY
+
+    const fresh = (now: number) => now - syncedAt <= 3 * syncMillis
+    const allowed = () => Math.floor(floor + ratio * (fleetCalls + unsyncedCalls))
+
+    const syncOnce = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const calls = unsyncedCalls
+      const retries = unsyncedRetries
+      const reply = yield* Effect.tryPromise(() =>
+        sync.bulwarkBudgetSync(key, Math.floor(now / bucketMillis), calls, retries, BUCKETS, bucketMillis)
+      ).pipe(Effect.timeout(Duration.millis(Math.max(syncMillis, 1000))), Effect.option)
+      if (Option.isNone(reply)) return
+      unsyncedCalls -= calls
+      unsyncedRetries -= retries
+      fleetCalls = Number(reply.value[0])
+      fleetRetries = Number(reply.value[1])
+      syncedAt = now
+    })
+    yield* Effect.addFinalizer(() => syncOnce)
+    yield* syncOnce.pipe(
+      Effect.zipRight(Effect.sleep(Duration.millis(syncMillis))),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    const budget: RetryBudget.RetryBudget = {
+      name,
+      ratio,
+      deposit: Effect.zipRight(
+        local.deposit,
+        Effect.sync(() => {
+          unsyncedCalls++
+        })
+      ),
+      tryWithdraw: Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        if (!fresh(now)) {
+          // Redis away: a local budget decides, and what it grants is added to the fleet later
+          return Effect.tap(local.tryWithdraw, (ok) =>
+            Effect.sync(() => {
+              if (ok) unsyncedRetries++
+            }))
+        }
+        return Effect.sync(() => {
+          if (fleetRetries + unsyncedRetries + 1 > allowed()) return false
+          unsyncedRetries++
+          return true
+        }).pipe(Effect.tap((ok) => ok ? Effect.ignore(local.tryWithdraw) : Effect.void))
+      }),
+      snapshot: Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        fresh(now)
+          ? Effect.succeed({
+            name,
+            calls: fleetCalls + unsyncedCalls,
+            retries: fleetRetries + unsyncedRetries,
+            available: Math.max(0, allowed() - fleetRetries - unsyncedRetries)
+          })
+          : local.snapshot)
+    }
+    return budget
+  })
+
+/**
+ * Provides a shared budget as the `RetryBudget` service (needs a `RedisClient`).
+ *
+ * @example
+ * ```ts
+ * import { RedisClient, RedisRetryBudget } from "@bulwark/redis"
+ * import { Layer } from "effect"
+ *
+ * const Budget = RedisRetryBudget.layer({ name: "payments", ratio: 0.1 }).pipe(
+ *   Layer.provide(RedisClient.layer({ url: "redis://redis:6379" }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<RetryBudget.RetryBudget, never, RedisClient.RedisClient> =>
+  Layer.scoped(RetryBudget.RetryBudget, make(options))
