@@ -136,6 +136,14 @@ describe("Backoff", () => {
           expect(yield* delaysOf(Backoff.limit(Backoff.linear({ base }), { maxElapsed }), 500)).toEqual(expected)
         })
     )
+
+    it.effect("a retry that starts exactly at maxElapsed still runs", () =>
+      Effect.gen(function*() {
+        const linear = Backoff.linear({ base: "100 millis" })
+        expect(yield* delaysOf(Backoff.limit(linear, { maxElapsed: "300 millis" }), 10)).toEqual([100, 200])
+        expect(yield* delaysOf(Backoff.limit(linear, { maxElapsed: "299 millis" }), 10)).toEqual([100])
+        expect(yield* delaysOf(Backoff.limit(linear, { maxElapsed: "0 millis" }), 10)).toEqual([])
+      }))
   })
 
   describe("jitter", () => {
@@ -205,11 +213,87 @@ describe("Backoff", () => {
         })
     )
 
-    it.effect("different seeds give different jitter", () =>
+    it.effect("different seeds give different jitter, for every jitter family", () =>
       Effect.gen(function*() {
-        const a = yield* delaysOf(Backoff.fullJitter({ base: 1000, cap: 60_000 }), 10, 1)
-        const b = yield* delaysOf(Backoff.fullJitter({ base: 1000, cap: 60_000 }), 10, 2)
-        expect(a).not.toEqual(b)
+        for (
+          const make of [
+            () => Backoff.decorrelatedJitter({ base: 1000, cap: 60_000 }),
+            () => Backoff.fullJitter({ base: 1000, cap: 60_000 }),
+            () => Backoff.equalJitter({ base: 1000, cap: 60_000 })
+          ]
+        ) {
+          const a = yield* delaysOf(make(), 10, 1)
+          const b = yield* delaysOf(make(), 10, 2)
+          expect(a).toHaveLength(10)
+          expect(a).not.toEqual(b)
+        }
+      }))
+
+    const withRandomAt = (r: number) => Effect.withRandom(Random.fixed([r]))
+    const fixedDelays = <Out>(schedule: Schedule.Schedule<Out, unknown>, n: number, r: number) =>
+      Backoff.delays(schedule, n).pipe(Effect.map(millis), withRandomAt(r))
+
+    it.effect.prop(
+      "under a fixed Random draw r, every jitter family gives exactly its formula",
+      { base, factor, cap, n: count, r: fc.double({ min: 0, max: 1, noNaN: true }) },
+      ({ base, cap, factor, n, r }) =>
+        Effect.gen(function*() {
+          const c = Math.max(base, cap)
+          const ceiling = (i: number) => Math.min(c, base * Math.pow(factor, i))
+          const full = yield* fixedDelays(Backoff.fullJitter({ base, factor, cap: c }), n, r)
+          const equal = yield* fixedDelays(Backoff.equalJitter({ base, factor, cap: c }), n, r)
+          const decorrelated = yield* fixedDelays(Backoff.decorrelatedJitter({ base, cap: c }), n, r)
+          expect(full).toHaveLength(n)
+          expect(equal).toHaveLength(n)
+          expect(decorrelated).toHaveLength(n)
+          let previous = base
+          for (let i = 0; i < n; i++) {
+            expect(close(full[i]!, r * ceiling(i))).toBe(true)
+            expect(close(equal[i]!, ceiling(i) / 2 + r * ceiling(i) / 2)).toBe(true)
+            const expected = base + r * (Math.min(c, 3 * previous) - base)
+            expect(close(decorrelated[i]!, expected)).toBe(true)
+            previous = decorrelated[i]!
+          }
+        })
+    )
+
+    it.effect("decorrelated jitter grows from the previous delay: Random at 1 gives base × 3^n", () =>
+      Effect.gen(function*() {
+        expect(yield* fixedDelays(Backoff.decorrelatedJitter({ base: 100, cap: 1_000_000 }), 3, 1)).toEqual([
+          300,
+          900,
+          2700
+        ])
+        // at 0 it stays at the base; the cap still bounds the growth
+        expect(yield* fixedDelays(Backoff.decorrelatedJitter({ base: 100, cap: 1_000_000 }), 3, 0)).toEqual([
+          100,
+          100,
+          100
+        ])
+        expect(yield* fixedDelays(Backoff.decorrelatedJitter({ base: 100, cap: 1000 }), 4, 1)).toEqual([
+          300,
+          900,
+          1000,
+          1000
+        ])
+      }))
+
+    it.effect("equal jitter spans exactly [ceiling / 2, ceiling]: Random at 0 and at 1 give the two ends", () =>
+      Effect.gen(function*() {
+        expect(yield* fixedDelays(Backoff.equalJitter({ base: 100, cap: 10_000 }), 2, 0)).toEqual([50, 100])
+        expect(yield* fixedDelays(Backoff.equalJitter({ base: 100, cap: 10_000 }), 2, 1)).toEqual([100, 200])
+        expect(yield* fixedDelays(Backoff.equalJitter({ base: 100, cap: 10_000 }), 2, 0.5)).toEqual([75, 150])
+      }))
+
+    it.effect("full jitter spans exactly [0, ceiling]: Random at 0, 1 and 0.5", () =>
+      Effect.gen(function*() {
+        expect(yield* fixedDelays(Backoff.fullJitter({ base: 100, cap: 10_000 }), 3, 0)).toEqual([0, 0, 0])
+        expect(yield* fixedDelays(Backoff.fullJitter({ base: 100, cap: 10_000 }), 3, 1)).toEqual([100, 200, 400])
+        expect(yield* fixedDelays(Backoff.fullJitter({ base: 100, cap: 300, factor: 3 }), 3, 0.5)).toEqual([
+          50,
+          150,
+          150
+        ])
       }))
   })
 

@@ -2,6 +2,7 @@ import { Bulkhead, Failure, Health } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
+  Clock,
   ConfigProvider,
   Deferred,
   Duration,
@@ -406,14 +407,16 @@ describe("Bulkhead", () => {
           ).pipe(Effect.tap(() => Effect.sync(() => status.finished = true)))
         const fibers = []
         for (const call of calls) {
-          const status = { admitted: false, finished: false }
+          const status = { admitted: false, finished: false, interruptedAt: -1 }
           const fiber = yield* Effect.fork(
             Effect.zipRight(
               Effect.sleep(Duration.millis(call.arrival)),
               Effect.zipRight(sample, bulkhead.run(work(status, call.duration), call.priority % limits.priorities))
-            )
+            ).pipe(Effect.onInterrupt(() =>
+              Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => status.interruptedAt = now))
+            ))
           )
-          fibers.push({ fiber, status })
+          fibers.push({ fiber, status, call })
           if (call.interruptAfter !== undefined) {
             yield* Effect.fork(
               Effect.zipRight(Effect.sleep(Duration.millis(call.interruptAfter)), Fiber.interrupt(fiber))
@@ -422,9 +425,11 @@ describe("Bulkhead", () => {
         }
         yield* TestClock.adjust("500 millis")
         let admitted = 0
-        for (const { fiber, status } of fibers) {
+        for (const { call, fiber, status } of fibers) {
           const exit = yield* Fiber.await(fiber)
-          if (status.admitted) admitted++
+          if (status.admitted) {
+            admitted++
+          }
           if (Exit.isSuccess(exit)) {
             expect(status.finished).toBe(true)
           } else if (!Exit.isInterrupted(exit)) {
@@ -433,7 +438,10 @@ describe("Bulkhead", () => {
             expect(Option.getOrUndefined(failure)).toBeInstanceOf(Bulkhead.BulkheadRejectedError)
             expect(status.admitted).toBe(false)
           } else {
-            // interrupted by the test: if it was admitted, its slot was given back (checked below)
+            // interrupted: only the test interrupts, and only the calls it chose, never before it asked;
+            // an admitted call's slot was given back (checked below)
+            expect(status.interruptedAt).toBe(call.interruptAfter)
+            expect(status.finished).toBe(false)
           }
         }
         const state = yield* bulkhead.state

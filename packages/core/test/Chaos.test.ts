@@ -155,6 +155,8 @@ describe("Chaos", () => {
     }))
 
   it("injected failures into a service must be errors every member can raise", () => {
+    // Type-level test: vitest does not check types; `tsc -b` does (tsconfig.test.json includes test/,
+    // and `pnpm test` runs `pnpm typecheck` first), so a wrong type here fails `pnpm test`.
     type Service = Context.Tag.Service<Payments>
     expectTypeOf<Chaos.CommonError<Service>>().toEqualTypeOf<Unavailable>()
     // @ts-expect-error refund cannot fail with Declined

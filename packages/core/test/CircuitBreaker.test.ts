@@ -1,4 +1,4 @@
-import { BreakerStore, CircuitBreaker, Failure } from "@bulwark/core"
+import { BreakerStore, CircuitBreaker, Failure, Health } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
@@ -629,4 +629,20 @@ describe("CircuitBreaker", () => {
       // the first snapshot is stuck in the store; the breaker went on deciding
       expect(published).toBe(1)
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("its readiness check: closed and disabled are up; open and isolated are degraded", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      const breaker = yield* CircuitBreaker.make({ name: "svc", policy: CircuitBreaker.consecutive(1) })
+      const status = Effect.map(health.report, (r) => r.components.map((c) => [c.name, c.kind, c.status]))
+      expect(yield* status).toEqual([["breaker:svc", "readiness", "up"]])
+      yield* failTimes(breaker, 1)
+      expect(yield* status).toEqual([["breaker:svc", "readiness", "degraded"]])
+      yield* breaker.isolate
+      expect(yield* status).toEqual([["breaker:svc", "readiness", "degraded"]])
+      yield* breaker.disable
+      expect(yield* breaker.state).toBe("Disabled")
+      expect(yield* status).toEqual([["breaker:svc", "readiness", "up"]])
+      expect(yield* health.report).toMatchObject({ status: "up", ready: true })
+    }).pipe(Effect.provide(Health.layer()), Logger.withMinimumLogLevel(LogLevel.None)))
 })

@@ -44,6 +44,69 @@ describe("Failure", () => {
     expect(Object.keys(Failure.defaultMatrix).sort()).toEqual([...Failure.Category.literals].sort())
   })
 
+  it("every row of the default matrix, with its severity and whether it trips a breaker", () => {
+    const rows = [
+      ["initialization", "critical", "circuit_break", 3, "exponential", true],
+      ["connection", "major", "backoff_retry", 5, "exponential", true],
+      ["communication", "major", "immediate_retry", 3, "linear", true],
+      ["timeout", "major", "backoff_retry", 2, "exponential", true],
+      ["resource", "critical", "circuit_break", 1, "none", true],
+      ["health_check", "minor", "backoff_retry", 3, "linear", true],
+      ["session", "minor", "immediate_retry", 2, "none", true],
+      ["external", "major", "failover", 1, "none", true],
+      ["system", "critical", "abandon", 0, "none", true],
+      ["validation", "warning", "abandon", 0, "none", false],
+      ["security", "critical", "abandon", 0, "none", true],
+      ["user_code", "minor", "abandon", 0, "none", true]
+    ] as const
+    expect(rows.map(([category]) => category).sort()).toEqual([...Failure.Category.literals].sort())
+    for (const [category, severity, strategy, maxRetries, backoff, tripsBreaker] of rows) {
+      expect({ category, ...Failure.defaultMatrix[category] }).toEqual({
+        category,
+        severity,
+        strategy,
+        maxRetries,
+        backoff,
+        tripsBreaker
+      })
+      // and a failure in that category, classified on its first attempt, carries the row
+      const c = Failure.makeClassifier({ tables: [Failure.table<Refused>({ Refused: category })] })
+      expect(c.classify(new Refused(), { attempt: 1 })).toMatchObject({
+        category,
+        severity,
+        strategy,
+        maxRetries,
+        backoff,
+        tripsBreaker
+      })
+    }
+  })
+
+  it("an abandoned failure is never retryable, whatever its rule says", () => {
+    const c = Failure.makeClassifier({
+      tables: [
+        Failure.table<Refused | RateLimited | BadInput>({
+          Refused: { category: "connection", retryable: true },
+          RateLimited: { category: "connection", strategy: "abandon", retryable: true },
+          BadInput: { category: "security", retryable: true }
+        })
+      ]
+    })
+    // escalated to abandon (critical past attempt 2)
+    expect(c.classify(new Refused(), { attempt: 3, affectsAllWorkers: true })).toMatchObject({
+      strategy: "abandon",
+      retryable: false
+    })
+    expect(c.classify(new Refused(), { attempt: 1 })).toMatchObject({ strategy: "backoff_retry", retryable: true })
+    // abandoned by the rule, and by the matrix row
+    expect(c.classify(new RateLimited({ retryAfterMs: 1 }))).toMatchObject({ strategy: "abandon", retryable: false })
+    expect(c.classify(new BadInput({ field: "x" }))).toMatchObject({ strategy: "abandon", retryable: false })
+    for (const category of ["system", "validation", "security", "user_code"] as const) {
+      const byRow = Failure.makeClassifier({ tables: [Failure.table<Refused>({ Refused: category })] })
+      expect(byRow.classify(new Refused())).toMatchObject({ strategy: "abandon", retryable: false })
+    }
+  })
+
   it("a table classifies each tag of the union", () => {
     const classifier = Failure.makeClassifier({ tables: [table] })
     const refused = classifier.classify(new Refused())
@@ -65,9 +128,18 @@ describe("Failure", () => {
   })
 
   it("leaving a tag out of a table is a compile error", () => {
+    // The proof is the @ts-expect-error below: `tsc -b` (run first by `pnpm test`, tsconfig.test.json
+    // includes test/) fails on an unused @ts-expect-error, so if the incomplete table ever compiled,
+    // `pnpm test` would fail. At run time the incomplete table classifies what it names, and the tag
+    // it leaves out falls to the classifier's unclassified default.
     // @ts-expect-error BadInput has no rule
-    const incomplete = () => Failure.table<ApiError>({ Refused: "connection", RateLimited: "resource" })
-    expect(incomplete).not.toThrow()
+    const incomplete = Failure.table<ApiError>({ Refused: "connection", RateLimited: "resource" })
+    const c = Failure.makeClassifier({ tables: [incomplete] })
+    expect(c.classify(new Refused()).category).toBe("connection")
+    expect(c.classify(new BadInput({ field: "email" }))).toMatchObject({
+      category: Failure.defaultClassifier.classify(new BadInput({ field: "email" })).category,
+      code: "BAD_INPUT"
+    })
   })
 
   it("a rule naming an unknown category is rejected with the tag and the category", () => {

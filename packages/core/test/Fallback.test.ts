@@ -5,13 +5,17 @@ import { Cause, Context, Data, Effect, Exit, Layer, Metric, MetricState, Option 
 class Refused extends Data.TaggedError("Refused")<{}> {}
 class BadInput extends Data.TaggedError("BadInput")<{}> {}
 class ReplicaDown extends Data.TaggedError("ReplicaDown")<{}> {}
+class Forbidden extends Data.TaggedError("Forbidden")<{}> {}
+class Bug extends Data.TaggedError("Bug")<{}> {}
 
 const classifier = Failure.layerClassifier({
   tables: [
-    Failure.table<Refused | BadInput | ReplicaDown>({
+    Failure.table<Refused | BadInput | ReplicaDown | Forbidden | Bug>({
       Refused: "connection",
       BadInput: "validation",
-      ReplicaDown: "connection"
+      ReplicaDown: "connection",
+      Forbidden: "security",
+      Bug: "user_code"
     })
   ]
 })
@@ -39,6 +43,18 @@ describe("Fallback", () => {
       expect(Exit.isFailure(died) && Cause.isDie(died.cause)).toBe(true)
       expect(yield* Effect.succeed(0).pipe(Fallback.orElse(alternative))).toBe(0)
       expect(ran).toBe(0)
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("security and user_code failures never fall back, like validation", () =>
+    Effect.gen(function*() {
+      let ran = 0
+      const alternative = Effect.sync(() => ++ran)
+      for (const error of [new Forbidden(), new Bug(), new BadInput()]) {
+        expect(yield* Effect.exit(Effect.fail(error).pipe(Fallback.orElse(alternative)))).toEqual(Exit.fail(error))
+      }
+      expect(ran).toBe(0)
+      // the same stage falls back on a connection failure
+      expect(yield* Effect.fail(new Refused()).pipe(Fallback.orElse(alternative))).toBe(1)
     }).pipe(Effect.provide(classifier)))
 
   it.effect("`when` chooses by classification, and the alternative can read the failure", () =>
@@ -72,20 +88,24 @@ describe("Fallback", () => {
   it.effect("a defect in the fallback stays a defect, with the primary failure before it", () =>
     Effect.gen(function*() {
       const exit = yield* Effect.exit(Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.die("fallback bug"))))
-      expect(Exit.isFailure(exit)).toBe(true)
-      if (Exit.isFailure(exit)) {
-        expect(Cause.failures(exit.cause).pipe((c) => [...c])).toEqual([new Refused()])
-        expect([...Cause.defects(exit.cause)]).toEqual(["fallback bug"])
-      }
+      if (!Exit.isFailure(exit)) return expect.unreachable("the call succeeded")
+      expect(Cause.failures(exit.cause).pipe((c) => [...c])).toEqual([new Refused()])
+      expect([...Cause.defects(exit.cause)]).toEqual(["fallback bug"])
     }).pipe(Effect.provide(classifier)))
 
-  it("the error type is the primary's errors plus FallbackFailedError only when the alternative can fail", () => {
-    const primary = Effect.fail(new Refused()) as Effect.Effect<number, Refused>
-    const safe = primary.pipe(Fallback.orElse(Effect.succeed("cached")))
-    expectTypeOf(safe).toEqualTypeOf<Effect.Effect<number | string, Refused>>()
-    const risky = primary.pipe(Fallback.orElse(Effect.fail(new ReplicaDown()) as Effect.Effect<number, ReplicaDown>))
-    expectTypeOf(risky).toEqualTypeOf<Effect.Effect<number, Refused | Fallback.FallbackFailedError>>()
-  })
+  it.effect("the error type is the primary's errors plus FallbackFailedError only when the alternative can fail", () =>
+    Effect.gen(function*() {
+      // Type-level test: vitest does not check types; `tsc -b` does (tsconfig.test.json includes test/,
+      // and `pnpm test` runs `pnpm typecheck` first), so a wrong type here fails `pnpm test`.
+      const primary = Effect.fail(new Refused()) as Effect.Effect<number, Refused>
+      const safe = primary.pipe(Fallback.orElse(Effect.succeed("cached")))
+      expectTypeOf(safe).toEqualTypeOf<Effect.Effect<number | string, Refused>>()
+      const risky = primary.pipe(Fallback.orElse(Effect.fail(new ReplicaDown()) as Effect.Effect<number, ReplicaDown>))
+      expectTypeOf(risky).toEqualTypeOf<Effect.Effect<number, Refused | Fallback.FallbackFailedError>>()
+      // and at run time the values match the types
+      expect(yield* safe).toBe("cached")
+      expect(yield* Effect.flip(risky)).toBeInstanceOf(Fallback.FallbackFailedError)
+    }).pipe(Effect.provide(classifier)))
 
   class Quotes extends Context.Tag("test/Quotes")<Quotes, { readonly get: Effect.Effect<number, Refused> }>() {}
 

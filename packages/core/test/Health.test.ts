@@ -1,6 +1,6 @@
 import { Health } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Fiber, Schema, TestClock } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Schema, Scope, TestClock } from "effect"
 
 const up = Effect.succeed<Health.ComponentHealth>({ status: "up" })
 const degraded = Effect.succeed<Health.ComponentHealth>({ status: "degraded", details: { reason: "breaker open" } })
@@ -126,8 +126,106 @@ describe("Health", () => {
       expect(report).toMatchObject({ live: false, status: "down" })
     }).pipe(Effect.provide(Health.layer())))
 
-  it.scoped("registerIfPresent does nothing without a Health service", () =>
+  it.scoped("registerIfPresent does nothing without a Health service and registers with one", () =>
     Effect.gen(function*() {
-      yield* Health.registerIfPresent("x", down, { kind: "liveness" })
+      // without the service: succeeds, registers nowhere, and needs nothing but a Scope
+      const without: Effect.Effect<void, never, Scope.Scope> = Health.registerIfPresent("x", down, { kind: "liveness" })
+      expect(yield* Effect.exit(without)).toEqual(Exit.void)
+      const health = yield* Health.make()
+      yield* Health.registerIfPresent("x", down, { kind: "liveness" }).pipe(
+        Effect.provideService(Health.Health, health)
+      )
+      expect((yield* health.report).components.map((c) => [c.name, c.kind, c.status])).toEqual([
+        ["x", "liveness", "down"]
+      ])
     }))
+
+  it.scoped("a liveness check that is down is never ready, even when every readiness check is up", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      yield* health.register("db", up, { kind: "readiness" })
+      yield* health.register("event loop", down, { kind: "liveness" })
+      expect(yield* health.report).toMatchObject({ status: "down", live: false, ready: false })
+      expect(Health.aggregate([{ name: "l", kind: "liveness", status: "down" }, {
+        name: "r",
+        kind: "readiness",
+        status: "up"
+      }], new Date(0))).toMatchObject({ status: "down", live: false, ready: false })
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.scoped("all checks up reads as up, live and ready", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      yield* health.register("db", up, { kind: "readiness" })
+      yield* health.register("loop", up, { kind: "liveness" })
+      expect(yield* health.report).toMatchObject({ status: "up", live: true, ready: true })
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.effect("closing the scope of a replaced registration leaves the newer check in place", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.make()
+      const names = Effect.map(health.report, (r) => r.components.map((c) => [c.name, c.status]))
+      const first = yield* Scope.make()
+      const second = yield* Scope.make()
+      yield* Scope.extend(health.register("cache", down, { kind: "readiness" }), first)
+      yield* Scope.extend(health.register("cache", up, { kind: "readiness" }), second)
+      yield* Scope.close(first, Exit.void)
+      expect(yield* names).toEqual([["cache", "up"]])
+      yield* Scope.close(second, Exit.void)
+      expect(yield* names).toEqual([])
+    }))
+
+  it.effect("checks run concurrently: two one-second checks report after one second", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.make()
+      const slow = Effect.as(Effect.sleep("1 second"), { status: "up" } as const)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* health.register("a", slow, { kind: "readiness" })
+        yield* health.register("b", slow, { kind: "readiness" })
+        const fiber = yield* Effect.fork(health.report)
+        yield* TestClock.adjust("1 second")
+        const report = yield* Fiber.join(fiber)
+        expect(report.components.map((c) => c.status)).toEqual(["up", "up"])
+        expect(report.checkedAt.getTime()).toBe(1000)
+      }))
+    }))
+
+  it.scoped("an interrupted check, a throwing status getter, null details and odd statuses are down or flagged", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      const odd = (result: unknown) => Effect.succeed(result as Health.ComponentHealth)
+      yield* health.register("interrupted", Effect.interrupt, { kind: "readiness" })
+      yield* health.register(
+        "getter",
+        odd({
+          get status(): string {
+            throw new Error("status getter")
+          }
+        }),
+        { kind: "readiness" }
+      )
+      yield* health.register("null details", odd({ status: "up", details: null }), { kind: "readiness" })
+      yield* health.register("symbol", odd({ status: Symbol("s") }), { kind: "readiness" })
+      yield* health.register("bigint", odd({ status: 1n }), { kind: "readiness" })
+      const report = yield* health.report
+      expect(report.components.map((c) => [c.name, c.status, c.details?.error])).toEqual([
+        ["interrupted", "down", "interrupted"],
+        ["getter", "down", "check returned an unknown status undefined (expected \"up\", \"degraded\" or \"down\")"],
+        ["null details", "up", "check returned details that are not a record: null"],
+        ["symbol", "down", expect.stringContaining("Symbol(s)")],
+        ["bigint", "down", expect.stringContaining("1")]
+      ])
+    }).pipe(Effect.provide(Health.layer())))
+
+  it("the schemas and the service carry their names", () => {
+    expect(Health.Health.key).toBe("@bulwark/core/Health")
+    expect(String(Health.ComponentHealth)).toBe("ComponentHealth")
+    expect(String(Health.ComponentReport)).toBe("ComponentReport")
+    expect(String(Health.HealthReport)).toBe("HealthReport")
+    expect(Schema.decodeUnknownSync(Health.ComponentHealth)({ status: "up", details: { a: 1 } })).toEqual({
+      status: "up",
+      details: { a: 1 }
+    })
+    expect(() => Schema.decodeUnknownSync(Health.ComponentHealth)({ status: "sideways" })).toThrow(/status/)
+  })
 })

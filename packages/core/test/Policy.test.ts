@@ -87,6 +87,8 @@ const settle = Effect.gen(function*() {
 
 describe("Policy", () => {
   it("the error type is exactly the union of what the stages can raise", () => {
+    // Type-level test: vitest does not check types; `tsc -b` does (tsconfig.test.json includes test/,
+    // and `pnpm test` runs `pnpm typecheck` first), so a wrong type here fails `pnpm test`.
     const breaker = makeBreaker(5, "1 minute")
     const bulkhead = Effect.runSync(Bulkhead.make())
     const budget = RetryBudget.unsafeMake()

@@ -1,6 +1,6 @@
-import { RetryBudget } from "@bulwark/core"
+import { Failure, RetryBudget } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, TestClock } from "effect"
+import { ConfigProvider, Duration, Effect, Either, Layer, Metric, TestClock } from "effect"
 
 const withdrawN = (budget: RetryBudget.RetryBudget, n: number) =>
   Effect.gen(function*() {
@@ -17,6 +17,18 @@ describe("RetryBudget", () => {
       // floor: 1/s × 10 s = 10; ratio: 0.2 × 50 = 10
       expect(yield* withdrawN(budget, 100)).toBe(20)
       expect(yield* budget.snapshot).toEqual({ name: "default", calls: 50, retries: 20, available: 0 })
+    }))
+
+  it.effect("the allowance rounds down: ratio 0.5 of 3 calls is 1 retry, not 2", () =>
+    Effect.gen(function*() {
+      const budget = yield* RetryBudget.make({ ratio: 0.5, minRetriesPerSecond: 0, window: "10 seconds" })
+      for (let i = 0; i < 3; i++) yield* budget.deposit
+      expect(yield* budget.snapshot).toEqual({ name: "default", calls: 3, retries: 0, available: 1 })
+      expect(yield* withdrawN(budget, 5)).toBe(1)
+      // a fractional floor rounds down with the ratio's share: 0.15/s × 10 s + 0.5 × 3 = 3
+      const floored = yield* RetryBudget.make({ ratio: 0.5, minRetriesPerSecond: 0.15, window: "10 seconds" })
+      for (let i = 0; i < 3; i++) yield* floored.deposit
+      expect(yield* withdrawN(floored, 5)).toBe(3)
     }))
 
   it.effect("calls and retries leave the window as time passes", () =>
@@ -43,10 +55,8 @@ describe("RetryBudget", () => {
         if (i % 100 === 99) yield* TestClock.adjust("1 second")
       }
       const snapshot = yield* budget.snapshot
-      // ten buckets of one second: between 9 and 10 seconds' worth of calls remain
-      expect(snapshot.calls).toBeGreaterThanOrEqual(900)
-      expect(snapshot.calls).toBeLessThanOrEqual(1000)
-      expect(snapshot.available).toBe(Math.floor(snapshot.calls * 0.1))
+      // ten buckets of one second at t = 200 s: seconds 191 to 199 hold 100 calls each, second 200 none yet
+      expect(snapshot).toEqual({ name: "default", calls: 900, retries: 0, available: 90 })
     }))
 
   it.effect("a per-dependency Tag has its own layers and its own state", () =>
@@ -163,4 +173,84 @@ describe("RetryBudget", () => {
       )
       expect(budget.ratio).toBe(0.5)
     }))
+
+  it("literal options at and past their bounds: the edges are accepted, beyond them a defect names the field", () => {
+    for (const ratio of [0, 1]) expect(RetryBudget.unsafeMake({ ratio }).ratio).toBe(ratio)
+    for (const ratio of [-0.01, 1.01, Number.NaN, "0.5" as unknown as number]) {
+      expect(() => RetryBudget.unsafeMake({ ratio })).toThrow(/ratio must be in \[0, 1\]/)
+    }
+    expect(() => RetryBudget.unsafeMake({ window: "10 millis" })).not.toThrow()
+    expect(() => RetryBudget.unsafeMake({ window: "9 millis" })).toThrow(
+      /window must be a finite duration of at least 10/
+    )
+    expect(() => RetryBudget.unsafeMake({ window: Duration.infinity })).toThrow(/window/)
+  })
+
+  it.effect("Config values at and past their bounds: the edges are accepted, beyond them a ConfigError", () =>
+    Effect.gen(function*() {
+      const read = (values: Record<string, string>) =>
+        Effect.either(
+          Effect.flatMap(RetryBudget.RetryBudget, (b) => b.snapshot).pipe(
+            Effect.provide(RetryBudget.layerConfig()),
+            Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(values))))
+          )
+        )
+      for (const ok of [{ RATIO: "0" }, { RATIO: "1" }, { MIN_RETRIES_PER_SECOND: "0" }, { WINDOW: "10 millis" }]) {
+        const got = yield* read(ok)
+        expect(Either.isRight(got)).toBe(true)
+      }
+      const bad = [
+        [{ RATIO: "-0.1" }, "RATIO"],
+        [{ RATIO: "1.1" }, "RATIO"],
+        [{ MIN_RETRIES_PER_SECOND: "-1" }, "MIN_RETRIES_PER_SECOND"],
+        [{ WINDOW: "9 millis" }, "WINDOW"],
+        [{ WINDOW: "Infinity" }, "WINDOW"]
+      ] as const
+      for (const [values, key] of bad) {
+        const got = yield* read(values)
+        if (Either.isRight(got)) return expect.unreachable(`accepted ${JSON.stringify(values)}`)
+        expect(String(got.left)).toContain(key)
+      }
+    }))
+
+  it.effect("the default layers work: layer(options) and layerConfig() with the defaults", () =>
+    Effect.gen(function*() {
+      const fromLayer = yield* RetryBudget.RetryBudget.pipe(
+        Effect.provide(RetryBudget.layer({ ratio: 0.5, minRetriesPerSecond: 0 }))
+      )
+      expect(fromLayer.ratio).toBe(0.5)
+      const fromConfig = yield* RetryBudget.RetryBudget.pipe(
+        Effect.provide(RetryBudget.layerConfig()),
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
+      )
+      expect(yield* fromConfig.snapshot).toEqual({ name: "default", calls: 0, retries: 0, available: 100 })
+      expect(RetryBudget.RetryBudget.key).toBe("@bulwark/core/RetryBudget")
+    }))
+
+  it.effect("a refused withdrawal counts in bulwark_retry_budget_exhausted_total by budget", () =>
+    Effect.gen(function*() {
+      const budget = yield* RetryBudget.make({ name: "quotes", ratio: 0, minRetriesPerSecond: 0 })
+      expect(yield* budget.tryWithdraw).toBe(false)
+      expect(yield* budget.tryWithdraw).toBe(false)
+      // the metric's key is its name, description, incrementality and tags: all of them must match
+      const counter = Metric.counter("bulwark_retry_budget_exhausted_total", {
+        description: "Retries refused because a retry budget was spent",
+        incremental: true
+      }).pipe(Metric.tagged("budget", "quotes"))
+      expect((yield* Metric.value(counter)).count).toBe(2)
+    }))
+
+  it("RetryBudgetExhaustedError: its tag, message and classification", () => {
+    const error = new RetryBudget.RetryBudgetExhaustedError({ budget: "quotes", calls: 10, retries: 2, ratio: 0.2 })
+    expect(error._tag).toBe("RetryBudgetExhaustedError")
+    expect(error.message).toBe(
+      "Retry budget \"quotes\" is spent: 2 retries for 10 calls in the window (ratio 0.2); not retrying"
+    )
+    expect(Failure.defaultClassifier.classify(error)).toMatchObject({
+      category: "resource",
+      code: "RETRY_BUDGET_EXHAUSTED",
+      strategy: "abandon",
+      retryable: false
+    })
+  })
 })

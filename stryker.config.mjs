@@ -1,0 +1,31 @@
+// Mutation testing for @bulwark/core (StrykerJS). Not part of `pnpm test`: run one module at a
+// time with `pnpm test:mutation <Module>` (scripts/mutation.ts sets `mutate`, the test files and
+// the incremental file). See docs/testing.md, "Mutation testing".
+import { createRequire } from "node:module"
+
+// pnpm keeps each package's dependencies apart: name the plugins by path so Stryker finds them
+const require = createRequire(import.meta.url)
+
+/** @type {import("@stryker-mutator/api/core").PartialStrykerOptions} */
+export default {
+  packageManager: "pnpm",
+  plugins: [
+    require.resolve("@stryker-mutator/vitest-runner"),
+    require.resolve("@stryker-mutator/typescript-checker")
+  ],
+  testRunner: "vitest",
+  vitest: { configFile: "vitest.mutation.config.ts", related: false },
+  checkers: ["typescript"],
+  // the source project only: a mutant that does not compile is dropped before any test runs
+  tsconfigFile: "packages/core/tsconfig.json",
+  typescriptChecker: { prioritizePerformanceOverAccuracy: true },
+  coverageAnalysis: "perTest",
+  incremental: true,
+  // 2 shared cores: one test runner and one checker
+  concurrency: 1,
+  timeoutMS: 10_000,
+  reporters: ["clear-text", "progress", "json"],
+  jsonReporter: { fileName: "reports/mutation/mutation.json" },
+  ignorePatterns: ["dist", "build", "coverage", "reports", "docs/charts/*.svg", "examples/*/node_modules"],
+  cleanTempDir: "always"
+}
