@@ -27,7 +27,7 @@ interface Family {
 const families: ReadonlyArray<Family> = [
   {
     file: "backoff-from-delays",
-    title: "fromDelays (seed 001's backoff_retry table)",
+    title: "fromDelays (the backoff_retry delay table)",
     code: "Backoff.fromDelays(Backoff.backoffRetryDelays)",
     schedule: Backoff.fromDelays(Backoff.backoffRetryDelays)
   },

@@ -16,7 +16,7 @@ const table = Failure.table<ApiError>({
 
 describe("Failure", () => {
   it("the default matrix is the worker-pool decision matrix, row for row", () => {
-    const seed001 = [
+    const expectedRows = [
       ["initialization", "critical", "circuit_break", 3, "exponential"],
       ["connection", "major", "backoff_retry", 5, "exponential"],
       ["communication", "major", "immediate_retry", 3, "linear"],
@@ -27,7 +27,7 @@ describe("Failure", () => {
       ["external", "major", "failover", 1, "none"],
       ["system", "critical", "abandon", 0, "none"]
     ] as const
-    for (const [category, severity, strategy, maxRetries, backoff] of seed001) {
+    for (const [category, severity, strategy, maxRetries, backoff] of expectedRows) {
       const row = Failure.defaultMatrix[category]
       expect([category, row.severity, row.strategy, row.maxRetries, row.backoff]).toEqual([
         category,
