@@ -17,6 +17,7 @@
  * @since 0.1.0
  */
 import { Failure, Health } from "@bulwark/core"
+import * as InternalDuration from "@bulwark/core/internal/duration"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -31,7 +32,6 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Http from "node:http"
 import { dashboardHtml } from "./internal/dashboard.js"
-import * as InternalDuration from "./internal/duration.js"
 import * as Prometheus from "./internal/prometheus.js"
 import * as Status from "./Status.js"
 

@@ -17,6 +17,7 @@
  */
 import * as Failure from "@bulwark/core/Failure"
 import * as FiberSupervisor from "@bulwark/core/FiberSupervisor"
+import * as InternalDuration from "@bulwark/core/internal/duration"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
@@ -28,7 +29,6 @@ import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as MetricState from "effect/MetricState"
 import * as Option from "effect/Option"
-import * as InternalDuration from "./internal/duration.js"
 
 /**
  * @since 0.1.0

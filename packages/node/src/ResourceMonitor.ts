@@ -13,6 +13,7 @@
  * @since 0.1.0
  */
 import { Health } from "@bulwark/core"
+import * as InternalDuration from "@bulwark/core/internal/duration"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -27,7 +28,6 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import * as v8 from "node:v8"
-import * as InternalDuration from "./internal/duration.js"
 import * as Levels from "./internal/resourceLevel.js"
 import * as Status from "./Status.js"
 

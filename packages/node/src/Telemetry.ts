@@ -11,6 +11,7 @@
  * @since 0.1.0
  */
 import { Policy } from "@bulwark/core"
+import * as InternalDuration from "@bulwark/core/internal/duration"
 import * as OtelLogger from "@effect/opentelemetry/Logger"
 import * as OtelMetrics from "@effect/opentelemetry/Metrics"
 import * as OtelResource from "@effect/opentelemetry/Resource"
@@ -26,7 +27,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as InternalDuration from "./internal/duration.js"
 
 /**
  * @since 0.1.0

@@ -1,3 +1,5 @@
+// Shared with @bulwark/node through the package's one exported internal path
+// ("@bulwark/core/internal/duration"); every other internal module stays private.
 import * as Duration from "effect/Duration"
 
 const isNegative = (input: unknown): boolean => {
