@@ -361,7 +361,7 @@ const instance = <Type extends MetricKeyType.MetricKeyType<any, any>>(
 
 const unsafeMake = (resolved: Resolved): AdaptiveLimit => {
   const { config, maxQueued, maxWaitMillis, name, priorities } = resolved
-  const lanes = WaitQueue.makeLanes(priorities)
+  const queue = WaitQueue.makeQueue(priorities)
   let limits = LimitState.initial(config)
   let limit = LimitState.admitLimit(limits)
   let active = 0
@@ -417,7 +417,7 @@ const unsafeMake = (resolved: Resolved): AdaptiveLimit => {
   /** Admits waiters, highest class first, while the limit has room. */
   const drain = (): void => {
     while (active < limit) {
-      const waiter = WaitQueue.shift(lanes)
+      const waiter = WaitQueue.shift(queue)
       if (waiter === undefined) break
       queued--
       active++
@@ -440,7 +440,7 @@ const unsafeMake = (resolved: Resolved): AdaptiveLimit => {
     if (waiter.granted) {
       release()
     } else {
-      WaitQueue.unlink(lanes[waiter.priority]!, waiter)
+      WaitQueue.unlink(queue, waiter)
       queued--
       queued$.unsafeUpdate(queued, noTags)
     }
@@ -500,7 +500,7 @@ const unsafeMake = (resolved: Resolved): AdaptiveLimit => {
         }
         if (queued >= maxQueued) return Effect.fail(rejectQueueFull())
         const waiter = WaitQueue.makeWaiter(priority)
-        WaitQueue.push(lanes[priority]!, waiter)
+        WaitQueue.push(queue, waiter)
         queued++
         queued$.unsafeUpdate(queued, noTags)
         // the wait ends at maxWait or at the caller's deadline, whichever comes first
@@ -529,7 +529,7 @@ const unsafeMake = (resolved: Resolved): AdaptiveLimit => {
       maxLimit: config.maxLimit,
       active,
       queued,
-      queuedByPriority: lanes.map((lane) => lane.size),
+      queuedByPriority: queue.lanes.map((lane) => lane.size),
       maxQueued,
       admitted,
       rejected: { queue_full: rejectedFull, wait_timeout: rejectedWait },

@@ -27,6 +27,7 @@ import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
 import * as InternalConfig from "./internal/config.js"
 import * as InternalDuration from "./internal/duration.js"
+import * as WaitQueue from "./internal/waitQueue.js"
 
 // -----------------------------------------------------------------------------
 // errors
@@ -243,76 +244,6 @@ const resolve = (
 }
 
 // -----------------------------------------------------------------------------
-// the wait queue: one FIFO list per priority class, O(1) removal of an abandoned waiter
-// -----------------------------------------------------------------------------
-
-interface Waiter {
-  readonly priority: number
-  /** Set once the waiting fiber has registered; called with the slot. */
-  resume: ((effect: Effect.Effect<void>) => void) | undefined
-  /** The slot has been handed to this waiter. */
-  granted: boolean
-  /** The waiter gave up: it left the queue or passed its slot on (once only). */
-  abandoned: boolean
-  prev: Waiter | undefined
-  next: Waiter | undefined
-}
-
-interface Lane {
-  head: Waiter | undefined
-  tail: Waiter | undefined
-  size: number
-}
-
-const push = (lane: Lane, waiter: Waiter): void => {
-  waiter.prev = lane.tail
-  if (lane.tail === undefined) lane.head = waiter
-  else lane.tail.next = waiter
-  lane.tail = waiter
-  lane.size++
-}
-
-const unlink = (lane: Lane, waiter: Waiter): void => {
-  if (waiter.prev === undefined) lane.head = waiter.next
-  else waiter.prev.next = waiter.next
-  if (waiter.next === undefined) lane.tail = waiter.prev
-  else waiter.next.prev = waiter.prev
-  waiter.prev = undefined
-  waiter.next = undefined
-  lane.size--
-}
-
-const grantResume: Effect.Effect<void> = Effect.void
-
-/**
- * The classes that have waiters, as a two-level bitmap (one bit per class, one summary bit per
- * word of 32 classes): marking, clearing and finding the highest waiting class take the same few
- * steps whatever the number of classes (up to 32 × 32 = 1,024).
- */
-interface Waiting {
-  readonly words: Uint32Array
-  summary: number
-}
-
-const markWaiting = (waiting: Waiting, priority: number): void => {
-  const word = priority >>> 5
-  waiting.words[word] = waiting.words[word]! | (1 << (priority & 31))
-  waiting.summary |= 1 << word
-}
-
-const clearWaiting = (waiting: Waiting, priority: number): void => {
-  const word = priority >>> 5
-  waiting.words[word] = waiting.words[word]! & ~(1 << (priority & 31))
-  if (waiting.words[word] === 0) waiting.summary &= ~(1 << word)
-}
-
-/** The highest class with a waiter; only called when some class has one. */
-const highestWaiting = (waiting: Waiting): number => {
-  const word = 31 - Math.clz32(waiting.summary)
-  return (word << 5) + 31 - Math.clz32(waiting.words[word]!)
-}
-
-// -----------------------------------------------------------------------------
 // metrics
 // -----------------------------------------------------------------------------
 
@@ -372,8 +303,7 @@ const instance = <Type extends MetricKeyType.MetricKeyType<any, any>>(
 
 const unsafeMake = (options: ResolvedOptions): Bulkhead => {
   const { maxConcurrent, maxQueued, name, priorities } = options
-  const lanes: Array<Lane> = Array.from({ length: priorities }, () => ({ head: undefined, tail: undefined, size: 0 }))
-  const waiting: Waiting = { words: new Uint32Array(Math.ceil(priorities / 32)), summary: 0 }
+  const queue = WaitQueue.makeQueue(priorities)
   let active = 0
   let queued = 0
   let admitted = 0
@@ -410,9 +340,8 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     : undefined
 
   /** Takes a waiter out of its class's queue. */
-  const dequeue = (lane: Lane, waiter: Waiter): void => {
-    unlink(lane, waiter)
-    if (lane.size === 0) clearWaiting(waiting, waiter.priority)
+  const dequeue = (waiter: WaitQueue.Waiter): void => {
+    WaitQueue.unlink(queue, waiter)
     queued--
     queued$.unsafeUpdate(queued, noTags)
   }
@@ -427,25 +356,25 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
       active$.unsafeUpdate(active, noTags)
       return
     }
-    const lane = lanes[highestWaiting(waiting)]!
-    const waiter = lane.head!
-    dequeue(lane, waiter)
+    const waiter = WaitQueue.shift(queue)!
+    queued--
+    queued$.unsafeUpdate(queued, noTags)
     waiter.granted = true
     admitted++
-    if (waiter.resume !== undefined) waiter.resume(grantResume)
+    if (waiter.resume !== undefined) waiter.resume(WaitQueue.grantResume)
   }
 
   /**
    * The waiter gives up (interrupted or timed out): leave the queue, or pass on a granted slot.
    * Idempotent: the wait's canceler and the waiting call's failure handler may both call it.
    */
-  const abandon = (waiter: Waiter): void => {
+  const abandon = (waiter: WaitQueue.Waiter): void => {
     if (waiter.abandoned) return
     waiter.abandoned = true
     if (waiter.granted) {
       release()
     } else {
-      dequeue(lanes[waiter.priority]!, waiter)
+      dequeue(waiter)
     }
   }
 
@@ -497,25 +426,17 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
           rejectedFull$.unsafeUpdate(1, noTags)
           return failQueueFull
         }
-        const waiter: Waiter = {
-          priority,
-          resume: undefined,
-          granted: false,
-          abandoned: false,
-          prev: undefined,
-          next: undefined
-        }
-        push(lanes[priority]!, waiter)
-        markWaiting(waiting, priority)
+        const waiter = WaitQueue.makeWaiter(priority)
+        WaitQueue.push(queue, waiter)
         queued++
         queued$.unsafeUpdate(queued, noTags)
-        const wait = Effect.async<void>((resume) => {
-          if (waiter.granted) return resume(grantResume)
-          waiter.resume = resume
-          return Effect.sync(() => abandon(waiter))
-        })
         // the wait ends at maxWait or at the caller's deadline, whichever comes first
-        const bounded = Deadline.boundWait(wait, maxWaitMillis, onWaitTimeout, onDeadline)
+        const bounded = Deadline.boundWait(
+          WaitQueue.await_(waiter, abandon),
+          maxWaitMillis,
+          onWaitTimeout,
+          onDeadline
+        )
         // the wait can fail without its canceler running: interrupted before it registered (the
         // caller yielded after queueing), or timed out just as a slot was handed over; the place
         // or the slot is given back here either way
@@ -540,7 +461,7 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
       name,
       active,
       queued,
-      queuedByPriority: lanes.map((lane) => lane.size),
+      queuedByPriority: queue.lanes.map((lane) => lane.size),
       maxConcurrent,
       maxQueued,
       admitted,

@@ -1,6 +1,7 @@
 /**
  * The wait queue of the bulkheads: one FIFO list per priority class, with O(1) removal of a
- * waiter that gives up. Shared by `Bulkhead` and `AdaptiveLimit`.
+ * waiter that gives up, and a bitmap of the classes that have waiters so that taking the next
+ * waiter costs the same whatever the number of classes. Shared by `Bulkhead` and `AdaptiveLimit`.
  *
  * @internal
  */
@@ -26,9 +27,6 @@ export interface Lane {
   size: number
 }
 
-export const makeLanes = (priorities: number): Array<Lane> =>
-  Array.from({ length: priorities }, () => ({ head: undefined, tail: undefined, size: 0 }))
-
 export const makeWaiter = (priority: number): Waiter => ({
   priority,
   resume: undefined,
@@ -38,15 +36,43 @@ export const makeWaiter = (priority: number): Waiter => ({
   next: undefined
 })
 
-export const push = (lane: Lane, waiter: Waiter): void => {
+/**
+ * The classes that have waiters, as a two-level bitmap (one bit per class, one summary bit per
+ * word of 32 classes): marking, clearing and finding the highest waiting class take the same few
+ * steps whatever the number of classes (up to 32 × 32 = 1,024).
+ */
+interface Waiting {
+  readonly words: Uint32Array
+  summary: number
+}
+
+/** One lane per priority class and the bitmap of the lanes that are not empty. */
+export interface Queue {
+  readonly lanes: ReadonlyArray<Lane>
+  readonly waiting: Waiting
+}
+
+export const makeQueue = (priorities: number): Queue => ({
+  lanes: Array.from({ length: priorities }, () => ({ head: undefined, tail: undefined, size: 0 })),
+  waiting: { words: new Uint32Array(Math.ceil(priorities / 32)), summary: 0 }
+})
+
+/** Puts a waiter at the back of its class. */
+export const push = (queue: Queue, waiter: Waiter): void => {
+  const lane = queue.lanes[waiter.priority]!
   waiter.prev = lane.tail
   if (lane.tail === undefined) lane.head = waiter
   else lane.tail.next = waiter
   lane.tail = waiter
   lane.size++
+  const word = waiter.priority >>> 5
+  queue.waiting.words[word] = queue.waiting.words[word]! | (1 << (waiter.priority & 31))
+  queue.waiting.summary |= 1 << word
 }
 
-export const unlink = (lane: Lane, waiter: Waiter): void => {
+/** Takes a waiter out of its class, wherever it stands. */
+export const unlink = (queue: Queue, waiter: Waiter): void => {
+  const lane = queue.lanes[waiter.priority]!
   if (waiter.prev === undefined) lane.head = waiter.next
   else waiter.prev.next = waiter.next
   if (waiter.next === undefined) lane.tail = waiter.prev
@@ -54,19 +80,24 @@ export const unlink = (lane: Lane, waiter: Waiter): void => {
   waiter.prev = undefined
   waiter.next = undefined
   lane.size--
+  if (lane.size === 0) {
+    const word = waiter.priority >>> 5
+    queue.waiting.words[word] = queue.waiting.words[word]! & ~(1 << (waiter.priority & 31))
+    if (queue.waiting.words[word] === 0) queue.waiting.summary &= ~(1 << word)
+  }
 }
 
-/** Takes the first waiter of the highest class out of the queue, if any. */
-export const shift = (lanes: ReadonlyArray<Lane>): Waiter | undefined => {
-  for (let p = lanes.length - 1; p >= 0; p--) {
-    const lane = lanes[p]!
-    const waiter = lane.head
-    if (waiter !== undefined) {
-      unlink(lane, waiter)
-      return waiter
-    }
-  }
-  return undefined
+/**
+ * Takes the first waiter of the highest class out of the queue, if any. Its cost does not
+ * depend on the number of classes.
+ */
+export const shift = (queue: Queue): Waiter | undefined => {
+  const { summary, words } = queue.waiting
+  if (summary === 0) return undefined
+  const word = 31 - Math.clz32(summary)
+  const waiter = queue.lanes[(word << 5) + 31 - Math.clz32(words[word]!)]!.head!
+  unlink(queue, waiter)
+  return waiter
 }
 
 export const grantResume: Effect.Effect<void> = Effect.void
