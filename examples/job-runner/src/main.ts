@@ -199,7 +199,7 @@ const awaitExit = (job: Job, running: Running): Effect.Effect<void, SpawnFailed 
     Effect.onInterrupt(() =>
       Effect.sync(running.kill).pipe(Effect.zipRight(Effect.promise(() => running.done.catch(() => undefined))))
     ),
-    Effect.flatMap(({ code, signal }) =>
+    Effect.flatMap(({ code, signal }): Effect.Effect<void, UserCodeFailed | ProcessKilled> =>
       signal !== null
         ? Effect.fail(new ProcessKilled({ job: job.id, signal }))
         : code !== 0

@@ -78,7 +78,7 @@ const openFeed = (market: Market): Effect.Effect<Feed> =>
     return {
       id,
       market,
-      next: Effect.suspend(() => {
+      next: Effect.suspend((): Effect.Effect<number, FeedDropped | MalformedMessage | ProtocolViolation> => {
         messages++
         if (market === "btc" && messages === 5) return Effect.fail(new FeedDropped({ market }))
         if (market === "sol" && messages % 7 === 0) return Effect.fail(new MalformedMessage({ market }))

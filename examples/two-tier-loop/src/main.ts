@@ -60,7 +60,7 @@ class Meter extends Context.Tag("Meter")<Meter, {
 const MeterLive = Layer.sync(Meter, () => {
   let reads = 0
   return {
-    read: Effect.suspend(() => {
+    read: Effect.suspend((): Effect.Effect<string, MeterError> => {
       reads++
       if (reads === 4 || reads === 5) return Effect.fail(new LinkDown({ meter: "charger-7" }))
       if (reads === 9) return Effect.fail(new ReadTimedOut({ meter: "charger-7" }))

@@ -73,7 +73,7 @@ const failedOnce = new Set<string>()
  * pool is exhausted for requests 14 to 24.
  */
 const onPool = (request: number): Effect.Effect<string, PoolError> =>
-  Effect.suspend(() => {
+  Effect.suspend((): Effect.Effect<string, PoolError> => {
     const worker = workers[nextWorker++ % workers.length]!
     const once = (key: string) => !failedOnce.has(key) && failedOnce.add(key) !== undefined
     if (request >= 14 && request <= 24) return Effect.fail(new CheckoutFailed({ reason: "all workers busy" }))
