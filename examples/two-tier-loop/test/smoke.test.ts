@@ -26,7 +26,7 @@ const run = (...args: ReadonlyArray<string>): Promise<Ran> =>
 
 describe("two-tier-loop example", () => {
   it("recovers transient failures inside the loop and exits 0", async () => {
-    const { code, stderr, stdout } = await run("--duration", "3")
+    const { code, stderr, stdout } = await run("--duration", "5")
     expect(stderr).not.toContain("FATAL")
     expect(stdout).toContain(`Program "meter-poller" failed on attempt 1 (LINK_DOWN); retrying in 100ms`)
     expect(stdout).toContain(`Program "meter-poller" failed on attempt 2 (LINK_DOWN); retrying in 200ms`)

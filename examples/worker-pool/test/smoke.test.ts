@@ -44,7 +44,7 @@ describe("worker-pool example", () => {
     expect(stdout).toMatch(/#40 -> worker-\d/)
     expect(stdout).toContain(`breaker "pool" ends Closed`)
     // telemetry: the spans carry the classification, the counters saw the same story
-    expect(stdout).toMatch(/bulwark\.worker +\d+ span\(s\); failed: .*5× CHECKOUT_FAILED \(circuit_break\)/)
+    expect(stdout).toMatch(/bulwark\.worker +\d+ span\(s\); failed: .*\d+× CHECKOUT_FAILED \(circuit_break\)/)
     expect(stdout).toContain("bulwark_retry_recovered_total{operation=pool} 2")
     expect(stdout).toMatch(/bulwark_breaker_calls_total\{breaker=pool,outcome=rejected\} [1-9]/)
     expect(stdout).toMatch(/bulwark_fallback_total\{operation=pool,outcome=succeeded\} [1-9]/)
