@@ -214,6 +214,9 @@ const awaitExit = (job: Job, running: Running): Effect.Effect<void, SpawnFailed 
     )
   )
 
+/** The process of each job that has started. */
+const current = new Map<string, Running>()
+
 /** A temp directory for the job, removed with everything else the job holds by a run-all cleanup. */
 const sandbox = (job: Job) =>
   Effect.acquireRelease(
@@ -234,8 +237,6 @@ const sandbox = (job: Job) =>
         Effect.catchAll((error) => Console.log(`        ${job.id}: cleanup incomplete: ${error.message}`))
       )
   )
-
-const current = new Map<string, Running>()
 
 const runJob = (bulkhead: Bulkhead.Bulkhead) => (job: Job) =>
   Effect.gen(function*() {

@@ -61,6 +61,7 @@ interface Feed {
 }
 
 let connections = 0
+const openedBefore = new Set<Market>()
 const received = new Map<Market, number>()
 
 /**
@@ -90,8 +91,6 @@ const openFeed = (market: Market): Effect.Effect<Feed> =>
       })
     }
   })
-const openedBefore = new Set<Market>()
-
 /** The store the monitors write quotes to: one for the process, closed last. */
 class QuoteStore extends Context.Tag("QuoteStore")<QuoteStore, {
   readonly write: (market: Market, price: number) => Effect.Effect<void>
