@@ -163,6 +163,7 @@ const program = Effect.gen(function*() {
       Effect.zipRight(printMetrics("final"))
     )
   )
+  let second = 0
   const report = Effect.repeat(
     Effect.gen(function*() {
       second++
@@ -170,7 +171,6 @@ const program = Effect.gen(function*() {
     }).pipe(Effect.delay("1 second")),
     durationSeconds === undefined ? Schedule.forever : Schedule.recurs(Math.max(0, Math.ceil(durationSeconds) - 1))
   )
-  let second = 0
   yield* report
 }).pipe(
   Effect.scoped,
