@@ -287,7 +287,7 @@ export const service = <S extends object>(self: S, options: Options<CommonError<
  * class Payments extends Context.Tag("Payments")<Payments, {
  *   readonly charge: (cents: number) => Effect.Effect<string, PaymentDeclined>
  * }>() {}
- * declare const PaymentsLive: Layer.Layer<Payments>
+ * const PaymentsLive = Layer.succeed(Payments, { charge: (cents) => Effect.succeed(`charged ${cents}`) })
  *
  * const FlakyPayments = Chaos.layer(Payments, PaymentsLive, {
  *   seed: 7,

@@ -154,8 +154,8 @@ export type Errors<E, E2> = E | ([E2] extends [never] ? never : FallbackFailedEr
  * import { Fallback } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const fromPrimary: Effect.Effect<string, Error>
- * declare const fromReplica: Effect.Effect<string, Error>
+ * const fromPrimary: Effect.Effect<string, Error> = Effect.fail(new Error("primary down"))
+ * const fromReplica: Effect.Effect<string, Error> = Effect.succeed("42.00")
  *
  * const price = fromPrimary.pipe(Fallback.orElse(fromReplica, { name: "price" }))
  * // Effect<string, Error | FallbackFailedError>
@@ -238,9 +238,9 @@ export const orElse = <A2, E2, R2, E = unknown>(
  * class LanguageModel extends Context.Tag("LanguageModel")<LanguageModel, {
  *   readonly complete: (prompt: string) => Effect.Effect<string, ModelError>
  * }>() {}
- * declare const OpenAiLayer: Layer.Layer<LanguageModel>
- * declare const LocalModelLayer: Layer.Layer<LanguageModel>
- * declare const program: Effect.Effect<string, ModelError, LanguageModel>
+ * const OpenAiLayer = Layer.succeed(LanguageModel, { complete: () => Effect.fail(new ModelError({ status: 503 })) })
+ * const LocalModelLayer = Layer.succeed(LanguageModel, { complete: (prompt) => Effect.succeed(`local: ${prompt}`) })
+ * const program = Effect.flatMap(LanguageModel, (model) => model.complete("hello"))
  *
  * const resilient = program.pipe(Effect.withExecutionPlan(Fallback.plan(OpenAiLayer, LocalModelLayer)))
  * ```
