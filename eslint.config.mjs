@@ -3,7 +3,7 @@ import tseslint from "typescript-eslint"
 
 export default [
   {
-    ignores: ["**/dist/**", "**/build/**", "**/node_modules/**", "**/*.d.ts", ".stryker-tmp/**", "reports/**"]
+    ignores: ["**/dist/**", "**/build/**", "**/node_modules/**", "**/*.d.ts", ".stryker-tmp/**", "reports/**", "packages/*/docs/**"]
   },
   {
     files: ["**/*.ts", "**/*.mjs"],
