@@ -1,3 +1,0 @@
-import { Backoff } from '../../src'
-
-const schedule = Backoff.fromDelays(Backoff.backoffRetryDelays) // 1s, 2s, 4s, 8s, 16s, 16s, …
