@@ -356,7 +356,7 @@ const program = (seconds: number) =>
       yield* Console.log(
         `Summary after ${Duration.format(Duration.millis(Math.round((end.at - startedAt) / 100) * 100))}: ` +
           `${answered} calls answered, ${end.ok} live and ${end.fallback} from the fallback; ` +
-          `${end.failed} failed attempts, ${end.retries} retries, ${end.rejected} rejected without calling ` +
+          `${end.failed} failed attempt(s), ${end.retries} retries, ${end.rejected} rejected without calling ` +
           `(breaker open or bulkhead full); breaker opened ${opened}x, closed again ${closed}x, ends ${end.state}; ` +
           `client restarts ${end.restarts}.`
       )
