@@ -25,9 +25,9 @@ import type * as Scope from "effect/Scope"
 import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
+import * as BulkheadState from "./internal/bulkheadState.js"
 import * as InternalConfig from "./internal/config.js"
 import * as InternalDuration from "./internal/duration.js"
-import * as BulkheadState from "./internal/bulkheadState.js"
 import * as WaitQueue from "./internal/waitQueue.js"
 
 // -----------------------------------------------------------------------------
