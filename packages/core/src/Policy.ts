@@ -27,6 +27,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -137,14 +138,51 @@ class BreakerRejected implements Failure.SelfClassifying {
 
 const isRejected = (u: unknown): u is BreakerRejected => u instanceof BreakerRejected
 
+/** `Cause.electFailures`: every typed failure of the cause becomes a defect. */
+const electFailures = (cause: Cause.Cause<unknown>): Cause.Cause<never> =>
+  Cause.match(cause, {
+    onEmpty: Cause.empty,
+    onFail: Cause.die,
+    onDie: Cause.die,
+    onInterrupt: Cause.interrupt,
+    onSequential: Cause.sequential,
+    onParallel: Cause.parallel
+  })
+
+/**
+ * `Effect.catchAll` in one failure frame: `catchAll` is a match whose success branch runs one
+ * more step on every success, a failure frame costs nothing once the effect has succeeded. The
+ * rule is `catchAll`'s: a cause holding a defect turns its failures into defects and is not
+ * handled, `f` gets the first typed failure, a cause without one passes.
+ */
+const catchFailure = <A, E, R, A2, E2, R2>(
+  self: Effect.Effect<A, E, R>,
+  f: (error: E) => Effect.Effect<A2, E2, R2>
+): Effect.Effect<A | A2, E2, R | R2> =>
+  Effect.catchAllCause(self, (cause) => {
+    if (Cause.isDie(cause)) return Effect.failCause(electFailures(cause))
+    const failures = Cause.failures(cause)
+    return Chunk.isNonEmpty(failures) ? f(Chunk.headNonEmpty(failures)) : Effect.failCause(cause as Cause.Cause<never>)
+  })
+
 const unwrap = (error: unknown) => Effect.fail(isRejected(error) ? error.error : error)
 
 /** The error objects the protected call itself raised: anything else from the breaker is its own. */
 const fromCall = new WeakSet<object>()
 
-const recordCallError = (error: unknown) =>
-  Effect.sync(() => {
-    if (typeof error === "object" && error !== null) fromCall.add(error)
+/** Records the typed failure of a cause as one the call raised. */
+const recordCallCause = (cause: Cause.Cause<unknown>): void => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null) {
+    fromCall.add(failure.value)
+  }
+}
+
+/** `Effect.tapError(self, record)` in one failure frame (see {@link catchFailure}). */
+const recordCallErrors = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.catchAllCause(self, (cause) => {
+    recordCallCause(cause)
+    return Effect.failCause(cause)
   })
 
 const markRejection = (error: unknown) =>
@@ -153,10 +191,10 @@ const markRejection = (error: unknown) =>
 /**
  * Runs the breaker around one attempt. A failure that the attempt itself did not raise is the
  * breaker's own (a rejection): it is marked so that the retry loop stops on it. The success
- * path pays two handlers and no allocation.
+ * path pays two failure frames, no handler and no allocation.
  */
 const throughBreaker = (breaker: AnyPolicy): AnyPolicy => (self) =>
-  Effect.catchAll(breaker(Effect.tapError(self, recordCallError)), markRejection)
+  catchFailure(breaker(recordCallErrors(self)), markRejection)
 
 const withRejectionRule = (policy: Retry.RetryPolicy<any, any>): Retry.RetryPolicy<any, any> => {
   const { classify, while: retryWhile } = policy.options
@@ -212,7 +250,7 @@ export const retry = <XR = never, XB = never, RB = never>(
   const guarded = throughBreaker(asPolicy(breaker))
   const retrying = Retry.retry(withRejectionRule(policy)) as unknown as AnyPolicy
   return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>> =>
-    Effect.catchAll(retrying(guarded(self)), unwrap) as Effect.Effect<
+    catchFailure(retrying(guarded(self)), unwrap) as Effect.Effect<
       A,
       E | XR | SlotError<XB>,
       R | SlotContext<RB>

@@ -430,4 +430,26 @@ describe("Policy", () => {
       // the call once, then one retry that the open breaker rejects: the loop stops there
       expect([calls, entered]).toEqual([1, 2])
     }).pipe(Effect.provide(env)))
+
+  it.effect("through retry and breaker a failure keeps catchAll's rule: beside a defect it becomes a defect, alone it stays typed", () =>
+    Effect.gen(function*() {
+      const breaker = makeBreaker(100, "1 minute")
+      const guarded = Policy.make({ breaker: breaker.protect, retry: Retry.policy({ maxRetries: 0 }) })
+      const error = new Unavailable()
+      // a typed failure beside a defect: the failure is turned into a defect, nothing is retried
+      const mixed = yield* Effect.exit(
+        Effect.failCause(Cause.sequential(Cause.fail(error), Cause.die("bug"))).pipe(guarded)
+      )
+      expect(Exit.isFailure(mixed) && [...Cause.defects(mixed.cause)]).toEqual([error, "bug"])
+      expect(Exit.isFailure(mixed) && [...Cause.failures(mixed.cause)]).toEqual([])
+      // two typed failures: the first one is the error the caller sees
+      const other = new Unavailable()
+      const both = yield* Effect.exit(
+        Effect.failCause(Cause.parallel(Cause.fail(error), Cause.fail(other))).pipe(guarded)
+      )
+      expect(both).toEqual(Exit.fail(error))
+      // interruption passes untouched
+      const interrupted = yield* Effect.exit(Effect.interrupt.pipe(guarded))
+      expect(Exit.isInterrupted(interrupted)).toBe(true)
+    }).pipe(Effect.provide(env)))
 })
