@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -28,6 +28,7 @@ import * as Health from "./Health.js"
 import * as BulkheadState from "./internal/bulkheadState.js"
 import * as InternalConfig from "./internal/config.js"
 import * as InternalDuration from "./internal/duration.js"
+import * as Fusion from "./internal/fusion.js"
 import * as WaitQueue from "./internal/waitQueue.js"
 
 // -----------------------------------------------------------------------------
@@ -325,6 +326,7 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
   // preallocated: a fast rejection must not capture a stack per call
   const queueFull = new BulkheadRejectedError({ bulkhead: name, reason: "queue_full", maxConcurrent, maxQueued })
   const failQueueFull = Effect.fail(queueFull)
+  const queueFullCause = Cause.fail(queueFull)
   const waitTimeout = Option.isSome(options.maxWait)
     ? new BulkheadRejectedError({
       bulkhead: name,
@@ -374,71 +376,95 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     })
   }
 
-  // one handler for both outcomes of an admitted call, shared by every call: it gives the slot
-  // back and passes the outcome on (no `Exit` built, no `flatMap` after it)
-  const releasing = {
-    onFailure: (cause: Cause.Cause<unknown>) => {
-      release()
-      return Effect.failCause(cause)
-    },
-    onSuccess: (value: unknown) => {
-      release()
-      return Effect.succeed(value)
-    }
-  }
-  const runAdmitted = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.matchCauseEffect(self, releasing) as Effect.Effect<A, E, R>
-
-  /** The call found every slot busy: queue it, or reject it when the queue is full. */
-  const queueUp = <A, E, R>(
-    self: Effect.Effect<A, E, R>,
-    priority: number,
-    restore: <AX, EX, RX>(effect: Effect.Effect<AX, EX, RX>) => Effect.Effect<AX, EX, RX>
-  ): Effect.Effect<A, E | BulkheadRejectedError, R> => {
-    const waiter = BulkheadState.enqueue(state, priority)
-    if (waiter === undefined) {
-      rejectedFull$.unsafeUpdate(1, noTags)
-      return failQueueFull
-    }
-    queued$.unsafeUpdate(state.queued, noTags)
-    // the wait ends at maxWait or at the caller's deadline, whichever comes first
-    const bounded = Deadline.boundWait(WaitQueue.await_(waiter, abandon), maxWaitMillis, onWaitTimeout, onDeadline)
-    // the wait can fail without its canceler running: interrupted before it registered (the
-    // caller yielded after queueing), or timed out just as a slot was handed over; the place
-    // or the slot is given back here either way
-    return Effect.matchCauseEffect(restore(bounded), {
-      onFailure: (cause) => {
-        abandon(waiter)
-        return Effect.failCause(cause)
-      },
-      onSuccess: () => runAdmitted(restore(self))
-    })
-  }
-
-  const run = <A, E, R>(
-    self: Effect.Effect<A, E, R>,
-    priority: number = defaultPriority
-  ): Effect.Effect<A, E | BulkheadRejectedError, R> =>
-    // the mask's function runs when the call starts, already uninterruptible: the slot is taken
-    // and its release registered before any interruption can land, and the work itself runs with
-    // the caller's interruptibility
-    Effect.uninterruptibleMask((restore) => {
-      if (
-        priority !== defaultPriority &&
-        !(Number.isInteger(priority) && priority >= 0 && priority < priorities)
-      ) {
-        return Effect.dieMessage(
-          `Bulkhead "${name}": priority must be a whole number in [0, ${priorities}), got ${priority}`
-        )
+  /**
+   * Builds `run`. With `report`, every typed failure the bulkhead lets out (the call's or its
+   * own rejection) is also reported to it, from the handlers that run anyway (see
+   * `internal/fusion.ts`: how `Policy.make` records the failures its call raised).
+   */
+  const makeRun = (report: ((cause: Cause.Cause<unknown>) => void) | undefined) => {
+    // one handler for both outcomes of an admitted call, shared by every call: it gives the slot
+    // back and passes the outcome on (no `Exit` built, no `flatMap` after it)
+    const releasing = {
+      onFailure: report === undefined
+        ? (cause: Cause.Cause<unknown>) => {
+          release()
+          return Effect.failCause(cause)
+        }
+        : (cause: Cause.Cause<unknown>) => {
+          release()
+          report(cause)
+          return Effect.failCause(cause)
+        },
+      onSuccess: (value: unknown) => {
+        release()
+        return Effect.succeed(value)
       }
-      if (BulkheadState.tryAcquire(state)) {
-        active$.unsafeUpdate(state.active, noTags)
-        return runAdmitted(restore(self))
-      }
-      return queueUp(self, priority, restore)
-    })
+    }
+    const runAdmitted = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.matchCauseEffect(self, releasing) as Effect.Effect<A, E, R>
+    const rejectQueueFull = report === undefined
+      ? failQueueFull
+      : Effect.suspend(() => {
+        report(queueFullCause)
+        return failQueueFull
+      })
 
-  const protect = <A, E, R>(self: Effect.Effect<A, E, R>) => run(self)
+    /** The call found every slot busy: queue it, or reject it when the queue is full. */
+    const queueUp = <A, E, R>(
+      self: Effect.Effect<A, E, R>,
+      priority: number,
+      restore: <AX, EX, RX>(effect: Effect.Effect<AX, EX, RX>) => Effect.Effect<AX, EX, RX>
+    ): Effect.Effect<A, E | BulkheadRejectedError, R> => {
+      const waiter = BulkheadState.enqueue(state, priority)
+      if (waiter === undefined) {
+        rejectedFull$.unsafeUpdate(1, noTags)
+        return rejectQueueFull
+      }
+      queued$.unsafeUpdate(state.queued, noTags)
+      // the wait ends at maxWait or at the caller's deadline, whichever comes first
+      const bounded = Deadline.boundWait(WaitQueue.await_(waiter, abandon), maxWaitMillis, onWaitTimeout, onDeadline)
+      // the wait can fail without its canceler running: interrupted before it registered (the
+      // caller yielded after queueing), or timed out just as a slot was handed over; the place
+      // or the slot is given back here either way
+      return Effect.matchCauseEffect(restore(bounded), {
+        onFailure: (cause) => {
+          abandon(waiter)
+          if (report !== undefined) report(cause)
+          return Effect.failCause(cause)
+        },
+        onSuccess: () => runAdmitted(restore(self))
+      })
+    }
+
+    return <A, E, R>(
+      self: Effect.Effect<A, E, R>,
+      priority: number = defaultPriority
+    ): Effect.Effect<A, E | BulkheadRejectedError, R> =>
+      // the mask's function runs when the call starts, already uninterruptible: the slot is taken
+      // and its release registered before any interruption can land, and the work itself runs
+      // with the caller's interruptibility
+      Effect.uninterruptibleMask((restore) => {
+        if (
+          priority !== defaultPriority &&
+          !(Number.isInteger(priority) && priority >= 0 && priority < priorities)
+        ) {
+          return Effect.dieMessage(
+            `Bulkhead "${name}": priority must be a whole number in [0, ${priorities}), got ${priority}`
+          )
+        }
+        if (BulkheadState.tryAcquire(state)) {
+          active$.unsafeUpdate(state.active, noTags)
+          return runAdmitted(restore(self))
+        }
+        return queueUp(self, priority, restore)
+      })
+  }
+
+  const run = makeRun(undefined)
+  const protect = Fusion.register(<A, E, R>(self: Effect.Effect<A, E, R>) => run(self), (report) => {
+    const reporting = makeRun(report)
+    return (self) => reporting(self)
+  })
 
   return {
     options,

@@ -36,6 +36,7 @@ import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import * as Fallback from "./Fallback.js"
 import { describe } from "./internal/describe.js"
+import * as Fusion from "./internal/fusion.js"
 import * as Retry from "./Retry.js"
 import * as Timeout from "./Timeout.js"
 
@@ -193,8 +194,10 @@ const markRejection = (error: unknown) =>
  * breaker's own (a rejection): it is marked so that the retry loop stops on it. The success
  * path pays two failure frames, no handler and no allocation.
  */
-const throughBreaker = (breaker: AnyPolicy): AnyPolicy => (self) =>
-  catchFailure(breaker(recordCallErrors(self)), markRejection)
+const throughBreaker = (breaker: AnyPolicy, recorded: boolean): AnyPolicy =>
+  recorded
+    ? (self) => catchFailure(breaker(self), markRejection)
+    : (self) => catchFailure(breaker(recordCallErrors(self)), markRejection)
 
 const withRejectionRule = (policy: Retry.RetryPolicy<any, any>): Retry.RetryPolicy<any, any> => {
   const { classify, while: retryWhile } = policy.options
@@ -247,14 +250,19 @@ export const retry = <XR = never, XB = never, RB = never>(
       self: Effect.Effect<A, E, R>
     ) => Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>>
   }
-  const guarded = throughBreaker(asPolicy(breaker))
+  return retryThrough(policy, asPolicy(breaker), false) as <A, E, R>(
+    self: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>>
+}
+
+/**
+ * {@link retry} with a breaker; `recorded`: the effect it is given already records the failures
+ * it raises (a fused bulkhead does it from its own outcome handler), so no frame is added for it.
+ */
+const retryThrough = (policy: Retry.RetryPolicy<any, any>, breaker: AnyPolicy, recorded: boolean): AnyPolicy => {
+  const guarded = throughBreaker(breaker, recorded)
   const retrying = Retry.retry(withRejectionRule(policy)) as unknown as AnyPolicy
-  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>> =>
-    catchFailure(retrying(guarded(self)), unwrap) as Effect.Effect<
-      A,
-      E | XR | SlotError<XB>,
-      R | SlotContext<RB>
-    >
+  return (self) => catchFailure(retrying(guarded(self)), unwrap)
 }
 
 // -----------------------------------------------------------------------------
@@ -461,10 +469,24 @@ export const make = <
   const timeout: AnyPolicy = options.timeout === undefined
     ? identity
     : stage("timeout")(Timeout.timeout(options.timeout, named))
-  const bulkhead: AnyPolicy = options.bulkhead === undefined ? identity : stage("bulkhead")(asPolicy(options.bulkhead))
   const breaker = options.breaker === undefined ? undefined : stage("breaker")(asPolicy(options.breaker))
+  // fused: a bulkhead inside retry and breaker records the failures the attempt raised from its
+  // own outcome handler, instead of one more frame around it (not with spans: each stage then
+  // runs in its own span)
+  const reporting = options.spans !== true && retryPolicy !== undefined && breaker !== undefined
+    ? Fusion.reportingVariant(options.bulkhead)
+    : undefined
+  const bulkhead: AnyPolicy = reporting !== undefined
+    ? reporting(recordCallCause)
+    : options.bulkhead === undefined
+    ? identity
+    : stage("bulkhead")(asPolicy(options.bulkhead))
   const retrying: AnyPolicy = retryPolicy !== undefined
-    ? stage("retry")(retry(retryPolicy, { breaker: breaker as Slot<XB, RB> | undefined }) as AnyPolicy)
+    ? stage("retry")(
+      breaker !== undefined
+        ? retryThrough(retryPolicy, breaker, reporting !== undefined)
+        : Retry.retry(retryPolicy) as unknown as AnyPolicy
+    )
     : breaker !== undefined
     ? breaker
     : identity
