@@ -7,13 +7,13 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricKey from "effect/MetricKey"
@@ -25,8 +25,10 @@ import type * as Scope from "effect/Scope"
 import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
+import * as BulkheadState from "./internal/bulkheadState.js"
 import * as InternalConfig from "./internal/config.js"
 import * as InternalDuration from "./internal/duration.js"
+import * as Fusion from "./internal/fusion.js"
 import * as WaitQueue from "./internal/waitQueue.js"
 
 // -----------------------------------------------------------------------------
@@ -302,13 +304,8 @@ const instance = <Type extends MetricKeyType.MetricKeyType<any, any>>(
 // -----------------------------------------------------------------------------
 
 const unsafeMake = (options: ResolvedOptions): Bulkhead => {
-  const { maxConcurrent, maxQueued, name, priorities } = options
-  const queue = WaitQueue.makeQueue(priorities)
-  let active = 0
-  let queued = 0
-  let admitted = 0
-  let rejectedFull = 0
-  let rejectedWait = 0
+  const { defaultPriority, maxConcurrent, maxQueued, name, priorities } = options
+  const state = BulkheadState.make(options)
 
   const active$ = instance(activeKey, { bulkhead: name })
   const queued$ = instance(queuedKey, { bulkhead: name })
@@ -329,6 +326,7 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
   // preallocated: a fast rejection must not capture a stack per call
   const queueFull = new BulkheadRejectedError({ bulkhead: name, reason: "queue_full", maxConcurrent, maxQueued })
   const failQueueFull = Effect.fail(queueFull)
+  const queueFullCause = Cause.fail(queueFull)
   const waitTimeout = Option.isSome(options.maxWait)
     ? new BulkheadRejectedError({
       bulkhead: name,
@@ -339,53 +337,35 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     })
     : undefined
 
-  /** Takes a waiter out of its class's queue. */
-  const dequeue = (waiter: WaitQueue.Waiter): void => {
-    WaitQueue.unlink(queue, waiter)
-    queued--
-    queued$.unsafeUpdate(queued, noTags)
-  }
-
-  /**
-   * Frees a slot: hands it to the first waiter of the highest class, or gives it back. Its cost
-   * does not depend on the number of classes.
-   */
-  const release = (): void => {
-    if (queued === 0) {
-      active--
-      active$.unsafeUpdate(active, noTags)
+  /** Wakes the waiter a freed slot went to, if any, and reports the new occupancy. */
+  const handOver = (waiter: WaitQueue.Waiter | undefined): void => {
+    if (waiter === undefined) {
+      active$.unsafeUpdate(state.active, noTags)
       return
     }
-    const waiter = WaitQueue.shift(queue)!
-    queued--
-    queued$.unsafeUpdate(queued, noTags)
-    waiter.granted = true
-    admitted++
+    queued$.unsafeUpdate(state.queued, noTags)
     if (waiter.resume !== undefined) waiter.resume(WaitQueue.grantResume)
   }
 
-  /**
-   * The waiter gives up (interrupted or timed out): leave the queue, or pass on a granted slot.
-   * Idempotent: the wait's canceler and the waiting call's failure handler may both call it.
-   */
+  const release = (): void => handOver(BulkheadState.release(state))
+
+  /** The waiter gives up (interrupted or timed out); idempotent (see `BulkheadState.abandon`). */
   const abandon = (waiter: WaitQueue.Waiter): void => {
     if (waiter.abandoned) return
-    waiter.abandoned = true
-    if (waiter.granted) {
-      release()
-    } else {
-      dequeue(waiter)
-    }
+    const granted = waiter.granted
+    const next = BulkheadState.abandon(state, waiter)
+    if (granted) handOver(next)
+    else queued$.unsafeUpdate(state.queued, noTags)
   }
 
   const onWaitTimeout = (): BulkheadRejectedError => {
-    rejectedWait++
+    BulkheadState.rejectWaitTimeout(state)
     rejectedWait$.unsafeUpdate(1, noTags)
     return waitTimeout!
   }
   const maxWaitMillis = waitTimeout?.maxWaitMillis ?? Number.POSITIVE_INFINITY
   const onDeadline = (left: number): BulkheadRejectedError => {
-    rejectedWait++
+    BulkheadState.rejectWaitTimeout(state)
     rejectedWait$.unsafeUpdate(1, noTags)
     return new BulkheadRejectedError({
       bulkhead: name,
@@ -396,61 +376,95 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     })
   }
 
-  const releaseAfter = <A, E>(exit: Exit.Exit<A, E>) => {
-    release()
-    return exit
-  }
+  /**
+   * Builds `run`. With `report`, every typed failure the bulkhead lets out (the call's or its
+   * own rejection) is also reported to it, from the handlers that run anyway (see
+   * `internal/fusion.ts`: how `Policy.make` records the failures its call raised).
+   */
+  const makeRun = (report: ((cause: Cause.Cause<unknown>) => void) | undefined) => {
+    // one handler for both outcomes of an admitted call, shared by every call: it gives the slot
+    // back and passes the outcome on (no `Exit` built, no `flatMap` after it)
+    const releasing = {
+      onFailure: report === undefined
+        ? (cause: Cause.Cause<unknown>) => {
+          release()
+          return Effect.failCause(cause)
+        }
+        : (cause: Cause.Cause<unknown>) => {
+          release()
+          report(cause)
+          return Effect.failCause(cause)
+        },
+      onSuccess: (value: unknown) => {
+        release()
+        return Effect.succeed(value)
+      }
+    }
+    const runAdmitted = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.matchCauseEffect(self, releasing) as Effect.Effect<A, E, R>
+    const rejectQueueFull = report === undefined
+      ? failQueueFull
+      : Effect.suspend(() => {
+        report(queueFullCause)
+        return failQueueFull
+      })
 
-  const run = <A, E, R>(
-    self: Effect.Effect<A, E, R>,
-    priority: number = options.defaultPriority
-  ): Effect.Effect<A, E | BulkheadRejectedError, R> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.suspend(() => {
+    /** The call found every slot busy: queue it, or reject it when the queue is full. */
+    const queueUp = <A, E, R>(
+      self: Effect.Effect<A, E, R>,
+      priority: number,
+      restore: <AX, EX, RX>(effect: Effect.Effect<AX, EX, RX>) => Effect.Effect<AX, EX, RX>
+    ): Effect.Effect<A, E | BulkheadRejectedError, R> => {
+      const waiter = BulkheadState.enqueue(state, priority)
+      if (waiter === undefined) {
+        rejectedFull$.unsafeUpdate(1, noTags)
+        return rejectQueueFull
+      }
+      queued$.unsafeUpdate(state.queued, noTags)
+      // the wait ends at maxWait or at the caller's deadline, whichever comes first
+      const bounded = Deadline.boundWait(WaitQueue.await_(waiter, abandon), maxWaitMillis, onWaitTimeout, onDeadline)
+      // the wait can fail without its canceler running: interrupted before it registered (the
+      // caller yielded after queueing), or timed out just as a slot was handed over; the place
+      // or the slot is given back here either way
+      return Effect.matchCauseEffect(restore(bounded), {
+        onFailure: (cause) => {
+          abandon(waiter)
+          if (report !== undefined) report(cause)
+          return Effect.failCause(cause)
+        },
+        onSuccess: () => runAdmitted(restore(self))
+      })
+    }
+
+    return <A, E, R>(
+      self: Effect.Effect<A, E, R>,
+      priority: number = defaultPriority
+    ): Effect.Effect<A, E | BulkheadRejectedError, R> =>
+      // the mask's function runs when the call starts, already uninterruptible: the slot is taken
+      // and its release registered before any interruption can land, and the work itself runs
+      // with the caller's interruptibility
+      Effect.uninterruptibleMask((restore) => {
         if (
-          priority !== options.defaultPriority &&
+          priority !== defaultPriority &&
           !(Number.isInteger(priority) && priority >= 0 && priority < priorities)
         ) {
           return Effect.dieMessage(
             `Bulkhead "${name}": priority must be a whole number in [0, ${priorities}), got ${priority}`
           )
         }
-        if (active < maxConcurrent) {
-          active++
-          admitted++
-          active$.unsafeUpdate(active, noTags)
-          return Effect.flatMap(Effect.exit(restore(self)), releaseAfter)
+        if (BulkheadState.tryAcquire(state)) {
+          active$.unsafeUpdate(state.active, noTags)
+          return runAdmitted(restore(self))
         }
-        if (queued >= maxQueued) {
-          rejectedFull++
-          rejectedFull$.unsafeUpdate(1, noTags)
-          return failQueueFull
-        }
-        const waiter = WaitQueue.makeWaiter(priority)
-        WaitQueue.push(queue, waiter)
-        queued++
-        queued$.unsafeUpdate(queued, noTags)
-        // the wait ends at maxWait or at the caller's deadline, whichever comes first
-        const bounded = Deadline.boundWait(
-          WaitQueue.await_(waiter, abandon),
-          maxWaitMillis,
-          onWaitTimeout,
-          onDeadline
-        )
-        // the wait can fail without its canceler running: interrupted before it registered (the
-        // caller yielded after queueing), or timed out just as a slot was handed over; the place
-        // or the slot is given back here either way
-        return Effect.matchCauseEffect(restore(bounded), {
-          onFailure: (cause) => {
-            abandon(waiter)
-            return Effect.failCause(cause)
-          },
-          onSuccess: () => Effect.flatMap(Effect.exit(restore(self)), releaseAfter)
-        })
+        return queueUp(self, priority, restore)
       })
-    )
+  }
 
-  const protect = <A, E, R>(self: Effect.Effect<A, E, R>) => run(self)
+  const run = makeRun(undefined)
+  const protect = Fusion.register(<A, E, R>(self: Effect.Effect<A, E, R>) => run(self), (report) => {
+    const reporting = makeRun(report)
+    return (self) => reporting(self)
+  })
 
   return {
     options,
@@ -459,13 +473,13 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     withPriority: (priority) => (self) => run(self, priority),
     state: Effect.sync(() => ({
       name,
-      active,
-      queued,
-      queuedByPriority: queue.lanes.map((lane) => lane.size),
+      active: state.active,
+      queued: state.queued,
+      queuedByPriority: BulkheadState.queuedByPriority(state),
       maxConcurrent,
       maxQueued,
-      admitted,
-      rejected: { queue_full: rejectedFull, wait_timeout: rejectedWait }
+      admitted: state.admitted,
+      rejected: { queue_full: state.rejectedQueueFull, wait_timeout: state.rejectedWaitTimeout }
     }))
   }
 }

@@ -27,6 +27,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -35,6 +36,7 @@ import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import * as Fallback from "./Fallback.js"
 import { describe } from "./internal/describe.js"
+import * as Fusion from "./internal/fusion.js"
 import * as Retry from "./Retry.js"
 import * as Timeout from "./Timeout.js"
 
@@ -137,14 +139,51 @@ class BreakerRejected implements Failure.SelfClassifying {
 
 const isRejected = (u: unknown): u is BreakerRejected => u instanceof BreakerRejected
 
+/** `Cause.electFailures`: every typed failure of the cause becomes a defect. */
+const electFailures = (cause: Cause.Cause<unknown>): Cause.Cause<never> =>
+  Cause.match(cause, {
+    onEmpty: Cause.empty,
+    onFail: Cause.die,
+    onDie: Cause.die,
+    onInterrupt: Cause.interrupt,
+    onSequential: Cause.sequential,
+    onParallel: Cause.parallel
+  })
+
+/**
+ * `Effect.catchAll` in one failure frame: `catchAll` is a match whose success branch runs one
+ * more step on every success, a failure frame costs nothing once the effect has succeeded. The
+ * rule is `catchAll`'s: a cause holding a defect turns its failures into defects and is not
+ * handled, `f` gets the first typed failure, a cause without one passes.
+ */
+const catchFailure = <A, E, R, A2, E2, R2>(
+  self: Effect.Effect<A, E, R>,
+  f: (error: E) => Effect.Effect<A2, E2, R2>
+): Effect.Effect<A | A2, E2, R | R2> =>
+  Effect.catchAllCause(self, (cause) => {
+    if (Cause.isDie(cause)) return Effect.failCause(electFailures(cause))
+    const failures = Cause.failures(cause)
+    return Chunk.isNonEmpty(failures) ? f(Chunk.headNonEmpty(failures)) : Effect.failCause(cause as Cause.Cause<never>)
+  })
+
 const unwrap = (error: unknown) => Effect.fail(isRejected(error) ? error.error : error)
 
 /** The error objects the protected call itself raised: anything else from the breaker is its own. */
 const fromCall = new WeakSet<object>()
 
-const recordCallError = (error: unknown) =>
-  Effect.sync(() => {
-    if (typeof error === "object" && error !== null) fromCall.add(error)
+/** Records the typed failure of a cause as one the call raised. */
+const recordCallCause = (cause: Cause.Cause<unknown>): void => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null) {
+    fromCall.add(failure.value)
+  }
+}
+
+/** `Effect.tapError(self, record)` in one failure frame (see {@link catchFailure}). */
+const recordCallErrors = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.catchAllCause(self, (cause) => {
+    recordCallCause(cause)
+    return Effect.failCause(cause)
   })
 
 const markRejection = (error: unknown) =>
@@ -153,10 +192,12 @@ const markRejection = (error: unknown) =>
 /**
  * Runs the breaker around one attempt. A failure that the attempt itself did not raise is the
  * breaker's own (a rejection): it is marked so that the retry loop stops on it. The success
- * path pays two handlers and no allocation.
+ * path pays two failure frames, no handler and no allocation.
  */
-const throughBreaker = (breaker: AnyPolicy): AnyPolicy => (self) =>
-  Effect.catchAll(breaker(Effect.tapError(self, recordCallError)), markRejection)
+const throughBreaker = (breaker: AnyPolicy, recorded: boolean): AnyPolicy =>
+  recorded
+    ? (self) => catchFailure(breaker(self), markRejection)
+    : (self) => catchFailure(breaker(recordCallErrors(self)), markRejection)
 
 const withRejectionRule = (policy: Retry.RetryPolicy<any, any>): Retry.RetryPolicy<any, any> => {
   const { classify, while: retryWhile } = policy.options
@@ -209,14 +250,19 @@ export const retry = <XR = never, XB = never, RB = never>(
       self: Effect.Effect<A, E, R>
     ) => Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>>
   }
-  const guarded = throughBreaker(asPolicy(breaker))
+  return retryThrough(policy, asPolicy(breaker), false) as <A, E, R>(
+    self: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>>
+}
+
+/**
+ * {@link retry} with a breaker; `recorded`: the effect it is given already records the failures
+ * it raises (a fused bulkhead does it from its own outcome handler), so no frame is added for it.
+ */
+const retryThrough = (policy: Retry.RetryPolicy<any, any>, breaker: AnyPolicy, recorded: boolean): AnyPolicy => {
+  const guarded = throughBreaker(breaker, recorded)
   const retrying = Retry.retry(withRejectionRule(policy)) as unknown as AnyPolicy
-  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>> =>
-    Effect.catchAll(retrying(guarded(self)), unwrap) as Effect.Effect<
-      A,
-      E | XR | SlotError<XB>,
-      R | SlotContext<RB>
-    >
+  return (self) => catchFailure(retrying(guarded(self)), unwrap)
 }
 
 // -----------------------------------------------------------------------------
@@ -423,10 +469,24 @@ export const make = <
   const timeout: AnyPolicy = options.timeout === undefined
     ? identity
     : stage("timeout")(Timeout.timeout(options.timeout, named))
-  const bulkhead: AnyPolicy = options.bulkhead === undefined ? identity : stage("bulkhead")(asPolicy(options.bulkhead))
   const breaker = options.breaker === undefined ? undefined : stage("breaker")(asPolicy(options.breaker))
+  // fused: a bulkhead inside retry and breaker records the failures the attempt raised from its
+  // own outcome handler, instead of one more frame around it (not with spans: each stage then
+  // runs in its own span)
+  const reporting = options.spans !== true && retryPolicy !== undefined && breaker !== undefined
+    ? Fusion.reportingVariant(options.bulkhead)
+    : undefined
+  const bulkhead: AnyPolicy = reporting !== undefined
+    ? reporting(recordCallCause)
+    : options.bulkhead === undefined
+    ? identity
+    : stage("bulkhead")(asPolicy(options.bulkhead))
   const retrying: AnyPolicy = retryPolicy !== undefined
-    ? stage("retry")(retry(retryPolicy, { breaker: breaker as Slot<XB, RB> | undefined }) as AnyPolicy)
+    ? stage("retry")(
+      breaker !== undefined
+        ? retryThrough(retryPolicy, breaker, reporting !== undefined)
+        : Retry.retry(retryPolicy) as unknown as AnyPolicy
+    )
     : breaker !== undefined
     ? breaker
     : identity

@@ -187,6 +187,32 @@ describe("Bulkhead", () => {
       }
     }))
 
+  it.effect("an admitted caller interrupted at any step, before or during its work, gives its slot back", () =>
+    Effect.gen(function*() {
+      // the caller yields every `budget` operations, and is interrupted at its first yield:
+      // scanning the budget moves that point across every step of the uncontended admit
+      const points = new Set<string>()
+      for (let budget = 10; budget < 60; budget++) {
+        const bulkhead = yield* Bulkhead.make({ name: "payments", maxConcurrent: 1 })
+        const gate = yield* Deferred.make<void>()
+        let started = false
+        const caller = yield* Effect.fork(
+          bulkhead.protect(Effect.sync(() => started = true).pipe(Effect.zipRight(Deferred.await(gate)))).pipe(
+            Effect.withMaxOpsBeforeYield(budget)
+          )
+        )
+        yield* Effect.yieldNow()
+        const { active } = yield* bulkhead.state
+        points.add(`${active}:${started}`)
+        yield* Fiber.interrupt(caller)
+        expect({ budget, active: (yield* bulkhead.state).active }).toEqual({ budget, active: 0 })
+        // the next call gets the slot at once
+        expect(yield* bulkhead.protect(Effect.succeed(budget))).toBe(budget)
+      }
+      // the interruption landed before the admit, between the admit and the work, and in the work
+      expect([...points].sort()).toEqual(["0:false", "1:false", "1:true"])
+    }))
+
   it.effect("keeps metrics tagged with the bulkhead: active, queued, rejected by reason", () =>
     Effect.gen(function*() {
       const bulkhead = yield* Bulkhead.make({ name: "metrics-test", maxConcurrent: 1, maxQueued: 1 })

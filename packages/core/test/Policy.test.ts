@@ -430,4 +430,63 @@ describe("Policy", () => {
       // the call once, then one retry that the open breaker rejects: the loop stops there
       expect([calls, entered]).toEqual([1, 2])
     }).pipe(Effect.provide(env)))
+
+  it.effect("through retry and breaker a failure keeps catchAll's rule: beside a defect it becomes a defect, alone it stays typed", () =>
+    Effect.gen(function*() {
+      const breaker = makeBreaker(100, "1 minute")
+      const guarded = Policy.make({ breaker: breaker.protect, retry: Retry.policy({ maxRetries: 0 }) })
+      const error = new Unavailable()
+      // a typed failure beside a defect: the failure is turned into a defect, nothing is retried
+      const mixed = yield* Effect.exit(
+        Effect.failCause(Cause.sequential(Cause.fail(error), Cause.die("bug"))).pipe(guarded)
+      )
+      expect(Exit.isFailure(mixed) && [...Cause.defects(mixed.cause)]).toEqual([error, "bug"])
+      expect(Exit.isFailure(mixed) && [...Cause.failures(mixed.cause)]).toEqual([])
+      // two typed failures: the first one is the error the caller sees
+      const other = new Unavailable()
+      const both = yield* Effect.exit(
+        Effect.failCause(Cause.parallel(Cause.fail(error), Cause.fail(other))).pipe(guarded)
+      )
+      expect(both).toEqual(Exit.fail(error))
+      // interruption passes untouched
+      const interrupted = yield* Effect.exit(Effect.interrupt.pipe(guarded))
+      expect(Exit.isInterrupted(interrupted)).toBe(true)
+    }).pipe(Effect.provide(env)))
+
+  it.effect("with a real Bulkhead inside breaker and retry, the bulkhead's own rejection is the call's failure to the retry, as written with pipe", () =>
+    Effect.gen(function*() {
+      // a retry whose classify function retries anything: it sees the bulkhead's rejection as a
+      // failure of the attempt (not the breaker's own), so it retries it like any other
+      const retryAll = Retry.policy({
+        maxRetries: 2,
+        schedule: Backoff.fromDelays(["10 millis"]),
+        classify: () => ({ category: "resource", retryable: true, strategy: "backoff_retry" })
+      })
+      const run = (
+        compose: (
+          bulkhead: Bulkhead.Bulkhead
+        ) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, unknown, R>
+      ) =>
+        Effect.gen(function*() {
+          const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 0 })
+          const holder = yield* Effect.fork(bulkhead.protect(Effect.never))
+          yield* settle
+          const fiber = yield* Effect.fork(Effect.flip(Effect.succeed(1).pipe(compose(bulkhead))))
+          yield* TestClock.adjust("1 second")
+          const error = yield* Fiber.join(fiber)
+          yield* Fiber.interrupt(holder)
+          return { error, state: yield* bulkhead.state }
+        })
+      const made = yield* run((bulkhead) =>
+        Policy.make({ bulkhead: bulkhead.protect, breaker: makeBreaker(100, "1 minute").protect, retry: retryAll })
+      )
+      const piped = yield* run((bulkhead) => (self) =>
+        self.pipe(bulkhead.protect, Policy.retry(retryAll, { breaker: makeBreaker(100, "1 minute").protect }))
+      )
+      expect(made.error).toBeInstanceOf(Bulkhead.BulkheadRejectedError)
+      // the first attempt and two retries, each rejected by the full bulkhead
+      expect(made.state.rejected.queue_full).toBe(3)
+      expect(piped.state.rejected.queue_full).toBe(3)
+      expect(made.state).toMatchObject({ active: 0, queued: 0 })
+    }).pipe(Effect.provide(env)))
 })

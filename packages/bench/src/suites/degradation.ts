@@ -62,6 +62,27 @@ const cockatielStackTimeout = wrap(
   cockatielTimeout(10_000, TimeoutStrategy.Cooperative)
 )
 
+// one run for the bulkhead and the whole Policy against their floor (`Effect.exit`: any wrapper
+// that sees the outcome) and cockatiel: `pnpm bench degradation`
+const oneBulkhead = Effect.runSync(Bulkhead.make({ name: "bench-one", maxConcurrent: 10, maxQueued: 10 }))
+const oneCockatielBh = cockatielBulkhead(10, 10)
+const oneStackBulkhead = Effect.runSync(Bulkhead.make({ name: "bench-one-stack", maxConcurrent: 10, maxQueued: 10 }))
+const oneStackBreaker = Effect.runSync(
+  Scope.extend(CircuitBreaker.make({ name: "bench-one-stack" }), Effect.runSync(Scope.make()))
+)
+const onePolicy = Policy.make({
+  bulkhead: oneStackBulkhead.protect,
+  breaker: oneStackBreaker.protect,
+  retry: Retry.policy({ maxRetries: 3 }),
+  fallback: Effect.succeed(0)
+})
+const oneCockatielStack = wrap(
+  cockatielFallback(handleAll, 0),
+  cockatielRetry(handleAll, { maxAttempts: 3, backoff: new ConstantBackoff(100) }),
+  cockatielBreaker(handleAll, { halfOpenAfter: 60_000, breaker: new ConsecutiveBreaker(5) }),
+  cockatielBulkhead(10, 10)
+)
+
 export const suites: ReadonlyArray<Suite> = [
   {
     name: "bulkhead: uncontended admit",
@@ -73,6 +94,23 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "semaphore.withPermits(1)", run: loop(semaphore.withPermits(1)(ok)) },
       { name: "bare await fn()", run: loopAsync(promised) },
       { name: "cockatiel bulkhead.execute", run: loopAsync(() => cockatielBh.execute(value)) }
+    ]
+  },
+  {
+    name: "degradation: bulkhead and Policy, success path",
+    baseline: "bare yield*",
+    iterations: 20_000,
+    cases: [
+      { name: "bare yield*", run: loop(ok) },
+      { name: "Effect.exit (floor of a wrapper that sees the outcome)", run: loop(Effect.exit(ok)) },
+      { name: "Bulkhead.protect", run: loop(oneBulkhead.protect(ok)) },
+      { name: "Policy.make(fallback, retry, breaker, bulkhead)", run: loop(ok.pipe(onePolicy)) },
+      { name: "bare await fn()", run: loopAsync(promised) },
+      { name: "cockatiel bulkhead.execute", run: loopAsync(() => oneCockatielBh.execute(value)) },
+      {
+        name: "cockatiel wrap(fallback, retry, breaker, bulkhead)",
+        run: loopAsync(() => oneCockatielStack.execute(value))
+      }
     ]
   },
   {
