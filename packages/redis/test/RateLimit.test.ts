@@ -12,6 +12,7 @@ describe("RateLimit (memory)", () => {
       expect(yield* limit.protect(Effect.succeed(2))).toBe(2)
       const error = yield* Effect.flip(limit.protect(Effect.succeed(3)))
       expect(error._tag).toBe("RateLimitedError")
+      if (error._tag !== "RateLimitedError") return
       expect(error.retryAfterMillis).toBeGreaterThan(0)
       expect(error.retryAfterMillis).toBeLessThanOrEqual(1000)
       const c = yield* Failure.classify(error)
