@@ -218,13 +218,14 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       expect(yield* eventually(Effect.map(b.state, (s) => s === "Open"))).toBe(true)
       expect(yield* counted(RedisBreakerStore.writesCounter, { breaker: name, result: "written" })).toBe(1)
       expect(yield* counted(RedisBreakerStore.receivedCounter, { breaker: name })).toBe(1)
-      // b took the fleet's one probe slot for that open
+      // the opener holds the fleet's one probe slot: b's claim finds it taken
       expect(
         yield* eventually(Effect.map(
-          counted(RedisBreakerStore.probeClaimsCounter, { breaker: name, result: "granted" }),
+          counted(RedisBreakerStore.probeClaimsCounter, { breaker: name, result: "taken" }),
           (n) => n === 1
         ))
       ).toBe(true)
+      expect(yield* counted(RedisBreakerStore.probeClaimsCounter, { breaker: name, result: "granted" })).toBe(0)
       yield* server.kill
       yield* a.reset
       expect(
