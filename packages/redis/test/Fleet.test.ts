@@ -126,11 +126,13 @@ describe.skipIf(!hasRedisServer())("a fleet of three processes sharing one store
         expect(busyShared).toBeGreaterThanOrEqual(busyRule - 3)
         // separate budgets: each process its own floor, exactly (a local budget is exact)
         expect(busySeparate).toBe(3 * (10 + 10))
-        // quiet: the floor is granted once for the fleet instead of once a process
-        expect(quietShared).toBeLessThanOrEqual(quietRule + 2)
+        // quiet: the floor is granted once for the fleet instead of once a process. The first
+        // round is decided before any process has seen the others (each grants 3 of the floor of
+        // 10), the second round sees 9 and each grants one more: 12 with every sync on time
+        expect(quietShared).toBeLessThanOrEqual(quietRule + 4)
         expect(quietShared).toBeGreaterThanOrEqual(quietRule - 1)
         expect(quietSeparate).toBe(3 * Math.floor(10 + 0.5))
-        expect(quietSeparate).toBeGreaterThanOrEqual(2.5 * quietShared)
+        expect(quietSeparate).toBeGreaterThanOrEqual(2 * quietShared)
       }),
     120_000
   )
