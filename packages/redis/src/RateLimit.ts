@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { Failure } from "@bulwark/core"
+import { Deadline, Failure } from "@bulwark/core"
 import * as RateLimiter from "@effect/experimental/RateLimiter"
 import * as RateLimiterRedis from "@effect/experimental/RateLimiter/Redis"
 import * as Duration from "effect/Duration"
@@ -73,7 +73,11 @@ export interface Options {
   readonly window: Duration.DurationInput
   /** `"fixed-window"` or `"token-bucket"`. Default: `"fixed-window"`. */
   readonly algorithm?: "fixed-window" | "token-bucket" | undefined
-  /** `"delay"` waits for the next slot; `"fail"` fails with `RateLimitedError`. Default: `"fail"`. */
+  /**
+   * `"delay"` waits for the next slot; `"fail"` fails with `RateLimitedError`. Default: `"fail"`.
+   * Under a `Deadline`, `"delay"` does not wait for (or reserve) a slot that comes after it: the
+   * call fails at once with `DeadlineExceededError` (stage `"rate limit"`).
+   */
   readonly onExceeded?: "delay" | "fail" | undefined
 }
 
@@ -85,7 +89,9 @@ export interface Options {
  */
 export interface RateLimit {
   readonly name: string
-  readonly protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | RateLimitedError, R>
+  readonly protect: <A, E, R>(
+    self: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | RateLimitedError | Deadline.DeadlineExceededError, R>
 }
 
 /**
@@ -128,30 +134,54 @@ export const make = (options: Options): Effect.Effect<RateLimit, never, RateLimi
     }
     const limiter = yield* RateLimiter.RateLimiter
     let warned = false
-    const consume: Effect.Effect<void, RateLimitedError> = limiter.consume({
-      key: `bulwark:${name}`,
-      limit: options.limit,
-      window: Duration.millis(windowMillis),
-      algorithm,
-      onExceeded
-    }).pipe(
-      Effect.flatMap((result) => Duration.toMillis(result.delay) > 0 ? Effect.sleep(result.delay) : Effect.void),
-      Effect.catchAll((error): Effect.Effect<void, RateLimitedError> => {
-        if (error.reason === "Exceeded") {
-          return Effect.fail(
-            new RateLimitedError({
-              limiter: name,
-              limit: options.limit,
-              retryAfterMillis: Duration.toMillis(error.retryAfter)
-            })
+    const key = `bulwark:${name}`
+    const windowDuration = Duration.millis(windowMillis)
+    const exceeded = (retryAfter: Duration.Duration) =>
+      new RateLimitedError({ limiter: name, limit: options.limit, retryAfterMillis: Duration.toMillis(retryAfter) })
+    const tooLate = (left: number, needed: number) =>
+      new Deadline.DeadlineExceededError({ stage: "rate limit", remainingMillis: left, neededMillis: needed })
+    // the store failed: the call goes through, and the first failure says so once
+    const storeFailed = Effect.suspend(() => {
+      if (warned) return Effect.void
+      warned = true
+      return Effect.logWarning(`Rate limit "${name}": its store failed, calls are not limited meanwhile`)
+    })
+    const take = (mode: "delay" | "fail") =>
+      limiter.consume({ key, limit: options.limit, window: windowDuration, algorithm, onExceeded: mode })
+    const consume: Effect.Effect<void, RateLimitedError | Deadline.DeadlineExceededError> = onExceeded === "fail"
+      ? take("fail").pipe(
+        Effect.asVoid,
+        Effect.catchAll((error) => error.reason === "Exceeded" ? Effect.fail(exceeded(error.retryAfter)) : storeFailed)
+      )
+      : Effect.flatMap(Deadline.remainingMillis, (left) => {
+        // no deadline: wait for the slot the store hands out
+        if (left === Number.POSITIVE_INFINITY) {
+          return take("delay").pipe(
+            Effect.flatMap((result) => Duration.toMillis(result.delay) > 0 ? Effect.sleep(result.delay) : Effect.void),
+            Effect.catchAll(() => storeFailed)
           )
         }
-        // the store failed: the call goes through, and the first failure says so once
-        if (warned) return Effect.void
-        warned = true
-        return Effect.logWarning(`Rate limit "${name}": its store failed, calls are not limited meanwhile`)
+        if (left <= 0) return Effect.fail(tooLate(0, 0))
+        // a deadline: a slot that comes after it is not reserved (the wait would be for nothing,
+        // and the slot would be lost to callers who can use it); ask without reserving first
+        return take("fail").pipe(
+          Effect.asVoid,
+          Effect.catchAll((error) => {
+            if (error.reason !== "Exceeded") return storeFailed
+            const needed = Duration.toMillis(error.retryAfter)
+            if (needed > left) return Effect.fail(tooLate(left, needed))
+            return take("delay").pipe(
+              Effect.flatMap((result) => {
+                const delay = Duration.toMillis(result.delay)
+                // others took the slots in between: the reserved one comes too late
+                if (delay > left) return Effect.fail(tooLate(left, delay))
+                return delay > 0 ? Effect.sleep(result.delay) : Effect.void
+              }),
+              Effect.catchAll((e) => e._tag === "DeadlineExceededError" ? Effect.fail(e) : storeFailed)
+            )
+          })
+        )
       })
-    )
     return {
       name,
       protect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.zipRight(consume, self)

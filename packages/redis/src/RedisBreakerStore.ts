@@ -25,6 +25,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
@@ -122,6 +123,57 @@ if pc >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'pc', pc + 1)
 return 1
 `
+
+/**
+ * Transitions this process wrote (or tried to write), by `breaker` and `result`: `written`,
+ * `conflict` (another process wrote first; the write is re-based and tried again), `vote` (an
+ * open counted towards the quorum, not shared yet), `local` (a transition the quorum keeps
+ * local), `unreachable` (Redis did not answer; kept for when it is back).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const writesCounter = Metric.counter("bulwark_redis_breaker_writes_total", {
+  description: "Breaker transitions written to Redis, by result",
+  incremental: true
+})
+
+/**
+ * Transitions of other processes applied to this process's breakers, by `breaker`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const receivedCounter = Metric.counter("bulwark_redis_breaker_received_total", {
+  description: "Breaker transitions received from other processes and applied",
+  incremental: true
+})
+
+/**
+ * Claims of a fleet-wide probe slot, by `breaker` and `result`: `granted`, `taken` (the fleet's
+ * slots are in use), `stale` (that open is no longer current), `unreachable`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const probeClaimsCounter = Metric.counter("bulwark_redis_breaker_probe_claims_total", {
+  description: "Claims of a fleet-wide half-open probe slot, by result",
+  incremental: true
+})
+
+/**
+ * Re-synchronisations with the stored state (after a reconnect, and every `syncInterval`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const resyncsCounter = Metric.counter("bulwark_redis_breaker_resyncs_total", {
+  description: "Comparisons of the local breakers with the state stored in Redis",
+  incremental: true
+})
+
+const count = (counter: Metric.Metric.Counter<number>, tags: Record<string, string>) =>
+  Metric.increment(Object.entries(tags).reduce((m, [k, v]) => Metric.tagged(m, k, v), counter))
 
 const positive = (field: string, value: number | undefined, fallback: number): number => {
   const v = value ?? fallback
@@ -240,6 +292,14 @@ export const make = (
         const reply = yield* run(() => call.bulwarkBreakerClaim(stateKey(breaker), version, fleetProbes))
         // 1 granted, -1 that open is no longer current, Left: Redis did not answer
         if (Either.isLeft(reply) || reply.right !== 0) verdict.released = true
+        const result = Either.isLeft(reply)
+          ? "unreachable"
+          : reply.right === 1
+          ? "granted"
+          : reply.right === 0
+          ? "taken"
+          : "stale"
+        yield* count(probeClaimsCounter, { breaker, result })
       })
 
     /**
@@ -291,9 +351,12 @@ export const make = (
         e.foreign = true
         e.foreignVersion = version
         deliver(e, snapshot)
-        return snapshot.state === "Open"
-          ? Effect.asVoid(Effect.forkIn(claim(breaker, version, snapshot), scope))
-          : Effect.void
+        return Effect.zipRight(
+          count(receivedCounter, { breaker }),
+          snapshot.state === "Open"
+            ? Effect.asVoid(Effect.forkIn(claim(breaker, version, snapshot), scope))
+            : Effect.void
+        )
       })
 
     const write = (snapshot: BreakerStore.Snapshot): Effect.Effect<void> =>
@@ -326,9 +389,13 @@ export const make = (
           if (Either.isLeft(reply)) {
             // Redis is away: keep the latest transition for when it is back
             e.pending = snapshot
-            return
+            return yield* count(writesCounter, { breaker, result: "unreachable" })
           }
           const [code, n] = reply.right
+          yield* count(writesCounter, {
+            breaker,
+            result: code === 0 ? "conflict" : code === 1 ? "written" : code === 2 ? "vote" : "local"
+          })
           if (code === 0) {
             // another process wrote first: go on top of it (its message brings it here too)
             expected = n
@@ -380,37 +447,41 @@ export const make = (
 
     /** After an outage: catch up with what was missed, then write what happened meanwhile. */
     const resync = Effect.suspend(() =>
-      Effect.forEach(
-        Array.from(entries.keys()),
-        (breaker) =>
-          Effect.gen(function*() {
-            const e = entry(breaker)
-            const stored = yield* read(breaker)
-            const pending = e.pending
-            if (Option.isSome(stored)) {
-              const [version, snapshot] = stored.value
-              if (pending !== undefined && pending.since > snapshot.since) {
-                e.version = Math.max(e.version, version)
-                return yield* write(pending)
-              }
-              e.pending = undefined
-              if (version > e.version) {
-                e.version = version
-                // the fleet's probers half-opening: this process stays as it is
-                if (snapshot.state !== "HalfOpen") {
-                  e.decisive = version
-                  e.foreign = true
-                  e.foreignVersion = version
-                  deliver(e, snapshot)
-                  if (snapshot.state === "Open") yield* Effect.forkIn(claim(breaker, version, snapshot), scope)
+      Effect.zipRight(
+        count(resyncsCounter, {}),
+        Effect.forEach(
+          Array.from(entries.keys()),
+          (breaker) =>
+            Effect.gen(function*() {
+              const e = entry(breaker)
+              const stored = yield* read(breaker)
+              const pending = e.pending
+              if (Option.isSome(stored)) {
+                const [version, snapshot] = stored.value
+                if (pending !== undefined && pending.since > snapshot.since) {
+                  e.version = Math.max(e.version, version)
+                  return yield* write(pending)
                 }
+                e.pending = undefined
+                if (version > e.version) {
+                  e.version = version
+                  // the fleet's probers half-opening: this process stays as it is
+                  if (snapshot.state !== "HalfOpen") {
+                    e.decisive = version
+                    e.foreign = true
+                    e.foreignVersion = version
+                    deliver(e, snapshot)
+                    yield* count(receivedCounter, { breaker })
+                    if (snapshot.state === "Open") yield* Effect.forkIn(claim(breaker, version, snapshot), scope)
+                  }
+                }
+              } else if (pending !== undefined) {
+                e.version = 0
+                yield* write(pending)
               }
-            } else if (pending !== undefined) {
-              e.version = 0
-              yield* write(pending)
-            }
-          }),
-        { discard: true }
+            }),
+          { discard: true }
+        )
       )
     )
 

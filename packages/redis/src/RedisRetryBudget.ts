@@ -19,6 +19,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as RedisClient from "./RedisClient.js"
@@ -37,6 +38,19 @@ export interface Options extends RetryBudget.Options {
 }
 
 const BUCKETS = 10
+
+/**
+ * Exchanges of a shared budget's counts with Redis, by `budget` and `result` (`ok`, or
+ * `unreachable` when Redis did not answer in time: the process then decides on a local budget
+ * once the fleet's totals are older than three sync intervals).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const syncsCounter = Metric.counter("bulwark_redis_budget_syncs_total", {
+  description: "Exchanges of a shared retry budget's counts with Redis, by result",
+  incremental: true
+})
 
 /**
  * Adds a process's counts to the current bucket and returns the fleet's totals over the window.
@@ -109,6 +123,8 @@ export const make = (
       const reply = yield* Effect.tryPromise(() =>
         sync.bulwarkBudgetSync(key, Math.floor(now / bucketMillis), calls, retries, BUCKETS, bucketMillis)
       ).pipe(Effect.timeout(Duration.millis(Math.max(syncMillis, 1000))), Effect.option)
+      const result = Option.isSome(reply) ? "ok" : "unreachable"
+      yield* Metric.increment(Metric.tagged(Metric.tagged(syncsCounter, "budget", name), "result", result))
       if (Option.isNone(reply)) return
       unsyncedCalls -= calls
       unsyncedRetries -= retries

@@ -1,4 +1,4 @@
-import { Failure } from "@bulwark/core"
+import { Deadline, Failure } from "@bulwark/core"
 import { RateLimit, RedisClient } from "@bulwark/redis"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
@@ -12,6 +12,7 @@ describe("RateLimit (memory)", () => {
       expect(yield* limit.protect(Effect.succeed(2))).toBe(2)
       const error = yield* Effect.flip(limit.protect(Effect.succeed(3)))
       expect(error._tag).toBe("RateLimitedError")
+      if (error._tag !== "RateLimitedError") return
       expect(error.retryAfterMillis).toBeGreaterThan(0)
       expect(error.retryAfterMillis).toBeLessThanOrEqual(1000)
       const c = yield* Failure.classify(error)
@@ -32,6 +33,48 @@ describe("RateLimit (memory)", () => {
       expect(early).toEqual(Option.none())
       yield* TestClock.adjust("1 second")
       expect(yield* Fiber.join(fiber)).toBe("late")
+    }).pipe(Effect.provide(RateLimit.layerMemory)))
+
+  it.effect("delay under a deadline: a slot that comes after the deadline fails at once and is not reserved", () =>
+    Effect.gen(function*() {
+      const limit = yield* RateLimit.make({ name: "api", limit: 1, window: "1 second", onExceeded: "delay" })
+      yield* limit.protect(Effect.void)
+      // the next slot is 1 s away, the caller has 300 ms: it fails now, without waiting
+      const fiber = yield* Effect.fork(limit.protect(Effect.succeed("late")).pipe(Deadline.within("300 millis")))
+      yield* Effect.yieldNow()
+      const early = yield* Fiber.poll(fiber)
+      expect(Option.isSome(early)).toBe(true)
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error._tag).toBe("DeadlineExceededError")
+      if (error._tag !== "DeadlineExceededError") return
+      expect(error.stage).toBe("rate limit")
+      expect(error.remainingMillis).toBe(300)
+      expect(error.neededMillis).toBe(1000)
+      // nothing was reserved for it: the next window's slot goes to the next caller, at once
+      yield* TestClock.adjust("1 second")
+      const next = yield* Effect.fork(limit.protect(Effect.succeed("next")))
+      yield* Effect.yieldNow()
+      expect(yield* Fiber.poll(next)).toEqual(Option.some(Exit.succeed("next")))
+    }).pipe(Effect.provide(RateLimit.layerMemory)))
+
+  it.effect("delay under a deadline that leaves time enough: the call waits for its slot", () =>
+    Effect.gen(function*() {
+      const limit = yield* RateLimit.make({ name: "api", limit: 1, window: "1 second", onExceeded: "delay" })
+      yield* limit.protect(Effect.void)
+      const fiber = yield* Effect.fork(limit.protect(Effect.succeed("in time")).pipe(Deadline.within("2 seconds")))
+      yield* Effect.yieldNow()
+      expect(yield* Fiber.poll(fiber)).toEqual(Option.none())
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe("in time")
+    }).pipe(Effect.provide(RateLimit.layerMemory)))
+
+  it.effect("delay under a deadline already passed: fails at once without asking the store", () =>
+    Effect.gen(function*() {
+      const limit = yield* RateLimit.make({ name: "api", limit: 5, window: "1 second", onExceeded: "delay" })
+      const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
+      const error = yield* Effect.flip(limit.protect(Effect.succeed(1)).pipe(Deadline.at(now)))
+      expect(error._tag).toBe("DeadlineExceededError")
+      expect(error).toMatchObject({ stage: "rate limit", remainingMillis: 0 })
     }).pipe(Effect.provide(RateLimit.layerMemory)))
 
   it.effect("bad literal options are defects naming the field", () =>

@@ -1,7 +1,7 @@
 import { BreakerStore, CircuitBreaker } from "@bulwark/core"
 import { RedisBreakerStore, RedisClient } from "@bulwark/redis"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, FastCheck as fc, Layer, Queue, Scope } from "effect"
+import { Effect, Exit, FastCheck as fc, Layer, Metric, Queue, Scope } from "effect"
 import { Redis } from "ioredis"
 import { hasRedisServer, startRedisServer } from "./redisServer.js"
 
@@ -197,6 +197,43 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
           })))
       )
       yield* Effect.promise(() => fc.assert(property, { numRuns: 20 }))
+    }))
+
+  it.scopedLive("metrics count writes, received transitions, probe claims and writes lost to an outage", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const name = "metered"
+      const counted = (counter: Metric.Metric.Counter<number>, tags: Record<string, string>) =>
+        Effect.map(
+          Metric.value(Object.entries(tags).reduce((m, [k, v]) => Metric.tagged(m, k, v), counter)),
+          (state) => state.count
+        )
+      const a = yield* breakerOn(yield* storeOn(server.socket), {
+        name,
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "1 minute"
+      })
+      const b = yield* breakerOn(yield* storeOn(server.socket), { name, openDuration: "1 minute" })
+      yield* Effect.exit(a.protect(fail))
+      expect(yield* eventually(Effect.map(b.state, (s) => s === "Open"))).toBe(true)
+      expect(yield* counted(RedisBreakerStore.writesCounter, { breaker: name, result: "written" })).toBe(1)
+      expect(yield* counted(RedisBreakerStore.receivedCounter, { breaker: name })).toBe(1)
+      // the opener holds the fleet's one probe slot: b's claim finds it taken
+      expect(
+        yield* eventually(Effect.map(
+          counted(RedisBreakerStore.probeClaimsCounter, { breaker: name, result: "taken" }),
+          (n) => n === 1
+        ))
+      ).toBe(true)
+      expect(yield* counted(RedisBreakerStore.probeClaimsCounter, { breaker: name, result: "granted" })).toBe(0)
+      yield* server.kill
+      yield* a.reset
+      expect(
+        yield* eventually(Effect.map(
+          counted(RedisBreakerStore.writesCounter, { breaker: name, result: "unreachable" }),
+          (n) => n === 1
+        ))
+      ).toBe(true)
     }))
 
   it.scopedLive("keys carry the prefix and expire", () =>

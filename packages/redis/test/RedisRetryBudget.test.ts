@@ -1,7 +1,7 @@
 import { RetryBudget } from "@bulwark/core"
 import { RedisClient, RedisRetryBudget } from "@bulwark/redis"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Metric } from "effect"
 import { hasRedisServer, startRedisServer } from "./redisServer.js"
 
 const options = { name: "payments", ratio: 0.1, minRetriesPerSecond: 1, window: "10 seconds" } as const
@@ -55,5 +55,30 @@ describe.skipIf(!hasRedisServer())("RedisRetryBudget", () => {
       // separate budgets each grant the floor: the fleet retries well above the shared figure
       expect(localRetries).toBe(3 * Math.floor(floor + 0.1 * CALLS))
       expect(localRetries).toBeGreaterThanOrEqual(sharedRetries + 10)
+    }))
+
+  it.scopedLive("its syncs with Redis are counted, and so are those Redis does not answer", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const name = "metered-budget"
+      const syncs = (result: string) =>
+        Effect.map(
+          Metric.value(Metric.tagged(Metric.tagged(RedisRetryBudget.syncsCounter, "budget", name), "result", result)),
+          (state) => state.count
+        )
+      yield* Layer.build(
+        RedisRetryBudget.layer({ ...options, name, syncInterval: "20 millis" }).pipe(
+          Layer.provide(RedisClient.layer({ connection: { path: server.socket } }))
+        )
+      )
+      const until = (check: Effect.Effect<boolean>) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < 500 && !(yield* check); i++) yield* Effect.sleep("10 millis")
+          return yield* check
+        })
+      expect(yield* until(Effect.map(syncs("ok"), (n) => n >= 2))).toBe(true)
+      expect(yield* syncs("unreachable")).toBe(0)
+      yield* server.kill
+      expect(yield* until(Effect.map(syncs("unreachable"), (n) => n >= 1))).toBe(true)
     }))
 })

@@ -79,6 +79,6 @@ export const spawnMember = (
       send: (line) => Effect.sync(() => void child.stdin!.write(line + "\n")),
       waitFor
     }
-    yield* waitFor((e) => e.event === "ready", 30_000)
+    yield* waitFor((e) => e.event === "ready", 90_000)
     return member
   })
