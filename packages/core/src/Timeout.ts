@@ -23,6 +23,7 @@ import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
+import { TimerLane } from "./internal/timerLane.js"
 
 /**
  * The work did not finish within its time limit and was interrupted.
@@ -85,6 +86,12 @@ const childrenOf = (
   return typeof get === "function" ? get.call(fiber) : undefined
 }
 
+/** A timer of its own, for a wait a deadline shortened (a lane serves one duration). */
+const oneOff = (millis: number, task: () => void): { readonly cancel: () => void } => {
+  const handle = setTimeout(task, millis)
+  return { cancel: () => clearTimeout(handle) }
+}
+
 /** The defects of the interrupted work's exit (a finalizer that died), or `undefined`. */
 const defectsOf = (cause: Cause.Cause<unknown>): Cause.Cause<never> | undefined =>
   Cause.isDie(cause)
@@ -119,17 +126,23 @@ const runLive = <A, E, R>(
   self: Effect.Effect<A, E, R>,
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
   interruptible: boolean,
+  lane: TimerLane,
   millis: number,
   timedOut: Cause.Cause<TimeoutError>,
   counter: Metric.Metric.Counter<number>
 ): Effect.Effect<A, E | TimeoutError, R> => {
   let by: FiberId.FiberId | undefined
-  const timer = millis > MAX_TIMER_MILLIS ? undefined : setTimeout(() => {
+  const task = () => {
     const own = fiber.id()
     // a fresh object, so the handler finds this interruption and no other one
     by = FiberId.make(own.id, own.startTimeMillis)
     fiber.unsafeInterruptAsFork(by)
-  }, millis)
+  }
+  const timer = millis > MAX_TIMER_MILLIS
+    ? undefined
+    : lane.millis === millis
+    ? lane.arm(task)
+    : oneOff(millis, task)
   const failed = (cause: Cause.Cause<E> | undefined): Effect.Effect<never, TimeoutError> =>
     Effect.suspend(() => {
       counter.unsafeUpdate(1, [])
@@ -142,7 +155,7 @@ const runLive = <A, E, R>(
   const settle = (exit: Exit.Exit<A, E>): Effect.Effect<A, E | TimeoutError> =>
     by === undefined ? exit : failed(Exit.isFailure(exit) ? exit.cause : undefined)
   const endChildren = (exit: Exit.Exit<A, E>): Effect.Effect<A, E | TimeoutError> | undefined => {
-    if (timer !== undefined) clearTimeout(timer)
+    if (timer !== undefined) timer.cancel()
     const children = childrenOf(fiber)
     return children !== undefined && children.size > 0
       ? Effect.zipRight(Fiber.interruptAll(Array.from(children)), Effect.suspend(() => settle(exit)))
@@ -231,6 +244,8 @@ export const timeout = (
       new TimeoutError(options.name === undefined ? { duration } : { duration, operation: options.name })
     )
   }
+  // every call of this policy waits the same time: their timers share one Node timer
+  const lane = new TimerLane(limitMillis)
   const passed = Effect.suspend(() => {
     counter.unsafeUpdate(1, [])
     return Effect.failCause(shortened(0))
@@ -256,13 +271,13 @@ export const timeout = (
       const interruptible = RuntimeFlags.interruptible(status.runtimeFlags)
       const deadline = fiber.getFiberRef(Deadline.currentDeadline)
       if (deadline === Number.POSITIVE_INFINITY) {
-        return runLive(self, fiber, interruptible, limitMillis, timedOut, counter)
+        return runLive(self, fiber, interruptible, lane, limitMillis, timedOut, counter)
       }
       const left = Math.max(0, deadline - liveClock.unsafeCurrentTimeMillis())
       return left >= limitMillis
-        ? runLive(self, fiber, interruptible, limitMillis, timedOut, counter)
+        ? runLive(self, fiber, interruptible, lane, limitMillis, timedOut, counter)
         : left > 0
-        ? runLive(self, fiber, interruptible, left, shortened(left), counter)
+        ? runLive(self, fiber, interruptible, lane, left, shortened(left), counter)
         : passed
     })
 }
