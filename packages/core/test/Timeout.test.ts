@@ -1,6 +1,7 @@
 import { Deadline, Failure, Timeout } from "@bulwark/core"
-import { describe, expect, it } from "@effect/vitest"
+import { afterEach, beforeEach, describe, expect, it, vi } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Fiber, FiberId, Metric, MetricState, Option, TestClock } from "effect"
+import { TimerLane } from "../src/internal/timerLane.js"
 
 describe("Timeout", () => {
   it.effect("fails with a TimeoutError once the duration has passed on the clock", () =>
@@ -154,6 +155,18 @@ describe("Timeout", () => {
         expect(timers()).toBe(before)
       }))
 
+    it.live("the waiting calls of one policy share one Node timer", () =>
+      Effect.gen(function*() {
+        const before = timers()
+        const policy = Timeout.timeout("1 hour")
+        const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(forever.pipe(policy)))
+        for (let i = 0; i < 100 && timers() === before; i++) yield* Effect.yieldNow()
+        yield* Effect.yieldNow()
+        expect(timers()).toBe(before + 1)
+        yield* Fiber.interruptAll(fibers)
+        expect(timers()).toBe(before)
+      }))
+
     it.live("the outer of two nested timeouts fires: its own error, and the caller goes on", () =>
       Effect.gen(function*() {
         const error = yield* Effect.flip(
@@ -201,5 +214,58 @@ describe("Timeout", () => {
         expect(passed.duration).toEqual(Duration.zero)
         expect(ran).toBe(false)
       }))
+  })
+
+  describe("a lane of timers of one duration", () => {
+    beforeEach(() => {
+      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] })
+    })
+    afterEach(() => {
+      vi.useRealTimers()
+    })
+
+    it("fires each timer at its own deadline, in arming order, under one Node timer", () => {
+      const lane = new TimerLane(100)
+      const fired: Array<string> = []
+      lane.arm(() => fired.push("a"))
+      vi.advanceTimersByTime(40)
+      lane.arm(() => fired.push("b"))
+      expect(vi.getTimerCount()).toBe(1)
+      vi.advanceTimersByTime(60)
+      expect(fired).toEqual(["a"])
+      vi.advanceTimersByTime(39)
+      expect(fired).toEqual(["a"])
+      vi.advanceTimersByTime(1)
+      expect(fired).toEqual(["a", "b"])
+      expect(vi.getTimerCount()).toBe(0)
+    })
+
+    it("a cancelled timer never fires, and the lane waits on for the next one", () => {
+      const lane = new TimerLane(100)
+      const fired: Array<string> = []
+      const a = lane.arm(() => fired.push("a"))
+      vi.advanceTimersByTime(50)
+      lane.arm(() => fired.push("b"))
+      a.cancel()
+      a.cancel()
+      vi.advanceTimersByTime(50)
+      expect(fired).toEqual([])
+      vi.advanceTimersByTime(49)
+      expect(fired).toEqual([])
+      vi.advanceTimersByTime(1)
+      expect(fired).toEqual(["b"])
+    })
+
+    it("re-arms after it emptied: a timer armed later waits its full duration", () => {
+      const lane = new TimerLane(100)
+      const fired: Array<string> = []
+      lane.arm(() => fired.push("a")).cancel()
+      vi.advanceTimersByTime(90)
+      lane.arm(() => fired.push("b"))
+      vi.advanceTimersByTime(99)
+      expect(fired).toEqual([])
+      vi.advanceTimersByTime(1)
+      expect(fired).toEqual(["b"])
+    })
   })
 })
