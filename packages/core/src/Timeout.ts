@@ -23,7 +23,7 @@ import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
-import { TimerLane } from "./internal/timerLane.js"
+import { Armed, TimerLane } from "./internal/timerLane.js"
 
 /**
  * The work did not finish within its time limit and was interrupted.
@@ -86,12 +86,6 @@ const childrenOf = (
   return typeof get === "function" ? get.call(fiber) : undefined
 }
 
-/** A timer of its own, for a wait a deadline shortened (a lane serves one duration). */
-const oneOff = (millis: number, task: () => void): { readonly cancel: () => void } => {
-  const handle = setTimeout(task, millis)
-  return { cancel: () => clearTimeout(handle) }
-}
-
 /** The defects of the interrupted work's exit (a finalizer that died), or `undefined`. */
 const defectsOf = (cause: Cause.Cause<unknown>): Cause.Cause<never> | undefined =>
   Cause.isDie(cause)
@@ -122,6 +116,45 @@ const withoutInterruption = (cause: Cause.Cause<never>, by: FiberId.FiberId): Ca
  * Fibers the work forked and left running are interrupted and awaited when it ends, as they
  * are when the work has a fiber of its own.
  */
+class LiveCall<A, E> extends Armed {
+  /** The interruption this call's timer delivered, once it fired. */
+  by: FiberId.FiberId | undefined = undefined
+  constructor(
+    readonly fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    readonly timedOut: Cause.Cause<TimeoutError>,
+    readonly counter: Metric.Metric.Counter<number>
+  ) {
+    super()
+  }
+  fire(): void {
+    const own = this.fiber.id()
+    // a fresh object, so the handler finds this interruption and no other one
+    this.by = FiberId.make(own.id, own.startTimeMillis)
+    this.fiber.unsafeInterruptAsFork(this.by)
+  }
+  /** The work has ended with `exit`: the caller's answer. */
+  settle(exit: Exit.Exit<A, E>): Effect.Effect<A, E | TimeoutError> {
+    this.cancel()
+    const children = childrenOf(this.fiber)
+    if (children !== undefined && children.size > 0) {
+      return Effect.zipRight(Fiber.interruptAll(Array.from(children)), Effect.suspend(() => this.answer(exit)))
+    }
+    return this.answer(exit)
+  }
+  answer(exit: Exit.Exit<A, E>): Effect.Effect<A, E | TimeoutError> {
+    const by = this.by
+    if (by === undefined) return exit
+    return Effect.suspend(() => {
+      this.counter.unsafeUpdate(1, [])
+      const died = Exit.isFailure(exit) ? defectsOf(exit.cause) : undefined
+      return Effect.zipRight(
+        FiberRef.update(FiberRef.interruptedCause, (interrupted) => withoutInterruption(interrupted, by)),
+        Effect.failCause(died === undefined ? this.timedOut : Cause.sequential(this.timedOut, died))
+      )
+    })
+  }
+}
+
 const runLive = <A, E, R>(
   self: Effect.Effect<A, E, R>,
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -131,45 +164,12 @@ const runLive = <A, E, R>(
   timedOut: Cause.Cause<TimeoutError>,
   counter: Metric.Metric.Counter<number>
 ): Effect.Effect<A, E | TimeoutError, R> => {
-  let by: FiberId.FiberId | undefined
-  const task = () => {
-    const own = fiber.id()
-    // a fresh object, so the handler finds this interruption and no other one
-    by = FiberId.make(own.id, own.startTimeMillis)
-    fiber.unsafeInterruptAsFork(by)
-  }
-  const timer = millis > MAX_TIMER_MILLIS
-    ? undefined
-    : lane.millis === millis
-    ? lane.arm(task)
-    : oneOff(millis, task)
-  const failed = (cause: Cause.Cause<E> | undefined): Effect.Effect<never, TimeoutError> =>
-    Effect.suspend(() => {
-      counter.unsafeUpdate(1, [])
-      const died = cause === undefined ? undefined : defectsOf(cause)
-      return Effect.zipRight(
-        FiberRef.update(FiberRef.interruptedCause, (interrupted) => withoutInterruption(interrupted, by!)),
-        Effect.failCause(died === undefined ? timedOut : Cause.sequential(timedOut, died))
-      )
-    })
-  const settle = (exit: Exit.Exit<A, E>): Effect.Effect<A, E | TimeoutError> =>
-    by === undefined ? exit : failed(Exit.isFailure(exit) ? exit.cause : undefined)
-  const endChildren = (exit: Exit.Exit<A, E>): Effect.Effect<A, E | TimeoutError> | undefined => {
-    if (timer !== undefined) timer.cancel()
-    const children = childrenOf(fiber)
-    return children !== undefined && children.size > 0
-      ? Effect.zipRight(Fiber.interruptAll(Array.from(children)), Effect.suspend(() => settle(exit)))
-      : undefined
-  }
+  const call = new LiveCall<A, E>(fiber, timedOut, counter)
+  if (lane.millis === millis) lane.arm(call)
+  else if (millis <= MAX_TIMER_MILLIS) call.armAlone(millis)
   const handled = Effect.matchCauseEffect(interruptible ? Effect.interruptible(self) : self, {
-    onSuccess: (a: A) => {
-      const ending = endChildren(Exit.succeed(a))
-      return ending !== undefined ? ending : by === undefined ? Effect.succeed(a) : failed(undefined)
-    },
-    onFailure: (cause: Cause.Cause<E>) => {
-      const ending = endChildren(Exit.failCause(cause))
-      return ending !== undefined ? ending : by === undefined ? Effect.failCause(cause) : failed(cause)
-    }
+    onSuccess: (a: A) => call.settle(Exit.succeed(a)),
+    onFailure: (cause: Cause.Cause<E>) => call.settle(Exit.failCause(cause))
   })
   return interruptible ? Effect.uninterruptible(handled) : handled
 }
@@ -245,7 +245,7 @@ export const timeout = (
     )
   }
   // every call of this policy waits the same time: their timers share one Node timer
-  const lane = new TimerLane(limitMillis)
+  const lane = new TimerLane(limitMillis <= MAX_TIMER_MILLIS ? limitMillis : Number.NaN)
   const passed = Effect.suspend(() => {
     counter.unsafeUpdate(1, [])
     return Effect.failCause(shortened(0))

@@ -1,7 +1,7 @@
 import { Deadline, Failure, Timeout } from "@bulwark/core"
 import { afterEach, beforeEach, describe, expect, it, vi } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Fiber, FiberId, Metric, MetricState, Option, TestClock } from "effect"
-import { TimerLane } from "../src/internal/timerLane.js"
+import { Armed, TimerLane } from "../src/internal/timerLane.js"
 
 describe("Timeout", () => {
   it.effect("fails with a TimeoutError once the duration has passed on the clock", () =>
@@ -217,6 +217,19 @@ describe("Timeout", () => {
   })
 
   describe("a lane of timers of one duration", () => {
+    class Task extends Armed {
+      constructor(readonly run: () => void) {
+        super()
+      }
+      fire() {
+        this.run()
+      }
+    }
+    const arm = (lane: TimerLane, run: () => void): Armed => {
+      const task = new Task(run)
+      lane.arm(task)
+      return task
+    }
     beforeEach(() => {
       vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] })
     })
@@ -227,9 +240,9 @@ describe("Timeout", () => {
     it("fires each timer at its own deadline, in arming order, under one Node timer", () => {
       const lane = new TimerLane(100)
       const fired: Array<string> = []
-      lane.arm(() => fired.push("a"))
+      arm(lane, () => fired.push("a"))
       vi.advanceTimersByTime(40)
-      lane.arm(() => fired.push("b"))
+      arm(lane, () => fired.push("b"))
       expect(vi.getTimerCount()).toBe(1)
       vi.advanceTimersByTime(60)
       expect(fired).toEqual(["a"])
@@ -243,9 +256,9 @@ describe("Timeout", () => {
     it("a cancelled timer never fires, and the lane waits on for the next one", () => {
       const lane = new TimerLane(100)
       const fired: Array<string> = []
-      const a = lane.arm(() => fired.push("a"))
+      const a = arm(lane, () => fired.push("a"))
       vi.advanceTimersByTime(50)
-      lane.arm(() => fired.push("b"))
+      arm(lane, () => fired.push("b"))
       a.cancel()
       a.cancel()
       vi.advanceTimersByTime(50)
@@ -259,9 +272,9 @@ describe("Timeout", () => {
     it("re-arms after it emptied: a timer armed later waits its full duration", () => {
       const lane = new TimerLane(100)
       const fired: Array<string> = []
-      lane.arm(() => fired.push("a")).cancel()
+      arm(lane, () => fired.push("a")).cancel()
       vi.advanceTimersByTime(90)
-      lane.arm(() => fired.push("b"))
+      arm(lane, () => fired.push("b"))
       vi.advanceTimersByTime(99)
       expect(fired).toEqual([])
       vi.advanceTimersByTime(1)

@@ -11,13 +11,26 @@
  * @internal
  */
 
-/** A timer armed in a lane; `cancel` it when the work it bounds has finished. */
-export class Armed {
+/**
+ * A timer: armed in a lane (or, for a duration no lane serves, with a Node timer of its own),
+ * it calls `fire` once its time has passed unless it was cancelled first. The work's own call
+ * state extends this class, so arming a timer allocates nothing more.
+ */
+export abstract class Armed {
   prev: Armed | undefined = undefined
   next: Armed | undefined = undefined
-  constructor(readonly lane: TimerLane, readonly deadline: number, readonly task: () => void) {}
+  deadline = 0
+  lane: TimerLane | undefined = undefined
+  handle: ReturnType<typeof setTimeout> | undefined = undefined
+  abstract fire(): void
+  /** Arms this timer alone, on a Node timer of its own. */
+  armAlone(millis: number): void {
+    this.handle = setTimeout(() => this.fire(), millis)
+  }
+  /** Cancels this timer (nothing happens if it fired or was cancelled already). */
   cancel(): void {
-    this.lane.unlink(this)
+    if (this.lane !== undefined) this.lane.unlink(this)
+    else if (this.handle !== undefined) clearTimeout(this.handle)
   }
 }
 
@@ -32,9 +45,10 @@ export class TimerLane {
   private held = false
   constructor(readonly millis: number) {}
 
-  /** Runs `task` once `millis` have passed, unless the returned timer is cancelled first. */
-  arm(task: () => void): Armed {
-    const armed = new Armed(this, now() + this.millis, task)
+  /** Arms `armed`: it fires once `millis` have passed, unless it is cancelled first. */
+  arm(armed: Armed): void {
+    armed.lane = this
+    armed.deadline = now() + this.millis
     const tail = this.tail
     if (tail === undefined) {
       this.head = armed
@@ -50,7 +64,6 @@ export class TimerLane {
       this.timer.ref()
       this.held = true
     }
-    return armed
   }
 
   /** Unlinks a node (a second call, or a call for a node that fired, does nothing). */
@@ -78,7 +91,7 @@ export class TimerLane {
     let armed = this.head
     while (armed !== undefined && armed.deadline <= at + 1) {
       this.unlink(armed)
-      armed.task()
+      armed.fire()
       armed = this.head
     }
     if (armed !== undefined && this.timer === undefined) {
