@@ -4,7 +4,10 @@
  * several times its core count, wall time per round mostly measures how long the process
  * waited for a core; CPU time is what the case itself spends.
  *
- * `pnpm --filter @bulwark/bench exec tsc -b && node packages/bench/build/cpuTime.js <suite-name-substring>`
+ * `--alone` runs all the rounds of one case before the next case (not interleaved), so a case is
+ * not charged for collecting the garbage another case left (Effect's forked timeouts leave a lot).
+ *
+ * `pnpm --filter @bulwark/bench exec tsc -b && node packages/bench/build/cpuTime.js <suite-name-substring> [--alone]`
  */
 import * as os from "node:os"
 import { machine, scale, type Suite } from "./harness.js"
@@ -24,8 +27,12 @@ for (const suite of selected) {
   for (const c of suite.cases) await c.run(Math.max(1, Math.floor(iterations / 4)))
   const cpu = new Map<string, Array<number>>(suite.cases.map((c) => [c.name, []]))
   const wall = new Map<string, Array<number>>(suite.cases.map((c) => [c.name, []]))
-  for (let round = 0; round < 15; round++) {
-    for (const c of suite.cases) {
+  const alone = process.argv.includes("--alone")
+  const order = alone
+    ? suite.cases.flatMap((c) => Array.from({ length: 15 }, () => c))
+    : Array.from({ length: 15 }, () => suite.cases).flat()
+  {
+    for (const c of order) {
       const start = process.cpuUsage()
       const started = process.hrtime.bigint()
       await c.run(iterations)
