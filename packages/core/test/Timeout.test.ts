@@ -1,6 +1,19 @@
 import { Deadline, Failure, Timeout } from "@bulwark/core"
 import { afterEach, beforeEach, describe, expect, it, vi } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Fiber, FiberId, Metric, MetricState, Option, TestClock } from "effect"
+import {
+  Cause,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FiberId,
+  FiberRef,
+  Metric,
+  MetricState,
+  Option,
+  TestClock
+} from "effect"
 import { Armed, TimerLane } from "../src/internal/timerLane.js"
 
 describe("Timeout", () => {
@@ -200,6 +213,34 @@ describe("Timeout", () => {
         expect(error).toBeInstanceOf(Timeout.TimeoutError)
         expect(log).toEqual(["finished", "timed out"])
         expect(yield* Effect.exit(Effect.sleep("1 millis"))).toEqual(Exit.void)
+      }))
+
+    it.live("an interruption from elsewhere wins over a timeout that fired at the same time", () =>
+      Effect.gen(function*() {
+        const gate = yield* Deferred.make<void>()
+        const fiber = yield* Effect.fork(
+          Effect.uninterruptible(Deferred.await(gate).pipe(Timeout.timeout("1 millis", { name: "both" })))
+        )
+        yield* Effect.sleep("10 millis")
+        fiber.unsafeInterruptAsFork(yield* Effect.fiberId)
+        yield* Deferred.succeed(gate, undefined)
+        const exit = yield* Fiber.await(fiber)
+        expect(Exit.isInterrupted(exit)).toBe(true)
+        // the timeout did fire (and counted) before the other interruption took over
+        const counted = yield* Metric.value(Metric.tagged(Timeout.timeoutsCounter, "operation", "both"))
+        expect(counted).toEqual(MetricState.counter(1))
+      }))
+
+    it.live("a FiberRef the work set directly keeps its value after a timeout (documented)", () =>
+      Effect.gen(function*() {
+        const ref = FiberRef.unsafeMake("before")
+        yield* Effect.flip(
+          FiberRef.set(ref, "set by the work").pipe(Effect.zipRight(forever), Timeout.timeout("1 millis"))
+        )
+        expect(yield* FiberRef.get(ref)).toBe("set by the work")
+        const scoped = yield* Effect.flip(forever.pipe(Effect.locally(ref, "local"), Timeout.timeout("1 millis")))
+        expect(scoped).toBeInstanceOf(Timeout.TimeoutError)
+        expect(yield* FiberRef.get(ref)).toBe("set by the work")
       }))
 
     it.live("a closer deadline shortens the wait; a passed one fails at once without running the work", () =>
