@@ -1,6 +1,20 @@
-import { Failure, Timeout } from "@bulwark/core"
-import { describe, expect, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Fiber, Metric, MetricState, Option, TestClock } from "effect"
+import { Deadline, Failure, Timeout } from "@bulwark/core"
+import { afterEach, beforeEach, describe, expect, it, vi } from "@effect/vitest"
+import {
+  Cause,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FiberId,
+  FiberRef,
+  Metric,
+  MetricState,
+  Option,
+  TestClock
+} from "effect"
+import { Armed, TimerLane } from "../src/internal/timerLane.js"
 
 describe("Timeout", () => {
   it.effect("fails with a TimeoutError once the duration has passed on the clock", () =>
@@ -88,5 +102,224 @@ describe("Timeout", () => {
         /Timeout.timeout: duration must be a duration > 0/
       )
     }
+  })
+
+  describe("on the live clock", () => {
+    // Node timers alive in this process: the live path arms exactly one per waiting call
+    const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length
+    // a wait that never ends and, unlike Effect.never, holds no timer of its own
+    const forever = Effect.async<never>(() => {})
+
+    it.live("runs the work in the caller's fiber, with no forked fiber", () =>
+      Effect.gen(function*() {
+        const caller = yield* Effect.fiberId
+        const inside = yield* Effect.fiberId.pipe(Timeout.timeout("1 second"))
+        expect(FiberId.threadName(inside)).toBe(FiberId.threadName(caller))
+      }))
+
+    it.live("raises the TimeoutError only after the interrupted work's finalizers, and the caller goes on", () =>
+      Effect.gen(function*() {
+        const log: Array<string> = []
+        const work = Effect.acquireRelease(
+          Effect.sync(() => log.push("acquired")),
+          () => Effect.sleep("5 millis").pipe(Effect.zipRight(Effect.sync(() => log.push("released"))))
+        ).pipe(Effect.zipRight(forever), Effect.scoped)
+        const error = yield* Effect.flip(work.pipe(Timeout.timeout("5 millis", { name: "live" })))
+        log.push("timed out")
+        expect(error).toBeInstanceOf(Timeout.TimeoutError)
+        expect(error.operation).toBe("live")
+        expect(log).toEqual(["acquired", "released", "timed out"])
+        // the interruption the timer delivered was taken back: the caller's fiber is not interrupted
+        yield* Effect.sleep("1 millis")
+        expect(yield* Effect.exit(Effect.yieldNow())).toEqual(Exit.void)
+      }))
+
+    it.live("a defect in the interrupted work's finalizers is kept beside the TimeoutError", () =>
+      Effect.gen(function*() {
+        const exit = yield* Effect.exit(
+          forever.pipe(Effect.ensuring(Effect.die("finalizer bug")), Timeout.timeout("5 millis"))
+        )
+        expect(Exit.isFailure(exit)).toBe(true)
+        if (Exit.isFailure(exit)) {
+          expect(Cause.failureOption(exit.cause).pipe(Option.getOrUndefined)).toBeInstanceOf(Timeout.TimeoutError)
+          expect([...Cause.defects(exit.cause)]).toEqual(["finalizer bug"])
+          expect(Cause.isInterrupted(exit.cause)).toBe(false)
+        }
+      }))
+
+    it.live("returns the value, or the work's own failure, and clears its timer", () =>
+      Effect.gen(function*() {
+        const before = timers()
+        expect(yield* Effect.sleep("2 millis").pipe(Effect.as("value"), Timeout.timeout("1 hour"))).toBe("value")
+        expect(yield* Effect.exit(Effect.fail("own error" as const).pipe(Timeout.timeout("1 hour")))).toEqual(
+          Exit.fail("own error")
+        )
+        expect(timers()).toBe(before)
+      }))
+
+    it.live("interrupting the caller while it waits clears the timer and ends interrupted", () =>
+      Effect.gen(function*() {
+        const before = timers()
+        const fiber = yield* Effect.fork(forever.pipe(Timeout.timeout("1 hour")))
+        for (let i = 0; i < 100 && timers() === before; i++) yield* Effect.yieldNow()
+        expect(timers()).toBe(before + 1)
+        const exit = yield* Fiber.interrupt(fiber)
+        expect(Exit.isInterrupted(exit)).toBe(true)
+        expect(timers()).toBe(before)
+      }))
+
+    it.live("the waiting calls of one policy share one Node timer", () =>
+      Effect.gen(function*() {
+        const before = timers()
+        const policy = Timeout.timeout("1 hour")
+        const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(forever.pipe(policy)))
+        for (let i = 0; i < 100 && timers() === before; i++) yield* Effect.yieldNow()
+        yield* Effect.yieldNow()
+        expect(timers()).toBe(before + 1)
+        yield* Fiber.interruptAll(fibers)
+        expect(timers()).toBe(before)
+      }))
+
+    it.live("the outer of two nested timeouts fires: its own error, and the caller goes on", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(
+          forever.pipe(Timeout.timeout("1 hour", { name: "inner" }), Timeout.timeout("5 millis", { name: "outer" }))
+        )
+        expect(error.operation).toBe("outer")
+        expect(yield* Effect.exit(Effect.sleep("1 millis"))).toEqual(Exit.void)
+      }))
+
+    it.live("fibers the work forked and left running end with it, as they would in a fiber of its own", () =>
+      Effect.gen(function*() {
+        const child = yield* Effect.fork(forever).pipe(Timeout.timeout("1 second"))
+        expect(Exit.isInterrupted(yield* Fiber.await(child))).toBe(true)
+      }))
+
+    it.live("a fiber the caller forked before is not touched by the timeout", () =>
+      Effect.gen(function*() {
+        const background = yield* Effect.fork(forever)
+        const error = yield* Effect.flip(forever.pipe(Timeout.timeout("5 millis")))
+        expect(error).toBeInstanceOf(Timeout.TimeoutError)
+        expect(Option.isNone(yield* Fiber.poll(background))).toBe(true)
+        yield* Fiber.interrupt(background)
+      }))
+
+    it.live("work that cannot be interrupted finishes first, then the TimeoutError is raised", () =>
+      Effect.gen(function*() {
+        const log: Array<string> = []
+        const work = Effect.sleep("10 millis").pipe(Effect.zipRight(Effect.sync(() => log.push("finished"))))
+        const error = yield* Effect.flip(Effect.uninterruptible(work.pipe(Timeout.timeout("2 millis"))))
+        log.push("timed out")
+        expect(error).toBeInstanceOf(Timeout.TimeoutError)
+        expect(log).toEqual(["finished", "timed out"])
+        expect(yield* Effect.exit(Effect.sleep("1 millis"))).toEqual(Exit.void)
+      }))
+
+    it.live("an interruption from elsewhere wins over a timeout that fired at the same time", () =>
+      Effect.gen(function*() {
+        const gate = yield* Deferred.make<void>()
+        const fiber = yield* Effect.fork(
+          Effect.uninterruptible(Deferred.await(gate).pipe(Timeout.timeout("1 millis", { name: "both" })))
+        )
+        yield* Effect.sleep("10 millis")
+        fiber.unsafeInterruptAsFork(yield* Effect.fiberId)
+        yield* Deferred.succeed(gate, undefined)
+        const exit = yield* Fiber.await(fiber)
+        expect(Exit.isInterrupted(exit)).toBe(true)
+        // the timeout did fire (and counted) before the other interruption took over
+        const counted = yield* Metric.value(Metric.tagged(Timeout.timeoutsCounter, "operation", "both"))
+        expect(counted).toEqual(MetricState.counter(1))
+      }))
+
+    it.live("a FiberRef the work set directly keeps its value after a timeout (documented)", () =>
+      Effect.gen(function*() {
+        const ref = FiberRef.unsafeMake("before")
+        yield* Effect.flip(
+          FiberRef.set(ref, "set by the work").pipe(Effect.zipRight(forever), Timeout.timeout("1 millis"))
+        )
+        expect(yield* FiberRef.get(ref)).toBe("set by the work")
+        const scoped = yield* Effect.flip(forever.pipe(Effect.locally(ref, "local"), Timeout.timeout("1 millis")))
+        expect(scoped).toBeInstanceOf(Timeout.TimeoutError)
+        expect(yield* FiberRef.get(ref)).toBe("set by the work")
+      }))
+
+    it.live("a closer deadline shortens the wait; a passed one fails at once without running the work", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(forever.pipe(Timeout.timeout("1 hour"), Deadline.within("5 millis")))
+        expect(Duration.toMillis(error.duration)).toBeGreaterThan(0)
+        expect(Duration.toMillis(error.duration)).toBeLessThanOrEqual(5)
+        let ran = false
+        const passed = yield* Effect.flip(
+          Effect.sync(() => (ran = true)).pipe(Timeout.timeout("1 hour"), Deadline.at(Date.now() - 1))
+        )
+        expect(passed.duration).toEqual(Duration.zero)
+        expect(ran).toBe(false)
+      }))
+  })
+
+  describe("a lane of timers of one duration", () => {
+    class Task extends Armed {
+      constructor(readonly run: () => void) {
+        super()
+      }
+      fire() {
+        this.run()
+      }
+    }
+    const arm = (lane: TimerLane, run: () => void): Armed => {
+      const task = new Task(run)
+      lane.arm(task)
+      return task
+    }
+    beforeEach(() => {
+      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] })
+    })
+    afterEach(() => {
+      vi.useRealTimers()
+    })
+
+    it("fires each timer at its own deadline, in arming order, under one Node timer", () => {
+      const lane = new TimerLane(100)
+      const fired: Array<string> = []
+      arm(lane, () => fired.push("a"))
+      vi.advanceTimersByTime(40)
+      arm(lane, () => fired.push("b"))
+      expect(vi.getTimerCount()).toBe(1)
+      vi.advanceTimersByTime(60)
+      expect(fired).toEqual(["a"])
+      vi.advanceTimersByTime(39)
+      expect(fired).toEqual(["a"])
+      vi.advanceTimersByTime(1)
+      expect(fired).toEqual(["a", "b"])
+      expect(vi.getTimerCount()).toBe(0)
+    })
+
+    it("a cancelled timer never fires, and the lane waits on for the next one", () => {
+      const lane = new TimerLane(100)
+      const fired: Array<string> = []
+      const a = arm(lane, () => fired.push("a"))
+      vi.advanceTimersByTime(50)
+      arm(lane, () => fired.push("b"))
+      a.cancel()
+      a.cancel()
+      vi.advanceTimersByTime(50)
+      expect(fired).toEqual([])
+      vi.advanceTimersByTime(49)
+      expect(fired).toEqual([])
+      vi.advanceTimersByTime(1)
+      expect(fired).toEqual(["b"])
+    })
+
+    it("re-arms after it emptied: a timer armed later waits its full duration", () => {
+      const lane = new TimerLane(100)
+      const fired: Array<string> = []
+      arm(lane, () => fired.push("a")).cancel()
+      vi.advanceTimersByTime(90)
+      arm(lane, () => fired.push("b"))
+      vi.advanceTimersByTime(99)
+      expect(fired).toEqual([])
+      vi.advanceTimersByTime(1)
+      expect(fired).toEqual(["b"])
+    })
   })
 })

@@ -11,7 +11,7 @@ import {
   TimeoutStrategy,
   wrap
 } from "cockatiel"
-import { Effect, Scope } from "effect"
+import { Effect, Fiber, Scope } from "effect"
 import type { Suite } from "../harness.js"
 import { loop, loopAsync } from "./retry.js"
 
@@ -134,6 +134,8 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "bare yield*", run: loop(ok) },
       { name: "Timeout.timeout", run: loop(ok.pipe(Timeout.timeout("10 seconds"))) },
       { name: "Effect.timeout", run: loop(Effect.timeout(ok, "10 seconds")) },
+      // the floor of any design that runs the work in a fiber of its own
+      { name: "Effect.fork + Fiber.await", run: loop(Effect.flatMap(Effect.fork(ok), Fiber.await)) },
       { name: "cockatiel timeout.execute", run: loopAsync(() => cockatielTo.execute(value)) }
     ]
   },
