@@ -42,7 +42,8 @@ describe("BreakerRegistry", () => {
         expect(largest).toBeLessThanOrEqual(100)
         expect([...keys].sort()).toEqual(Array.from({ length: 100 }, (_, i) => `key-${flood - 100 + i}`).sort())
       }),
-    { timeout: 60_000 }
+    // about 0.3 ms of CPU per key: room for 100,000 keys on a busy machine
+    { timeout: 240_000 }
   )
 
   it.scoped("drops breakers left idle, and forgets their state", () =>
