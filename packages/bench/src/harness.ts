@@ -105,7 +105,7 @@ export const formatResults = (suite: Suite, results: ReadonlyArray<Result>): str
   return lines.join("\n")
 }
 
-const micros = (ns: number): string => (ns / 1000).toLocaleString("en", { maximumFractionDigits: 1 })
+const millis = (ns: number): string => (ns / 1e6).toLocaleString("en", { maximumFractionDigits: 2 })
 
 /**
  * A concurrent suite's table: throughput (calls/s, from the wall time of a whole batch) and the
@@ -118,15 +118,15 @@ const formatConcurrent = (suite: Suite, results: ReadonlyArray<Result>): string 
   const lines = [
     `### ${suite.name}`,
     "",
-    `| case | calls/s | × ${suite.baseline} | p99 latency (µs) | p99 added by the policy (µs) |`,
+    `| case | calls/s | × ${suite.baseline} | p99 latency (ms) | p99 added by the policy (ms) |`,
     "|---|---:|---:|---:|---:|",
     ...results.map((r) => {
       const base = bare(r)
       const added = base === undefined || base === r || base.p99 === undefined || r.p99 === undefined
         ? "—"
-        : micros(r.p99 - base.p99)
+        : millis(r.p99 - base.p99)
       return `| ${r.name} | ${Math.round(1e9 / r.nsPerOp).toLocaleString("en")} | ${(1 / r.ratio).toFixed(2)} | ${
-        r.p99 === undefined ? "—" : micros(r.p99)
+        r.p99 === undefined ? "—" : millis(r.p99)
       } | ${added} |`
     })
   ]
