@@ -9,7 +9,7 @@ import {
   wrap
 } from "cockatiel"
 import { Effect, Scope } from "effect"
-import type { Suite } from "../harness.js"
+import { scale, type Suite } from "../harness.js"
 
 /**
  * 10,000 calls in flight at once through one policy (breaker + bulkhead of 100 + retry), against
@@ -73,7 +73,7 @@ const promises = (call: () => Promise<number>) => async (n: number): Promise<Rea
 
 export const suites: ReadonlyArray<Suite> = [
   {
-    name: `concurrent: ${calls.toLocaleString("en")} calls at once through breaker + bulkhead(100) + retry`,
+    name: `concurrent: ${scale(calls).toLocaleString("en")} calls at once through breaker + bulkhead(100) + retry`,
     baseline: "fibers: no policy",
     iterations: calls,
     cases: [
