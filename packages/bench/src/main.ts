@@ -4,6 +4,7 @@
  */
 import { formatResults, machine, quick, runSuite, type Suite } from "./harness.js"
 import { suites as breakerSuites } from "./suites/breaker.js"
+import { suites as concurrentSuites } from "./suites/concurrent.js"
 import { suites as degradationSuites } from "./suites/degradation.js"
 import { suites as retrySuites } from "./suites/retry.js"
 import { suites as supervisionSuites } from "./suites/supervision.js"
@@ -14,7 +15,8 @@ const all: ReadonlyArray<Suite> = [
   ...breakerSuites,
   ...supervisionSuites,
   ...degradationSuites,
-  ...testingSuites
+  ...testingSuites,
+  ...concurrentSuites
 ]
 
 const filter = process.argv.slice(2).find((arg) => !arg.startsWith("--"))

@@ -1,6 +1,7 @@
 import { Alerts } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Clock, Duration, Effect, Exit, FastCheck, Logger, Ref, Schema, TestClock } from "effect"
+import { sized } from "./size.js"
 
 const breakerOpen = (key = "breaker:payments"): Alerts.Alert => ({
   key,
@@ -172,6 +173,8 @@ describe("Alerts rate limit (property)", () => {
         }
         // exactly the deliveries of a sliding-window reference model, in order
         expect(sent).toEqual(model.sent)
-      })
+      }),
+    // each sample steps the TestClock up to 60 times: 30 samples in `pnpm test`, 100 when deep
+    { fastCheck: { numRuns: sized(30, 100) } }
   )
 })

@@ -12,9 +12,21 @@ const count = fc.integer({ min: 1, max: 25 })
 const seed = fc.integer()
 const close = (a: number, b: number) => Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b))
 
+/**
+ * A property whose samples run synchronously. The schedules under test read no clock
+ * (`Backoff.delays` steps them from time 0 itself) and get their Random explicitly, so a sample
+ * needs none of the test services that `it.effect.prop` builds afresh for every one of its 100
+ * samples (a layer that costs far more than the schedule it checks).
+ */
+const prop = <Arbs extends Record<string, fc.Arbitrary<any>>>(
+  name: string,
+  arbitraries: Arbs,
+  self: (properties: { [K in keyof Arbs]: Arbs[K] extends fc.Arbitrary<infer T> ? T : never }) => Effect.Effect<void>
+) => it.prop(name, arbitraries, (properties) => Effect.runSync(self(properties as Parameters<typeof self>[0])))
+
 describe("Backoff", () => {
   describe("exact sequences before the cap", () => {
-    it.effect.prop(
+    prop(
       "exponential: base × factor^(n-1)",
       { base, factor, n: count },
       ({ base, factor, n }) =>
@@ -25,13 +37,13 @@ describe("Backoff", () => {
         })
     )
 
-    it.effect.prop("linear: base × n", { base, n: count }, ({ base, n }) =>
+    prop("linear: base × n", { base, n: count }, ({ base, n }) =>
       Effect.gen(function*() {
         const got = yield* delaysOf(Backoff.linear({ base }), n)
         expect(got).toEqual(Array.from({ length: n }, (_, i) => base * (i + 1)))
       }))
 
-    it.effect.prop("fibonacci: base × fib(n)", { base, n: count }, ({ base, n }) =>
+    prop("fibonacci: base × fib(n)", { base, n: count }, ({ base, n }) =>
       Effect.gen(function*() {
         const got = yield* delaysOf(Backoff.fibonacci({ base }), n)
         const fib = [1, 1]
@@ -39,7 +51,7 @@ describe("Backoff", () => {
         expect(got).toEqual(fib.slice(0, n).map((f) => base * f))
       }))
 
-    it.effect.prop(
+    prop(
       "fromDelays: the table, then its last delay again",
       { table: fc.array(fc.integer({ min: 0, max: 60_000 }), { minLength: 1, maxLength: 8 }), n: count },
       ({ n, table }) =>
@@ -76,7 +88,7 @@ describe("Backoff", () => {
       Backoff.equalJitter({ base: b, factor: f, cap: Math.max(b, cap) * 4 })
     ]
 
-    it.effect.prop(
+    prop(
       "no delay exceeds maxDelay, for every family",
       { base, factor, cap: fc.integer({ min: 0, max: 10_000 }), n: count, seed },
       ({ base, cap, factor, n, seed }) =>
@@ -89,7 +101,7 @@ describe("Backoff", () => {
         })
     )
 
-    it.effect.prop(
+    prop(
       "the built-in cap option holds too",
       { base, factor, cap: fc.integer({ min: 1, max: 10_000 }), n: count },
       ({ base, cap, factor, n }) =>
@@ -106,7 +118,7 @@ describe("Backoff", () => {
         })
     )
 
-    it.effect.prop(
+    prop(
       "the number of recurrences never exceeds maxRetries",
       { base, factor, maxRetries: fc.integer({ min: 0, max: 20 }), extra: fc.integer({ min: 0, max: 20 }), seed },
       ({ base, extra, factor, maxRetries, seed }) =>
@@ -118,7 +130,7 @@ describe("Backoff", () => {
         })
     )
 
-    it.effect.prop(
+    prop(
       "no retry starts after maxElapsed",
       { base, factor, maxElapsed: fc.integer({ min: 0, max: 120_000 }), seed },
       ({ base, factor, maxElapsed, seed }) =>
@@ -149,7 +161,7 @@ describe("Backoff", () => {
   describe("jitter", () => {
     const cap = fc.integer({ min: 1, max: 100_000 })
 
-    it.effect.prop(
+    prop(
       "decorrelated jitter stays in [base, min(cap, 3 × previous)]",
       { base, cap, n: count, seed },
       ({ base, cap, n, seed }) =>
@@ -165,7 +177,7 @@ describe("Backoff", () => {
         })
     )
 
-    it.effect.prop(
+    prop(
       "full jitter stays in [0, min(cap, base × factor^(n-1))]",
       { base, factor, cap, n: count, seed },
       ({ base, cap, factor, n, seed }) =>
@@ -179,7 +191,7 @@ describe("Backoff", () => {
         })
     )
 
-    it.effect.prop(
+    prop(
       "equal jitter stays in [ceiling / 2, ceiling]",
       { base, factor, cap, n: count, seed },
       ({ base, cap, factor, n, seed }) =>
@@ -194,7 +206,7 @@ describe("Backoff", () => {
         })
     )
 
-    it.effect.prop(
+    prop(
       "the same seed gives the same sequence",
       { base, seed, n: count },
       ({ base, n, seed }) =>
@@ -233,7 +245,7 @@ describe("Backoff", () => {
     const fixedDelays = <Out>(schedule: Schedule.Schedule<Out, unknown>, n: number, r: number) =>
       Backoff.delays(schedule, n).pipe(Effect.map(millis), withRandomAt(r))
 
-    it.effect.prop(
+    prop(
       "under a fixed Random draw r, every jitter family gives exactly its formula",
       { base, factor, cap, n: count, r: fc.double({ min: 0, max: 1, noNaN: true }) },
       ({ base, cap, factor, n, r }) =>

@@ -22,7 +22,7 @@ import {
 } from "effect"
 
 /** Sequences per run; raise locally with BULWARK_MODEL_RUNS=20000. */
-const NUM_RUNS = Number(process.env.BULWARK_MODEL_RUNS ?? 1000)
+const NUM_RUNS = Number(process.env.BULWARK_MODEL_RUNS ?? (process.env.BULWARK_DEEP === "1" ? 1000 : 200))
 
 class Invalid extends Data.TaggedError("Invalid")<{}> {
   get [Failure.RuleKey](): Failure.RuleObject {

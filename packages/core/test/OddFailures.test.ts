@@ -2,6 +2,7 @@ import { Backoff, Failure, Fallback, Hedge, Policy, Retry } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, FastCheck as fc, Fiber, Logger, LogLevel, TestClock } from "effect"
 import { oddValues, prototypeKeys } from "./oddValues.js"
+import { sized } from "./size.js"
 
 /**
  * Failure values from user code can be anything. Whatever the value, every classification code
@@ -21,7 +22,7 @@ const oddValue: fc.Arbitrary<unknown> = fc.oneof(
 )
 
 const quiet = Logger.minimumLogLevel(LogLevel.None)
-const runs = { fastCheck: { numRuns: 40 } }
+const runs = { fastCheck: { numRuns: sized(20, 100) } }
 
 /** Runs `effect` on the TestClock until it ends. */
 const settle = <A, E>(effect: Effect.Effect<A, E>) =>

@@ -196,7 +196,7 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
             for (const { local } of locals) expect(local.since).toBe(last)
           })))
       )
-      yield* Effect.promise(() => fc.assert(property, { numRuns: 20 }))
+      yield* Effect.promise(() => fc.assert(property, { numRuns: process.env["BULWARK_DEEP"] === "1" ? 20 : 8 }))
     }))
 
   it.scopedLive("metrics count writes, received transitions, probe claims and writes lost to an outage", () =>

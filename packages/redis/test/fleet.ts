@@ -3,6 +3,7 @@ import type { Scope } from "effect"
 import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { bundleFixture } from "./bundleFixture.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, "../../..")
@@ -22,22 +23,29 @@ export interface Member {
   readonly waitFor: (p: (e: FleetEvent) => boolean, within?: number, from?: number) => Effect.Effect<FleetEvent, Error>
 }
 
-/** Spawns `node --import tsx` directly (never through pnpm); killed with the scope. */
+/** Each fixture bundled once per test file: a member then starts without tsx's transform. */
+const bundles = new Map<string, Promise<string>>()
+const bundled = (fixture: string): Effect.Effect<string> =>
+  Effect.promise(() => {
+    let bundle = bundles.get(fixture)
+    if (bundle === undefined) {
+      bundle = bundleFixture(path.join(here, "fixtures", `${fixture}.ts`))
+      bundles.set(fixture, bundle)
+    }
+    return bundle
+  })
+
+/** Spawns `node <bundled fixture>` directly (never through pnpm); killed with the scope. */
 export const spawnMember = (
   fixture: string,
   args: ReadonlyArray<string>
 ): Effect.Effect<Member, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const events: Array<FleetEvent> = []
+    const program = yield* bundled(fixture)
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        spawn(process.execPath, [
-          "--import",
-          "tsx",
-          "--conditions=source",
-          path.join(here, "fixtures", `${fixture}.ts`),
-          ...args
-        ], {
+        spawn(process.execPath, [program, ...args], {
           cwd: root,
           stdio: ["pipe", "pipe", "inherit"]
         })

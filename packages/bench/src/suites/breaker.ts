@@ -5,7 +5,7 @@ import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import Opossum from "opossum"
 import { scale, type Suite } from "../harness.js"
-import { loop } from "./retry.js"
+import { loop, loopTryPromise } from "./retry.js"
 
 const quiet = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>, scope: Scope.Scope) =>
   Effect.runSync(Scope.extend(effect, scope).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
@@ -123,7 +123,19 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "bare await fn()", run: promiseLoop(fn) },
       { name: "cockatiel execute", run: promiseLoop(() => cockatielClosed.execute(fn)) },
       { name: "opossum fire (timeout: false)", run: promiseLoop(() => opossumClosed.fire()) },
-      { name: "opossum fire (default 10 s timeout)", run: promiseLoop(() => opossumClosedTimeout.fire()) }
+      { name: "opossum fire (default 10 s timeout)", run: promiseLoop(() => opossumClosedTimeout.fire()) },
+      {
+        name: "Effect.tryPromise(() => cockatiel execute(fn))",
+        run: loopTryPromise(() => cockatielClosed.execute(fn))
+      },
+      {
+        name: "Effect.tryPromise(() => opossum fire()) (timeout: false)",
+        run: loopTryPromise(() => opossumClosed.fire())
+      },
+      {
+        name: "Effect.tryPromise(() => opossum fire()) (default 10 s timeout)",
+        run: loopTryPromise(() => opossumClosedTimeout.fire())
+      }
     ]
   },
   {
@@ -134,7 +146,15 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "bare yield* of a preallocated failure", run: loop(Effect.exit(preallocated)) },
       { name: "bulwark protect (open)", run: loop(Effect.exit(open.protect(ok))) },
       { name: "cockatiel execute (open)", run: rejectLoop(() => cockatielOpen.execute(fn)) },
-      { name: "opossum fire (open)", run: rejectLoop(() => opossumOpen.fire()) }
+      { name: "opossum fire (open)", run: rejectLoop(() => opossumOpen.fire()) },
+      {
+        name: "Effect.tryPromise(() => cockatiel execute(fn)) (open)",
+        run: loop(Effect.exit(Effect.tryPromise(() => cockatielOpen.execute(fn))))
+      },
+      {
+        name: "Effect.tryPromise(() => opossum fire()) (open)",
+        run: loop(Effect.exit(Effect.tryPromise(() => opossumOpen.fire())))
+      }
     ],
     extra: memory
   }

@@ -12,8 +12,9 @@ import {
   wrap
 } from "cockatiel"
 import { Effect, Fiber, Scope } from "effect"
+import Opossum from "opossum"
 import type { Suite } from "../harness.js"
-import { loop, loopAsync } from "./retry.js"
+import { loop, loopAsync, loopTryPromise } from "./retry.js"
 
 const ok = Effect.succeed(1)
 
@@ -29,6 +30,8 @@ Effect.runFork(full.protect(Effect.async<never>(() => {})))
 const fullCockatiel = cockatielBulkhead(1, 0)
 void fullCockatiel.execute(() => new Promise<never>(() => {}))
 const promised = () => Promise.resolve(1)
+// opossum has no timeout of its own: its breaker times each call out (10 s by default)
+const opossumTimeout = new Opossum(promised, { resetTimeout: 60_000 })
 
 // a full stack: fallback, retry, breaker, bulkhead (and per-attempt timeout), nothing failing
 const stackBulkhead = Effect.runSync(Bulkhead.make({ name: "bench-stack", maxConcurrent: 10, maxQueued: 10 }))
@@ -93,7 +96,11 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "Bulkhead.protect", run: loop(bulkhead.protect(ok)) },
       { name: "semaphore.withPermits(1)", run: loop(semaphore.withPermits(1)(ok)) },
       { name: "bare await fn()", run: loopAsync(promised) },
-      { name: "cockatiel bulkhead.execute", run: loopAsync(() => cockatielBh.execute(value)) }
+      { name: "cockatiel bulkhead.execute", run: loopAsync(() => cockatielBh.execute(value)) },
+      {
+        name: "Effect.tryPromise(() => cockatiel bulkhead.execute(fn))",
+        run: loopTryPromise(() => cockatielBh.execute(value))
+      }
     ]
   },
   {
@@ -123,6 +130,10 @@ export const suites: ReadonlyArray<Suite> = [
       {
         name: "cockatiel bulkhead.execute, rejected",
         run: loopAsync(() => fullCockatiel.execute(value).catch(() => 0))
+      },
+      {
+        name: "Effect.tryPromise(() => cockatiel bulkhead.execute(fn)), rejected",
+        run: loop(Effect.either(Effect.tryPromise(() => fullCockatiel.execute(value))))
       }
     ]
   },
@@ -136,7 +147,15 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "Effect.timeout", run: loop(Effect.timeout(ok, "10 seconds")) },
       // the floor of any design that runs the work in a fiber of its own
       { name: "Effect.fork + Fiber.await", run: loop(Effect.flatMap(Effect.fork(ok), Fiber.await)) },
-      { name: "cockatiel timeout.execute", run: loopAsync(() => cockatielTo.execute(value)) }
+      { name: "cockatiel timeout.execute", run: loopAsync(() => cockatielTo.execute(value)) },
+      {
+        name: "Effect.tryPromise(() => cockatiel timeout.execute(fn))",
+        run: loopTryPromise(() => cockatielTo.execute(value))
+      },
+      {
+        name: "Effect.tryPromise(() => opossum fire()) (breaker with its 10 s timeout)",
+        run: loopTryPromise(() => opossumTimeout.fire())
+      }
     ]
   },
   {
@@ -155,6 +174,14 @@ export const suites: ReadonlyArray<Suite> = [
       {
         name: "cockatiel wrap(… + timeout)",
         run: loopAsync(() => cockatielStackTimeout.execute(value))
+      },
+      {
+        name: "Effect.tryPromise(() => cockatiel wrap(fallback, retry, breaker, bulkhead).execute(fn))",
+        run: loopTryPromise(() => cockatielStack.execute(value))
+      },
+      {
+        name: "Effect.tryPromise(() => cockatiel wrap(… + timeout).execute(fn))",
+        run: loopTryPromise(() => cockatielStackTimeout.execute(value))
       }
     ]
   }

@@ -11,6 +11,13 @@ export const loop = <A, E>(effect: Effect.Effect<A, E>) => (n: number): Promise<
     }) as Effect.Effect<void>
   )
 
+/**
+ * A promise library called from an Effect program: `Effect.tryPromise(() => policy.execute(fn))`,
+ * run n times inside one fiber, as `loop` runs Bulwark's policies. This, not the promise loop, is
+ * the alternative a user of Effect weighs.
+ */
+export const loopTryPromise = (call: () => Promise<unknown>) => loop(Effect.tryPromise(call))
+
 /** Runs an async function n times in sequence. */
 export const loopAsync = (fn: () => Promise<unknown>) => async (n: number): Promise<void> => {
   for (let i = 0; i < n; i++) await fn()
@@ -31,7 +38,11 @@ export const suites: ReadonlyArray<Suite> = [
       { name: "Bulwark Retry.retry(policy)", run: loop(Retry.retry(ok, policy)) },
       { name: "Effect.retry(Schedule.recurs(3))", run: loop(Effect.retry(ok, Schedule.recurs(3))) },
       { name: "bare await", run: loopAsync(okAsync) },
-      { name: "cockatiel retry.execute", run: loopAsync(() => cockatiel.execute(okAsync)) }
+      { name: "cockatiel retry.execute", run: loopAsync(() => cockatiel.execute(okAsync)) },
+      {
+        name: "Effect.tryPromise(() => cockatiel retry.execute(fn))",
+        run: loopTryPromise(() => cockatiel.execute(okAsync))
+      }
     ]
   }
 ]
