@@ -644,6 +644,21 @@ export const make = (options: Options = {}): Effect.Effect<CircuitBreaker, never
 
 type Predicate = (error: unknown, classification: Failure.Classification) => boolean
 
+interface Handlers {
+  readonly onSuccess: (a: unknown) => Effect.Effect<unknown>
+  readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<never, unknown>
+}
+
+/** Runs `self` with outcome handlers that return what it returned (or fail with its cause). */
+const matchOutcome = <A, E, R>(self: Effect.Effect<A, E, R>, handlers: Handlers): Effect.Effect<A, E, R> =>
+  Effect.matchCauseEffect(
+    self,
+    handlers as unknown as {
+      readonly onSuccess: (a: A) => Effect.Effect<A>
+      readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
+    }
+  )
+
 const build = (
   o: Resolved,
   clock: Clock.Clock
@@ -897,10 +912,6 @@ const build = (
       })
     }
 
-    type Handlers = {
-      readonly onSuccess: (a: unknown) => Effect.Effect<unknown>
-      readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<never, unknown>
-    }
     const handlers = (gen: number, admittedIn: State, start: number, isFailure: Predicate | undefined): Handlers => ({
       onSuccess: (a) => {
         const after = settle(gen, admittedIn, BreakerState.SUCCESS, start)
@@ -911,23 +922,27 @@ const build = (
     const protect = <A, E, R>(
       self: Effect.Effect<A, E, R>,
       options?: ProtectOptions<NoInfer<E>>
-    ): Effect.Effect<A, E | CircuitOpenError, R> =>
-      Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
-        // `options` is read only when it is an object: `Effect.forEach(xs, breaker.protect)` passes an index
-        const isFailure = typeof options === "object" && options !== null
-          ? options.isFailure as Predicate | undefined
-          : undefined
+    ): Effect.Effect<A, E | CircuitOpenError, R> => {
+      // `options` is read only when it is an object: `Effect.forEach(xs, breaker.protect)` passes an index
+      const isFailure = typeof options === "object" && options !== null
+        ? options.isFailure as Predicate | undefined
+        : undefined
+      type Matched = Effect.Effect<A, E, R>
+      // an effect made once and run many times reuses its outcome handlers while the breaker
+      // stays in the same generation (they hold nothing of one call unless slow calls are timed)
+      let matched: Matched | undefined = undefined
+      let matchedGeneration = -1
+      return Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
         const admission = machine.admit()
         if (admission === BreakerState.ADMIT) {
-          const h = handlers(machine.generation, machine.state, machine.timed ? now() : 0, isFailure)
           // interruption counts as nothing in these states, so a plain match is enough
-          return Effect.matchCauseEffect(
-            self,
-            h as unknown as {
-              readonly onSuccess: (a: A) => Effect.Effect<A>
-              readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
-            }
-          )
+          const gen = machine.generation
+          if (machine.timed) return matchOutcome(self, handlers(gen, machine.state, now(), isFailure))
+          if (matchedGeneration !== gen) {
+            matched = matchOutcome(self, handlers(gen, machine.state, 0, isFailure))
+            matchedGeneration = gen
+          }
+          return matched!
         }
         if (admission === BreakerState.PROBE) {
           const at = now()
@@ -949,6 +964,7 @@ const build = (
         }
         return reject(machine.checkedAt)
       })
+    }
 
     const readState = Effect.sync(() => {
       machine.refresh(mono())
