@@ -103,6 +103,8 @@ export class Machine {
   private readonly consecutiveThreshold: number
   private readonly rateThreshold: number
   private readonly minimumCalls: number
+  /** `time.wall`, held directly: read on every outcome of a timed breaker. */
+  private readonly wall: () => number
 
   constructor(readonly rules: Rules, readonly time: Time, private readonly onChange: OnChange) {
     const policy = rules.policy
@@ -116,6 +118,7 @@ export class Machine {
     this.minimumCalls = policy._tag === "Consecutive" ? Infinity : policy.minimumCalls
     this.timed = rules.slowMillis !== Infinity
     this.needsTime = this.timed || policy._tag === "TimeWindow"
+    this.wall = time.wall
     this.since = time.wall()
     this.nextOpenDelay = rules.firstOpenDelay
     this.scheduleState = rules.scheduleAfterFirst
@@ -203,7 +206,7 @@ export class Machine {
    * caused, if any.
    */
   record(gen: number, admittedIn: Phase, outcome: number, start: number): Trip | undefined {
-    const at = this.needsTime ? this.time.wall() : 0
+    const at = this.needsTime ? this.wall() : 0
     const current = gen === this.generation
     if (outcome === INTERRUPTED || outcome === IGNORED) {
       if (outcome === IGNORED) this.ignored++
