@@ -566,9 +566,7 @@ const runRules = (setup: Setup, commands: ReadonlyArray<Command>) => {
 }
 
 describe("CircuitBreaker rules (model)", () => {
-  it(`the Effect-free rules agree with the reference state machine over ${
-    NUM_RUNS * 2
-  } random sequences`, () => {
+  it(`the Effect-free rules agree with the reference state machine over ${NUM_RUNS * 2} random sequences`, () => {
     fc.assert(
       fc.property(setupArb, fc.array(commandArb, { minLength: 1, maxLength: 60 }), (setup, commands) => {
         runRules(setup, commands)

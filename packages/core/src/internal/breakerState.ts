@@ -225,18 +225,22 @@ export class Machine {
       this.window?.record(at, failed, slow)
       if (admittedIn === "Disabled") return undefined
       if (this.consecutiveFailures >= this.consecutiveThreshold) {
-        return this.trip("Open", this.needsTime ? at : this.time.wall(), `${this.consecutiveFailures} consecutive failures`)
+        return this.trip(
+          "Open",
+          this.needsTime ? at : this.wall(),
+          `${this.consecutiveFailures} consecutive failures`
+        )
       }
       if (this.window !== undefined) {
         // a count window reads no time: the wall clock is read only to date the transition
         const reason = this.windowTripped(at)
-        if (reason !== undefined) return this.trip("Open", this.needsTime ? at : this.time.wall(), reason)
+        if (reason !== undefined) return this.trip("Open", this.needsTime ? at : this.wall(), reason)
       }
       return undefined
     }
     if (admittedIn === "HalfOpen") {
       this.probesInFlight--
-      const now = this.needsTime ? at : this.time.wall()
+      const now = this.needsTime ? at : this.wall()
       if (failed || slow) return this.trip("Open", now, failed ? "a probe failed" : "a probe was slow")
       this.probeSuccesses++
       if (this.probeSuccesses >= this.rules.successThreshold) {
