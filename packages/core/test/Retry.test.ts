@@ -648,7 +648,7 @@ describe("Retry", () => {
         expect((yield* run).times).toEqual([0, 1000, 3000, 7000])
       }))
 
-    it.effect("the quickstart's scenario 4: the give-up and its ExecutionError both say critical / abandon", () =>
+    it.effect("the classification example's scenario 4: the give-up and its ExecutionError both say critical / abandon", () =>
       Effect.gen(function*() {
         const { entries, layer: logs } = yield* captureLogs
         const error = new ConnectionError({ reason: "down" })

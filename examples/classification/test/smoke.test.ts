@@ -1,0 +1,55 @@
+import { spawn } from "node:child_process"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { describe, expect, it } from "vitest"
+
+const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const tsx = path.resolve(dir, "../../node_modules/.bin/tsx")
+
+/** Runs the example as a child process and collects what it printed and how it ended. */
+const run = () =>
+  new Promise<{ readonly code: number | null; readonly lines: ReadonlyArray<string>; readonly stderr: string }>(
+    (resolve, reject) => {
+      const child = spawn(tsx, ["--conditions=source", "src/main.ts"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] })
+      let stdout = ""
+      let stderr = ""
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+      child.on("error", reject)
+      child.on("close", (code) => resolve({ code, lines: stdout.split("\n"), stderr }))
+    }
+  )
+
+describe("examples/classification", () => {
+  it("runs the four scenarios, each decided by the classification, and exits 0", async () => {
+    const { code, lines, stderr } = await run()
+    expect(stderr).toBe("")
+    expect(code).toBe(0)
+    expect(lines[0]).toBe("Bulwark classification: classification-driven retry")
+    const attempts = (symbol: string) => lines.filter((l) => l.startsWith(`  [${symbol}] attempt`))
+    // 1. two refusals, retried, then an answer
+    expect(attempts("ACME")).toHaveLength(3)
+    expect(lines).toContain("  → ACME = 103")
+    // 2. the Retry-After hint decides the delay
+    expect(lines.some((l) => l.includes("RATE_LIMITED (resource); retrying in 1s"))).toBe(true)
+    expect(lines).toContain("  → GLOBEX = 102")
+    // 3. a validation failure gets one attempt and a classified error
+    expect(attempts("???")).toHaveLength(1)
+    const badRequest = lines.find((l) => l.startsWith("  → gave up:") && l.includes("BAD_QUOTE_REQUEST"))
+    expect(JSON.parse(badRequest!.slice("  → gave up: ".length))).toMatchObject({
+      type: "validation",
+      retryable: false,
+      strategy: "abandon",
+      correlation_id: "quote-???"
+    })
+    // 4. the fourth attempt escalates to critical and is abandoned
+    expect(attempts("INITECH")).toHaveLength(4)
+    const abandoned = lines.find((l) => l.startsWith("  → gave up:") && l.includes("quote-INITECH"))
+    expect(JSON.parse(abandoned!.slice("  → gave up: ".length))).toMatchObject({
+      type: "connection",
+      code: "CONNECTION_REFUSED",
+      severity: "critical",
+      strategy: "abandon"
+    })
+  })
+})
