@@ -35,10 +35,10 @@ import * as Alerts from "./Alerts.js"
 import * as BreakerStore from "./BreakerStore.js"
 import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
+import * as BreakerState from "./internal/breakerState.js"
 import * as InternalConfig from "./internal/config.js"
 import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
-import * as Window from "./internal/window.js"
 
 // -----------------------------------------------------------------------------
 // models
@@ -571,11 +571,6 @@ const toLabels = Object.fromEntries(
 // the breaker
 // -----------------------------------------------------------------------------
 
-const SUCCESS = 0
-const FAILURE = 1
-const IGNORED = 2
-const INTERRUPTED = 3
-
 const makeError = (breaker: string, state: "Open" | "HalfOpen" | "Isolated", retryAfter: Duration.Duration) => {
   // a rejection is an expected, frequent event: no stack trace to capture
   const limit = Error.stackTraceLimit
@@ -649,6 +644,21 @@ export const make = (options: Options = {}): Effect.Effect<CircuitBreaker, never
 
 type Predicate = (error: unknown, classification: Failure.Classification) => boolean
 
+interface Handlers {
+  readonly onSuccess: (a: unknown) => Effect.Effect<unknown>
+  readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<never, unknown>
+}
+
+/** Runs `self` with outcome handlers that return what it returned (or fail with its cause). */
+const matchOutcome = <A, E, R>(self: Effect.Effect<A, E, R>, handlers: Handlers): Effect.Effect<A, E, R> =>
+  Effect.matchCauseEffect(
+    self,
+    handlers as unknown as {
+      readonly onSuccess: (a: A) => Effect.Effect<A>
+      readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
+    }
+  )
+
 const build = (
   o: Resolved,
   clock: Clock.Clock
@@ -686,56 +696,62 @@ const build = (
     const transitionLabels: Partial<Record<State, ReadonlyArray<MetricLabel.MetricLabel>>> = {}
     const transitionLabelsFor = (to: State) => transitionLabels[to] ??= [nameLabel, toLabels[to]]
 
-    // ----- mutable state, touched only inside Effect.sync / Effect.suspend
-    const policy = o.policy
-    const window: Window.OutcomeWindow | undefined = policy._tag === "CountWindow"
-      ? Window.countWindow(policy.size)
-      : policy._tag === "TimeWindow"
-      ? Window.timeWindow(Duration.toMillis(policy.window), policy.buckets)
-      : undefined
-    const consecutiveThreshold = policy._tag === "Consecutive" ? policy.threshold : Infinity
-    const rateThreshold = policy._tag === "Consecutive" ? Infinity : policy.rateThreshold
-    const minimumCalls = policy._tag === "Consecutive" ? Infinity : policy.minimumCalls
-    const timed = o.slowMillis !== Infinity
-    const needsTime = timed || policy._tag === "TimeWindow"
-
-    let state: State = "Closed"
-    let generation = 0
-    let since = now()
-    /** When an open breaker admits probes, in wall time (reported) and in monotonic time (decided on). */
-    let openUntil = 0
-    let openUntilMono = 0
-    let opens = 0
-    let consecutiveFailures = 0
-    let probesInFlight = 0
-    let probeSuccesses = 0
-    let calls = 0
-    let successes = 0
-    let failures = 0
-    let ignored = 0
-    let slowCalls = 0
-    let rejections = 0
-
-    // ----- open duration
-    let nextOpenDelay = o.openDelay
-    let scheduleState: unknown = undefined
+    // ----- the open duration's first delay (a schedule is stepped once now)
     let firstOpenDelay = o.openDelay
-    let scheduleStateAfterFirst: unknown = undefined
+    let scheduleAfterFirst: unknown = undefined
     if (o.openSchedule !== undefined) {
-      const [s, d] = yield* stepDelay(o.openSchedule, since, o.openSchedule.initial)
+      const [s, d] = yield* stepDelay(o.openSchedule, now(), o.openSchedule.initial)
       firstOpenDelay = d ?? 0
-      scheduleStateAfterFirst = s
-      nextOpenDelay = firstOpenDelay
-      scheduleState = s
+      scheduleAfterFirst = s
     }
+
+    // ----- store
+    const outbox = Option.isSome(maybeStore) ? yield* Queue.sliding<Snapshot>(64) : undefined
+    // the last snapshot offered to the store, the last one it took, and whether a publish is running
+    let lastOffered: Snapshot | undefined = undefined
+    let lastPublished: Snapshot | undefined = undefined
+    let publishing = false
+    const offer = (s: Snapshot): void => {
+      lastOffered = s
+      outbox!.unsafeOffer(s)
+    }
+
+    // ----- the rules, and what the shell does on every transition
+    const machine: BreakerState.Machine = new BreakerState.Machine(
+      {
+        policy: o.policy,
+        firstOpenDelay,
+        scheduleAfterFirst,
+        halfOpenProbes: o.halfOpenProbes,
+        successThreshold: o.successThreshold,
+        slowMillis: o.slowMillis,
+        slowRate: o.slowRate
+      },
+      { wall: now, mono },
+      (from, to, at, publish) => {
+        hub?.unsafeOffer({ breaker: name, from, to, at })
+        transitionsTotal.unsafeUpdate(1, transitionLabelsFor(to))
+        stateGauge.unsafeUpdate(stateCode[to], stateLabels)
+        if (publish && outbox !== undefined) offer(snapshot())
+      }
+    )
+
+    const snapshot = (): Snapshot => ({
+      version: 1,
+      breaker: name,
+      state: machine.state,
+      since: machine.since,
+      // the time left is measured on the monotonic clock, and told in wall time
+      openUntil: machine.state === "Open" ? now() + Math.max(0, Math.ceil(machine.openUntilMono - mono())) : null,
+      opens: machine.opens,
+      origin
+    })
+
     // steps the schedule once the breaker has opened, ready for the next open
     const stepSchedule = (at: number): Effect.Effect<void> =>
       o.openSchedule === undefined ? Effect.void : Effect.map(
-        stepDelay(o.openSchedule, at, scheduleState),
-        ([s, d]) => {
-          scheduleState = s
-          if (d !== undefined) nextOpenDelay = d
-        }
+        stepDelay(o.openSchedule, at, machine.scheduleState),
+        ([s, d]) => machine.scheduleStepped(s, d)
       )
     /**
      * Puts the schedule where `count` opens leave it (the state came from a snapshot), and gives
@@ -745,7 +761,7 @@ const build = (
       const schedule = o.openSchedule
       if (schedule === undefined) return Effect.succeed(o.openDelay)
       return Effect.gen(function*() {
-        let s = scheduleStateAfterFirst
+        let s = scheduleAfterFirst
         let used = firstOpenDelay
         let done = false
         const steps = Math.min(count, MAX_SCHEDULE_CATCH_UP)
@@ -762,37 +778,15 @@ const build = (
           s = after
           if (d !== undefined) next = d
         }
-        scheduleState = s
-        nextOpenDelay = next
+        machine.scheduleStepped(s, next)
         return used
       })
     }
 
-    // ----- store
-    const outbox = Option.isSome(maybeStore) ? yield* Queue.sliding<Snapshot>(64) : undefined
-    // the last snapshot offered to the store, the last one it took, and whether a publish is running
-    let lastOffered: Snapshot | undefined = undefined
-    let lastPublished: Snapshot | undefined = undefined
-    let publishing = false
-    const offer = (s: Snapshot): void => {
-      lastOffered = s
-      outbox!.unsafeOffer(s)
-    }
-
-    const snapshot = (): Snapshot => ({
-      version: 1,
-      breaker: name,
-      state,
-      since,
-      // the time left is measured on the monotonic clock, and told in wall time
-      openUntil: state === "Open" ? now() + Math.max(0, Math.ceil(openUntilMono - mono())) : null,
-      opens,
-      origin
-    })
-
     const logOpen = (at: number, reason: string) => {
+      const retryAfterMillis = Math.max(0, machine.openUntil - at)
       const message = `Circuit "${name}" opened: ${reason}; next attempt in ${
-        Duration.format(Duration.millis(Math.max(0, openUntil - at)))
+        Duration.format(Duration.millis(retryAfterMillis))
       }`
       const logged = Effect.logError(message).pipe(
         Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Open" })
@@ -805,7 +799,7 @@ const build = (
           kind: "breaker_open",
           severity: "major",
           message,
-          annotations: { breaker: name, reason, retryAfterMillis: Math.max(0, openUntil - at), opens }
+          annotations: { breaker: name, reason, retryAfterMillis, opens: machine.opens }
         })
       )
     }
@@ -814,121 +808,37 @@ const build = (
         Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Closed" })
       )
 
-    /** Moves to `to`; every transition starts the counters afresh and voids calls in flight. */
-    const transition = (to: State, at: number, publish = true): void => {
-      const from = state
-      state = to
-      generation++
-      since = at
-      probesInFlight = 0
-      probeSuccesses = 0
-      consecutiveFailures = 0
-      window?.clear()
-      if (to === "Open") {
-        openUntil = at + nextOpenDelay
-        openUntilMono = mono() + nextOpenDelay
-        opens++
-      } else if (to === "Closed") {
-        opens = 0
-        nextOpenDelay = firstOpenDelay
-        scheduleState = scheduleStateAfterFirst
-      }
-      hub?.unsafeOffer({ breaker: name, from, to, at })
-      transitionsTotal.unsafeUpdate(1, transitionLabelsFor(to))
-      stateGauge.unsafeUpdate(stateCode[to], stateLabels)
-      if (publish && outbox !== undefined) offer(snapshot())
-    }
+    /** What follows a transition an outcome caused: the schedule steps, and a log says why. */
+    const announce = (trip: BreakerState.Trip): Effect.Effect<void> =>
+      trip.to === "Open"
+        // the schedule must step even if the calling fiber is interrupted right now
+        ? Effect.uninterruptible(Effect.zipRight(stepSchedule(trip.at), logOpen(trip.at, trip.reason)))
+        : logClose(trip.reason)
 
-    const open = (at: number, reason: string): Effect.Effect<void> => {
-      transition("Open", at)
-      // the schedule must step even if the calling fiber is interrupted right now
-      return Effect.uninterruptible(Effect.zipRight(stepSchedule(at), logOpen(at, reason)))
-    }
-
-    /** Moves an open breaker whose time has come to half-open; `m` is the monotonic time. */
-    const refresh = (m: number): void => {
-      if (state === "Open" && m >= openUntilMono) transition("HalfOpen", now())
-    }
-
-    const windowTripped = (at: number): string | undefined => {
-      if (window === undefined) return undefined
-      window.advance(at)
-      const total = window.total()
-      if (total < minimumCalls) return undefined
-      if (window.failures() / total >= rateThreshold) {
-        return `failure rate ${window.failures()}/${total} reached ${rateThreshold}`
-      }
-      if (window.slow() / total >= o.slowRate) {
-        return `slow-call rate ${window.slow()}/${total} reached ${o.slowRate}`
-      }
-      return undefined
-    }
-
-    /**
-     * Counts an outcome. Returns the effect to run after it (logs of a transition), if any.
-     */
+    /** Counts an outcome. Returns the effect to run after it (logs of a transition), if any. */
     const settle = (
       gen: number,
       admittedIn: State,
       outcome: number,
       start: number
     ): Effect.Effect<void> | undefined => {
-      const at = needsTime ? now() : 0
-      const current = gen === generation
-      if (outcome === INTERRUPTED || outcome === IGNORED) {
-        if (outcome === IGNORED) {
-          ignored++
-          callsTotal.unsafeUpdate(1, ignoredLabels)
-        }
-        if (current && admittedIn === "HalfOpen") probesInFlight--
-        return undefined
+      if (outcome !== BreakerState.INTERRUPTED) {
+        callsTotal.unsafeUpdate(
+          1,
+          outcome === BreakerState.SUCCESS
+            ? successLabels
+            : outcome === BreakerState.FAILURE
+            ? failureLabels
+            : ignoredLabels
+        )
       }
-      const failed = outcome === FAILURE
-      const slow = timed && at - start >= o.slowMillis
-      if (failed) {
-        failures++
-        callsTotal.unsafeUpdate(1, failureLabels)
-      } else {
-        successes++
-        callsTotal.unsafeUpdate(1, successLabels)
-      }
-      if (slow) slowCalls++
-      // an outcome counts against the state its call was admitted in
-      if (!current) return undefined
-      switch (admittedIn) {
-        case "Closed":
-        case "Disabled": {
-          consecutiveFailures = failed ? consecutiveFailures + 1 : 0
-          window?.record(at, failed, slow)
-          if (admittedIn === "Disabled") return undefined
-          if (consecutiveFailures >= consecutiveThreshold) {
-            return open(needsTime ? at : now(), `${consecutiveFailures} consecutive failures`)
-          }
-          if (window !== undefined) {
-            const at2 = needsTime ? at : now()
-            const reason = windowTripped(at2)
-            if (reason !== undefined) return open(at2, reason)
-          }
-          return undefined
-        }
-        case "HalfOpen": {
-          probesInFlight--
-          if (failed || slow) return open(needsTime ? at : now(), failed ? "a probe failed" : "a probe was slow")
-          probeSuccesses++
-          if (probeSuccesses >= o.successThreshold) {
-            transition("Closed", needsTime ? at : now())
-            return logClose(`${o.successThreshold} probes succeeded`)
-          }
-          return undefined
-        }
-        default:
-          return undefined
-      }
+      const trip = machine.record(gen, admittedIn, outcome, start)
+      return trip === undefined ? undefined : announce(trip)
     }
 
     const countFailure = (category: string, code: string): number => {
       failuresTotal.unsafeUpdate(1, [nameLabel, MetricLabel.make("category", category), MetricLabel.make("code", code)])
-      return FAILURE
+      return BreakerState.FAILURE
     }
 
     // rejections of the same millisecond of the same period share one error: a flood of
@@ -936,20 +846,19 @@ const build = (
     let rejection: Effect.Effect<never, CircuitOpenError> | undefined = undefined
     let rejectionAt = -1
     let rejectionGeneration = -1
-    /** Rejects a call; `m` is the monotonic time (read when the breaker is open). */
+    /** Rejects a call (the machine counted it); `m` is the monotonic time read when the breaker was open. */
     const reject = (m: number): Effect.Effect<never, CircuitOpenError> => {
-      rejections++
       callsTotal.unsafeUpdate(1, rejectedLabels)
-      const s = state
+      const s = machine.state
       const key = s === "Open" ? Math.floor(m) : -2
-      if (rejection === undefined || key !== rejectionAt || generation !== rejectionGeneration) {
+      if (rejection === undefined || key !== rejectionAt || machine.generation !== rejectionGeneration) {
         rejection = Effect.failCause(Cause.fail(makeError(
           name,
           s === "Isolated" ? "Isolated" : s === "HalfOpen" ? "HalfOpen" : "Open",
-          s === "Isolated" ? Duration.infinity : s === "Open" ? Duration.millis(openUntilMono - m) : Duration.zero
+          s === "Isolated" ? Duration.infinity : s === "Open" ? Duration.millis(machine.retryAfter(m)) : Duration.zero
         )))
         rejectionAt = key
-        rejectionGeneration = generation
+        rejectionGeneration = machine.generation
       }
       return rejection
     }
@@ -975,7 +884,9 @@ const build = (
       }
       const failure = Cause.failureOption(cause)
       if (Option.isNone(failure)) {
-        return Option.isSome(Cause.dieOption(cause)) ? finish(countFailure("system", "DEFECT")) : finish(INTERRUPTED)
+        return Option.isSome(Cause.dieOption(cause))
+          ? finish(countFailure("system", "DEFECT"))
+          : finish(BreakerState.INTERRUPTED)
       }
       const error = failure.value
       return Effect.flatMap(Failure.currentClassifier, (classifier) => {
@@ -994,20 +905,16 @@ const build = (
           const decide = isFailure ?? o.isFailure
           counts = decide !== undefined ? decide(error, classification) : classification.tripsBreaker
         } catch (defect) {
-          return finish(INTERRUPTED, Cause.die(defect))
+          return finish(BreakerState.INTERRUPTED, Cause.die(defect))
         }
-        const outcome = counts ? countFailure(classification.category, classification.code) : IGNORED
+        const outcome = counts ? countFailure(classification.category, classification.code) : BreakerState.IGNORED
         return warning === undefined ? finish(outcome) : Effect.zipRight(warning, finish(outcome))
       })
     }
 
-    type Handlers = {
-      readonly onSuccess: (a: unknown) => Effect.Effect<unknown>
-      readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<never, unknown>
-    }
     const handlers = (gen: number, admittedIn: State, start: number, isFailure: Predicate | undefined): Handlers => ({
       onSuccess: (a) => {
-        const after = settle(gen, admittedIn, SUCCESS, start)
+        const after = settle(gen, admittedIn, BreakerState.SUCCESS, start)
         return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
       },
       onFailure: (cause) => settleFailure(gen, admittedIn, start, cause, isFailure)
@@ -1015,108 +922,76 @@ const build = (
     const protect = <A, E, R>(
       self: Effect.Effect<A, E, R>,
       options?: ProtectOptions<NoInfer<E>>
-    ): Effect.Effect<A, E | CircuitOpenError, R> =>
-      Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
-        // `options` is read only when it is an object: `Effect.forEach(xs, breaker.protect)` passes an index
-        const isFailure = typeof options === "object" && options !== null
-          ? options.isFailure as Predicate | undefined
-          : undefined
-        let s = state
-        if (s === "Closed" || s === "Disabled") {
-          calls++
-          const h = handlers(generation, s, timed ? now() : 0, isFailure)
+    ): Effect.Effect<A, E | CircuitOpenError, R> => {
+      // `options` is read only when it is an object: `Effect.forEach(xs, breaker.protect)` passes an index
+      const isFailure = typeof options === "object" && options !== null
+        ? options.isFailure as Predicate | undefined
+        : undefined
+      type Matched = Effect.Effect<A, E, R>
+      // an effect made once and run many times reuses its outcome handlers while the breaker
+      // stays in the same generation (they hold nothing of one call unless slow calls are timed)
+      let matched: Matched | undefined = undefined
+      let matchedGeneration = -1
+      return Effect.suspend((): Effect.Effect<A, E | CircuitOpenError, R> => {
+        const admission = machine.admit()
+        if (admission === BreakerState.ADMIT) {
           // interruption counts as nothing in these states, so a plain match is enough
-          return Effect.matchCauseEffect(
-            self,
-            h as unknown as {
-              readonly onSuccess: (a: A) => Effect.Effect<A>
-              readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<never, E>
-            }
-          )
+          const gen = machine.generation
+          if (machine.timed) return matchOutcome(self, handlers(gen, machine.state, now(), isFailure))
+          if (matchedGeneration !== gen) {
+            matched = matchOutcome(self, handlers(gen, machine.state, 0, isFailure))
+            matchedGeneration = gen
+          }
+          return matched!
         }
-        let m = 0
-        if (s === "Open") {
-          m = mono()
-          refresh(m)
-          s = state
-        }
-        if (s === "HalfOpen" && probesInFlight < o.halfOpenProbes) {
+        if (admission === BreakerState.PROBE) {
           const at = now()
           // a probe's slot must be freed even when it is interrupted: take it inside the
           // uninterruptible region (an interruption between taking it and entering the region
           // would keep it for good) and run the outcome uninterruptibly
           return Effect.uninterruptibleMask((restore) => {
-            // the fiber may have yielded since the check above: if the slot is gone, decide afresh
-            if (state !== "HalfOpen" || probesInFlight >= o.halfOpenProbes) return restore(protect(self, options))
-            probesInFlight++
-            calls++
-            const gen = generation
+            // the fiber may have yielded since the admission: if the slot is gone, decide afresh
+            if (!machine.takeProbe()) return restore(protect(self, options))
+            const gen = machine.generation
             return Effect.matchCauseEffect(restore(self), {
               onSuccess: (a) => {
-                const after = settle(gen, "HalfOpen", SUCCESS, at)
+                const after = settle(gen, "HalfOpen", BreakerState.SUCCESS, at)
                 return after === undefined ? Effect.succeed(a) : Effect.as(after, a)
               },
               onFailure: (cause) => settleFailure(gen, "HalfOpen", at, cause, isFailure) as Effect.Effect<never, E>
             })
           })
         }
-        return reject(m)
+        return reject(machine.checkedAt)
       })
+    }
 
     const readState = Effect.sync(() => {
-      refresh(mono())
-      return state
+      machine.refresh(mono())
+      return machine.state
     })
 
-    const metrics = Effect.sync((): Metrics => {
-      refresh(mono())
-      window?.advance(now())
-      const total = window?.total() ?? 0
-      return {
-        state,
-        calls,
-        successes,
-        failures,
-        ignored,
-        slowCalls,
-        rejections,
-        consecutiveFailures,
-        windowCalls: total,
-        failureRate: total === 0 ? 0 : window!.failures() / total,
-        slowCallRate: total === 0 ? 0 : window!.slow() / total,
-        probesInFlight,
-        opens
-      }
-    })
+    const metrics = Effect.sync(() => machine.metrics())
 
-    const closeFrom = (reason: string) =>
-      Effect.suspend(() => {
-        const was = state
-        transition("Closed", now())
-        return was === "Closed" ? Effect.void : logClose(reason)
-      })
-
-    const reset = closeFrom("reset")
-    const release = Effect.suspend(() =>
-      state === "Isolated" || state === "Disabled" ? closeFrom("released") : Effect.void
+    const reset = Effect.suspend(() => machine.reset() === "Closed" ? Effect.void : logClose("reset"))
+    const release = Effect.suspend(() => machine.release() ? logClose("released") : Effect.void)
+    const isolate = Effect.suspend(() =>
+      machine.force("Isolated")
+        ? Effect.logError(`Circuit "${name}" isolated until released`).pipe(
+          Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Isolated" })
+        )
+        : Effect.void
     )
-    const isolate = Effect.suspend(() => {
-      if (state === "Isolated") return Effect.void
-      transition("Isolated", now())
-      return Effect.logError(`Circuit "${name}" isolated until released`).pipe(
-        Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Isolated" })
-      )
-    })
-    const disable = Effect.suspend(() => {
-      if (state === "Disabled") return Effect.void
-      transition("Disabled", now())
-      return Effect.logWarning(`Circuit "${name}" disabled: calls run unprotected until released`).pipe(
-        Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Disabled" })
-      )
-    })
+    const disable = Effect.suspend(() =>
+      machine.force("Disabled")
+        ? Effect.logWarning(`Circuit "${name}" disabled: calls run unprotected until released`).pipe(
+          Effect.annotateLogs({ "bulwark.breaker": name, "bulwark.breaker.state": "Disabled" })
+        )
+        : Effect.void
+    )
 
     const exportState = Effect.sync(() => {
-      refresh(mono())
+      machine.refresh(mono())
       return snapshot()
     })
 
@@ -1129,31 +1004,11 @@ const build = (
      */
     const apply = (incoming: Snapshot, publish: boolean): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (incoming.state === state && incoming.state !== "Open") return Effect.void
+        if (!machine.changesOn(incoming)) return Effect.void
         const at = now()
-        const to = incoming.state
-        const count = to === "Closed"
-          ? 0
-          : Number.isInteger(incoming.opens) && incoming.opens > 0
-          ? incoming.opens
-          : to === "Open"
-          ? 1
-          : 0
+        const count = BreakerState.Machine.opensOf(incoming)
         return Effect.map(count > 0 ? seekSchedule(count, at) : Effect.succeed(0), (longest) => {
-          transition(to, at, false)
-          if (count === 0) {
-            nextOpenDelay = firstOpenDelay
-            scheduleState = scheduleStateAfterFirst
-          }
-          since = Number.isFinite(incoming.since) ? incoming.since : at
-          opens = count
-          if (to === "Open") {
-            const left = incoming.openUntil === null || Number.isNaN(incoming.openUntil)
-              ? longest
-              : Math.min(Math.max(0, incoming.openUntil - at), longest)
-            openUntil = at + left
-            openUntilMono = mono() + left
-          }
+          machine.apply(incoming, at, longest)
           if (publish && outbox !== undefined) offer(snapshot())
         })
       })
@@ -1191,22 +1046,23 @@ const build = (
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(inbox), (incoming) =>
         incoming.origin !== origin ? apply(incoming, false) : Effect.void))))
     }
-    stateGauge.unsafeUpdate(stateCode[state], stateLabels)
+    stateGauge.unsafeUpdate(stateCode[machine.state], stateLabels)
 
     if (o.health) {
       yield* Health.registerIfPresent(
         `breaker:${name}`,
         Effect.sync((): Health.ComponentHealth => {
           const m = mono()
-          refresh(m)
+          machine.refresh(m)
+          const state = machine.state
           const status = state === "Closed" || state === "Disabled" ? "up" : "degraded"
           return {
             status,
             details: {
               state,
-              ...(state === "Open" ? { retryAfterMillis: Math.max(0, openUntilMono - m) } : {}),
-              failures,
-              rejections
+              ...(state === "Open" ? { retryAfterMillis: Math.max(0, machine.retryAfter(m)) } : {}),
+              failures: machine.failures,
+              rejections: machine.rejections
             }
           }
         }),

@@ -510,7 +510,9 @@ export const retry: {
             }))
         }
       )
-    const run = Effect.suspend(() => loop(p.initial, 0))
+    // the first attempt holds no state of its own (the schedule's initial state is a value), so
+    // it is built once: a run costs one failure handler and nothing else until something fails
+    const run = loop(p.initial, 0)
     if (budget === undefined) return run
     return Effect.zipRight(budget.deposit, run)
   }

@@ -20,6 +20,7 @@ import {
   TestClock,
   TestContext
 } from "effect"
+import * as Rules from "../src/internal/breakerState.js"
 
 /** Sequences per run; raise locally with BULWARK_MODEL_RUNS=20000. */
 const NUM_RUNS = Number(process.env.BULWARK_MODEL_RUNS ?? (process.env.BULWARK_DEEP === "1" ? 1000 : 200))
@@ -445,6 +446,135 @@ const runSequence = (setup: Setup, commands: ReadonlyArray<Command>) =>
     }
     for (const call of pending) yield* Fiber.interrupt(call.fiber)
   })
+
+// -----------------------------------------------------------------------------
+// the same sequences against the breaker's rules alone (no Effect, no fibers)
+// -----------------------------------------------------------------------------
+
+const code: Record<Outcome, number> = {
+  success: Rules.SUCCESS,
+  failure: Rules.FAILURE,
+  defect: Rules.FAILURE,
+  ignored: Rules.IGNORED,
+  interrupt: Rules.INTERRUPTED
+}
+
+/** The delay of the `n`-th open (1-based) under the setup's open duration. */
+const openDelay = (setup: Setup, n: number) => setup.growing ? setup.openMillis * 2 ** (n - 1) : setup.openMillis
+
+const runRules = (setup: Setup, commands: ReadonlyArray<Command>) => {
+  let now = 0
+  const changes: Array<{ readonly from: State; readonly to: State; readonly at: number }> = []
+  const machine = new Rules.Machine(
+    {
+      policy: setup.policy,
+      firstOpenDelay: setup.openMillis,
+      scheduleAfterFirst: undefined,
+      halfOpenProbes: setup.halfOpenProbes,
+      successThreshold: setup.successThreshold,
+      slowMillis: setup.slowMillis ?? Infinity,
+      slowRate: setup.slowMillis !== undefined ? setup.slowRate : Infinity
+    },
+    { wall: () => now, mono: () => now },
+    (from, to, at) => changes.push({ from, to, at })
+  )
+  const model = new Model(setup)
+  const pending: Array<{ readonly ticket: Ticket; readonly outcome: Outcome }> = []
+  const fail = (step: number, what: string) => `step ${step} (${JSON.stringify(commands[step])}): ${what}`
+  /** What the shell does after an outcome opened the breaker: the schedule steps to the next open's delay. */
+  const settle = (ticket: Ticket, outcome: number) => {
+    const trip = machine.record(ticket.generation, ticket.admittedIn, outcome, ticket.start)
+    if (trip?.to === "Open") machine.scheduleStepped(undefined, openDelay(setup, machine.opens + 1))
+  }
+  const admit = (step: number): Ticket | undefined => {
+    const expected = model.admit(now)
+    let admission = machine.admit()
+    if (admission === Rules.PROBE) admission = machine.takeProbe() ? Rules.ADMIT : Rules.REJECT
+    expect(admission === Rules.ADMIT, fail(step, "admission")).toBe(expected.admitted)
+    if (expected.admitted) {
+      expect(machine.generation, fail(step, "generation")).toBe(expected.ticket.generation)
+      return { generation: machine.generation, admittedIn: machine.state, start: now }
+    }
+    expect([machine.state, machine.retryAfter(now)], fail(step, "rejection")).toEqual([
+      expected.state,
+      expected.retryAfter
+    ])
+    return undefined
+  }
+  for (let step = 0; step < commands.length; step++) {
+    const command = commands[step]!
+    const before = changes.length
+    switch (command._tag) {
+      case "Call": {
+        const ticket = admit(step)
+        if (ticket !== undefined) {
+          now += command.duration
+          settle(ticket, code[command.outcome])
+          model.settle(ticket, command.outcome, now)
+        }
+        break
+      }
+      case "Start": {
+        const ticket = admit(step)
+        if (ticket !== undefined) pending.push({ ticket, outcome: command.outcome })
+        break
+      }
+      case "Finish":
+      case "Interrupt": {
+        if (pending.length === 0) break
+        const [call] = pending.splice(command.index % pending.length, 1)
+        const outcome = command._tag === "Finish" ? call!.outcome : "interrupt"
+        settle(call!.ticket, code[outcome])
+        model.settle(call!.ticket, outcome, now)
+        break
+      }
+      case "Advance":
+        now += command.millis
+        break
+      case "Reset":
+        machine.reset()
+        model.reset(now)
+        break
+      case "Isolate":
+        machine.force("Isolated")
+        model.isolate(now)
+        break
+      case "Release":
+        machine.release()
+        model.release(now)
+        break
+      case "Disable":
+        machine.force("Disabled")
+        model.disable(now)
+        break
+      case "ImportOpen": {
+        const incoming = { state: "Open" as const, since: now, openUntil: now + command.left, opens: command.opens }
+        // the shell moves the schedule to the snapshot's opens first: the next open uses the delay after them
+        machine.scheduleStepped(undefined, openDelay(setup, command.opens + 1))
+        machine.apply(incoming, now, openDelay(setup, Rules.Machine.opensOf(incoming)))
+        model.importOpen(now, command.opens, command.left)
+        break
+      }
+    }
+    expect(machine.metrics(), fail(step, "metrics")).toEqual(model.metrics(now))
+    // every change of state is reported once, in order, and ends where the machine stands
+    for (let i = Math.max(1, before); i < changes.length; i++) {
+      expect(changes[i]!.from, fail(step, "transition chain")).toBe(changes[i - 1]!.to)
+    }
+    if (changes.length > 0) expect(changes[changes.length - 1]!.to, fail(step, "last transition")).toBe(machine.state)
+  }
+}
+
+describe("CircuitBreaker rules (model)", () => {
+  it(`the Effect-free rules agree with the reference state machine over ${NUM_RUNS * 2} random sequences`, () => {
+    fc.assert(
+      fc.property(setupArb, fc.array(commandArb, { minLength: 1, maxLength: 60 }), (setup, commands) => {
+        runRules(setup, commands)
+      }),
+      { numRuns: NUM_RUNS * 2 }
+    )
+  })
+})
 
 describe("CircuitBreaker (model)", () => {
   it(`agrees with the reference state machine over ${NUM_RUNS} random sequences`, { timeout: 120_000 }, async () => {

@@ -242,6 +242,45 @@ describe("CircuitBreaker", () => {
       expect(yield* breaker.metrics).toMatchObject({ state: "Closed", consecutiveFailures: 1, failures: 3 })
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
+  it.scoped("one protected effect, made once and run again across transitions, counts each run in its own period", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make({
+        name: "svc",
+        policy: CircuitBreaker.consecutive(2),
+        openDuration: "1 second",
+        halfOpenProbes: 1,
+        successThreshold: 1
+      })
+      let failing = true
+      const gate = yield* Deferred.make<void>()
+      let gated = false
+      const call = breaker.protect(Effect.suspend(() => {
+        const run = failing ? refused : ok
+        return gated ? Effect.zipRight(Deferred.await(gate), run) : run
+      }))
+      // a run admitted now and finishing after the reset below must not count in the new period
+      gated = true
+      const early = yield* Effect.fork(Effect.exit(call))
+      yield* Effect.yieldNow()
+      gated = false
+      yield* breaker.reset
+      yield* Effect.exit(call)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(early)
+      expect(yield* breaker.metrics).toMatchObject({ state: "Closed", consecutiveFailures: 1, failures: 2 })
+      // the same effect value opens the breaker, probes it and closes it again
+      yield* Effect.exit(call)
+      expect(yield* breaker.state).toBe("Open")
+      expect(yield* rejection(call)).toMatchObject({ state: "Open" })
+      yield* TestClock.adjust("1 second")
+      failing = false
+      expect(yield* call).toBe("ok")
+      expect(yield* breaker.state).toBe("Closed")
+      failing = true
+      yield* Effect.exit(call)
+      expect(yield* breaker.metrics).toMatchObject({ state: "Closed", consecutiveFailures: 1, failures: 4 })
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
   it.scoped("failure rate over the last N calls, inclusive, after the minimum number of calls", () =>
     Effect.gen(function*() {
       const breaker = yield* CircuitBreaker.make({

@@ -358,6 +358,30 @@ describe("Retry", () => {
       expect(calls).toBe(1)
     }))
 
+  it.effect("one retried effect run many times, in sequence and at once, starts each run from the first attempt", () =>
+    Effect.gen(function*() {
+      // fails the first two calls of every run: the retry must give each run its full budget
+      let calls = 0
+      const flaky = Effect.suspend(() => ++calls % 3 === 0 ? Effect.succeed(calls) : Effect.fail(new Timeout()))
+      const retried = flaky.pipe(Retry.retry(Retry.policy({ maxRetries: 2 })))
+      for (let run = 1; run <= 3; run++) {
+        const fiber = yield* Effect.fork(retried)
+        yield* TestClock.adjust("1 minute")
+        expect(yield* Fiber.join(fiber)).toBe(run * 3)
+      }
+      // runs at once interleave their attempts; each still gets two retries of its own
+      let attempts = 0
+      const failing = Effect.suspend(() => {
+        attempts++
+        return Effect.fail(new Timeout())
+      }).pipe(Retry.retry(Retry.policy({ maxRetries: 2 })))
+      const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(Effect.exit(failing)))
+      yield* TestClock.adjust("1 minute")
+      const exits = yield* Effect.forEach(fibers, Fiber.join)
+      expect(attempts).toBe(9)
+      expect(exits).toEqual([1, 2, 3].map(() => Exit.fail(new Timeout())))
+    }).pipe(Effect.provide(Classified)))
+
   it("bad options name the field", () => {
     expect(() => Retry.policy({ maxRetries: -1 })).toThrow(
       /Retry.policy: maxRetries must be a whole number >= 0 or Infinity, got -1/

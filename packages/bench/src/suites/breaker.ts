@@ -55,6 +55,8 @@ const opossumOpen = new Opossum(fn, { timeout: false, resetTimeout: 3_600_000 })
 opossumOpen.open()
 
 const preallocated = Effect.fail(down)
+const exitOk = Effect.exit(ok)
+const suspendedExit = Effect.suspend(() => exitOk)
 
 const promiseLoop = (call: () => Promise<unknown>) => async (n: number): Promise<void> => {
   for (let i = 0; i < n; i++) await call()
@@ -116,6 +118,7 @@ export const suites: ReadonlyArray<Suite> = [
     cases: [
       { name: "bare yield*", run: loop(ok) },
       { name: "Effect.exit (any wrapper that sees the outcome)", run: loop(Effect.exit(ok)) },
+      { name: "Effect.suspend + Effect.exit (a decision before the call, then the outcome)", run: loop(suspendedExit) },
       { name: "bulwark protect (consecutive)", run: loop(consecutive.protect(ok)) },
       { name: "bulwark protect (count window)", run: loop(countWindow.protect(ok)) },
       { name: "bulwark protect (time window)", run: loop(timeWindow.protect(ok)) },

@@ -27,6 +27,7 @@ const ok = Effect.succeed(1)
 const policy = Retry.policy({ name: "bench" })
 const cockatiel = cockatielRetry(handleAll, { maxAttempts: 3 })
 const okAsync = () => Promise.resolve(1)
+const caught = Effect.catchAllCause(ok, Effect.failCause)
 
 export const suites: ReadonlyArray<Suite> = [
   {
@@ -35,6 +36,7 @@ export const suites: ReadonlyArray<Suite> = [
     iterations: 20_000,
     cases: [
       { name: "bare yield*", run: loop(ok) },
+      { name: "Effect.catchAllCause (one failure handler: the floor of any retry)", run: loop(caught) },
       { name: "Bulwark Retry.retry(policy)", run: loop(Retry.retry(ok, policy)) },
       { name: "Effect.retry(Schedule.recurs(3))", run: loop(Effect.retry(ok, Schedule.recurs(3))) },
       { name: "bare await", run: loopAsync(okAsync) },
