@@ -9,6 +9,7 @@
  *
  * Run with `pnpm docs:check`. A block a reader must not compile has no place in the docs:
  * declare what a block uses (`declare const callApi: Effect.Effect<string, ApiError>`) instead.
+ * The one exception is another library's code, shown for comparison: fence it as ```ts no-check.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -45,7 +46,9 @@ const markdownFiles = (): Array<string> => {
   return files
 }
 
-const fence = /^(\s*)(`{3,}|~{3,})\s*([\w-]*)/
+// the info string's first word is the language; a block marked `no-check` (```ts no-check) is
+// shown, not compiled: another library's code, on the pages that compare Bulwark with it
+const fence = /^(\s*)(`{3,}|~{3,})\s*([\w-]*)(.*)$/
 
 const extract = (source: string): Array<Block> => {
   const lines = fs.readFileSync(path.join(root, source), "utf8").split("\n")
@@ -57,12 +60,12 @@ const extract = (source: string): Array<Block> => {
       index++
       continue
     }
-    const [, indent, marker, language] = open
+    const [, indent, marker, language, info] = open
     const start = index + 1
     let end = start
     const isClose = (line: string) => line.trim().startsWith(marker!) && /^[`~]+$/.test(line.trim())
     while (end < lines.length && !isClose(lines[end]!)) end++
-    if (language === "ts" || language === "typescript") {
+    if ((language === "ts" || language === "typescript") && !/\bno-check\b/.test(info!)) {
       const code = lines.slice(start, end).map((line) => line.startsWith(indent!) ? line.slice(indent!.length) : line)
       const stem = source.replace(/\.md$/, "").replace(/[^\w]+/g, "_")
       blocks.push({

@@ -281,8 +281,21 @@ export const service = <S extends object>(self: S, options: Options<CommonError<
  * @example
  * ```ts
  * import { Chaos } from "@bulwark/core"
+ * import { Context, Data, Effect, Layer } from "effect"
  *
- * const FlakyPayments = Chaos.layer(Payments, PaymentsLive, { seed: 7, latency: "20 millis", hangRate: 0.01 })
+ * class PaymentDeclined extends Data.TaggedError("PaymentDeclined")<{}> {}
+ * class Payments extends Context.Tag("Payments")<Payments, {
+ *   readonly charge: (cents: number) => Effect.Effect<string, PaymentDeclined>
+ * }>() {}
+ * const PaymentsLive = Layer.succeed(Payments, { charge: (cents) => Effect.succeed(`charged ${cents}`) })
+ *
+ * const FlakyPayments = Chaos.layer(Payments, PaymentsLive, {
+ *   seed: 7,
+ *   latency: "20 millis",
+ *   hangRate: 0.01,
+ *   failureRate: 0.1,
+ *   failure: () => new PaymentDeclined()
+ * })
  * ```
  *
  * @since 0.1.0

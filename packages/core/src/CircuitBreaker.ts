@@ -1448,7 +1448,7 @@ export const Tag = <const Name extends string>(name: Name) => <Self>(): TagClass
  * import { Data, Effect } from "effect"
  *
  * class HttpError extends Data.TaggedError("HttpError")<{ readonly status: number }> {}
- * declare const call: Effect.Effect<string, HttpError>
+ * const call: Effect.Effect<string, HttpError> = Effect.fail(new HttpError({ status: 503 }))
  *
  * // only server errors count against the dependency
  * const guarded = CircuitBreaker.protect(call, { isFailure: (error) => error.status >= 500 })

@@ -198,9 +198,9 @@ class TimedOut {
  * import { Cleanup } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const stopContainer: Effect.Effect<void, Error>
- * declare const removeContainer: Effect.Effect<void, Error>
- * declare const removeTempFiles: Effect.Effect<void, Error>
+ * const stopContainer: Effect.Effect<void, Error> = Effect.log("container stopped")
+ * const removeContainer: Effect.Effect<void, Error> = Effect.fail(new Error("no such container"))
+ * const removeTempFiles: Effect.Effect<void, Error> = Effect.log("temp files removed")
  *
  * const cleanup = Cleanup.run("execution-42", [
  *   Cleanup.step("stop container", stopContainer, { timeout: "10 seconds" }),
@@ -259,7 +259,7 @@ export interface AcquireReleaseOptions {
  * import { Cleanup } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const connect: Effect.Effect<WebSocket, Error>
+ * const connect = Effect.try(() => new WebSocket("wss://feed.example.com/market"))
  *
  * const socket = Cleanup.acquireRelease(connect, (ws) => Effect.sync(() => ws.close()), {
  *   name: "market feed",

@@ -95,7 +95,7 @@ const decode = (where: string, duration: Duration.DurationInput): number => {
  * import { Deadline, Timeout } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const fetchUser: Effect.Effect<string>
+ * const fetchUser = Effect.succeed("ada").pipe(Effect.delay("1 second"))
  *
  * // the per-call timeout of 5 seconds becomes 2 seconds: that is all the time left
  * const user = fetchUser.pipe(Timeout.timeout("5 seconds"), Deadline.within("2 seconds"))

@@ -154,8 +154,8 @@ export type Errors<E, E2> = E | ([E2] extends [never] ? never : FallbackFailedEr
  * import { Fallback } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const fromPrimary: Effect.Effect<string, Error>
- * declare const fromReplica: Effect.Effect<string, Error>
+ * const fromPrimary: Effect.Effect<string, Error> = Effect.fail(new Error("primary down"))
+ * const fromReplica: Effect.Effect<string, Error> = Effect.succeed("42.00")
  *
  * const price = fromPrimary.pipe(Fallback.orElse(fromReplica, { name: "price" }))
  * // Effect<string, Error | FallbackFailedError>
@@ -232,9 +232,16 @@ export const orElse = <A2, E2, R2, E = unknown>(
  * @example
  * ```ts
  * import { Fallback } from "@bulwark/core"
- * import { Effect } from "effect"
+ * import { Context, Data, Effect, Layer } from "effect"
  *
- * // program: Effect<Answer, ModelError, LanguageModel>
+ * class ModelError extends Data.TaggedError("ModelError")<{ readonly status: number }> {}
+ * class LanguageModel extends Context.Tag("LanguageModel")<LanguageModel, {
+ *   readonly complete: (prompt: string) => Effect.Effect<string, ModelError>
+ * }>() {}
+ * const OpenAiLayer = Layer.succeed(LanguageModel, { complete: () => Effect.fail(new ModelError({ status: 503 })) })
+ * const LocalModelLayer = Layer.succeed(LanguageModel, { complete: (prompt) => Effect.succeed(`local: ${prompt}`) })
+ * const program = Effect.flatMap(LanguageModel, (model) => model.complete("hello"))
+ *
  * const resilient = program.pipe(Effect.withExecutionPlan(Fallback.plan(OpenAiLayer, LocalModelLayer)))
  * ```
  *

@@ -1095,7 +1095,7 @@ const watchersOf = new WeakMap<Service, { count: number; delivered: boolean }>()
  * import { FiberSupervisor } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const main: Effect.Effect<void, never, FiberSupervisor.FiberSupervisor>
+ * const main = FiberSupervisor.spawn("poller", Effect.log("polling"))
  *
  * const program = main.pipe(
  *   FiberSupervisor.supervised,
@@ -1369,7 +1369,7 @@ const logAt = (severity: Failure.Severity) => {
  * import { FiberSupervisor } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const pollOnce: Effect.Effect<void, Error>
+ * const pollOnce: Effect.Effect<void, Error> = Effect.log("polled")
  *
  * const poller = FiberSupervisor.loop(pollOnce, { interval: "10 seconds" })
  * ```

@@ -72,7 +72,7 @@ type Event<A, E> =
  * import { Hedge } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const lookup: Effect.Effect<string, Error>
+ * const lookup: Effect.Effect<string, Error> = Effect.succeed("ada").pipe(Effect.delay("80 millis"))
  * const fast = lookup.pipe(Hedge.hedge({ delay: "50 millis", maxHedges: 2 }))
  * ```
  *

@@ -187,12 +187,12 @@ const withRejectionRule = (policy: Retry.RetryPolicy<any, any>): Retry.RetryPoli
  * import { CircuitBreaker, Policy, Retry } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const call: Effect.Effect<string, Error>
- * declare const breaker: CircuitBreaker.CircuitBreaker
+ * const call: Effect.Effect<string, Error> = Effect.fail(new Error("connection refused"))
  *
- * const guarded = call.pipe(
- *   Policy.retry(Retry.policy({ maxRetries: 3 }), { breaker: breaker.protect })
- * )
+ * const guarded = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make({ name: "orders" })
+ *   return yield* call.pipe(Policy.retry(Retry.policy({ maxRetries: 3 }), { breaker: breaker.protect }))
+ * }).pipe(Effect.scoped)
  * ```
  *
  * @since 0.1.0
@@ -250,7 +250,7 @@ export const spanAttributes = (classification: Failure.Classification): Record<s
  * import { Policy, Timeout } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const charge: Effect.Effect<string, Error>
+ * const charge: Effect.Effect<string, Error> = Effect.succeed("charged")
  *
  * const traced = charge.pipe(Timeout.timeout("2 seconds"), Policy.span("timeout", { dependency: "payments" }))
  * ```

@@ -260,7 +260,7 @@ const forcedRetries = 3
  * class Refused extends Data.TaggedError("Refused")<{}> {}
  * class BadRequest extends Data.TaggedError("BadRequest")<{}> {}
  *
- * declare const call: Effect.Effect<string, Refused | BadRequest>
+ * const call: Effect.Effect<string, Refused | BadRequest> = Effect.fail(new Refused())
  *
  * const policy = Retry.policy<Refused | BadRequest>({
  *   name: "orders",
@@ -422,7 +422,7 @@ export const policy: {
  * import { Retry } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const fetchQuote: Effect.Effect<number, Error>
+ * const fetchQuote: Effect.Effect<number, Error> = Effect.succeed(42)
  *
  * const quote = fetchQuote.pipe(Retry.retry({ name: "quotes", maxRetries: 3 }))
  * ```

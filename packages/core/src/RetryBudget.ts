@@ -220,6 +220,8 @@ export const make = (options: Options = {}): Effect.Effect<RetryBudget> => Effec
  * import { Retry, RetryBudget } from "@bulwark/core"
  * import { Effect } from "effect"
  *
+ * declare const callService: Effect.Effect<string, Error>
+ *
  * const program = Effect.gen(function*() {
  *   const budget = yield* RetryBudget.RetryBudget
  *   return yield* callService.pipe(Retry.retry(Retry.policy({ budget })))

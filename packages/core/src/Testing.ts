@@ -516,6 +516,7 @@ export interface Script {
  * @category errors
  */
 export class ScriptedFailure implements Failure.SelfClassifying {
+  /** @since 0.1.0 */
   readonly _tag = "ScriptedFailure"
   constructor(readonly category: Failure.Category) {}
   get message(): string {
@@ -533,7 +534,9 @@ export class ScriptedFailure implements Failure.SelfClassifying {
  * @category errors
  */
 export class ScriptedDefect {
+  /** @since 0.1.0 */
   readonly _tag = "ScriptedDefect"
+  /** @since 0.1.0 */
   readonly message = "scripted defect"
 }
 

@@ -272,7 +272,7 @@ const makeApp = (
  *
  * @example
  * ```ts
- * import { HealthServer, Main, Status } from "@bulwark/node"
+ * import { HealthServer, Status } from "@bulwark/node"
  * import { Health } from "@bulwark/core"
  * import { Effect, Layer } from "effect"
  *
@@ -281,7 +281,8 @@ const makeApp = (
  *   Layer.provideMerge(Health.layer())
  * )
  *
- * Main.run(Effect.never.pipe(Effect.provide(Observability)))
+ * // serves the endpoints until the program ends; start it with `Main.run(service)`
+ * const service = Effect.never.pipe(Effect.provide(Observability))
  * ```
  *
  * @since 0.1.0

@@ -218,9 +218,11 @@ const describeRunning = (root: Fiber.RuntimeFiber<unknown, unknown>): Effect.Eff
  * import { FiberSupervisor } from "@bulwark/core"
  * import { Effect } from "effect"
  *
+ * // a supervised worker ticks every second; when the program ends (here after 3 seconds, in a
+ * // service on SIGTERM) the worker is interrupted, its finalizers run and the process exits 0
  * const program = Effect.gen(function*() {
  *   yield* FiberSupervisor.spawn("worker", FiberSupervisor.loop(Effect.log("tick"), { interval: "1 second" }))
- *   yield* Effect.never
+ *   yield* Effect.sleep("3 seconds")
  * }).pipe(FiberSupervisor.supervised, Effect.provide(FiberSupervisor.layer({ name: "app" })))
  *
  * Main.run(program, { name: "billing", gracePeriod: "20 seconds" })

@@ -168,15 +168,17 @@ export const classificationAttributes = Policy.spanAttributes
  * import { CircuitBreaker, Retry, Timeout } from "@bulwark/core"
  * import { Effect } from "effect"
  *
- * declare const charge: Effect.Effect<string, Error>
- * declare const breaker: CircuitBreaker.CircuitBreaker
+ * const charge: Effect.Effect<string, Error> = Effect.succeed("charged")
  *
- * const protectedCharge = charge.pipe(
- *   Timeout.timeout("2 seconds"),
- *   Telemetry.stage("timeout"),
- *   breaker.protect,
- *   Telemetry.stage("breaker")
- * )
+ * const protectedCharge = Effect.gen(function*() {
+ *   const breaker = yield* CircuitBreaker.make({ name: "payments" })
+ *   return yield* charge.pipe(
+ *     Timeout.timeout("2 seconds"),
+ *     Telemetry.stage("timeout"),
+ *     breaker.protect,
+ *     Telemetry.stage("breaker")
+ *   )
+ * }).pipe(Effect.scoped)
  * ```
  *
  * @since 0.1.0
