@@ -740,9 +740,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
      * around the fork in the forking fiber, so that the runner's fiber holds nothing of its own.
      */
     const start = (child: Child, restartDelay: number | undefined, provideContext: boolean): Effect.Effect<void> => {
-      let fork: Effect.Effect<Fiber.RuntimeFiber<void>> = Effect.forkDaemon(
+      // forked uninterruptible, so that the runner's shell needs no region of its own to run
+      // `runnerEnded` (see `runnerShell`)
+      let fork: Effect.Effect<Fiber.RuntimeFiber<void>> = Effect.uninterruptible(Effect.forkDaemon(
         restartDelay === undefined ? runner : restartedRunner
-      )
+      ))
       if (restartDelay !== undefined) fork = Effect.locally(fork, currentRestartDelay, restartDelay)
       if (provideContext) fork = Effect.locally(fork, FiberRef.currentContext, child.context)
       return Effect.flatMap(
@@ -937,8 +939,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     // rounds (after the delay, for a restart), logs a runner that died, and runs `runnerEnded`
     // however it ends. Built from shared effects only (not `Effect.ensuring`, which allocates its
     // mask, its handlers and their effects in every fiber it runs in): an idle runner's stack holds
-    // nothing built for its program. Interruptible even when forked from an uninterruptible region
-    // (a group restart).
+    // nothing built for its program. The runner is forked uninterruptible and makes its rounds
+    // interruptible (even when forked from an uninterruptible region, a group restart): one region,
+    // and the handlers after it run uninterruptibly, as a finalizer does.
     const claim: Effect.Effect<void> = Effect.withFiberRuntime((fiber) => {
       const child = fiber.getFiberRef(currentChild)
       if (child !== undefined) child.fiber = fiber as Fiber.RuntimeFiber<void>
@@ -948,10 +951,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       Effect.zipRight(runnerEnded, Effect.failCause(cause))
     const afterRunnerSucceeded = (): Effect.Effect<void> => runnerEnded
     const runnerShell = (rounds: Effect.Effect<void>): Effect.Effect<void> =>
-      Effect.uninterruptible(Effect.matchCauseEffect(
+      Effect.matchCauseEffect(
         Effect.interruptible(Effect.catchAllCause(Effect.zipRight(claim, rounds), runnerDied)),
         { onFailure: afterRunnerFailed, onSuccess: afterRunnerSucceeded }
-      ))
+      )
     const runner: Effect.Effect<void> = runnerShell(runRounds)
     const restartedRunner: Effect.Effect<void> = runnerShell(
       Effect.flatMap(FiberRef.get(currentRestartDelay), (delay) =>
