@@ -64,7 +64,8 @@ export class CleanupError extends Schema.TaggedError<CleanupError>()("CleanupErr
 
 /**
  * One step of a cleanup. A step with a `timeout` is interrupted when it runs longer and counts
- * as failed with reason `timeout`.
+ * as failed with reason `timeout`; nothing else stops it, not even an interruption of the fiber
+ * running the cleanup (a finalizer during shutdown, say) that arrives while the step runs.
  *
  * @since 0.1.0
  * @category models
