@@ -12,8 +12,10 @@ describe("FiberSupervisor shutdown while the fiber shutting it down is interrupt
       const order = yield* Ref.make<Array<string>>([])
       const program = (name: string) =>
         Effect.scoped(Effect.zipRight(
-          Effect.acquireRelease(Effect.void, () =>
-            Effect.zipRight(Effect.sleep("1 second"), Ref.update(order, (xs) => [...xs, name]))),
+          Effect.acquireRelease(
+            Effect.void,
+            () => Effect.zipRight(Effect.sleep("1 second"), Ref.update(order, (xs) => [...xs, name]))
+          ),
           Effect.never
         ))
       const report = yield* Ref.make<FiberSupervisor.ShutdownReport | undefined>(undefined)
