@@ -648,7 +648,15 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           Effect.zipRight(fiber.interruptAsFork(id), Effect.yieldNow()),
           Effect.flatMap(Fiber.poll(fiber), (done) =>
             Option.isSome(done) ? Effect.succeed(true) : Effect.map(
-              Effect.timeoutOption(Effect.interruptible(Fiber.await(fiber)), child.shutdownTimeout),
+              // the wait races its timer in a daemon fiber: an interruption reaching this fiber
+              // (a shutdown run from a finalizer of a fiber interrupted again) is passed on to its
+              // child fibers even while it is uninterruptible, and would cut the wait short
+              Effect.flatMap(
+                Effect.forkDaemon(
+                  Effect.timeoutOption(Effect.interruptible(Fiber.await(fiber)), child.shutdownTimeout)
+                ),
+                Fiber.join
+              ),
               Option.isSome
             ))
         )
