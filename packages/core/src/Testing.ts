@@ -1073,16 +1073,15 @@ const runScriptSync = <R>(
         fibers.push(yield* Effect.fork(call.start > 0 ? Effect.delay(run, call.start) : run))
       }
       yield* Fiber.awaitAll(fibers)
-    })).pipe(
-      Effect.withRandom(Random.make(script.seed)),
-      (self) => options.logs === true ? self : quiet(self)
-    )
+    }))
 
   const result = Simulation.run(runtime, program, {
     horizon,
     onStop: () => {
       stopped = true
-    }
+    },
+    random: Random.make(script.seed),
+    quiet: options.logs !== true
   })
   // a subject that could not be made (bad options are a defect) is the caller's error, not a timeline
   if (result.exit !== undefined && Exit.isFailure(result.exit) && !Cause.isInterruptedOnly(result.exit.cause)) {
