@@ -11,6 +11,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
@@ -63,7 +64,8 @@ export class CleanupError extends Schema.TaggedError<CleanupError>()("CleanupErr
 
 /**
  * One step of a cleanup. A step with a `timeout` is interrupted when it runs longer and counts
- * as failed with reason `timeout`.
+ * as failed with reason `timeout`; nothing else stops it, not even an interruption of the fiber
+ * running the cleanup (a finalizer during shutdown, say) that arrives while the step runs.
  *
  * @since 0.1.0
  * @category models
@@ -146,7 +148,6 @@ const runStep = <R>(s: Step<R>): Effect.Effect<Option.Option<StepFailure>, never
   const stepName = typeof s.name === "string" ? s.name : describe(s.name)
   // the step runs interruptibly so that its own timeout can stop it, but the cleanup around it
   // stays uninterruptible: interrupting the caller never skips a step
-  // (the timeout races the step in a child fiber, so only that fiber becomes interruptible)
   const limit = s.timeout === undefined ? undefined : limitMillis(s.timeout)
   if (limit !== undefined && Number.isNaN(limit)) {
     // a step built by hand with a bad timeout still runs (a cleanup never skips a step), without
@@ -158,8 +159,16 @@ const runStep = <R>(s: Step<R>): Effect.Effect<Option.Option<StepFailure>, never
         message: `timeout must be a duration > 0, got ${describe(s.timeout)}`
       }))
   }
+  // The timeout races the step in a fiber of its own, the only one made interruptible. That race
+  // runs in a daemon fiber the caller joins: an interruption reaching the caller, even in an
+  // uninterruptible region (a finalizer of a fiber being interrupted), is passed on at once to
+  // every child fiber of the caller, and would cut the step short as if it had been interrupted.
+  // Only the step's timeout may stop it.
   const timed: Effect.Effect<unknown, unknown, R> = limit === undefined ? s.run : Effect.flatMap(
-    Effect.timeoutOption(Effect.interruptible(s.run), Duration.millis(limit)),
+    Effect.flatMap(
+      Effect.forkDaemon(Effect.timeoutOption(Effect.interruptible(s.run), Duration.millis(limit))),
+      Fiber.join
+    ),
     Option.match({
       onNone: () => Effect.fail(new TimedOut(Duration.format(Duration.millis(limit)))),
       onSome: Effect.succeed

@@ -1,6 +1,6 @@
 import { Cleanup } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Data, Effect, Exit, Fiber, Metric, Ref, TestClock } from "effect"
+import { Data, Effect, Either, Exit, Fiber, Metric, Option, Ref, TestClock } from "effect"
 
 class DockerError extends Data.TaggedError("DockerError")<{ readonly message: string }> {}
 
@@ -180,5 +180,133 @@ describe("Cleanup.acquireRelease", () => {
       })))
       yield* TestClock.adjust("5 seconds")
       expect(yield* Fiber.await(fiber)).toEqual(Exit.succeed("used"))
+    }))
+})
+
+describe("Cleanup: a step with a timeout while the caller is being interrupted", () => {
+  /** A cleanup of one slow step with a timeout, then a quick one; the outcome is kept in `outcome`. */
+  const slowCleanup = (
+    ran: Ref.Ref<Array<string>>,
+    outcome: Ref.Ref<Either.Either<void, Cleanup.CleanupError> | undefined>,
+    options: { readonly work?: Effect.Effect<void> } = {}
+  ) =>
+    Effect.uninterruptible(Effect.flatMap(
+      Effect.either(Cleanup.run("shutdown", [
+        Cleanup.step(
+          "flush",
+          Effect.zipRight(options.work ?? Effect.sleep("1 second"), Ref.update(ran, (xs) => [...xs, "flush"])),
+          { timeout: "5 seconds" }
+        ),
+        Cleanup.step("close", Ref.update(ran, (xs) => [...xs, "close"]))
+      ])),
+      (either) => Ref.set(outcome, either)
+    ))
+
+  const setup = Effect.all([
+    Ref.make<Array<string>>([]),
+    Ref.make<Either.Either<void, Cleanup.CleanupError> | undefined>(undefined)
+  ])
+
+  it.effect("runs fully when the caller is interrupted while the step runs", () =>
+    Effect.gen(function*() {
+      const [ran, outcome] = yield* setup
+      const fiber = yield* Effect.fork(slowCleanup(ran, outcome))
+      yield* Effect.yieldNow()
+      yield* Fiber.interruptFork(fiber)
+      yield* Effect.yieldNow()
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.await(fiber)
+      expect(yield* Ref.get(ran)).toEqual(["flush", "close"])
+      expect(yield* Ref.get(outcome)).toEqual(Either.right(undefined))
+    }))
+
+  it.effect("runs fully from a scope finalizer when a second interruption arrives during the cleanup", () =>
+    Effect.gen(function*() {
+      const [ran, outcome] = yield* setup
+      const fiber = yield* Effect.fork(Effect.scoped(Effect.zipRight(
+        Effect.addFinalizer(() => slowCleanup(ran, outcome)),
+        Effect.never
+      )))
+      yield* Effect.yieldNow()
+      yield* Fiber.interruptFork(fiber)
+      yield* Effect.yieldNow()
+      yield* Fiber.interruptFork(fiber)
+      yield* Effect.yieldNow()
+      yield* TestClock.adjust("1 second")
+      expect(Exit.isInterrupted(yield* Fiber.await(fiber))).toBe(true)
+      expect(yield* Ref.get(ran)).toEqual(["flush", "close"])
+      expect(yield* Ref.get(outcome)).toEqual(Either.right(undefined))
+    }))
+
+  it.effect("runs fully from Effect.onInterrupt when a second interruption arrives during the cleanup", () =>
+    Effect.gen(function*() {
+      const [ran, outcome] = yield* setup
+      const fiber = yield* Effect.fork(Effect.onInterrupt(Effect.never, () => slowCleanup(ran, outcome)))
+      yield* Effect.yieldNow()
+      yield* Fiber.interruptFork(fiber)
+      yield* Effect.yieldNow()
+      yield* Fiber.interruptFork(fiber)
+      yield* Effect.yieldNow()
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.await(fiber)
+      expect(yield* Ref.get(ran)).toEqual(["flush", "close"])
+      expect(yield* Ref.get(outcome)).toEqual(Either.right(undefined))
+    }))
+
+  it.effect("runs fully when the interruption is already pending as the cleanup starts", () =>
+    Effect.gen(function*() {
+      const [ran, outcome] = yield* setup
+      const fiber = yield* Effect.fork(Effect.uninterruptible(Effect.zipRight(
+        Effect.sleep("1 second"),
+        slowCleanup(ran, outcome)
+      )))
+      yield* Effect.yieldNow()
+      yield* Fiber.interruptFork(fiber)
+      yield* Effect.yieldNow()
+      yield* TestClock.adjust("1 second")
+      yield* Effect.yieldNow()
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.await(fiber)
+      expect(yield* Ref.get(ran)).toEqual(["flush", "close"])
+      expect(yield* Ref.get(outcome)).toEqual(Either.right(undefined))
+    }))
+
+  it.effect("a step that overruns is still cut off at its timeout and reported as a timeout", () =>
+    Effect.gen(function*() {
+      const [ran, outcome] = yield* setup
+      const fiber = yield* Effect.fork(slowCleanup(ran, outcome, { work: Effect.never }))
+      yield* Effect.yieldNow()
+      yield* Fiber.interruptFork(fiber)
+      yield* Effect.yieldNow()
+      yield* TestClock.adjust("4 seconds")
+      expect(yield* Ref.get(outcome)).toBeUndefined()
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.await(fiber)
+      expect(yield* Ref.get(ran)).toEqual(["close"])
+      const error = Either.getLeft((yield* Ref.get(outcome))!)
+      expect(Option.map(error, (e) => e.failures)).toEqual(
+        Option.some([{ step: "flush", reason: "timeout", message: "did not finish within 5s" }])
+      )
+    }))
+
+  it.effect("acquireRelease: a release with a timeout runs fully when a second interruption arrives", () =>
+    Effect.gen(function*() {
+      const released = yield* Ref.make(0)
+      const fiber = yield* Effect.fork(Effect.scoped(Effect.zipRight(
+        Cleanup.acquireRelease(
+          Effect.void,
+          () => Effect.zipRight(Effect.sleep("1 second"), Ref.update(released, (n) => n + 1)),
+          { name: "conn", releaseTimeout: "5 seconds" }
+        ),
+        Effect.never
+      )))
+      yield* Effect.yieldNow()
+      yield* Fiber.interruptFork(fiber)
+      yield* Effect.yieldNow()
+      yield* Fiber.interruptFork(fiber)
+      yield* Effect.yieldNow()
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.await(fiber)
+      expect(yield* Ref.get(released)).toBe(1)
     }))
 })
