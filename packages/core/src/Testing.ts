@@ -799,31 +799,45 @@ const matrixMaxRetries = Math.max(...Object.values(Failure.defaultMatrix).map((r
  * @since 0.1.0
  * @category subjects
  */
-export const policy = (options: PolicyOptions): Effect.Effect<Subject, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const breaker = options.breaker === undefined
-      ? undefined
-      : yield* CircuitBreaker.make({ health: false, ...options.breaker })
-    const bulkhead = options.bulkhead === undefined ? undefined : yield* Bulkhead.make(options.bulkhead)
-    const made = Policy.make({
+export const policy = (options: PolicyOptions): Effect.Effect<Subject, never, Scope.Scope> => {
+  const maxRetries = options.retry === undefined ? 0 : options.retry.maxRetries ?? matrixMaxRetries
+  // checked on the first run, so that bad options are a defect of the run, as with every stage
+  let retry: ReturnType<typeof Retry.policy> | undefined
+  const stages = (
+    breaker: CircuitBreaker.CircuitBreaker | undefined,
+    bulkhead: Bulkhead.Bulkhead | undefined
+  ): Subject["policy"] =>
+    Policy.make({
       ...(options.name !== undefined ? { name: options.name } : {}),
       timeout: options.timeout,
       totalTimeout: options.totalTimeout,
       bulkhead: bulkhead?.protect,
       breaker: breaker?.protect,
-      retry: options.retry === undefined ? undefined : Retry.policy(options.retry)
-    })
+      retry: options.retry === undefined ? undefined : retry ??= Retry.policy(options.retry)
+    }) as Subject["policy"]
+  // without a breaker or a bulkhead the policy holds no state between calls: it is built (and
+  // its options checked) on the first run and shared by every run after it
+  if (options.breaker === undefined && options.bulkhead === undefined) {
+    let shared: Subject | undefined
+    return Effect.sync(() => shared ??= { policy: stages(undefined, undefined), limits: { maxRetries } })
+  }
+  return Effect.gen(function*() {
+    const breaker = options.breaker === undefined
+      ? undefined
+      : yield* CircuitBreaker.make({ health: false, ...options.breaker })
+    const bulkhead = options.bulkhead === undefined ? undefined : yield* Bulkhead.make(options.bulkhead)
     return {
-      policy: made as Subject["policy"],
+      policy: stages(breaker, bulkhead),
       breaker,
       bulkhead,
       limits: {
-        maxRetries: options.retry === undefined ? 0 : options.retry.maxRetries ?? matrixMaxRetries,
+        maxRetries,
         halfOpenProbes: breaker === undefined ? undefined : options.breaker?.halfOpenProbes ?? 3,
         maxConcurrent: bulkhead?.options.maxConcurrent
       }
     }
   })
+}
 
 // -----------------------------------------------------------------------------
 // timeline
@@ -1073,16 +1087,15 @@ const runScriptSync = <R>(
         fibers.push(yield* Effect.fork(call.start > 0 ? Effect.delay(run, call.start) : run))
       }
       yield* Fiber.awaitAll(fibers)
-    })).pipe(
-      Effect.withRandom(Random.make(script.seed)),
-      (self) => options.logs === true ? self : quiet(self)
-    )
+    }))
 
   const result = Simulation.run(runtime, program, {
     horizon,
     onStop: () => {
       stopped = true
-    }
+    },
+    random: Random.make(script.seed),
+    quiet: options.logs !== true
   })
   // a subject that could not be made (bad options are a defect) is the caller's error, not a timeline
   if (result.exit !== undefined && Exit.isFailure(result.exit) && !Cause.isInterruptedOnly(result.exit.cause)) {

@@ -1,6 +1,6 @@
 import { Backoff, CircuitBreaker, Testing } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Duration, Effect, FastCheck as fc, Random, Schedule } from "effect"
+import { Cause, Duration, Effect, FastCheck as fc, Logger, Random, Schedule } from "effect"
 
 const failure = (category: "connection" | "validation" = "connection", latency = 0): Testing.Outcome => ({
   _tag: "Failure",
@@ -294,6 +294,52 @@ describe("Testing.runScript", () => {
       )
       expect(exit._tag).toBe("Failure")
       expect(String(exit._tag === "Failure" ? Cause.squash(exit.cause) : "")).toContain("maxConcurrent")
+    }))
+
+  it.effect("state from one run never reaches the next: after a run that opens the breaker, the next sees it closed", () =>
+    Effect.gen(function*() {
+      const subject = Testing.policy({
+        breaker: { policy: CircuitBreaker.consecutive(2), openDuration: "1 minute" },
+        bulkhead: { maxConcurrent: 1, maxQueued: 0 }
+      })
+      const opening = yield* Testing.runScript(subject, {
+        calls: [{ at: 0, outcomes: [failure()] }, { at: 10, outcomes: [failure()] }, { at: 20, outcomes: [] }],
+        seed: 1
+      })
+      // the third call is rejected by the open breaker: it never reaches the dependency
+      expect(opening.attempts.map((a) => a.breaker)).toEqual(["Closed", "Closed"])
+      expect(opening.calls[2]!.exit).toMatchObject({ _tag: "Failure", error: { _tag: "CircuitOpenError" } })
+      const next = yield* Testing.runScript(subject, { calls: [{ at: 0, outcomes: [] }], seed: 1 })
+      expect(next.attempts.map((a) => [a.breaker, a.inFlight, a.bulkheadActive])).toEqual([["Closed", 1, 1]])
+      expect(next.calls[0]!.exit._tag).toBe("Success")
+    }))
+
+  it.effect("a run draws from a Random seeded by its script and drops the policy's logs unless kept", () =>
+    Effect.gen(function*() {
+      const drawn: Array<number> = []
+      const logged: Array<unknown> = []
+      const subject: Testing.Subject = {
+        policy: (self) => Effect.zipRight(Effect.tap(Random.nextInt, (n) => Effect.log(drawn.push(n))), self)
+      }
+      const script: Testing.Script = { calls: [{ at: 0, outcomes: [] }, { at: 5, outcomes: [] }], seed: 7 }
+      const capture = Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => logged.push(message)))
+      yield* Testing.runScript(subject, script).pipe(Effect.provide(capture))
+      yield* Testing.runScript(subject, script).pipe(Effect.provide(capture))
+      const expected = yield* Effect.zip(Random.nextInt, Random.nextInt).pipe(Effect.withRandom(Random.make(7)))
+      expect(drawn).toEqual([...expected, ...expected])
+      expect(logged).toEqual([])
+      yield* Testing.runScript(subject, script, { logs: true }).pipe(Effect.provide(capture))
+      expect(logged).toEqual([[5], [6]])
+    }))
+
+  it.effect("a policy without breaker or bulkhead still reports bad options as a defect of the run", () =>
+    Effect.gen(function*() {
+      const subject = Testing.policy({ retry: { maxRetries: -1 } })
+      for (let i = 0; i < 2; i++) {
+        const exit = yield* Effect.exit(Testing.runScript(subject, { calls: [{ at: 0, outcomes: [] }], seed: 1 }))
+        expect(exit._tag).toBe("Failure")
+        expect(String(exit._tag === "Failure" ? Cause.squash(exit.cause) : "")).toContain("maxRetries")
+      }
     }))
 
   it.effect("a run is deterministic: the same script gives the same timeline", () =>

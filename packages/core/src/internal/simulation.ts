@@ -6,11 +6,18 @@
  * microseconds, not milliseconds.
  */
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as FiberId from "effect/FiberId"
+import * as FiberIdModule from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
+import * as LogLevel from "effect/LogLevel"
+import * as Random from "effect/Random"
 import type * as Runtime from "effect/Runtime"
 import * as RuntimeModule from "effect/Runtime"
 import type * as Scheduler from "effect/Scheduler"
@@ -107,6 +114,20 @@ export type Ending = "done" | "stuck" | "horizon"
 /**
  * The result of a simulated run.
  */
+/**
+ * Options of a simulated run. `random` and `quiet` are set in the run's root fiber before it
+ * starts (the same as `Effect.withRandom` and `Logger.withMinimumLogLevel(None)` around the
+ * effect, without the save-and-restore steps those take).
+ */
+export interface Options {
+  readonly horizon: number
+  readonly onStop?: ((now: number, ending: Ending) => void) | undefined
+  /** The run's `Random`. Default: the runtime's. */
+  readonly random?: Random.Random | undefined
+  /** Drop every log. Default: `false`. */
+  readonly quiet?: boolean | undefined
+}
+
 export interface Result<A, E> {
   readonly exit: Exit.Exit<A, E> | undefined
   readonly ending: Ending
@@ -122,7 +143,7 @@ export interface Result<A, E> {
 export const run = <A, E, R>(
   runtime: Runtime.Runtime<R>,
   make: (clock: Clock.Clock) => Effect.Effect<A, E, R>,
-  options: { readonly horizon: number; readonly onStop?: (now: number, ending: Ending) => void }
+  options: Options
 ): Result<A, E> => {
   // a run is synchronous: errors raised inside it need no stack (capturing one dominates a
   // failure's cost), and the limit is restored before anything else runs
@@ -135,16 +156,44 @@ export const run = <A, E, R>(
   }
 }
 
+/**
+ * The runtime with the run's clock (and `Random`, and no logging when quiet) already in its
+ * fiber refs, so the run's root fiber starts with them.
+ */
+const withServices = <R>(runtime: Runtime.Runtime<R>, clock: Clock.Clock, options: Options): Runtime.Runtime<R> => {
+  let services = Context.add(
+    FiberRefs.getOrDefault(runtime.fiberRefs, DefaultServices.currentServices),
+    Clock.Clock,
+    clock
+  )
+  if (options.random !== undefined) services = Context.add(services, Random.Random, options.random)
+  let fiberRefs = FiberRefs.updateAs(runtime.fiberRefs, {
+    fiberId: runId,
+    fiberRef: DefaultServices.currentServices,
+    value: services
+  })
+  if (options.quiet === true) {
+    fiberRefs = FiberRefs.updateAs(fiberRefs, {
+      fiberId: runId,
+      fiberRef: FiberRef.currentMinimumLogLevel,
+      value: LogLevel.None
+    })
+  }
+  return RuntimeModule.make({ context: runtime.context, runtimeFlags: runtime.runtimeFlags, fiberRefs })
+}
+
+/** The fiber id the run's settings are written as. */
+const runId = FiberIdModule.runtime(-1, 0)
+
 const runUnsafe = <A, E, R>(
   runtime: Runtime.Runtime<R>,
   make: (clock: Clock.Clock) => Effect.Effect<A, E, R>,
-  options: { readonly horizon: number; readonly onStop?: (now: number, ending: Ending) => void }
+  options: Options
 ): Result<A, E> => {
   const clock = new SimClock()
   const scheduler = new SimScheduler()
-  const effect = Effect.withClock(make(clock), clock)
   let exit: Exit.Exit<A, E> | undefined
-  const fiber = RuntimeModule.runFork(runtime)(effect, { scheduler })
+  const fiber = RuntimeModule.runFork(withServices(runtime, clock, options))(make(clock), { scheduler })
   fiber.addObserver((e) => {
     exit = e
   })
