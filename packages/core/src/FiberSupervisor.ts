@@ -408,6 +408,9 @@ interface Internal {
 /** The supervised program the current fiber belongs to, if any. */
 const currentChild = FiberRef.unsafeMake<Child | undefined>(undefined)
 
+/** The delay a restarted runner waits before its first run (read only by restarted runners). */
+const currentRestartDelay = FiberRef.unsafeMake<number>(0)
+
 const fatalBanner = (title: string, detail: string): string => {
   const bar = "═".repeat(64)
   return `\n╔${bar}\n║ FATAL: ${title}\n║ ${detail}\n╚${bar}`
@@ -738,22 +741,36 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         yield* Deferred.fail(escalation, error)
       })
 
-    /** Forks the runner of a program; a restart first waits for its delay. */
-    const start = (child: Child, restartDelay: number | undefined, provideContext: boolean): Effect.Effect<void> =>
-      Effect.flatMap(
-        // a runner is interruptible even when forked from an uninterruptible region (a group
-        // restart); forked from an interruptible caller it needs no wrapper
-        Effect.checkInterruptible((interruptible) => {
-          child.interrupting = false
-          const effect = runner(child, restartDelay, provideContext)
-          return Effect.forkDaemon(interruptible ? effect : Effect.interruptible(effect))
-        }),
+    /**
+     * Forks the runner of a program; a restart first waits for its delay. The runner is one of
+     * the shared runner effects: what it needs of its program (the program itself, the delay, the
+     * context of a group restart) is handed over as fiber refs the forked fiber inherits, set
+     * around the fork in the forking fiber, so that the runner's fiber holds nothing of its own.
+     */
+    const start = (child: Child, restartDelay: number | undefined, provideContext: boolean): Effect.Effect<void> => {
+      // forked uninterruptible, so that the runner's shell needs no region of its own to run
+      // `runnerEnded` (see `runnerShell`)
+      let fork: Effect.Effect<Fiber.RuntimeFiber<void>> = Effect.uninterruptible(Effect.forkDaemon(
+        restartDelay === undefined ? runner : restartedRunner
+      ))
+      if (restartDelay !== undefined) fork = Effect.locally(fork, currentRestartDelay, restartDelay)
+      if (provideContext) fork = Effect.locally(fork, FiberRef.currentContext, child.context)
+      return Effect.flatMap(
+        Effect.locally(
+          Effect.suspend(() => {
+            child.interrupting = false
+            return fork
+          }),
+          currentChild,
+          child
+        ),
         (fiber) =>
           Effect.sync(() => {
             // the runner sets it too, first thing, in case it ran to its end before this point
             if (!child.interrupting && child.fiber !== fiber && child.status !== "stopped") child.fiber = fiber
           })
       )
+    }
 
     /** Restarts the siblings that the strategy takes down with a program (given in start order). */
     const restartGroup = (group: ReadonlyArray<Child>, delayMillis: number) =>
@@ -926,22 +943,31 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       })
     )
 
-    const runner = (child: Child, restartDelay: number | undefined, provideContext: boolean): Effect.Effect<void> => {
-      const body = Effect.zipRight(
-        Effect.withFiberRuntime<void>((fiber) => {
-          child.fiber = fiber as Fiber.RuntimeFiber<void>
-          return FiberRef.set(currentChild, child)
-        }),
-        restartDelay !== undefined ? Effect.zipRight(Effect.sleep(Duration.millis(restartDelay)), runRounds) : runRounds
+    // The runner's shell, shared by every program: it claims its fiber for its program, runs the
+    // rounds (after the delay, for a restart), logs a runner that died, and runs `runnerEnded`
+    // however it ends. Built from shared effects only (not `Effect.ensuring`, which allocates its
+    // mask, its handlers and their effects in every fiber it runs in): an idle runner's stack holds
+    // nothing built for its program. The runner is forked uninterruptible and makes its rounds
+    // interruptible (even when forked from an uninterruptible region, a group restart): one region,
+    // and the handlers after it run uninterruptibly, as a finalizer does.
+    const claim: Effect.Effect<void> = Effect.withFiberRuntime((fiber) => {
+      const child = fiber.getFiberRef(currentChild)
+      if (child !== undefined) child.fiber = fiber as Fiber.RuntimeFiber<void>
+      return Effect.void
+    })
+    const afterRunnerFailed = (cause: Cause.Cause<never>): Effect.Effect<void> =>
+      Effect.zipRight(runnerEnded, Effect.failCause(cause))
+    const afterRunnerSucceeded = (): Effect.Effect<void> => runnerEnded
+    const runnerShell = (rounds: Effect.Effect<void>): Effect.Effect<void> =>
+      Effect.matchCauseEffect(
+        Effect.interruptible(Effect.catchAllCause(Effect.zipRight(claim, rounds), runnerDied)),
+        { onFailure: afterRunnerFailed, onSuccess: afterRunnerSucceeded }
       )
-      return Effect.ensuring(
-        Effect.catchAllCause(
-          provideContext ? Effect.zipRight(FiberRef.set(FiberRef.currentContext, child.context), body) : body,
-          runnerDied
-        ),
-        runnerEnded
-      )
-    }
+    const runner: Effect.Effect<void> = runnerShell(runRounds)
+    const restartedRunner: Effect.Effect<void> = runnerShell(
+      Effect.flatMap(FiberRef.get(currentRestartDelay), (delay) =>
+        Effect.zipRight(Effect.sleep(Duration.millis(delay)), runRounds))
+    )
 
     const spawn = <A, E, R>(
       childName: string,
@@ -990,7 +1016,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           sup: internal
         }
         const admitted = SupervisorState.admit(state, child)
-        if (admitted === undefined) return
+        if (admitted === undefined) {
+          return
+        }
         publish(admitted, now)
         yield* start(child, undefined, false)
       })
@@ -1018,7 +1046,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     const changes: Stream.Stream<ChildChange> = Stream.unwrapScoped(Effect.suspend(() =>
       ended ? Effect.succeed(Stream.empty) : Effect.map(
         Effect.acquireRelease(
-          Effect.tap(PubSub.subscribe(hub), () => Effect.sync(() => subscribers++)),
+          Effect.tap(PubSub.subscribe(hub), () =>
+            Effect.sync(() =>
+              subscribers++
+            )),
           () => Effect.sync(() => subscribers--)
         ),
         (queue) => Stream.takeWhile(Stream.fromQueue(queue), (change): change is ChildChange => change !== undefined)
@@ -1036,9 +1067,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     })
 
     const shutdown: Effect.Effect<ShutdownReport> = lock.withPermits(1)(
-      Effect.suspend(() =>
-        Effect.zipLeft(interruptAll(SupervisorState.shutdown(state), true), end)
-      )
+      Effect.suspend(() => Effect.zipLeft(interruptAll(SupervisorState.shutdown(state), true), end))
     ).pipe(
       Effect.tap((report) =>
         report.stopped.length === 0 ? Effect.void : Effect.logInfo(
