@@ -203,6 +203,8 @@ interface Entry {
   foreign: boolean
   /** The highest version of another process's snapshot handed to the local breakers. */
   foreignVersion: number
+  /** That snapshot. */
+  foreignSnapshot: BreakerStore.Snapshot | undefined
   /** The version of the last transition other than the fleet's probers half-opening. */
   decisive: number
   /**
@@ -213,6 +215,13 @@ interface Entry {
 }
 
 const STORE_ORIGIN = "@bulwark/redis"
+
+/**
+ * How often a hold hands the local breakers their open again. A breaker takes an open for at
+ * most its own open duration, which the store does not know: a short cadence keeps every breaker
+ * whose open duration is longer than it (plus the event loop's delays) open.
+ */
+const HOLD_TICK = 50
 
 /**
  * Makes the store; needs a `RedisClient`. Its subscription and background fibers end with the
@@ -264,6 +273,7 @@ export const make = (
           pending: undefined,
           foreign: false,
           foreignVersion: 0,
+          foreignSnapshot: undefined,
           decisive: 0,
           redeliver: undefined
         }
@@ -305,9 +315,10 @@ export const make = (
     /**
      * Keeps the local breakers open while the fleet's probers work, until `probeLease` past the
      * open's end. A breaker never stays open longer than its own open duration allows, whatever a
-     * snapshot says, so the hold hands it a fresh open of the fleet's duration well before each
-     * one ends. It stops when released, or when a decisive transition (the probers' verdict, or
-     * this process's own) follows the open; the probers' half-open is not one.
+     * snapshot says, and that duration may be shorter than the opener's: the hold hands it the
+     * open again every `HOLD_TICK` (an open of the count it is open for only moves its end). It
+     * stops when released, or when a decisive transition (the probers' verdict, or this process's
+     * own) follows the open; the probers' half-open is not one.
      */
     const hold = (e: Entry, version: number, snapshot: BreakerStore.Snapshot, verdict: { released: boolean }) =>
       Effect.gen(function*() {
@@ -315,20 +326,13 @@ export const make = (
         const end = snapshot.openUntil ?? start
         const duration = Math.max(1, end - snapshot.since)
         const holdUntil = end + probeLease
-        // generous: an event loop busy for a while must not let the breaker reach its open's end
-        const guard = Math.min(200, duration / 2)
-        let until = end
+        const tick = Duration.millis(Math.max(1, Math.min(HOLD_TICK, duration / 4)))
         while (e.decisive === version && !verdict.released) {
           const now = yield* Clock.currentTimeMillis
           if (now >= holdUntil) return
-          const wait = until - guard - now
-          if (wait > 0) {
-            yield* Effect.sleep(Duration.millis(wait))
-            continue
-          }
-          until = Math.min(now + duration, holdUntil)
           e.foreign = true
-          deliver(e, { ...snapshot, since: now, openUntil: until, origin: STORE_ORIGIN })
+          deliver(e, { ...snapshot, since: now, openUntil: Math.min(now + duration, holdUntil), origin: STORE_ORIGIN })
+          yield* Effect.sleep(tick)
         }
       })
 
@@ -350,6 +354,7 @@ export const make = (
         e.decisive = version
         e.foreign = true
         e.foreignVersion = version
+        e.foreignSnapshot = snapshot
         deliver(e, snapshot)
         return Effect.zipRight(
           count(receivedCounter, { breaker }),
@@ -359,12 +364,44 @@ export const make = (
         )
       })
 
+    /**
+     * Hands `back` (at `version`) to the local breakers `handBack` later, unless they publish a
+     * newer transition first (their write takes it over) or a newer snapshot from elsewhere
+     * reaches them meanwhile.
+     */
+    const scheduleHandBack = (e: Entry, back: BreakerStore.Snapshot, version: number) => {
+      e.redeliver = back
+      return Effect.forkIn(
+        Effect.zipRight(
+          Effect.sleep(handBack),
+          Effect.sync(() => {
+            if (e.redeliver !== back) return
+            e.redeliver = undefined
+            if (e.foreignVersion > version) return
+            deliver(e, back)
+          })
+        ),
+        scope
+      )
+    }
+
+    /**
+     * The local breakers ignore what arrives while their own transition is on its way (it is
+     * older than their transition, which goes on top of it). A snapshot from elsewhere newer than
+     * the outcome of that write (`base`), that arrived during it, is handed to them again.
+     */
+    const handBackForeign = (e: Entry, foreignBefore: number, base: number) =>
+      e.foreignVersion > foreignBefore && e.foreignVersion > base && e.foreignSnapshot !== undefined
+        ? Effect.asVoid(scheduleHandBack(e, e.foreignSnapshot, e.foreignVersion))
+        : Effect.void
+
     const write = (snapshot: BreakerStore.Snapshot): Effect.Effect<void> =>
       Effect.gen(function*() {
         const breaker = snapshot.breaker
         const e = entry(breaker)
         const json = JSON.stringify(BreakerStore.encodeSnapshot(snapshot))
         const now = yield* Clock.currentTimeMillis
+        const foreignBefore = e.foreignVersion
         let expected = e.version
         // a hand-back still waiting means the breaker moved on before it: this write takes it over
         let rebased = e.redeliver !== undefined
@@ -389,6 +426,7 @@ export const make = (
           if (Either.isLeft(reply)) {
             // Redis is away: keep the latest transition for when it is back
             e.pending = snapshot
+            yield* handBackForeign(e, foreignBefore, expected)
             return yield* count(writesCounter, { breaker, result: "unreachable" })
           }
           const [code, n] = reply.right
@@ -409,27 +447,18 @@ export const make = (
             // the local breakers may have applied the writes this one raced: tell them the outcome,
             // unless they publish a newer transition first (the breaker's outbox hands it over at once)
             if ((rebased || e.foreign) && n > e.foreignVersion) {
-              const back = { ...snapshot, origin: STORE_ORIGIN }
-              e.redeliver = back
-              yield* Effect.forkIn(
-                Effect.zipRight(
-                  Effect.sleep(handBack),
-                  Effect.sync(() => {
-                    if (e.redeliver !== back) return
-                    e.redeliver = undefined
-                    // a newer transition from elsewhere reached the breakers meanwhile
-                    if (e.foreignVersion > n) return
-                    deliver(e, back)
-                  })
-                ),
-                scope
-              )
+              yield* scheduleHandBack(e, { ...snapshot, origin: STORE_ORIGIN }, n)
+            } else {
+              yield* handBackForeign(e, foreignBefore, n)
             }
             e.foreign = false
+            return
           }
-          return
+          // a vote or a local transition: nothing written, what came after it stands
+          return yield* handBackForeign(e, foreignBefore, expected)
         }
         e.pending = snapshot
+        yield* handBackForeign(e, foreignBefore, expected)
       })
 
     /** Reads the stored snapshot and version. */
@@ -470,6 +499,7 @@ export const make = (
                     e.decisive = version
                     e.foreign = true
                     e.foreignVersion = version
+                    e.foreignSnapshot = snapshot
                     deliver(e, snapshot)
                     yield* count(receivedCounter, { breaker })
                     if (snapshot.state === "Open") yield* Effect.forkIn(claim(breaker, version, snapshot), scope)
