@@ -83,7 +83,7 @@ describe("CircuitBreaker with a store", () => {
       expect(seen).toEqual([])
       expect(yield* retryAfter(breaker)).toBe(10_000)
       // and a newer snapshot is taken as before
-      yield* Queue.offer(inbox, snapshotOf("Closed", (yield* Clock.currentTimeMillis), null, 0))
+      yield* Queue.offer(inbox, snapshotOf("Closed", yield* Clock.currentTimeMillis, null, 0))
       yield* settle
       expect(yield* breaker.state).toBe("Closed")
       expect(seen.map((t) => t.to)).toEqual(["Closed"])
