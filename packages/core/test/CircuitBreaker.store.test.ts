@@ -125,4 +125,21 @@ describe("CircuitBreaker with a store", () => {
       expect(yield* retryAfter(breaker)).toBe(100)
       expect(seen.map((t) => t.to)).toEqual(["Open", "Open"])
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("two breakers on the in-memory store that change state at once end on the store's last snapshot", () =>
+    Effect.gen(function*() {
+      const store = yield* BreakerStore.makeMemory
+      const make = CircuitBreaker.make({ name: "svc", policy: CircuitBreaker.consecutive(1), openDuration: "1 minute" })
+        .pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      const a = yield* make
+      const b = yield* make
+      yield* TestClock.adjust("1 second")
+      yield* Effect.exit(a.protect(refused))
+      yield* b.isolate
+      yield* settle
+      const last = yield* store.load("svc")
+      expect(Option.map(last, (s) => s.state)).toEqual(Option.some("Isolated"))
+      expect(yield* a.state).toBe("Isolated")
+      expect(yield* b.state).toBe("Isolated")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 })
