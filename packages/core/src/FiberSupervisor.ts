@@ -46,6 +46,7 @@ import * as Health from "./Health.js"
 import * as InternalConfig from "./internal/config.js"
 import { describe, tagOf } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
+import * as SupervisorState from "./internal/supervisorState.js"
 
 // -----------------------------------------------------------------------------
 // models
@@ -382,57 +383,27 @@ const tagged = (counter: Metric.Metric.Counter<number>, tags: Record<string, str
 // internals
 // -----------------------------------------------------------------------------
 
-/** A failure a program's inner loop gave up on, with the classification the loop made. */
-interface GaveUp {
-  readonly error: unknown
-  readonly classification: Failure.Classification
-}
-
-interface Child {
-  readonly name: string
-  readonly seq: number
-  readonly restart: RestartType
+/**
+ * A program's record: the state the rules read and write (see `internal/supervisorState.ts`)
+ * plus what only the shell touches. One object per program holds both.
+ */
+interface Child extends SupervisorState.Program {
   readonly run: Effect.Effect<unknown, unknown>
   readonly context: Context.Context<never>
   readonly shutdownTimeout: Duration.Duration
   readonly restartSchedule: Schedule.Schedule<unknown, unknown>
   readonly sup: Internal
-  /** The program's own status; its loops backing off show on top of `running` (see `statusOf`). */
-  status: ChildStatus
-  /** How many inner loops of the current run are waiting before a retry. */
-  loopBackoffs: number
-  /** Counts runs, so that a loop outliving its run cannot touch the next run's state. */
-  generation: number
-  /** A restart has been decided and is counted once the new run starts. */
-  pendingRestart: boolean
-  /** The supervisor is interrupting the runner: it decides what follows, not the runner. */
-  interrupting: boolean
-  /** Failures the loops of the current run gave up on (most recent last, a few at most). */
-  readonly gaveUp: Array<GaveUp>
-  restarts: number
-  errors: number
-  lastError: Failure.ExecutionError | undefined
-  lastErrorAt: number
-  startedAt: number
-  runStartedAt: number
-  backoffState: unknown
   fiber: Fiber.RuntimeFiber<void> | undefined
 }
 
+/** What a program's inner loops report to their supervisor. */
 interface Internal {
   readonly name: string
   recordError(child: Child, error: Failure.ExecutionError, now: number): void
   /** A loop of the run `generation` starts (`+1`) or ends (`-1`) waiting before a retry. */
   loopBackoff(child: Child, generation: number, delta: 1 | -1, now: number): void
-  loopGaveUp(child: Child, generation: number, gaveUp: GaveUp): void
+  loopGaveUp(child: Child, generation: number, gaveUp: SupervisorState.GaveUp): void
 }
-
-/** How many give-ups of loops a run remembers (a program running several loops at once). */
-const gaveUpCapacity = 8
-
-/** The status a program shows: `backing-off` while it runs and any of its loops waits. */
-const statusOf = (child: Child): ChildStatus =>
-  child.status === "running" && child.loopBackoffs > 0 ? "backing-off" : child.status
 
 /** The supervised program the current fiber belongs to, if any. */
 const currentChild = FiberRef.unsafeMake<Child | undefined>(undefined)
@@ -502,7 +473,7 @@ const executionError = (
   let value: unknown
   if (Option.isSome(failure)) {
     value = failure.value
-    let known: GaveUp | undefined
+    let known: SupervisorState.GaveUp | undefined
     for (let i = child.gaveUp.length - 1; i >= 0 && known === undefined; i--) {
       if (Object.is(child.gaveUp[i]!.error, value)) known = child.gaveUp[i]
     }
@@ -621,11 +592,16 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     }
     const maxRestarts = positiveInt(options.intensity?.maxRestarts ?? 3, "intensity.maxRestarts")
     const within = positiveDuration(options.intensity?.within ?? "5 seconds", "intensity.within")
-    const withinMillis = Duration.toMillis(within)
     const shutdownTimeout = positiveDuration(options.shutdownTimeout ?? "5 seconds", "shutdownTimeout")
     const restartSchedule = options.restartSchedule ?? defaultRestartSchedule
-    const escalateOnDefect = options.escalateOnDefect ?? true
-    const retainFinished = positiveInt(options.retainFinished ?? 100, "retainFinished")
+    /** Every rule and every piece of state besides fibers and streams. */
+    const state = SupervisorState.make<Child>({
+      strategy,
+      maxRestarts,
+      withinMillis: Duration.toMillis(within),
+      escalateOnDefect: options.escalateOnDefect ?? true,
+      retainFinished: positiveInt(options.retainFinished ?? 100, "retainFinished")
+    })
 
     const alerts = yield* Effect.serviceOption(Alerts.Alerts)
     const listener = yield* Effect.serviceOption(EscalationListener)
@@ -633,85 +609,27 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     const escalation = yield* Deferred.make<never, SupervisorEscalation>()
     // `undefined` marks the end: published once the supervisor has shut down
     const hub = yield* PubSub.sliding<ChildChange | undefined>(changesCapacity)
-    /** Programs running, waiting to restart, or ended but whose runner has not finished yet. */
-    const children = new Map<string, Child>()
-    /** The last state of programs that finished, oldest first, at most `retainFinished`. */
-    const finished = new Map<string, { readonly seq: number; readonly metrics: ChildMetrics }>()
-    const restartTimes: Array<number> = []
-    let seq = 0
     let subscribers = 0
-    let closing = false
     let ended = false
-    let escalated = false
-    let backingOff = 0
 
-    const publish = (change: ChildChange) => {
-      if (subscribers > 0) Queue.unsafeOffer(hub, change)
-    }
-
-    /** Applies a change to a program and publishes the change of the status it shows, if any. */
-    const change = (child: Child, now: number, mutate: () => void) => {
-      const from = statusOf(child)
-      mutate()
-      const to = statusOf(child)
-      if (from === to) return
-      if (from === "backing-off") backingOff--
-      if (to === "backing-off") backingOff++
-      publish({ supervisor: name, program: child.name, from, to, at: now })
-    }
-
-    const setStatusNow = (child: Child, to: ChildStatus, now: number) =>
-      change(child, now, () => {
-        child.status = to
-      })
-
-    const internal: Internal = {
-      name,
-      recordError(child, error, now) {
-        child.errors++
-        child.lastError = error
-        child.lastErrorAt = now
-      },
-      loopBackoff(child, generation, delta, now) {
-        if (child.generation !== generation) return
-        change(child, now, () => {
-          child.loopBackoffs = Math.max(0, child.loopBackoffs + delta)
-        })
-      },
-      loopGaveUp(child, generation, gaveUp) {
-        if (child.generation !== generation) return
-        if (child.gaveUp.length >= gaveUpCapacity) child.gaveUp.shift()
-        child.gaveUp.push(gaveUp)
+    /** Publishes a change of the status a program shows, when anyone listens. */
+    const publish = (change: SupervisorState.Change | undefined, at: number) => {
+      if (change !== undefined && subscribers > 0) {
+        Queue.unsafeOffer(hub, { supervisor: name, program: change.program, from: change.from, to: change.to, at })
       }
     }
 
-    const setStatus = (child: Child, to: ChildStatus) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => setStatusNow(child, to, now)))
+    /** Applies a transition of the rules now and publishes its change. */
+    const transition = (apply: () => SupervisorState.Change | undefined): Effect.Effect<void> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => publish(apply(), now)))
 
-    const active = (c: Child) => c.fiber !== undefined && c.status !== "stopped" && c.status !== "failed"
-
-    const toMetrics = (c: Child): ChildMetrics => ({
-      name: c.name,
-      status: statusOf(c),
-      restartType: c.restart,
-      restarts: c.restarts,
-      errors: c.errors,
-      startedAt: new Date(c.startedAt),
-      ...(c.lastError !== undefined ? { lastError: c.lastError, lastErrorAt: new Date(c.lastErrorAt) } : {})
-    })
-
-    /**
-     * A program that will not run again leaves the map of programs; its last state is kept among
-     * the `retainFinished` most recently finished ones.
-     */
-    const retire = (child: Child) => {
-      if (children.get(child.name) !== child) return
-      children.delete(child.name)
-      child.gaveUp.length = 0
-      finished.delete(child.name)
-      if (retainFinished === 0) return
-      finished.set(child.name, { seq: child.seq, metrics: toMetrics(child) })
-      if (finished.size > retainFinished) finished.delete(finished.keys().next().value!)
+    const internal: Internal = {
+      name,
+      recordError: SupervisorState.recordError,
+      loopBackoff(child, generation, delta, now) {
+        publish(SupervisorState.loopBackoff(state, child, generation, delta), now)
+      },
+      loopGaveUp: SupervisorState.loopGaveUp
     }
 
     /** Interrupts a runner and waits for it within the timeout; `false` when it overran. */
@@ -735,19 +653,17 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     }
 
     /**
-     * Interrupts programs one at a time. With `final`, they are not to run again: each is marked
-     * stopped (or stays failed) before it is interrupted and leaves the map once it has ended.
+     * Interrupts programs one at a time, in the order given. With `final`, they are not to run
+     * again: each is stopped for good before it is interrupted; otherwise each is marked stopped
+     * once it has ended (a group restart starts it again).
      */
     const interruptAll = (victims: ReadonlyArray<Child>, final: boolean): Effect.Effect<ShutdownReport> =>
       Effect.gen(function*() {
         const stopped: Array<string> = []
         const overran: Array<string> = []
         for (const c of victims) {
-          if (final) {
-            // before the interruption: a program stopping itself never comes back to this point
-            yield* setStatus(c, c.status === "failed" ? "failed" : "stopped")
-            retire(c)
-          }
+          // before the interruption: a program stopping itself never comes back to this point
+          if (final) yield* transition(() => SupervisorState.stopForGood(state, c))
           const inTime = yield* interruptWithin(c)
           stopped.push(c.name)
           if (!inTime) {
@@ -756,12 +672,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
               `Program "${c.name}" did not finish within its shutdown timeout of ${Duration.format(c.shutdownTimeout)}`
             ).pipe(Effect.annotateLogs({ "bulwark.supervisor": name, "bulwark.program": c.name }))
           }
-          if (!final) yield* setStatus(c, c.status === "failed" ? "failed" : "stopped")
+          if (!final) yield* transition(() => SupervisorState.markStopped(state, c))
         }
         return { stopped, overran }
       })
-
-    const byStartDesc = (a: Child, b: Child) => b.seq - a.seq
 
     const escalate = (
       child: Child,
@@ -770,7 +684,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       lastError: Failure.ExecutionError | undefined
     ) =>
       Effect.gen(function*() {
-        escalated = true
+        const { change, victims } = SupervisorState.escalate(state, child)
+        publish(change, yield* Clock.currentTimeMillis)
         const error = new SupervisorEscalation({
           supervisor: name,
           program: child.name,
@@ -780,9 +695,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           cause,
           ...(lastError !== undefined ? { lastError } : {})
         })
-        yield* setStatus(child, "failed")
-        const others = [...children.values()].filter((c) => c !== child && active(c)).sort(byStartDesc)
-        yield* interruptAll(others, true)
+        yield* interruptAll(victims, true)
         yield* Metric.increment(Metric.tagged(Metric.tagged(escalationsTotal, "supervisor", name), "reason", reason))
         yield* Effect.logFatal(
           fatalBanner(
@@ -834,22 +747,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           })
       )
 
-    /** Restarts the siblings that the strategy takes down with a program. */
-    const restartGroup = (child: Child, delayMillis: number) =>
+    /** Restarts the siblings that the strategy takes down with a program (given in start order). */
+    const restartGroup = (group: ReadonlyArray<Child>, delayMillis: number) =>
       Effect.gen(function*() {
-        const group = [...children.values()].filter((c) =>
-          c !== child && active(c) && (strategy === "one_for_all" || c.seq > child.seq)
-        )
-        yield* interruptAll([...group].sort(byStartDesc), false)
-        for (
-          const c of group.sort((a, b) => a.seq - b.seq)
-        ) {
-          if (c.restart === "temporary") {
-            retire(c)
-            continue
-          }
-          c.pendingRestart = true
-          yield* setStatus(c, "backing-off")
+        yield* interruptAll([...group].reverse(), false)
+        for (const c of group) {
+          const requeued = SupervisorState.requeue(state, c)
+          if (requeued === undefined) continue
+          publish(requeued.change, yield* Clock.currentTimeMillis)
           yield* start(c, delayMillis, true)
         }
       })
@@ -866,7 +771,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         Effect.zip(Failure.currentClassifier, Clock.currentTimeMillis),
         ([classifier, now]) => {
           const [error, classification] = executionError(classifier, child, cause, now)
-          internal.recordError(child, error, now)
+          SupervisorState.recordError(child, error, now)
           return Effect.zipRight(
             Failure.logWarnings(classifier, classification),
             Effect.zipRight(
@@ -895,67 +800,51 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     }
 
     /**
-     * Decides what follows the end of a run: `undefined` to stop, or the delay before the next run.
-     * Runs under the supervisor's lock, uninterruptibly.
+     * Carries out what the rules decide after a run: `undefined` to stop, or the delay before the
+     * next run. Steps the restart schedule when the rules allow a restart. Runs under the
+     * supervisor's lock, uninterruptibly.
      */
     const decide = (child: Child, exit: Exit.Exit<unknown, unknown>): Effect.Effect<number | undefined> =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
-        if (closing || escalated) {
-          yield* setStatus(child, Exit.isSuccess(exit) ? "stopped" : child.status === "failed" ? "failed" : "stopped")
+        const end: SupervisorState.End = Exit.isSuccess(exit)
+          ? "success"
+          : Cause.isInterruptedOnly(exit.cause)
+          ? "interrupted"
+          : Cause.isDie(exit.cause)
+          ? "defect"
+          : "failure"
+        const decision = SupervisorState.decide(state, child, end, now)
+        if (decision._tag === "stop") {
+          publish(decision.change, now)
           return undefined
         }
-        const lastError = Exit.isFailure(exit) ? child.lastError : undefined
         const cause = Exit.isFailure(exit) ? exit.cause : Cause.empty
-        if (Exit.isSuccess(exit)) {
-          if (child.restart !== "permanent") {
-            yield* setStatus(child, "stopped")
-            return undefined
-          }
+        const lastError = Exit.isFailure(exit) ? child.lastError : undefined
+        if (end === "success") {
           yield* Effect.logWarning(`Program "${child.name}" completed; restarting it (permanent)`).pipe(
             Effect.annotateLogs({ "bulwark.supervisor": name, "bulwark.program": child.name })
           )
-        } else {
-          if (Cause.isInterruptedOnly(cause)) {
-            yield* setStatus(child, "stopped")
-            return undefined
-          }
-          const isDefect = Cause.isDie(cause)
-          if (isDefect && escalateOnDefect) {
-            yield* escalate(child, "defect", cause, lastError)
-            return undefined
-          }
-          if (child.restart === "temporary") {
-            yield* setStatus(child, "failed")
-            return undefined
-          }
         }
-        // intensity: at most maxRestarts within the window, over all programs
-        while (restartTimes.length > 0 && now - restartTimes[0]! > withinMillis) restartTimes.shift()
-        if (restartTimes.length >= maxRestarts) {
-          yield* escalate(child, "intensity", cause, lastError)
+        if (decision._tag === "escalate") {
+          yield* escalate(child, decision.reason, cause, lastError)
           return undefined
         }
-        if (now - child.runStartedAt > withinMillis) child.backoffState = undefined
+        const schedule = child.restartSchedule
         const step = yield* nextDelay(
-          child.restartSchedule,
-          child.backoffState === undefined ? child.restartSchedule.initial : child.backoffState,
+          schedule,
+          decision.position === undefined ? schedule.initial : decision.position,
           Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined,
           now
         )
-        // an ended restart schedule: the program may not be restarted again
-        if (Option.isNone(step)) {
-          yield* escalate(child, "schedule", cause, lastError)
+        const restart = SupervisorState.restart(state, child, Option.getOrUndefined(step), now)
+        if (restart._tag === "escalate") {
+          yield* escalate(child, restart.reason, cause, lastError)
           return undefined
         }
-        restartTimes.push(now)
-        child.backoffState = step.value[0]
-        const delay = step.value[1]
-        // counted when the new run starts (see markRunning): a restart stopped while it waits never happened
-        child.pendingRestart = true
-        yield* setStatus(child, "backing-off")
-        if (strategy !== "one_for_one") yield* restartGroup(child, delay)
-        return delay
+        publish(restart.change, now)
+        if (restart.group.length > 0) yield* restartGroup(restart.group, restart.delay)
+        return restart.delay
       })
 
     // The runner is the program's fiber for its whole life, restarts included. A supervised program
@@ -966,16 +855,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     const thisChild = FiberRef.get(currentChild) as Effect.Effect<Child>
     const markRunning = Effect.flatMap(thisChild, (child) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const restarted = child.pendingRestart
-        child.pendingRestart = false
-        child.runStartedAt = now
-        child.generation++
-        child.gaveUp.length = 0
-        change(child, now, () => {
-          child.loopBackoffs = 0
-          child.status = "running"
-          if (restarted) child.restarts++
-        })
+        const { change, restarted } = SupervisorState.markRunning(state, child, now)
+        publish(change, now)
         return restarted
           ? Metric.increment(Metric.tagged(Metric.tagged(restartsTotal, "supervisor", name), "program", child.name))
           : Effect.void
@@ -1018,7 +899,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           lock.withPermits(1)(
             Effect.uninterruptible(
               Effect.suspend(() =>
-                closing || escalated ? setStatus(child, "failed") : escalate(child, "defect", cause, undefined)
+                state.closing || state.escalated
+                  ? transition(() => SupervisorState.setStatus(state, child, "failed"))
+                  : escalate(child, "defect", cause, undefined)
               )
             )
           )
@@ -1031,10 +914,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       Effect.suspend(() => {
         const child = fiber.getFiberRef(currentChild)
         if (child === undefined || child.fiber !== fiber || child.interrupting) return Effect.void
-        return Effect.map(Clock.currentTimeMillis, (now) => {
-          if (child.status !== "failed") setStatusNow(child, "stopped", now)
-          retire(child)
-        })
+        return Effect.map(Clock.currentTimeMillis, (now) => publish(SupervisorState.runnerEnded(state, child), now))
       })
     )
 
@@ -1061,8 +941,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       spawnOptions: SpawnOptions = {}
     ): Effect.Effect<void, never, R> =>
       Effect.gen(function*() {
-        const existing = children.get(childName)
-        if (existing !== undefined && active(existing)) {
+        if (!SupervisorState.canSpawn(state, childName)) {
           return yield* Effect.dieMessage(
             `FiberSupervisor "${name}": a program named "${childName}" is already running`
           )
@@ -1075,17 +954,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
             `FiberSupervisor: restart must be one of ${RestartType.literals.join(", ")}, got "${restart}"`
           )
         }
+        // one literal: the record of the rules and the shell's fields in one object per program
         const child: Child = {
           name: childName,
-          seq: seq++,
+          seq: SupervisorState.nextSeq(state),
           restart,
-          run: program as Effect.Effect<unknown, unknown>,
-          context: context as Context.Context<never>,
-          shutdownTimeout: spawnOptions.shutdownTimeout === undefined
-            ? shutdownTimeout
-            : positiveDuration(spawnOptions.shutdownTimeout, "shutdownTimeout"),
-          restartSchedule: spawnOptions.restartSchedule ?? restartSchedule,
-          sup: internal,
           status: "starting",
           loopBackoffs: 0,
           generation: 0,
@@ -1098,19 +971,19 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           lastErrorAt: 0,
           startedAt: now,
           runStartedAt: now,
-          backoffState: undefined,
-          fiber: undefined
+          position: undefined,
+          fiber: undefined,
+          run: program as Effect.Effect<unknown, unknown>,
+          context: context as Context.Context<never>,
+          shutdownTimeout: spawnOptions.shutdownTimeout === undefined
+            ? shutdownTimeout
+            : positiveDuration(spawnOptions.shutdownTimeout, "shutdownTimeout"),
+          restartSchedule: spawnOptions.restartSchedule ?? restartSchedule,
+          sup: internal
         }
-        children.delete(childName)
-        finished.delete(childName)
-        if (closing || escalated) {
-          child.status = "stopped"
-          children.set(childName, child)
-          retire(child)
-          return
-        }
-        children.set(childName, child)
-        publish({ supervisor: name, program: childName, from: "stopped", to: "starting", at: now })
+        const admitted = SupervisorState.admit(state, child)
+        if (admitted === undefined) return
+        publish(admitted, now)
         yield* start(child, undefined, false)
       })
 
@@ -1119,23 +992,19 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     // marked stopped, beyond the reach of shutdown
     const stop = (childName: string): Effect.Effect<boolean> =>
       lock.withPermits(1)(Effect.suspend(() => {
-        const child = children.get(childName)
-        if (child === undefined || !active(child)) {
+        const child = state.programs.get(childName)
+        if (child === undefined || !SupervisorState.isActive(child)) {
           return Effect.succeed(false)
         }
         return Effect.as(interruptAll([child], true), true)
       }))
 
-    const snapshot = Effect.sync((): Snapshot => {
-      const rows: Array<{ readonly seq: number; readonly metrics: ChildMetrics }> = [...finished.values()]
-      for (const c of children.values()) rows.push({ seq: c.seq, metrics: toMetrics(c) })
-      return {
-        supervisor: name,
-        strategy,
-        escalated,
-        children: rows.sort((a, b) => a.seq - b.seq).map((row) => row.metrics)
-      }
-    })
+    const snapshot = Effect.sync((): Snapshot => ({
+      supervisor: name,
+      strategy,
+      escalated: state.escalated,
+      children: SupervisorState.rows(state)
+    }))
 
     // ends once the supervisor has shut down, after the changes published before the end
     const changes: Stream.Stream<ChildChange> = Stream.unwrapScoped(Effect.suspend(() =>
@@ -1159,11 +1028,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
     })
 
     const shutdown: Effect.Effect<ShutdownReport> = lock.withPermits(1)(
-      Effect.suspend(() => {
-        closing = true
-        const victims = [...children.values()].filter(active).sort(byStartDesc)
-        return Effect.zipLeft(interruptAll(victims, true), end)
-      })
+      Effect.suspend(() =>
+        Effect.zipLeft(interruptAll(SupervisorState.shutdown(state), true), end)
+      )
     ).pipe(
       Effect.tap((report) =>
         report.stopped.length === 0 ? Effect.void : Effect.logInfo(
@@ -1175,24 +1042,22 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       Effect.uninterruptible
     )
 
-    yield* Effect.addFinalizer(() =>
-      shutdown
-    )
+    yield* Effect.addFinalizer(() => shutdown)
 
     yield* Health.registerIfPresent(
       `supervisor:${name}`,
       Effect.sync((): Health.ComponentHealth =>
-        escalated
+        state.escalated
           ? { status: "down", details: { escalated: true } }
-          : { status: "up", details: { programs: children.size } }
+          : { status: "up", details: { programs: state.programs.size } }
       ),
       { kind: "liveness" }
     )
     yield* Health.registerIfPresent(
       `supervisor:${name}:programs`,
       Effect.sync((): Health.ComponentHealth =>
-        backingOff > 0
-          ? { status: "degraded", details: { backingOff } }
+        state.backingOff > 0
+          ? { status: "degraded", details: { backingOff: state.backingOff } }
           : { status: "up", details: { backingOff: 0 } }
       ),
       { kind: "readiness" }
