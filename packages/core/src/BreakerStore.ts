@@ -140,7 +140,11 @@ export const makeMemory: Effect.Effect<BreakerStore> = Effect.gen(function*() {
         const subscription = yield* PubSub.subscribe(hub)
         const out = yield* Effect.acquireRelease(Queue.unbounded<Snapshot>(), Queue.shutdown)
         yield* Queue.take(subscription).pipe(
-          Effect.flatMap((snapshot) => snapshot.breaker === breaker ? Queue.offer(out, snapshot) : Effect.void),
+          // a snapshot another one replaced meanwhile is not passed on: breakers that published at
+          // once all end on the one published last
+          Effect.flatMap((snapshot) =>
+            snapshot.breaker === breaker && latest.get(breaker) === snapshot ? Queue.offer(out, snapshot) : Effect.void
+          ),
           Effect.forever,
           // interruptible even when subscribed from an uninterruptible region, or closing the
           // subscription's scope would wait for it forever

@@ -1000,14 +1000,24 @@ const build = (
      * Its `opens` count drives the open-duration schedule as if this breaker had opened that many
      * times, and the time it stays open is at most the open duration this breaker would have
      * chosen for that open: a snapshot cannot pin a breaker open for longer than its own options
-     * allow. Times that are not finite numbers are not trusted.
+     * allow. Times that are not finite numbers are not trusted. From the store (`publish` false),
+     * the state the breaker already has is a no-op, and an open of the count it is open for only
+     * moves its end later.
      */
     const apply = (incoming: Snapshot, publish: boolean): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (!machine.changesOn(incoming)) return Effect.void
+        // from the store, the state the breaker is in already (handed back): nothing to do
+        if (!publish && incoming.state === machine.state && incoming.since === machine.since) return Effect.void
         const at = now()
         const count = BreakerState.Machine.opensOf(incoming)
         return Effect.map(count > 0 ? seekSchedule(count, at) : Effect.succeed(0), (longest) => {
+          // from the store, the same open again (the fleet keeping this breaker open a while
+          // longer): its end moves later, and nothing else happens (no transition, metric or log)
+          if (!publish && incoming.state === "Open" && machine.state === "Open" && machine.opens === count) {
+            machine.extendOpen(incoming, at, longest)
+            return
+          }
           machine.apply(incoming, at, longest)
           if (publish && outbox !== undefined) offer(snapshot())
         })
@@ -1043,8 +1053,11 @@ const build = (
       // interruptible whatever region the breaker is made in (a registry makes its breakers
       // uninterruptibly): an uninterruptible loop would hang the closing of the scope
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(outbox), publishOne))))
+      // while a transition of this breaker is offered and not yet published, what arrives is older
+      // than it: its publish goes on top of everything the store has (a shared store re-bases it
+      // and hands back the outcome), so applying it now would only move the breaker backwards
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(inbox), (incoming) =>
-        incoming.origin !== origin ? apply(incoming, false) : Effect.void))))
+        incoming.origin !== origin && lastOffered === lastPublished ? apply(incoming, false) : Effect.void))))
     }
     stateGauge.unsafeUpdate(stateCode[machine.state], stateLabels)
 

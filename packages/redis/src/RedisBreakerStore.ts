@@ -31,6 +31,7 @@ import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as State from "./internal/breakerStoreState.js"
 import { RedisClient } from "./RedisClient.js"
 
 /**
@@ -192,27 +193,27 @@ const millis = (field: string, value: Duration.DurationInput | undefined, fallba
   return ms
 }
 
-interface Entry {
-  /** The highest version this process has seen or written. */
-  version: number
+interface Entry extends State.Entry {
   /** The local breakers' subscriptions. */
   readonly queues: Set<Queue.Queue<BreakerStore.Snapshot>>
-  /** A transition that could not be written (Redis was down), to write when it is back. */
-  pending: BreakerStore.Snapshot | undefined
-  /** Whether another process's snapshot reached the local breakers since this one last wrote. */
-  foreign: boolean
-  /** The highest version of another process's snapshot handed to the local breakers. */
-  foreignVersion: number
-  /** The version of the last transition other than the fleet's probers half-opening. */
-  decisive: number
-  /**
-   * A written transition about to be handed back to the local breakers (they may have applied
-   * the writes it raced); dropped when they publish a newer one first, which inherits it.
-   */
-  redeliver: BreakerStore.Snapshot | undefined
 }
 
 const STORE_ORIGIN = "@bulwark/redis"
+
+const results: Record<State.Reply["_tag"], string> = {
+  Unreachable: "unreachable",
+  Conflict: "conflict",
+  Written: "written",
+  Vote: "vote",
+  Local: "local"
+}
+
+/**
+ * How often a hold hands the local breakers their open again. A breaker takes an open for at
+ * most its own open duration, which the store does not know: a short cadence keeps every breaker
+ * whose open duration is longer than it (plus the event loop's delays) open.
+ */
+const HOLD_TICK = 50
 
 /**
  * Makes the store; needs a `RedisClient`. Its subscription and background fibers end with the
@@ -258,15 +259,7 @@ export const make = (
     const entry = (breaker: string): Entry => {
       let e = entries.get(breaker)
       if (e === undefined) {
-        e = {
-          version: 0,
-          queues: new Set(),
-          pending: undefined,
-          foreign: false,
-          foreignVersion: 0,
-          decisive: 0,
-          redeliver: undefined
-        }
+        e = { ...State.make(), queues: new Set() }
         entries.set(breaker, e)
       }
       return e
@@ -305,9 +298,10 @@ export const make = (
     /**
      * Keeps the local breakers open while the fleet's probers work, until `probeLease` past the
      * open's end. A breaker never stays open longer than its own open duration allows, whatever a
-     * snapshot says, so the hold hands it a fresh open of the fleet's duration well before each
-     * one ends. It stops when released, or when a decisive transition (the probers' verdict, or
-     * this process's own) follows the open; the probers' half-open is not one.
+     * snapshot says, and that duration may be shorter than the opener's: the hold hands it the
+     * open again every `HOLD_TICK` (an open of the count it is open for only moves its end). It
+     * stops when released, or when a decisive transition (the probers' verdict, or this process's
+     * own) follows the open; the probers' half-open is not one.
      */
     const hold = (e: Entry, version: number, snapshot: BreakerStore.Snapshot, verdict: { released: boolean }) =>
       Effect.gen(function*() {
@@ -315,49 +309,48 @@ export const make = (
         const end = snapshot.openUntil ?? start
         const duration = Math.max(1, end - snapshot.since)
         const holdUntil = end + probeLease
-        // generous: an event loop busy for a while must not let the breaker reach its open's end
-        const guard = Math.min(200, duration / 2)
-        let until = end
-        while (e.decisive === version && !verdict.released) {
+        const tick = Duration.millis(Math.max(1, Math.min(HOLD_TICK, duration / 4)))
+        while (true) {
           const now = yield* Clock.currentTimeMillis
-          if (now >= holdUntil) return
-          const wait = until - guard - now
-          if (wait > 0) {
-            yield* Effect.sleep(Duration.millis(wait))
-            continue
-          }
-          until = Math.min(now + duration, holdUntil)
-          e.foreign = true
-          deliver(e, { ...snapshot, since: now, openUntil: until, origin: STORE_ORIGIN })
+          if (!State.holding(e, version, verdict.released, now, holdUntil)) return
+          deliver(e, { ...snapshot, since: now, openUntil: Math.min(now + duration, holdUntil), origin: STORE_ORIGIN })
+          yield* Effect.sleep(tick)
         }
       })
 
-    /** Applies a snapshot that arrived from Redis (message or resync) at `version`. */
+    /** Hands a delivery to the local breakers: counts it, and claims a probe slot for a foreign open. */
+    const handOver = (breaker: string, e: Entry, version: number, delivery: State.Delivery) => {
+      if (delivery._tag === "Ignore") return Effect.void
+      deliver(e, delivery.snapshot)
+      if (!delivery.foreign) return Effect.void
+      return Effect.zipRight(
+        count(receivedCounter, { breaker }),
+        delivery.claim ? Effect.asVoid(Effect.forkIn(claim(breaker, version, delivery.snapshot), scope)) : Effect.void
+      )
+    }
+
+    /** Applies a snapshot that arrived from Redis at `version`. */
     const receive = (breaker: string, version: number, snapshot: BreakerStore.Snapshot, writer: string) =>
       Effect.suspend(() => {
         const e = entries.get(breaker)
-        if (e === undefined || version <= e.version) return Effect.void
-        e.version = version
-        // this store's own write, back before its reply: the other local breakers (if any) take
-        // it, the writer ignores its own origin
-        if (writer === storeId) {
-          e.decisive = version
-          deliver(e, snapshot)
-          return Effect.void
-        }
-        // a foreign half-open is the fleet's probers at work: this process stays open
-        if (snapshot.state === "HalfOpen") return Effect.void
-        e.decisive = version
-        e.foreign = true
-        e.foreignVersion = version
-        deliver(e, snapshot)
-        return Effect.zipRight(
-          count(receivedCounter, { breaker }),
-          snapshot.state === "Open"
-            ? Effect.asVoid(Effect.forkIn(claim(breaker, version, snapshot), scope))
-            : Effect.void
-        )
+        if (e === undefined) return Effect.void
+        return handOver(breaker, e, version, State.onMessage(e, version, snapshot, writer === storeId))
       })
+
+    /** Hands `back` to the local breakers `handBack` later, if it is still due then. */
+    const scheduleHandBack = (e: Entry, back: State.HandBack) =>
+      Effect.asVoid(Effect.forkIn(
+        Effect.zipRight(
+          Effect.sleep(handBack),
+          Effect.sync(() => {
+            if (State.handBackNow(e, back)) deliver(e, back.snapshot)
+          })
+        ),
+        scope
+      ))
+
+    const finish = (e: Entry, next: State.Next) =>
+      next._tag === "Done" && next.handBack !== undefined ? scheduleHandBack(e, next.handBack) : Effect.void
 
     const write = (snapshot: BreakerStore.Snapshot): Effect.Effect<void> =>
       Effect.gen(function*() {
@@ -365,16 +358,13 @@ export const make = (
         const e = entry(breaker)
         const json = JSON.stringify(BreakerStore.encodeSnapshot(snapshot))
         const now = yield* Clock.currentTimeMillis
-        let expected = e.version
-        // a hand-back still waiting means the breaker moved on before it: this write takes it over
-        let rebased = e.redeliver !== undefined
-        e.redeliver = undefined
+        const w = State.beginWrite(e, snapshot)
         for (let attempt = 0; attempt < 16; attempt++) {
           const reply = yield* run(() =>
             call.bulwarkBreakerPublish(
               stateKey(breaker),
               votesKey(breaker),
-              expected,
+              w.expected,
               json,
               snapshot.state,
               snapshot.origin,
@@ -386,50 +376,20 @@ export const make = (
               storeId
             )
           )
-          if (Either.isLeft(reply)) {
-            // Redis is away: keep the latest transition for when it is back
-            e.pending = snapshot
-            return yield* count(writesCounter, { breaker, result: "unreachable" })
-          }
-          const [code, n] = reply.right
-          yield* count(writesCounter, {
-            breaker,
-            result: code === 0 ? "conflict" : code === 1 ? "written" : code === 2 ? "vote" : "local"
-          })
-          if (code === 0) {
-            // another process wrote first: go on top of it (its message brings it here too)
-            expected = n
-            rebased = true
-            continue
-          }
-          e.pending = undefined
-          if (code === 1) {
-            e.version = Math.max(e.version, n)
-            e.decisive = Math.max(e.decisive, n)
-            // the local breakers may have applied the writes this one raced: tell them the outcome,
-            // unless they publish a newer transition first (the breaker's outbox hands it over at once)
-            if ((rebased || e.foreign) && n > e.foreignVersion) {
-              const back = { ...snapshot, origin: STORE_ORIGIN }
-              e.redeliver = back
-              yield* Effect.forkIn(
-                Effect.zipRight(
-                  Effect.sleep(handBack),
-                  Effect.sync(() => {
-                    if (e.redeliver !== back) return
-                    e.redeliver = undefined
-                    // a newer transition from elsewhere reached the breakers meanwhile
-                    if (e.foreignVersion > n) return
-                    deliver(e, back)
-                  })
-                ),
-                scope
-              )
-            }
-            e.foreign = false
-          }
-          return
+          const decoded: State.Reply = Either.isLeft(reply)
+            ? { _tag: "Unreachable" }
+            : reply.right[0] === 0
+            ? { _tag: "Conflict", current: reply.right[1] }
+            : reply.right[0] === 1
+            ? { _tag: "Written", version: reply.right[1] }
+            : reply.right[0] === 2
+            ? { _tag: "Vote" }
+            : { _tag: "Local" }
+          yield* count(writesCounter, { breaker, result: results[decoded._tag] })
+          const next = State.onReply(e, w, decoded, STORE_ORIGIN)
+          if (next._tag === "Done") return yield* finish(e, next)
         }
-        e.pending = snapshot
+        yield* finish(e, State.giveUp(e, w))
       })
 
     /** Reads the stored snapshot and version. */
@@ -455,30 +415,9 @@ export const make = (
             Effect.gen(function*() {
               const e = entry(breaker)
               const stored = yield* read(breaker)
-              const pending = e.pending
-              if (Option.isSome(stored)) {
-                const [version, snapshot] = stored.value
-                if (pending !== undefined && pending.since > snapshot.since) {
-                  e.version = Math.max(e.version, version)
-                  return yield* write(pending)
-                }
-                e.pending = undefined
-                if (version > e.version) {
-                  e.version = version
-                  // the fleet's probers half-opening: this process stays as it is
-                  if (snapshot.state !== "HalfOpen") {
-                    e.decisive = version
-                    e.foreign = true
-                    e.foreignVersion = version
-                    deliver(e, snapshot)
-                    yield* count(receivedCounter, { breaker })
-                    if (snapshot.state === "Open") yield* Effect.forkIn(claim(breaker, version, snapshot), scope)
-                  }
-                }
-              } else if (pending !== undefined) {
-                e.version = 0
-                yield* write(pending)
-              }
+              const next = State.onResync(e, Option.getOrUndefined(stored))
+              if (next._tag === "Write") return yield* write(next.snapshot)
+              if (next._tag === "CatchUp") yield* handOver(breaker, e, e.version, next.delivery)
             }),
           { discard: true }
         )
@@ -540,8 +479,7 @@ export const make = (
           const stored = yield* read(breaker)
           if (Option.isNone(stored)) return Option.none()
           const [version, snapshot] = stored.value
-          e.version = Math.max(e.version, version)
-          e.decisive = Math.max(e.decisive, version)
+          State.onLoad(e, version)
           if (snapshot.state === "HalfOpen") {
             // the fleet is probing: stay open meanwhile (for a second at a time, the lease at most)
             const now = yield* Clock.currentTimeMillis

@@ -1,7 +1,7 @@
 import { BreakerStore, CircuitBreaker } from "@bulwark/core"
 import { RedisBreakerStore, RedisClient } from "@bulwark/redis"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, FastCheck as fc, Layer, Metric, Queue, Scope } from "effect"
+import { Effect, Exit, FastCheck as fc, Layer, Metric, Queue, Scope, Stream } from "effect"
 import { Redis } from "ioredis"
 import { hasRedisServer, startRedisServer } from "./redisServer.js"
 
@@ -111,6 +111,43 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       expect(most).toBe(1)
       const states = yield* Effect.forEach(breakers, (b) => b.state)
       expect(states.filter((s) => s === "Open").length).toBe(2)
+    }))
+
+  it.scopedLive("fleet probes: a process whose open duration is shorter than the opener's stays held open", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const options = { fleetProbes: 1, probeLease: "1 minute" } as const
+      const opener = yield* breakerOn(yield* storeOn(server.socket, options), {
+        name: "ledger",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "5 seconds",
+        halfOpenProbes: 1
+      })
+      const other = yield* breakerOn(yield* storeOn(server.socket, options), {
+        name: "ledger",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "200 millis",
+        halfOpenProbes: 1
+      })
+      const transitions: Array<string> = []
+      yield* Effect.forkScoped(Stream.runForEach(other.changes, (t) => Effect.sync(() => transitions.push(t.to))))
+      yield* Effect.exit(opener.protect(fail))
+      expect(yield* eventually(Effect.map(other.state, (s) => s === "Open"))).toBe(true)
+      // well past the other's own 200 ms (and the opener's slot is taken): it keeps rejecting
+      let probes = 0
+      const probe = Effect.sync(() => probes++)
+      for (let i = 0; i < 60; i++) {
+        yield* Effect.exit(other.protect(probe))
+        yield* Effect.sleep("25 millis")
+      }
+      expect(probes).toBe(0)
+      expect(yield* other.state).toBe("Open")
+      // one transition: the held-open breaker is not re-opened again and again
+      expect(transitions).toEqual(["Open"])
+      // the opener's verdict releases it
+      yield* opener.reset
+      expect(yield* eventually(Effect.map(other.state, (s) => s === "Closed"))).toBe(true)
+      expect(yield* other.protect(probe)).toBe(0)
     }))
 
   it.scopedLive("racing writers never lose a transition and every process ends on the last one", () =>
