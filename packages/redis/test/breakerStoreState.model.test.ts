@@ -194,7 +194,29 @@ describe("RedisBreakerStore rules (model)", () => {
           ])
         }
       }),
-      { numRuns: process.env["BULWARK_DEEP"] === "1" ? 2000 : 400 }
+      {
+        numRuns: process.env["BULWARK_DEEP"] === "1" ? 2000 : 400,
+        // found by this property: the breaker ignored a foreign open while its own was on its
+        // way, its write never landed, and the resync dropped it without handing the stored one over
+        examples: [
+          [[
+            { _tag: "Local", state: "Open" },
+            { _tag: "Take" },
+            { _tag: "Foreign", state: "Open" },
+            { _tag: "Resync" },
+            { _tag: "Reply", outage: false },
+            { _tag: "Reply", outage: true }
+          ]],
+          [[
+            { _tag: "Local", state: "Open" },
+            { _tag: "Foreign", state: "Open" },
+            { _tag: "Deliver" },
+            { _tag: "Take" },
+            { _tag: "Reply", outage: true },
+            { _tag: "Fire" }
+          ]]
+        ]
+      }
     )
   })
 

@@ -202,7 +202,14 @@ export const onResync = (e: Entry, stored: readonly [number, Snapshot] | undefin
       return { _tag: "Write", snapshot: pending }
     }
     e.pending = undefined
-    if (version <= e.version) return { _tag: "Nothing" }
+    if (version <= e.version) {
+      // a transition of this process that was never written lost to the stored one: the local
+      // breakers still hold it (they ignored what arrived while it was on its way), so they take
+      // the stored one now (the fleet's probers half-opening excepted)
+      return pending === undefined || snapshot.state === "HalfOpen"
+        ? { _tag: "Nothing" }
+        : { _tag: "CatchUp", delivery: takeForeign(e, version, snapshot) }
+    }
     e.version = version
     // the fleet's probers half-opening: this process stays as it is
     if (snapshot.state === "HalfOpen") return { _tag: "Nothing" }
