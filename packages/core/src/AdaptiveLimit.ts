@@ -30,8 +30,6 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricKey from "effect/MetricKey"
-import type * as MetricKeyType from "effect/MetricKeyType"
-import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Bulkhead from "./Bulkhead.js"
@@ -40,6 +38,7 @@ import * as Failure from "./Failure.js"
 import * as Health from "./Health.js"
 import * as LimitState from "./internal/adaptiveLimitState.js"
 import * as InternalDuration from "./internal/duration.js"
+import { instance } from "./internal/metric.js"
 import * as WaitQueue from "./internal/waitQueue.js"
 
 // -----------------------------------------------------------------------------
@@ -345,15 +344,6 @@ export const latencyHistogram: Metric.Metric.Histogram<number> = Metric.fromMetr
  * @category metrics
  */
 export const latencyGauge: Metric.Metric.Gauge<number> = Metric.fromMetricKey(averageKey)
-
-/** A metric with its tags resolved once, so an update does not look the metric up again. */
-const instance = <Type extends MetricKeyType.MetricKeyType<any, any>>(
-  key: MetricKey.MetricKey<Type>,
-  tags: Record<string, string>
-) =>
-  Metric.fromMetricKey(
-    MetricKey.taggedWithLabels(key, Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v)))
-  )
 
 // -----------------------------------------------------------------------------
 // constructors

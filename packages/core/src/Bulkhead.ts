@@ -17,8 +17,6 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricKey from "effect/MetricKey"
-import type * as MetricKeyType from "effect/MetricKeyType"
-import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -29,6 +27,7 @@ import * as BulkheadState from "./internal/bulkheadState.js"
 import * as InternalConfig from "./internal/config.js"
 import * as InternalDuration from "./internal/duration.js"
 import * as Fusion from "./internal/fusion.js"
+import { instance } from "./internal/metric.js"
 import * as WaitQueue from "./internal/waitQueue.js"
 
 // -----------------------------------------------------------------------------
@@ -289,15 +288,6 @@ export const rejectedCounter: Metric.Metric.Counter<number> = Metric.fromMetricK
  * @category metrics
  */
 export const metricKeys = { active: activeKey, queued: queuedKey, rejected: rejectedKey } as const
-
-/** A metric with its tags resolved once, so an update does not look the metric up again. */
-const instance = <Type extends MetricKeyType.MetricKeyType<any, any>>(
-  key: MetricKey.MetricKey<Type>,
-  tags: Record<string, string>
-) =>
-  Metric.fromMetricKey(
-    MetricKey.taggedWithLabels(key, Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v)))
-  )
 
 // -----------------------------------------------------------------------------
 // constructors
