@@ -430,7 +430,8 @@ export const make = (
     const onMessage = (_channel: string, message: string) => incoming.unsafeOffer(message)
     subscriber.on("message", onMessage)
     yield* Effect.addFinalizer(() => Effect.sync(() => subscriber.off("message", onMessage)))
-    // queued until connected when Redis is away; ioredis subscribes again after each reconnect
+    // queued until connected when Redis is away; after each reconnect `onSubscriberReady` below
+    // subscribes again
     const subscribed = subscriber.subscribe(channel).catch(() => undefined)
     yield* Effect.promise(() => subscribed).pipe(Effect.timeout(commandTimeout), Effect.ignore)
     yield* Queue.take(incoming).pipe(

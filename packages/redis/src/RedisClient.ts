@@ -60,7 +60,11 @@ export interface Service {
   readonly target: string
   /** The connection's status now. */
   readonly status: Effect.Effect<Status>
-  /** A fresh connection with the same options (for pub/sub), closed with the scope. */
+  /**
+   * A fresh connection with the same options (for pub/sub), closed with the scope. It does not
+   * subscribe again by itself after a reconnect (ioredis would, with a promise nobody handles: a
+   * connection closed meanwhile rejects it unhandled); its user subscribes on each `ready`.
+   */
   readonly duplicate: Effect.Effect<Redis, never, Scope.Scope>
   /**
    * Tells the subscriber each time the connection comes back after an outage, so that a store
@@ -217,7 +221,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisConnect
       status: Effect.sync(() => status),
       duplicate: Effect.acquireRelease(
         Effect.sync(() => {
-          const d = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, lazyConnect: false })
+          const d = client.duplicate({
+            enableOfflineQueue: true,
+            maxRetriesPerRequest: null,
+            lazyConnect: false,
+            autoResubscribe: false
+          })
           d.on("error", () => undefined)
           return d
         }),
