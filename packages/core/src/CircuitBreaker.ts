@@ -39,6 +39,7 @@ import * as BreakerState from "./internal/breakerState.js"
 import * as InternalConfig from "./internal/config.js"
 import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
+import * as Fusion from "./internal/fusion.js"
 
 // -----------------------------------------------------------------------------
 // models
@@ -965,6 +966,24 @@ const build = (
         return reject(machine.checkedAt)
       })
     }
+    // a policy holding this breaker and a bulkhead admits a call through both in one step while
+    // the breaker is closed (internal/fusion.ts); the handlers are those `protect` would use
+    let fusedHandlers: Handlers | undefined = undefined
+    let fusedGeneration = -1
+    Fusion.registerBreaker(protect, {
+      admitNow: () => {
+        const s = machine.state
+        if (s !== "Closed" && s !== "Disabled") return undefined
+        machine.admit()
+        const gen = machine.generation
+        if (machine.timed) return handlers(gen, s, now(), undefined)
+        if (fusedGeneration !== gen) {
+          fusedHandlers = handlers(gen, s, 0, undefined)
+          fusedGeneration = gen
+        }
+        return fusedHandlers
+      }
+    })
 
     const readState = Effect.sync(() => {
       machine.refresh(mono())
