@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as MetricKey from "effect/MetricKey"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
@@ -524,10 +525,24 @@ export const validateOptions = (options: Options = {}): void => {
  * @since 0.1.0
  * @category metrics
  */
-export const callsTotal = Metric.counter("bulwark_breaker_calls_total", {
-  description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)",
-  incremental: true
-})
+export const callsTotal = Metric.fromMetricKey(
+  MetricKey.counter("bulwark_breaker_calls_total", {
+    description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)",
+    incremental: true
+  })
+)
+/** `callsTotal` with its labels resolved once: an update looks nothing up. */
+const callsOf = (labels: ReadonlyArray<MetricLabel.MetricLabel>) =>
+  Metric.fromMetricKey(
+    MetricKey.taggedWithLabels(
+      MetricKey.counter("bulwark_breaker_calls_total", {
+        description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)",
+        incremental: true
+      }),
+      labels
+    )
+  )
+const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
 /**
  * `bulwark_breaker_failures_total{breaker, category, code}`: failures counted, by classification.
  *
@@ -692,6 +707,10 @@ const build = (
     const failureLabels = [nameLabel, outcomeLabels.failure]
     const ignoredLabels = [nameLabel, outcomeLabels.ignored]
     const rejectedLabels = [nameLabel, outcomeLabels.rejected]
+    // resolved on first use (a registry of idle breakers holds none of them)
+    let successCalls: Metric.Metric.Counter<number> | undefined = undefined
+    let failureCalls: Metric.Metric.Counter<number> | undefined = undefined
+    let ignoredCalls: Metric.Metric.Counter<number> | undefined = undefined
     const stateLabels = [nameLabel]
     // made on the first transition to each state: most breakers never leave Closed
     const transitionLabels: Partial<Record<State, ReadonlyArray<MetricLabel.MetricLabel>>> = {}
@@ -824,14 +843,12 @@ const build = (
       start: number
     ): Effect.Effect<void> | undefined => {
       if (outcome !== BreakerState.INTERRUPTED) {
-        callsTotal.unsafeUpdate(
-          1,
-          outcome === BreakerState.SUCCESS
-            ? successLabels
-            : outcome === BreakerState.FAILURE
-            ? failureLabels
-            : ignoredLabels
-        )
+        const calls = outcome === BreakerState.SUCCESS
+          ? successCalls ??= callsOf(successLabels)
+          : outcome === BreakerState.FAILURE
+          ? failureCalls ??= callsOf(failureLabels)
+          : ignoredCalls ??= callsOf(ignoredLabels)
+        calls.unsafeUpdate(1, noLabels)
       }
       const trip = machine.record(gen, admittedIn, outcome, start)
       return trip === undefined ? undefined : announce(trip)
