@@ -518,6 +518,10 @@ export const validateOptions = (options: Options = {}): void => {
 // metrics
 // -----------------------------------------------------------------------------
 
+const callsKey = MetricKey.counter("bulwark_breaker_calls_total", {
+  description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)",
+  incremental: true
+})
 /**
  * `bulwark_breaker_calls_total{breaker, outcome}`: calls seen, by outcome (`success`, `failure`,
  * `ignored`, `rejected`).
@@ -525,23 +529,10 @@ export const validateOptions = (options: Options = {}): void => {
  * @since 0.1.0
  * @category metrics
  */
-export const callsTotal = Metric.fromMetricKey(
-  MetricKey.counter("bulwark_breaker_calls_total", {
-    description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)",
-    incremental: true
-  })
-)
+export const callsTotal = Metric.fromMetricKey(callsKey)
 /** `callsTotal` with its labels resolved once: an update looks nothing up. */
 const callsOf = (labels: ReadonlyArray<MetricLabel.MetricLabel>) =>
-  Metric.fromMetricKey(
-    MetricKey.taggedWithLabels(
-      MetricKey.counter("bulwark_breaker_calls_total", {
-        description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)",
-        incremental: true
-      }),
-      labels
-    )
-  )
+  Metric.fromMetricKey(MetricKey.taggedWithLabels(callsKey, labels))
 const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
 /**
  * `bulwark_breaker_failures_total{breaker, category, code}`: failures counted, by classification.
