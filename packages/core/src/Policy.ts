@@ -581,7 +581,8 @@ export const make = <
     // passes no frame of it
     const inner = options.totalTimeout === undefined ? fallbackStage : identity
     const outer = options.totalTimeout === undefined ? identity : fallbackStage
-    const later: AnyPolicy = (self) => throughBreaker(breaker!, true)(bulkhead(self))
+    const guarded = throughBreaker(breaker!, true)
+    const later: AnyPolicy = (self) => guarded(bulkhead(self))
     const afterFirst = retryPolicy !== undefined
       ? retryAfterFirst(Retry.retry(withRejectionRule(retryPolicy)) as unknown as AnyPolicy, later)
       : (_self: Effect.Effect<any, any, any>, settled: Cause.Cause<unknown>) => Effect.failCause(settled)
