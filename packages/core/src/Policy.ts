@@ -294,7 +294,7 @@ const fused = (
   let matched: Effect.Effect<any, any, any> | undefined = undefined
   let matchedOutcome: Fusion.Outcome | undefined = undefined
   let matchedRestore: Restore | undefined = undefined
-  const run = Effect.uninterruptibleMask((restore) => {
+  const run = Fusion.admissionMask((restore) => {
     if (!bulkhead.free()) return restore(slow(self))
     const outcome = breaker.admitNow()
     if (outcome === undefined) return restore(slow(self))

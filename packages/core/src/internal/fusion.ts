@@ -13,7 +13,8 @@
  * @internal
  */
 import type * as Cause from "effect/Cause"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 
 /** A policy function whose failures are reported to `report` as they leave it. */
 export type Reporting = (
@@ -84,3 +85,54 @@ export const breakerAdmission = (policy: unknown): BreakerAdmission | undefined 
 /** The admission of a bulkhead's policy function, if it has one. */
 export const bulkheadAdmission = (policy: unknown): BulkheadAdmission | undefined =>
   typeof policy === "function" ? bulkheads.get(policy) : undefined
+
+type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
+/** The fields of Effect 3's flag-changing primitive that {@link admissionMask} sets. */
+interface FlagsPrimitive {
+  readonly _op: unknown
+  effect_instruction_i1: unknown
+}
+
+let oneStep: boolean | undefined = undefined
+
+/**
+ * Whether this runtime runs a flag change as {@link admissionMask} expects: `Effect.uninterruptible`
+ * is one primitive whose continuation is called with the flags it replaced, and runs
+ * uninterruptibly. Checked once, by running it.
+ */
+const oneStepMask = (): boolean => {
+  if (oneStep !== undefined) return oneStep
+  oneStep = false
+  try {
+    const op = Effect.uninterruptible(Effect.void) as unknown as FlagsPrimitive
+    if (op._op !== "UpdateRuntimeFlags" || typeof op.effect_instruction_i1 !== "function") return false
+    let before: unknown = undefined
+    op.effect_instruction_i1 = (flags: unknown) => {
+      before = flags
+      return Effect.checkInterruptible((interruptible) => Effect.succeed(interruptible))
+    }
+    const insideInterruptible = Effect.runSync(op as unknown as Effect.Effect<boolean>)
+    oneStep = insideInterruptible === false && typeof before === "number" &&
+      RuntimeFlags.interruption(before as RuntimeFlags.RuntimeFlags)
+  } catch {
+    oneStep = false
+  }
+  return oneStep
+}
+
+/**
+ * `Effect.uninterruptibleMask(f)` in one step of the fiber's run loop instead of two: the public
+ * mask is a step that builds the flag change, then the flag change itself (which calls `f`). Built
+ * once, this is the flag change alone, calling `f` with the `restore` the public mask would give
+ * (the caller's interruptibility). It relies on how Effect 3's runtime runs that primitive, so
+ * it is used only when {@link oneStepMask} has seen it run that way; otherwise it is the public
+ * mask.
+ */
+export const admissionMask = <A, E, R>(f: (restore: Restore) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  if (!oneStepMask()) return Effect.uninterruptibleMask(f)
+  const op = Effect.uninterruptible(Effect.void) as unknown as FlagsPrimitive
+  op.effect_instruction_i1 = (flags: RuntimeFlags.RuntimeFlags) =>
+    f(RuntimeFlags.interruption(flags) ? Effect.interruptible : Effect.uninterruptible)
+  return op as unknown as Effect.Effect<A, E, R>
+}
