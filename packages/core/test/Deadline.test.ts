@@ -224,7 +224,7 @@ describe("Deadline, its building blocks", () => {
       const error = new Deadline.DeadlineExceededError({ stage: "queue", remainingMillis: 0 })
       expect(error._tag).toBe("DeadlineExceededError")
       expect(error.message).toBe("Deadline exceeded before the queue: 0ms left")
-      const caught = yield* Effect.flip(error).pipe(Effect.catchTag("DeadlineExceededError", Effect.succeed))
+      const caught = yield* Effect.fail(error).pipe(Effect.catchTag("DeadlineExceededError", Effect.succeed))
       expect(caught).toBe(error)
     }))
 
