@@ -237,12 +237,14 @@ describe("Fallback, what it reports", () => {
       expect(pair?.metricKey.keyType).toMatchObject({ incremental: true })
     }).pipe(Effect.provide(classifier)))
 
-  it.effect("plan: a classify table given to it is tried before the caller's classifier", () =>
+  it.effect("plan: a classify function given to it is tried before the caller's classifier", () =>
     Effect.gen(function*() {
       const primary = Layer.succeed(Prices, { get: Effect.fail(new Refused()) })
       const replica = Layer.succeed(Prices, { get: Effect.succeed(42) })
       const program = Effect.flatMap(Prices, (q) => q.get)
-      const plan = Fallback.plan(primary, replica, { classify: Failure.table<Refused>({ Refused: "validation" }) })
+      const plan = Fallback.plan(primary, replica, {
+        classify: (error) => error instanceof Refused ? "validation" : undefined
+      })
       expect(yield* Effect.exit(program.pipe(Effect.withExecutionPlan(plan)))).toEqual(Exit.fail(new Refused()))
     }).pipe(Effect.provide(classifier)))
 
