@@ -1134,11 +1134,15 @@ const build = (
       )
     }
 
+    // the stream is built when first asked for: most breakers are never watched
+    let changes: Stream.Stream<Transition> | undefined = undefined
     return {
       name,
       protect,
       state: readState,
-      changes: Stream.unwrapScoped(Effect.map(Effect.flatMap(getHub, PubSub.subscribe), Stream.fromQueue)),
+      get changes() {
+        return changes ??= Stream.unwrapScoped(Effect.map(Effect.flatMap(getHub, PubSub.subscribe), Stream.fromQueue))
+      },
       metrics,
       reset,
       isolate,

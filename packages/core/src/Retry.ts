@@ -160,6 +160,22 @@ const exhaustedCounter: Metric.Metric.Counter<number> = Metric.fromMetricKey(exh
 const recoveredCounter: Metric.Metric.Counter<number> = Metric.fromMetricKey(recoveredKey)
 
 /**
+ * The recoveries counter of each operation, resolved once: `retry` is applied to every call.
+ * Bounded: past the bound the cache starts over (the metric registry keeps every key anyway).
+ */
+const recoveredByOperation = new Map<string, Metric.Metric.Counter<number>>()
+
+const recoveredOf = (operation: string): Metric.Metric.Counter<number> => {
+  let counter = recoveredByOperation.get(operation)
+  if (counter === undefined) {
+    if (recoveredByOperation.size >= 1024) recoveredByOperation.clear()
+    counter = instance(recoveredKey, { operation })
+    recoveredByOperation.set(operation, counter)
+  }
+  return counter
+}
+
+/**
  * The tagged counters of one policy, each resolved once (on its first use) and reused: a tagged
  * metric made afresh per update would look its key up in the metric registry every time.
  */
@@ -483,13 +499,11 @@ export const retry: {
     const retryDefects = p.options.retryDefects ?? false
     const budget = p.options.budget
     const name = p.options.name
-    // resolved on the first success after retries, then reused
-    let recovered: Metric.Metric.Counter<number> | undefined = undefined
     const loop = (state: unknown, retries: number): Effect.Effect<A, unknown, R> =>
       Effect.catchAllCause(
         retries === 0 ? self : Effect.tap(self, () =>
           Effect.zipRight(
-            Metric.increment(recovered ??= instance(recoveredKey, { operation: name ?? "" })),
+            Metric.increment(recoveredOf(name ?? "")),
             Log.lazily(
               LogLevel.Info,
               () => `Succeeded on attempt ${retries + 1} after ${retries} ${retries === 1 ? "retry" : "retries"}`,
