@@ -190,9 +190,9 @@ const runLive = <A, E, R>(
  * is raised only after the interrupted work's finalizers have finished; a defect in those finalizers is kept beside the error (a bug is
  * never dropped). A duration that is not a positive duration is a defect.
  *
- * On the live clock the work runs in the caller's fiber under one timer; with another `Clock`
- * (`TestClock`) it runs as Effect's own timeout runs it, in a fiber of its own raced against
- * `Clock.sleep`. The results are the same, with one difference: a `FiberRef` the work sets
+ * On the live clock (and the virtual clock of `Testing.runScript`) the work runs in the caller's
+ * fiber under one timer; with another `Clock` (`TestClock`) it runs as Effect's own timeout runs
+ * it, in a fiber of its own raced against `Clock.sleep`. The results are the same, with one difference: a `FiberRef` the work sets
  * directly (not with `Effect.locally`) keeps its value on the live clock after a timeout or a
  * failure, where a forked work's changes are dropped.
  *
