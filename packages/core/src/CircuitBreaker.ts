@@ -574,6 +574,58 @@ const toLabels = Object.fromEntries(
   BreakerStore.BreakerState.literals.map((to) => [to, MetricLabel.make("to", to)])
 ) as unknown as Record<State, MetricLabel.MetricLabel>
 
+/**
+ * The metric labels of the breakers of one name, made once and reused by every breaker of that
+ * name (a test that makes a breaker per run, a registry that makes one per key). The metric
+ * registry caches a label array by identity, so a fresh array is looked up in it afresh.
+ * Bounded: past the bound a cache starts over.
+ */
+interface Labels {
+  readonly name: MetricLabel.MetricLabel
+  readonly success: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly failure: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly ignored: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly rejected: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly state: ReadonlyArray<MetricLabel.MetricLabel>
+  /** Made on the first transition to each state: most breakers never leave Closed. */
+  readonly transitions: Partial<Record<State, ReadonlyArray<MetricLabel.MetricLabel>>>
+  /** By category and code. */
+  readonly failures: Map<string, ReadonlyArray<MetricLabel.MetricLabel>>
+}
+const labelsByName = new Map<string, Labels>()
+const maxCachedLabels = 1024
+
+const labelsOf = (metricLabel: string): Labels => {
+  let labels = labelsByName.get(metricLabel)
+  if (labels === undefined) {
+    if (labelsByName.size >= maxCachedLabels) labelsByName.clear()
+    const name = MetricLabel.make("breaker", metricLabel)
+    labels = {
+      name,
+      success: [name, outcomeLabels.success],
+      failure: [name, outcomeLabels.failure],
+      ignored: [name, outcomeLabels.ignored],
+      rejected: [name, outcomeLabels.rejected],
+      state: [name],
+      transitions: {},
+      failures: new Map()
+    }
+    labelsByName.set(metricLabel, labels)
+  }
+  return labels
+}
+
+const failureLabelsOf = (labels: Labels, category: string, code: string): ReadonlyArray<MetricLabel.MetricLabel> => {
+  const key = `${category}/${code}`
+  let found = labels.failures.get(key)
+  if (found === undefined) {
+    if (labels.failures.size >= maxCachedLabels) labels.failures.clear()
+    found = [labels.name, MetricLabel.make("category", category), MetricLabel.make("code", code)]
+    labels.failures.set(key, found)
+  }
+  return found
+}
+
 // -----------------------------------------------------------------------------
 // the breaker
 // -----------------------------------------------------------------------------
@@ -692,20 +744,19 @@ const build = (
     const alerts = yield* Effect.serviceOption(Alerts.Alerts)
     const origin = `${name}#${(yield* Random.nextIntBetween(0, 2 ** 31 - 1)).toString(36)}`
 
-    // ----- labels for metrics (constant arrays: the metric registry caches by identity)
-    const nameLabel = MetricLabel.make("breaker", o.metricLabel)
-    const successLabels = [nameLabel, outcomeLabels.success]
-    const failureLabels = [nameLabel, outcomeLabels.failure]
-    const ignoredLabels = [nameLabel, outcomeLabels.ignored]
-    const rejectedLabels = [nameLabel, outcomeLabels.rejected]
+    // ----- labels for metrics (constant arrays, shared per name: the metric registry caches by identity)
+    const labels = labelsOf(o.metricLabel)
+    const nameLabel = labels.name
+    const successLabels = labels.success
+    const failureLabels = labels.failure
+    const ignoredLabels = labels.ignored
+    const rejectedLabels = labels.rejected
     // resolved on first use (a registry of idle breakers holds none of them)
     let successCalls: Metric.Metric.Counter<number> | undefined = undefined
     let failureCalls: Metric.Metric.Counter<number> | undefined = undefined
     let ignoredCalls: Metric.Metric.Counter<number> | undefined = undefined
-    const stateLabels = [nameLabel]
-    // made on the first transition to each state: most breakers never leave Closed
-    const transitionLabels: Partial<Record<State, ReadonlyArray<MetricLabel.MetricLabel>>> = {}
-    const transitionLabelsFor = (to: State) => transitionLabels[to] ??= [nameLabel, toLabels[to]]
+    const stateLabels = labels.state
+    const transitionLabelsFor = (to: State) => labels.transitions[to] ??= [nameLabel, toLabels[to]]
 
     // ----- the open duration's first delay (a schedule is stepped once now)
     let firstOpenDelay = o.openDelay
@@ -846,7 +897,7 @@ const build = (
     }
 
     const countFailure = (category: string, code: string): number => {
-      failuresTotal.unsafeUpdate(1, [nameLabel, MetricLabel.make("category", category), MetricLabel.make("code", code)])
+      failuresTotal.unsafeUpdate(1, failureLabelsOf(labels, category, code))
       return BreakerState.FAILURE
     }
 
@@ -1110,11 +1161,15 @@ const build = (
       )
     }
 
+    // the stream is built when first asked for: most breakers are never watched
+    let changes: Stream.Stream<Transition> | undefined = undefined
     return {
       name,
       protect,
       state: readState,
-      changes: Stream.unwrapScoped(Effect.map(Effect.flatMap(getHub, PubSub.subscribe), Stream.fromQueue)),
+      get changes() {
+        return changes ??= Stream.unwrapScoped(Effect.map(Effect.flatMap(getHub, PubSub.subscribe), Stream.fromQueue))
+      },
       metrics,
       reset,
       isolate,
