@@ -126,14 +126,14 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       const other = yield* breakerOn(yield* storeOn(server.socket, options), {
         name: "ledger",
         policy: CircuitBreaker.consecutive(1),
-        openDuration: "200 millis",
+        openDuration: "30 millis",
         halfOpenProbes: 1
       })
       const transitions: Array<string> = []
       yield* Effect.forkScoped(Stream.runForEach(other.changes, (t) => Effect.sync(() => transitions.push(t.to))))
       yield* Effect.exit(opener.protect(fail))
       expect(yield* eventually(Effect.map(other.state, (s) => s === "Open"))).toBe(true)
-      // well past the other's own 200 ms (and the opener's slot is taken): it keeps rejecting
+      // well past the other's own 30 ms (and the opener's slot is taken): it keeps rejecting
       let probes = 0
       const probe = Effect.sync(() => probes++)
       for (let i = 0; i < 60; i++) {
