@@ -150,6 +150,40 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       expect(yield* other.protect(probe)).toBe(0)
     }))
 
+  it.scopedLive("fleet probes: a held process with a short open duration probes once the lease is over, not before", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const options = { fleetProbes: 1, probeLease: "300 millis" } as const
+      const opener = yield* breakerOn(yield* storeOn(server.socket, options), {
+        name: "ledger",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "400 millis",
+        halfOpenProbes: 1
+      })
+      const other = yield* breakerOn(yield* storeOn(server.socket, options), {
+        name: "ledger",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "30 millis",
+        halfOpenProbes: 1
+      })
+      yield* Effect.exit(opener.protect(fail))
+      const open = yield* opener.exportState
+      expect(yield* eventually(Effect.map(other.state, (s) => s === "Open"))).toBe(true)
+      // the opener never probes (nobody calls it), so no verdict comes: the lease decides
+      let firstProbe: number | undefined = undefined
+      const probe = Effect.sync(() => {
+        firstProbe ??= Date.now()
+      })
+      const start = Date.now()
+      while (firstProbe === undefined && Date.now() - start < 5000) {
+        yield* Effect.exit(other.protect(probe))
+        yield* Effect.sleep("10 millis")
+      }
+      expect(firstProbe).toBeDefined()
+      // not before the opener's open plus the lease (1 ms for the rounding of times to milliseconds)
+      expect(firstProbe!).toBeGreaterThanOrEqual(open.openUntil! + 300 - 1)
+    }))
+
   it.scopedLive("racing writers never lose a transition and every process ends on the last one", () =>
     Effect.gen(function*() {
       const server = yield* startRedisServer
