@@ -8,11 +8,11 @@
  * Every process decides locally (a withdrawal never waits on Redis): it counts its own calls
  * and retries and adds them to the fleet's totals as last read. Every `syncInterval` a
  * background fiber adds its counts to per-bucket counters in Redis (one Lua script) and reads
- * the fleet's totals over the window back. Between two syncs a process does not see the other
- * processes' retries: the fleet can overshoot by about `(processes − 1) × retry rate ×
- * syncInterval` (measured in docs/distributed.md). When Redis is unreachable, or the fleet's
- * totals are older than three sync intervals, each process falls back to a local budget with
- * the same options.
+ * back the fleet's totals over the window and how many processes share the budget. Between two
+ * syncs a process does not see the other processes' retries, so it spends at most its share of
+ * what the fleet had left (the shares add up to it) plus the ratio of its own new calls
+ * (measured in docs/distributed.md). When Redis has not answered a sync for three intervals,
+ * each process falls back to a local budget with the same options.
  *
  * @since 0.1.0
  */
@@ -171,10 +171,12 @@ export const make = (
       unsyncedRetries -= retries
       fleetCalls = Number(reply.value[0])
       fleetRetries = Number(reply.value[1])
-      // the shares add up to what is left: the remainder goes one each to the first ranks
+      // the shares add up to what is left: the remainder goes one each to some of the processes,
+      // by rank, turning every interval so that none is left out
       const processes = Math.max(1, Number(reply.value[2]))
       const left = Math.max(0, allowedBy(fleetCalls + unsyncedCalls) - fleetRetries)
-      share = Math.floor(left / processes) + (Number(reply.value[3]) < left % processes ? 1 : 0)
+      const turn = (Number(reply.value[3]) + Math.floor(now / syncMillis)) % processes
+      share = Math.floor(left / processes) + (turn < left % processes ? 1 : 0)
     })
     yield* Effect.addFinalizer(() => syncOnce)
     yield* syncOnce.pipe(
