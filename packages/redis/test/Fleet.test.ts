@@ -161,9 +161,9 @@ describe.skipIf(!hasRedisServer())("a fleet of three processes sharing one store
         const separate = yield* outage("budget-local", "steady-separate")
         console.log(
           `@bulwark/redis: retries during a steady outage of 3 processes × 100 calls, ratio 0.1, floorMode ` +
-            `minimum, 1.5/s over 20 s: shared ${shared} (${(shared / 3).toFixed(1)}% of 300 calls), separate ${separate} (${
-              (separate / 3).toFixed(1)
-            }%)`
+            `minimum, 1.5/s over 20 s: shared ${shared} (${
+              (shared / 3).toFixed(1)
+            }% of 300 calls), separate ${separate} (${(separate / 3).toFixed(1)}%)`
         )
         // the fleet's rule: max(30, 0.1 × 300) = 30, 10% of its calls; a sync's worth of overshoot
         // (the two other processes' retries of one call each) on top
