@@ -1086,7 +1086,8 @@ const build = (
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(outbox), publishOne))))
       // while a transition of this breaker is offered and not yet published, what arrives is older
       // than it: its publish goes on top of everything the store has (a shared store re-bases it
-      // and hands back the outcome), so applying it now would only move the breaker backwards
+      // and hands back the outcome), so applying it now would only move the breaker backwards. A
+      // store that numbers its deliveries tells which of them came after the publish (`take`)
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(inbox), take))))
     }
     stateGauge.unsafeUpdate(stateCode[machine.state], stateLabels)

@@ -266,8 +266,10 @@ export const make = (
     }
 
     const decodeJson = Schema.decodeUnknownOption(Schema.parseJson(BreakerStore.Snapshot))
-    // a snapshot this release cannot read (bad JSON, another format version) is ignored
-    const decode = (json: string): Option.Option<BreakerStore.Snapshot> => decodeJson(json)
+    // a snapshot this release cannot read (bad JSON, another format version) is ignored; a
+    // revision or a lease is this store's to give, never one read from Redis
+    const decode = (json: string): Option.Option<BreakerStore.Snapshot> =>
+      Option.map(decodeJson(json), ({ leaseUntil: _lease, revision: _revision, ...snapshot }) => snapshot)
 
     /**
      * Claims a probe slot for an open written at `version`. The local breakers are held open from
