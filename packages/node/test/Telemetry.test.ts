@@ -1,6 +1,7 @@
 import { CircuitBreaker, Failure } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { InMemoryLogRecordExporter, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs"
+import type { LogRecordProcessor } from "@opentelemetry/sdk-logs"
 import {
   AggregationTemporality,
   InMemoryMetricExporter,
@@ -8,7 +9,6 @@ import {
   PeriodicExportingMetricReader
 } from "@opentelemetry/sdk-metrics"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import type { LogRecordProcessor } from "@opentelemetry/sdk-logs"
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { ConfigProvider, Data, Effect, Exit, Fiber, Layer, TestClock } from "effect"
 import * as Telemetry from "../src/Telemetry.js"
@@ -89,7 +89,9 @@ describe("Telemetry", () => {
         onEnd: () => {}
       }
       const closing = yield* Effect.void.pipe(
-        Effect.provide(Telemetry.layer({ serviceName: "hangs", spanProcessors: [hanging], shutdownTimeout: "2 seconds" })),
+        Effect.provide(
+          Telemetry.layer({ serviceName: "hangs", spanProcessors: [hanging], shutdownTimeout: "2 seconds" })
+        ),
         Effect.fork
       )
       yield* TestClock.adjust("1999 millis")
@@ -108,7 +110,9 @@ describe("Telemetry", () => {
         onEmit: () => {}
       }
       const closing = yield* Effect.void.pipe(
-        Effect.provide(Telemetry.layer({ serviceName: "hangs", logRecordProcessors: [hanging], shutdownTimeout: "2 seconds" })),
+        Effect.provide(
+          Telemetry.layer({ serviceName: "hangs", logRecordProcessors: [hanging], shutdownTimeout: "2 seconds" })
+        ),
         Effect.fork
       )
       yield* TestClock.adjust("1999 millis")
@@ -129,7 +133,9 @@ describe("Telemetry", () => {
         }
       }
       const closing = yield* Effect.void.pipe(
-        Effect.provide(Telemetry.layer({ serviceName: "hangs", metricReaders: [new Hanging()], shutdownTimeout: "2 seconds" })),
+        Effect.provide(
+          Telemetry.layer({ serviceName: "hangs", metricReaders: [new Hanging()], shutdownTimeout: "2 seconds" })
+        ),
         Effect.fork
       )
       yield* TestClock.adjust("1999 millis")
