@@ -281,8 +281,10 @@ export const make = (
         const e = entry(breaker)
         yield* hold(e, version, snapshot)
         const reply = yield* run(() => call.bulwarkBreakerClaim(stateKey(breaker), version, fleetProbes))
-        // 1 granted, -1 that open is no longer current, Left: Redis did not answer
-        if (Either.isLeft(reply) || reply.right !== 0) yield* release(e, version, snapshot)
+        // 1 granted, -1 that open is no longer current, Left: Redis did not answer. A stale open
+        // keeps its hold: what replaced it (the probers half-opening, their verdict, a newer open
+        // with its own claim) comes by message or at the next resync
+        if (Either.isLeft(reply) || reply.right === 1) yield* release(e, version, snapshot)
         const result = Either.isLeft(reply)
           ? "unreachable"
           : reply.right === 1
