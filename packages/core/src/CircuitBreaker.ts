@@ -1085,15 +1085,24 @@ const build = (
     const apply = (incoming: Snapshot, publish: boolean): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (!machine.changesOn(incoming)) return Effect.void
-        // from the store, the state the breaker is in already (handed back): nothing to do
-        if (!publish && incoming.state === machine.state && incoming.since === machine.since) return Effect.void
         const at = now()
+        // from the store, an open held while other processes probe: open until the lease's end
+        const lease = !publish && incoming.state === "Open" && incoming.leaseUntil !== undefined &&
+            Number.isFinite(incoming.leaseUntil)
+          ? incoming.leaseUntil - at
+          : undefined
+        // from the store, the state the breaker is in already (handed back): nothing to do
+        if (!publish && lease === undefined && incoming.state === machine.state && incoming.since === machine.since) {
+          return Effect.void
+        }
         const count = BreakerState.Machine.opensOf(incoming)
-        return Effect.map(count > 0 ? seekSchedule(count, at) : Effect.succeed(0), (longest) => {
+        return Effect.map(count > 0 ? seekSchedule(count, at) : Effect.succeed(0), (own) => {
+          const longest = lease === undefined ? own : Math.max(own, lease)
           // from the store, the same open again (the fleet keeping this breaker open a while
-          // longer): its end moves later, and nothing else happens (no transition, metric or log)
+          // longer): its end moves later (or, for a hold, where the hold says), and nothing else
+          // happens (no transition, metric or log)
           if (!publish && incoming.state === "Open" && machine.state === "Open" && machine.opens === count) {
-            machine.extendOpen(incoming, at, longest)
+            machine.extendOpen(incoming, at, longest, lease !== undefined)
             return
           }
           machine.apply(incoming, at, longest)
@@ -1120,12 +1129,34 @@ const build = (
           return publishing ? Effect.asVoid(Effect.forkDaemon(store.publish(last))) : store.publish(last)
         })
       )
+      // the highest store revision this breaker published or took, and the newest store snapshot
+      // that arrived while a transition of its own was on its way
+      let revision = -1
+      let waiting: Snapshot | undefined = undefined
+      const take = (incoming: Snapshot): Effect.Effect<void> => {
+        if (incoming.origin === origin) return Effect.void
+        if (lastOffered !== lastPublished) {
+          if (incoming.revision !== undefined && incoming.revision > (waiting?.revision ?? -1)) waiting = incoming
+          return Effect.void
+        }
+        if (incoming.revision !== undefined) {
+          // delivered before a newer publish of this breaker, or before what it took since
+          if (incoming.revision <= revision) return Effect.void
+          revision = incoming.revision
+        }
+        return apply(incoming, false)
+      }
       const publishOne = (s: Snapshot) =>
         Effect.suspend(() => {
           publishing = true
-          return Effect.map(store.publish(s), () => {
+          return Effect.flatMap(store.publish(s), (written) => {
             publishing = false
             lastPublished = s
+            if (typeof written === "number") revision = Math.max(revision, written)
+            // what arrived meanwhile and the store ordered after this publish is taken now
+            const next = waiting
+            waiting = undefined
+            return next !== undefined && lastOffered === lastPublished ? take(next) : Effect.void
           })
         })
       // interruptible whatever region the breaker is made in (a registry makes its breakers
@@ -1133,9 +1164,9 @@ const build = (
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(outbox), publishOne))))
       // while a transition of this breaker is offered and not yet published, what arrives is older
       // than it: its publish goes on top of everything the store has (a shared store re-bases it
-      // and hands back the outcome), so applying it now would only move the breaker backwards
-      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(inbox), (incoming) =>
-        incoming.origin !== origin && lastOffered === lastPublished ? apply(incoming, false) : Effect.void))))
+      // and hands back the outcome), so applying it now would only move the breaker backwards. A
+      // store that numbers its deliveries tells which of them came after the publish (`take`)
+      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(inbox), take))))
     }
     stateGauge.unsafeUpdate(stateCode[machine.state], stateLabels)
 
