@@ -1,6 +1,7 @@
 // Mutation testing for @bulwark/core (StrykerJS). Not part of `pnpm test`: run one module at a
-// time with `pnpm test:mutation <Module>` (scripts/mutation.ts sets `mutate`, the test files and
-// the incremental file). See docs/testing.md, "Mutation testing".
+// time with `pnpm test:mutation <Module>` (or `internal/<name>`), or all of them one after the
+// other with `pnpm test:mutation --all` (scripts/mutation.ts sets `mutate`, the test files and
+// the committed incremental file). See docs/testing.md, "Mutation testing".
 import { createRequire } from "node:module"
 
 // pnpm keeps each package's dependencies apart: name the plugins by path so Stryker finds them

@@ -1,6 +1,6 @@
 import { Backoff, Bulkhead, Deadline, Failure, Policy, Retry, Timeout } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Data, Deferred, Duration, Effect, Fiber, Option, TestClock } from "effect"
+import { Chunk, Clock, Data, Deferred, Duration, Effect, Exit, Fiber, Option, TestClock } from "effect"
 
 class Unavailable extends Data.TaggedError("Unavailable")<{ readonly attempt: number }> {}
 
@@ -189,5 +189,105 @@ describe("Deadline", () => {
       // the 5 s backoff would end past the 3 s budget: no retry, a DeadlineExceededError at once
       expect(error).toBeInstanceOf(Deadline.DeadlineExceededError)
       expect((error as Deadline.DeadlineExceededError).cause).toEqual(new Unavailable({ attempt: 1 }))
+    }))
+})
+
+/** A `Clock` that counts how often the time is read, and otherwise is the test's own clock. */
+const countingClock = Effect.map(Effect.clock, (clock) => {
+  const reads = { count: 0 }
+  const counting: Clock.Clock = {
+    [Clock.ClockTypeId]: Clock.ClockTypeId,
+    unsafeCurrentTimeMillis: () => {
+      reads.count++
+      return clock.unsafeCurrentTimeMillis()
+    },
+    currentTimeMillis: Effect.sync(() => {
+      reads.count++
+      return clock.unsafeCurrentTimeMillis()
+    }),
+    unsafeCurrentTimeNanos: () => {
+      reads.count++
+      return clock.unsafeCurrentTimeNanos()
+    },
+    currentTimeNanos: Effect.sync(() => {
+      reads.count++
+      return clock.unsafeCurrentTimeNanos()
+    }),
+    sleep: (duration) => clock.sleep(duration)
+  }
+  return { counting, reads }
+})
+
+describe("Deadline, its building blocks", () => {
+  it.effect("DeadlineExceededError: its tag, and a message without the time needed when that is not known", () =>
+    Effect.gen(function*() {
+      const error = new Deadline.DeadlineExceededError({ stage: "queue", remainingMillis: 0 })
+      expect(error._tag).toBe("DeadlineExceededError")
+      expect(error.message).toBe("Deadline exceeded before the queue: 0ms left")
+      const caught = yield* Effect.fail(error).pipe(Effect.catchTag("DeadlineExceededError", Effect.succeed))
+      expect(caught).toBe(error)
+    }))
+
+  it.effect("a budget of zero is accepted: the deadline is now, and no time is left", () =>
+    Effect.gen(function*() {
+      expect(millisOf(yield* Deadline.remaining.pipe(Deadline.within(0)))).toEqual(Option.some(0))
+      expect(millisOf(yield* Deadline.within(Deadline.remaining, "0 millis"))).toEqual(Option.some(0))
+    }))
+
+  it.effect("without a deadline, remainingMillis, shorten and boundWait do not read the Clock", () =>
+    Effect.gen(function*() {
+      const { counting, reads } = yield* countingClock
+      const withoutDeadline = yield* Effect.all({
+        remaining: Deadline.remainingMillis,
+        shortened: Deadline.shorten(1000, (left) => Effect.succeed(left)),
+        waited: Deadline.boundWait(Effect.void, 1000, () => "max", () => "deadline")
+      }).pipe(Effect.withClock(counting))
+      expect(withoutDeadline).toEqual({ remaining: Number.POSITIVE_INFINITY, shortened: undefined, waited: undefined })
+      expect(reads.count).toBe(0)
+      // with a deadline each of them reads it once (within itself reads it once more)
+      yield* Deadline.remainingMillis.pipe(Deadline.within("1 second"), Effect.withClock(counting))
+      expect(reads.count).toBe(2)
+    }))
+
+  it.effect("shorten keeps the stage's own limit when it ends by the deadline, even exactly at it", () =>
+    Effect.gen(function*() {
+      const limitFor = (limitMillis: number) =>
+        Deadline.shorten(limitMillis, (left) => Effect.succeed(left)).pipe(Deadline.within("1 second"))
+      expect(yield* limitFor(999)).toBeUndefined()
+      expect(yield* limitFor(1000)).toBeUndefined()
+      expect(yield* limitFor(1001)).toBe(1000)
+      expect(yield* limitFor(Number.POSITIVE_INFINITY)).toBe(1000)
+    }))
+
+  it.effect("boundWait without a deadline: the queue's maximum wait, or no timer at all when there is none", () =>
+    Effect.gen(function*() {
+      const bounded = yield* Deadline.boundWait(Effect.never, 100, () => "max", () => "deadline").pipe(
+        Effect.flip,
+        Effect.fork
+      )
+      yield* TestClock.adjust("99 millis")
+      expect(Option.isNone(yield* Fiber.poll(bounded))).toBe(true)
+      yield* TestClock.adjust("1 millis")
+      // polled, not joined: a wait that never ends must fail this test, not hang it
+      expect(yield* Fiber.poll(bounded)).toEqual(Option.some(Exit.succeed("max")))
+      // no maximum wait and no deadline: the wait is left alone, no timer is started beside it
+      const unbounded = yield* Deadline.boundWait(Effect.never, Number.POSITIVE_INFINITY, () => "max", () => "deadline")
+        .pipe(Effect.fork)
+      yield* settle
+      expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toEqual([])
+      yield* Fiber.interrupt(unbounded)
+    }))
+
+  it.effect("boundWait once the deadline has passed: fails at once, even when a slot is free", () =>
+    Effect.gen(function*() {
+      let waited = false
+      const free = Effect.sync(() => {
+        waited = true
+      })
+      const late = yield* Deadline.boundWait(free, Number.POSITIVE_INFINITY, () => "max", (left) => `deadline ${left}`)
+        .pipe(Effect.delay("2 seconds"), Deadline.within("1 second"), Effect.flip, Effect.fork)
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* Fiber.join(late)).toBe("deadline 0")
+      expect(waited).toBe(false)
     }))
 })

@@ -1,6 +1,6 @@
 import { Failure, Fallback } from "@bulwark/core"
 import { describe, expect, expectTypeOf, it } from "@effect/vitest"
-import { Cause, Context, Data, Effect, Exit, Layer, Metric, MetricState, Option } from "effect"
+import { Cause, Context, Data, Effect, Exit, HashMap, Layer, Logger, Metric, MetricState, Option } from "effect"
 
 class Refused extends Data.TaggedError("Refused")<{}> {}
 class BadInput extends Data.TaggedError("BadInput")<{}> {}
@@ -173,4 +173,118 @@ describe("Fallback", () => {
         expect(both instanceof Fallback.FallbackFailedError && both.message).toContain(key)
       }
     }))
+})
+
+const outcomes = (operation: string) =>
+  Effect.all({
+    succeeded: Metric.value(
+      Fallback.fallbacksCounter.pipe(Metric.tagged("operation", operation), Metric.tagged("outcome", "succeeded"))
+    ),
+    failed: Metric.value(
+      Fallback.fallbacksCounter.pipe(Metric.tagged("operation", operation), Metric.tagged("outcome", "failed"))
+    )
+  })
+
+class Prices extends Context.Tag("test/Prices")<Prices, { readonly get: Effect.Effect<number, Refused> }>() {}
+
+describe("Fallback, what it reports", () => {
+  it.effect("a fallback that fails too is counted as failed, not succeeded, under its operation", () =>
+    Effect.gen(function*() {
+      yield* Effect.flip(
+        Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.fail(new ReplicaDown()), { name: "q2" }))
+      )
+      expect(yield* outcomes("q2")).toEqual({ succeeded: MetricState.counter(0), failed: MetricState.counter(1) })
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("without a name: the message says \"The call\", the error has no operation, the untagged counter counts", () =>
+    Effect.gen(function*() {
+      const untagged = Fallback.fallbacksCounter.pipe(Metric.tagged("outcome", "failed"))
+      const before = yield* Metric.value(untagged)
+      const error = yield* Effect.flip(Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.fail(new ReplicaDown()))))
+      if (!(error instanceof Fallback.FallbackFailedError)) return expect.unreachable("not a FallbackFailedError")
+      expect(error.message).toBe("The call failed (Refused) and so did its fallback (ReplicaDown)")
+      expect(Object.keys(error)).not.toContain("operation")
+      expect(error._tag).toBe("FallbackFailedError")
+      expect(yield* Effect.fail(error).pipe(Effect.catchTag("FallbackFailedError", () => Effect.succeed("caught"))))
+        .toBe("caught")
+      expect((yield* Metric.value(untagged)).count).toBe(before.count + 1)
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("FallbackFailedError's category is the fallback's built-in one, else system; a cause with no failure reads as a defect", () =>
+    Effect.gen(function*() {
+      const timedOut = yield* Effect.flip(
+        Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.fail(new Cause.TimeoutException())))
+      )
+      expect(Failure.defaultClassifier.classify(timedOut)).toMatchObject({
+        category: "timeout",
+        code: "FALLBACK_FAILED"
+      })
+      const down = yield* Effect.flip(Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.fail(new ReplicaDown()))))
+      expect(Failure.defaultClassifier.classify(down)).toMatchObject({ category: "system", code: "FALLBACK_FAILED" })
+      const made = new Fallback.FallbackFailedError({ primary: Cause.die("bug"), fallback: Cause.fail(new Refused()) })
+      expect(made.message).toBe("The call failed (a defect) and so did its fallback (Refused)")
+      expect(made.primaryError).toEqual(Option.none())
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("the counter is exported as bulwark_fallback_total, a counter that only counts up, with its description", () =>
+    Effect.gen(function*() {
+      yield* Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.succeed(1), { name: "exported" }))
+      const pair = [...Metric.unsafeSnapshot()].find((p) =>
+        p.metricKey.tags.some((t) => t.key === "operation" && t.value === "exported")
+      )
+      expect(pair?.metricKey.name).toBe("bulwark_fallback_total")
+      expect(pair?.metricKey.description).toEqual(Option.some("Calls that ran their fallback, by outcome"))
+      expect(pair?.metricKey.keyType).toMatchObject({ incremental: true })
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("plan: a classify function given to it is tried before the caller's classifier", () =>
+    Effect.gen(function*() {
+      const primary = Layer.succeed(Prices, { get: Effect.fail(new Refused()) })
+      const replica = Layer.succeed(Prices, { get: Effect.succeed(42) })
+      const program = Effect.flatMap(Prices, (q) => q.get)
+      const plan = Fallback.plan(primary, replica, {
+        classify: (error) => error instanceof Refused ? "validation" : undefined
+      })
+      expect(yield* Effect.exit(program.pipe(Effect.withExecutionPlan(plan)))).toEqual(Exit.fail(new Refused()))
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("an interrupted fallback is an interruption: not a FallbackFailedError, not counted as failed", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.interrupt, { name: "interrupted" }))
+      )
+      expect(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)).toBe(true)
+      expect(yield* outcomes("interrupted")).toEqual({
+        succeeded: MetricState.counter(0),
+        failed: MetricState.counter(0)
+      })
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("logs the fallback and its failure, annotated with the operation", () =>
+    Effect.gen(function*() {
+      const lines: Array<{ level: string; message: unknown; operation: unknown }> = []
+      const logger = Logger.make(({ annotations, logLevel, message }) => {
+        lines.push({
+          level: logLevel.label,
+          message: Array.isArray(message) ? message[0] : message,
+          operation: Option.getOrElse(HashMap.get(annotations, "bulwark.fallback"), () => "(none)")
+        })
+      })
+      yield* Effect.flip(
+        Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.fail(new ReplicaDown()), { name: "q3" }))
+      )
+        .pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      // without a name, no annotation
+      yield* Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.succeed(1)))
+        .pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      expect(lines).toEqual([
+        { level: "INFO", message: "Falling back after connection failure REFUSED", operation: "q3" },
+        {
+          level: "ERROR",
+          message: "\"q3\" failed (Refused) and so did its fallback (ReplicaDown)",
+          operation: "q3"
+        },
+        { level: "INFO", message: "Falling back after connection failure REFUSED", operation: "(none)" }
+      ])
+    }).pipe(Effect.provide(classifier)))
 })
