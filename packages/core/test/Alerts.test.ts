@@ -91,6 +91,8 @@ describe("Alerts", () => {
           breaker: "payments"
         }
       }])
+      // no suppressed count on an alert that has none, not even an undefined one
+      expect(Object.keys(lines[0]!.annotations)).not.toContain("bulwark.alert.suppressed")
     }))
 
   it.effect("a failing handler never fails the caller", () =>
@@ -122,6 +124,12 @@ describe("Alerts", () => {
 
   it("alerts are Schema values", () => {
     expect(Schema.decodeUnknownSync(Alerts.Alert)({ ...breakerOpen(), suppressed: 2 })).toMatchObject({ suppressed: 2 })
+    const { message: _message, ...withoutMessage } = breakerOpen()
+    for (
+      const invalid of [withoutMessage, { ...breakerOpen(), severity: "dire" }, { ...breakerOpen(), suppressed: "2" }]
+    ) {
+      expect(Schema.is(Alerts.Alert)(invalid)).toBe(false)
+    }
   })
 
   it("the Schemas name Bulwark's own kinds and the Alert; the service's tag is @bulwark/core/Alerts", () => {
