@@ -15,7 +15,8 @@ export default defineConfig({
     // pause on a real setTimeout, child processes, Redis, a browser), so one worker more than
     // cores keeps the cores busy. `--maxWorkers=N` still overrides it.
     maxWorkers: os.availableParallelism() + 1,
-    minWorkers: 1,
+    minWorkers: os.availableParallelism() + 1,
+    isolate: false,
     // lets memory tests force a collection before they measure the heap
     poolOptions: { forks: { execArgv: ["--expose-gc"] } }
   }
