@@ -1,24 +1,12 @@
-import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
+import * as Smoke from "../../smoke/run.js"
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const tsx = path.resolve(dir, "../../node_modules/.bin/tsx")
 
-/** Runs the example as a child process and collects what it printed and how it ended. */
-const run = () =>
-  new Promise<{ readonly code: number | null; readonly lines: ReadonlyArray<string>; readonly stderr: string }>(
-    (resolve, reject) => {
-      const child = spawn(tsx, ["--conditions=source", "src/main.ts"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] })
-      let stdout = ""
-      let stderr = ""
-      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-      child.on("error", reject)
-      child.on("close", (code) => resolve({ code, lines: stdout.split("\n"), stderr }))
-    }
-  )
+/** Runs the example to its end as a real child process. */
+const run = () => Smoke.run(dir).then((ran) => ({ ...ran, lines: ran.stdout.split("\n") }))
 
 describe("examples/classification", () => {
   it("runs the four scenarios, each decided by the classification, and exits 0", async () => {

@@ -1,61 +1,13 @@
-import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
+import * as Smoke from "../../smoke/run.js"
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
-interface Run {
-  readonly lines: Array<string>
-  readonly stderr: () => string
-  /** Resolves once the lines printed so far satisfy `predicate`. */
-  readonly waitFor: (predicate: (lines: ReadonlyArray<string>) => boolean) => Promise<void>
-  readonly signal: (signal: NodeJS.Signals) => void
-  readonly exit: Promise<number | null>
-}
-
-/** Starts the service as a real child process: node itself, so that a signal reaches the program. */
-const start = (args: ReadonlyArray<string>): Run => {
-  const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", "src/main.ts", ...args], {
-    cwd: dir,
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  const lines: Array<string> = []
-  let partial = ""
-  let stderr = ""
-  let ended = false
-  const waiters: Array<() => void> = []
-  const wake = () => {
-    for (const w of waiters.splice(0)) w()
-  }
-  child.stdout.on("data", (chunk: Buffer) => {
-    const parts = (partial + chunk.toString()).split("\n")
-    partial = parts.pop()!
-    lines.push(...parts)
-    wake()
-  })
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-  const exit = new Promise<number | null>((resolve, reject) => {
-    child.on("error", reject)
-    child.on("close", (code) => {
-      if (partial.length > 0) lines.push(partial)
-      ended = true
-      wake()
-      resolve(code)
-    })
-  })
-  const waitFor = (predicate: (lines: ReadonlyArray<string>) => boolean) =>
-    new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (predicate(lines)) return resolve()
-        if (ended) return reject(new Error(`the service ended first:\n${lines.join("\n")}\n${stderr}`))
-        waiters.push(check)
-      }
-      check()
-    })
-  return { lines, stderr: () => stderr, waitFor, signal: (s) => child.kill(s), exit }
-}
+/** Starts the service as a real child process. */
+const start = (args: ReadonlyArray<string>) => Smoke.start(dir, args)
 
 const metricsLines = (lines: ReadonlyArray<string>) => lines.filter((l) => l.startsWith("metrics: "))
 const spoolOf = (lines: ReadonlyArray<string>) => lines.find((l) => l.startsWith("spool: created "))!.slice(15)
@@ -71,7 +23,7 @@ const expectCleanedUp = (lines: ReadonlyArray<string>) => {
 describe("examples/fail-fast-service", () => {
   it("a background fiber's defect stops the process: FATAL banner, cleanup, exit code 1", async () => {
     const run = start(["--crash-after", "1"])
-    const code = await run.exit
+    const { code } = await run.exit
     expect(code).toBe(1)
     const stderr = run.stderr()
     expect(stderr).toContain("FATAL: \"fail-fast-service\" stopped: a supervisor escalated")
@@ -88,7 +40,7 @@ describe("examples/fail-fast-service", () => {
     const run = start([])
     await run.waitFor((lines) => metricsLines(lines).length >= 2)
     run.signal("SIGTERM")
-    const code = await run.exit
+    const { code } = await run.exit
     expect(code).toBe(0)
     expect(run.stderr()).toContain("SIGTERM received; shutting down")
     expect(run.stderr()).not.toContain("FATAL")
@@ -103,7 +55,7 @@ describe("examples/fail-fast-service", () => {
     // the processor died, yet the service keeps running and reporting that nothing happens
     await run.waitFor((lines) => metricsLines(lines).filter((l) => l.startsWith("metrics: 0 batches")).length >= 2)
     run.signal("SIGTERM")
-    const code = await run.exit
+    const { code } = await run.exit
     expect(code).toBe(0)
     expect(run.stderr()).not.toContain("FATAL")
   })

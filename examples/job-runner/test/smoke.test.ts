@@ -1,33 +1,18 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Smoke from "../../smoke/run.js"
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const tsx = path.resolve(dir, "../../node_modules/.bin/tsx")
 /** The jobs' temp dirs go here, so that the test can see that none is left. */
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "job-runner-smoke-"))
 
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
 
-interface Ran {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-const run = (...args: ReadonlyArray<string>): Promise<Ran> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(tsx, ["--conditions=source", "src/main.ts", ...args], { cwd: dir, env: process.env })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk) => (stdout += String(chunk)))
-    child.stderr.on("data", (chunk) => (stderr += String(chunk)))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
+/** Runs the example to its end as a real child process. */
+const run = (...args: ReadonlyArray<string>) => Smoke.run(dir, args)
 
 const isAlive = (pid: number): boolean => {
   try {

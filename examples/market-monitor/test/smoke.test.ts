@@ -1,39 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Smoke from "../../smoke/run.js"
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const tsx = path.resolve(dir, "../../node_modules/.bin/tsx")
 
-interface Ran {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/**
- * Runs the example as a child process (tsx directly, never through pnpm, so that a signal reaches
- * the program itself). With `signalAfter`, sends SIGTERM once stdout contains that text.
- */
-const run = (args: ReadonlyArray<string>, signalAfter?: string): Promise<Ran> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(tsx, ["--conditions=source", "src/main.ts", ...args], { cwd: dir, env: process.env })
-    let stdout = ""
-    let stderr = ""
-    let signalled = false
-    child.stdout.on("data", (chunk) => {
-      stdout += String(chunk)
-      if (signalAfter !== undefined && !signalled && stdout.includes(signalAfter)) {
-        signalled = true
-        child.kill("SIGTERM")
-      }
-    })
-    child.stderr.on("data", (chunk) => (stderr += String(chunk)))
-    child.on("error", reject)
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }))
-  })
+/** Runs the example to its end; with `signalAfter`, sends SIGTERM once stdout contains that text. */
+const run = (args: ReadonlyArray<string>, signalAfter?: string) =>
+  Smoke.run(dir, args, signalAfter === undefined ? {} : { signalAfter })
 
 /** The lines of the shutdown, in the order they must come: feeds in reverse start order, then the store. */
 const releases = [

@@ -1,58 +1,12 @@
-import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
+import * as Smoke from "../../smoke/run.js"
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
-interface Run {
-  readonly lines: Array<string>
-  readonly stderr: () => string
-  /** Resolves once a line printed so far satisfies `predicate`. */
-  readonly waitFor: (predicate: (line: string) => boolean) => Promise<string>
-  readonly signal: (signal: NodeJS.Signals) => void
-  readonly exit: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
-}
-
-/** Starts the example as a real child process: node itself, so that a signal reaches the program. */
-const start = (args: ReadonlyArray<string>): Run => {
-  const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", "src/main.ts", ...args], {
-    cwd: dir,
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  const lines: Array<string> = []
-  let partial = ""
-  let stderr = ""
-  const waiters: Array<() => void> = []
-  child.stdout.on("data", (chunk: Buffer) => {
-    const parts = (partial + chunk.toString()).split("\n")
-    partial = parts.pop()!
-    lines.push(...parts)
-    for (const wake of waiters.splice(0)) wake()
-  })
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.on("error", reject)
-    child.on("close", (code, signal) => {
-      if (partial.length > 0) lines.push(partial)
-      for (const wake of waiters.splice(0)) wake()
-      resolve({ code, signal })
-    })
-  })
-  let ended = false
-  void exit.then(() => (ended = true))
-  const waitFor = (predicate: (line: string) => boolean): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const check = () => {
-        const found = lines.find(predicate)
-        if (found !== undefined) return resolve(found)
-        if (ended) return reject(new Error(`the example ended first:\n${lines.join("\n")}\n${stderr}`))
-        waiters.push(check)
-      }
-      check()
-    })
-  return { lines, stderr: () => stderr, waitFor, signal: (s) => child.kill(s), exit }
-}
+/** Starts the example as a real child process. */
+const start = (args: ReadonlyArray<string>) => Smoke.start(dir, args)
 
 const statusLine =
   /^\s*(\d+)s\s+(healthy|slow|outage|recovery)\s+breaker (\w+)\s+ok\s+\d+\s+failed\s+\d+\s+rejected\s+\d+\s+fallback\s+\d+\s+retries\s+\d+\s+restarts\s+\d+/
@@ -62,12 +16,12 @@ const stateOf = (line: string) => statusLine.exec(line)![3]
 describe("examples/quickstart", () => {
   it("prints the dashboard URL first, a status line per second, the breaker opening in the outage and closing after it, a summary, and exits 0", async () => {
     const run = start(["--duration", "10"])
-    const first = await run.waitFor(() => true)
+    const first = await run.waitForLine(() => true)
     const url = /^Dashboard: (http:\/\/127\.0\.0\.1:\d+)\//.exec(first)?.[1]
     expect(url).toBeDefined()
 
     // the dashboard's data is live while the demo runs: the breaker, the bulkhead, the budget, the clients
-    await run.waitFor(isStatus)
+    await run.waitForLine(isStatus)
     const status = await (await fetch(`${url}/status`)).json() as {
       breakers: Array<{ name: string }>
       bulkheads: Array<{ name: string }>
@@ -104,7 +58,7 @@ describe("examples/quickstart", () => {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     it(`${signal} after a few status lines ends it cleanly with the summary and exit code 0`, async () => {
       const run = start(["--duration", "60"])
-      await run.waitFor((l) => statusLine.exec(l)?.[1] === "3")
+      await run.waitForLine((l) => statusLine.exec(l)?.[1] === "3")
       run.signal(signal)
       const { code } = await run.exit
       expect(code).toBe(0)

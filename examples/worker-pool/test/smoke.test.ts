@@ -1,28 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Smoke from "../../smoke/run.js"
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const tsx = path.resolve(dir, "../../node_modules/.bin/tsx")
 
-interface Ran {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** Runs the example as a child process, as a user would, and collects what it printed. */
-const run = (...args: ReadonlyArray<string>): Promise<Ran> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(tsx, ["--conditions=source", "src/main.ts", ...args], { cwd: dir, env: process.env })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk) => (stdout += String(chunk)))
-    child.stderr.on("data", (chunk) => (stderr += String(chunk)))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
+/** Runs the example to its end as a real child process. */
+const run = (...args: ReadonlyArray<string>) => Smoke.run(dir, args)
 
 describe("worker-pool example", () => {
   it("retries, opens the breaker, fails over to the fallback worker and prints its telemetry", async () => {

@@ -455,6 +455,16 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     const reporting = makeRun(report)
     return (self) => reporting(self)
   })
+  // a policy holding this bulkhead and a breaker takes an uncontended slot in the step where the
+  // breaker admits the call, and gives it back from its one outcome handler (internal/fusion.ts)
+  Fusion.registerBulkhead(protect, {
+    free: () => state.active < maxConcurrent,
+    acquire: () => {
+      BulkheadState.tryAcquire(state)
+      active$.unsafeUpdate(state.active, noTags)
+    },
+    release
+  })
 
   return {
     options,

@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as MetricKey from "effect/MetricKey"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
@@ -39,6 +40,7 @@ import * as BreakerState from "./internal/breakerState.js"
 import * as InternalConfig from "./internal/config.js"
 import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
+import * as Fusion from "./internal/fusion.js"
 
 // -----------------------------------------------------------------------------
 // models
@@ -516,6 +518,10 @@ export const validateOptions = (options: Options = {}): void => {
 // metrics
 // -----------------------------------------------------------------------------
 
+const callsKey = MetricKey.counter("bulwark_breaker_calls_total", {
+  description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)",
+  incremental: true
+})
 /**
  * `bulwark_breaker_calls_total{breaker, outcome}`: calls seen, by outcome (`success`, `failure`,
  * `ignored`, `rejected`).
@@ -523,10 +529,11 @@ export const validateOptions = (options: Options = {}): void => {
  * @since 0.1.0
  * @category metrics
  */
-export const callsTotal = Metric.counter("bulwark_breaker_calls_total", {
-  description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)",
-  incremental: true
-})
+export const callsTotal = Metric.fromMetricKey(callsKey)
+/** `callsTotal` with its labels resolved once: an update looks nothing up. */
+const callsOf = (labels: ReadonlyArray<MetricLabel.MetricLabel>) =>
+  Metric.fromMetricKey(MetricKey.taggedWithLabels(callsKey, labels))
+const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
 /**
  * `bulwark_breaker_failures_total{breaker, category, code}`: failures counted, by classification.
  *
@@ -691,6 +698,10 @@ const build = (
     const failureLabels = [nameLabel, outcomeLabels.failure]
     const ignoredLabels = [nameLabel, outcomeLabels.ignored]
     const rejectedLabels = [nameLabel, outcomeLabels.rejected]
+    // resolved on first use (a registry of idle breakers holds none of them)
+    let successCalls: Metric.Metric.Counter<number> | undefined = undefined
+    let failureCalls: Metric.Metric.Counter<number> | undefined = undefined
+    let ignoredCalls: Metric.Metric.Counter<number> | undefined = undefined
     const stateLabels = [nameLabel]
     // made on the first transition to each state: most breakers never leave Closed
     const transitionLabels: Partial<Record<State, ReadonlyArray<MetricLabel.MetricLabel>>> = {}
@@ -823,14 +834,12 @@ const build = (
       start: number
     ): Effect.Effect<void> | undefined => {
       if (outcome !== BreakerState.INTERRUPTED) {
-        callsTotal.unsafeUpdate(
-          1,
-          outcome === BreakerState.SUCCESS
-            ? successLabels
-            : outcome === BreakerState.FAILURE
-            ? failureLabels
-            : ignoredLabels
-        )
+        const calls = outcome === BreakerState.SUCCESS
+          ? successCalls ??= callsOf(successLabels)
+          : outcome === BreakerState.FAILURE
+          ? failureCalls ??= callsOf(failureLabels)
+          : ignoredCalls ??= callsOf(ignoredLabels)
+        calls.unsafeUpdate(1, noLabels)
       }
       const trip = machine.record(gen, admittedIn, outcome, start)
       return trip === undefined ? undefined : announce(trip)
@@ -965,6 +974,24 @@ const build = (
         return reject(machine.checkedAt)
       })
     }
+    // a policy holding this breaker and a bulkhead admits a call through both in one step while
+    // the breaker is closed (internal/fusion.ts); the handlers are those `protect` would use
+    let fusedHandlers: Handlers | undefined = undefined
+    let fusedGeneration = -1
+    Fusion.registerBreaker(protect, {
+      admitNow: () => {
+        const s = machine.state
+        if (s !== "Closed" && s !== "Disabled") return undefined
+        machine.admit()
+        const gen = machine.generation
+        if (machine.timed) return handlers(gen, s, now(), undefined)
+        if (fusedGeneration !== gen) {
+          fusedHandlers = handlers(gen, s, 0, undefined)
+          fusedGeneration = gen
+        }
+        return fusedHandlers
+      }
+    })
 
     const readState = Effect.sync(() => {
       machine.refresh(mono())

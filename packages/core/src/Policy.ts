@@ -266,6 +266,73 @@ const retryThrough = (policy: Retry.RetryPolicy<any, any>, breaker: AnyPolicy, r
 }
 
 // -----------------------------------------------------------------------------
+// breaker and bulkhead admitted in one step
+// -----------------------------------------------------------------------------
+
+type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
+/**
+ * A breaker and a bulkhead built together (see `internal/fusion.ts`): a call through a closed
+ * breaker that finds a free slot is admitted by both in the one step that starts the call,
+ * already uninterruptible (so the slot's release is in place before any interruption can land),
+ * and runs with the caller's interruptibility under one outcome handler. That handler gives the
+ * slot back and counts the outcome for the breaker (the handlers `protect` would use); a success
+ * goes on with nothing else to run, a failure goes on with `afterFailure` (the retry loop, the
+ * fallback), exactly as it would have left the breaker. Any other call takes `slow`: the same
+ * stages composed one by one.
+ */
+const fused = (
+  breaker: Fusion.BreakerAdmission,
+  bulkhead: Fusion.BulkheadAdmission,
+  slow: AnyPolicy,
+  afterFailure: (self: Effect.Effect<any, any, any>, settled: Cause.Cause<unknown>) => Effect.Effect<any, any, any>,
+  deposit: Effect.Effect<void> | undefined
+): AnyPolicy =>
+(self) => {
+  // an effect made once and run many times reuses its handlers while the breaker hands out the
+  // same ones (same period) to callers of the same interruptibility
+  let matched: Effect.Effect<any, any, any> | undefined = undefined
+  let matchedOutcome: Fusion.Outcome | undefined = undefined
+  let matchedRestore: Restore | undefined = undefined
+  const run = Fusion.admissionMask((restore) => {
+    if (!bulkhead.free()) return restore(slow(self))
+    const outcome = breaker.admitNow()
+    if (outcome === undefined) return restore(slow(self))
+    bulkhead.acquire()
+    if (outcome !== matchedOutcome || restore !== matchedRestore) {
+      matched = Effect.matchCauseEffect(restore(self), {
+        onSuccess: (value) => {
+          bulkhead.release()
+          return outcome.onSuccess(value)
+        },
+        onFailure: (cause) => {
+          bulkhead.release()
+          recordCallCause(cause)
+          // counted before anything interruptible runs; what follows runs as the caller does
+          return Effect.catchAllCause(outcome.onFailure(cause), (settled) => restore(afterFailure(self, settled)))
+        }
+      })
+      matchedOutcome = outcome
+      matchedRestore = restore
+    }
+    return matched!
+  })
+  return deposit === undefined ? run : Effect.zipRight(deposit, run)
+}
+
+/** The retry loop after a first attempt that failed with `settled` (already counted by the breaker). */
+const retryAfterFirst =
+  (retrying: AnyPolicy, later: AnyPolicy) => (self: Effect.Effect<any, any, any>, settled: Cause.Cause<unknown>) => {
+    let first = true
+    const attempt = Effect.suspend(() => {
+      if (!first) return later(self)
+      first = false
+      return catchFailure(Effect.failCause(settled), markRejection)
+    })
+    return catchFailure(retrying(attempt), unwrap)
+  }
+
+// -----------------------------------------------------------------------------
 // make
 // -----------------------------------------------------------------------------
 
@@ -460,10 +527,23 @@ export const make = <
 ): Policy<TO, TT, XR, XB, RB, XH, RH, A2, E2, R2> => {
   const named = options.name === undefined ? {} : { name: options.name }
   // the policy's name names its retries too, unless the retry policy has its own
-  const retryPolicy = options.retry !== undefined && options.retry.options.name === undefined &&
+  const namedRetry = options.retry !== undefined && options.retry.options.name === undefined &&
       options.name !== undefined
     ? Retry.policy({ ...options.retry.options, name: options.name }) as Retry.RetryPolicy<any, XR>
     : options.retry
+  // breaker and bulkhead admitted in one step when both are Bulwark's and no stage has a span
+  const breakerAdmission = options.spans === true ? undefined : Fusion.breakerAdmission(options.breaker)
+  const bulkheadAdmission = breakerAdmission === undefined ? undefined : Fusion.bulkheadAdmission(options.bulkhead)
+  const fusing = bulkheadAdmission !== undefined
+  // fused, the call is recorded in a retry budget once, before the admission, and the retry
+  // loop (which would record it again) is given the budget without that step
+  const budget = fusing ? namedRetry?.options.budget : undefined
+  const retryPolicy = budget !== undefined
+    ? Retry.policy({ ...namedRetry!.options, budget: { ...budget, deposit: Effect.void } }) as Retry.RetryPolicy<
+      any,
+      XR
+    >
+    : namedRetry
   const stage = (name: typeof order[number]) => (policy: AnyPolicy): AnyPolicy =>
     options.spans === true ? traced(name, options.name)(policy) : policy
   const timeout: AnyPolicy = options.timeout === undefined
@@ -473,7 +553,7 @@ export const make = <
   // fused: a bulkhead inside retry and breaker records the failures the attempt raised from its
   // own outcome handler, instead of one more frame around it (not with spans: each stage then
   // runs in its own span)
-  const reporting = options.spans !== true && retryPolicy !== undefined && breaker !== undefined
+  const reporting = options.spans !== true && (retryPolicy !== undefined || fusing) && breaker !== undefined
     ? Fusion.reportingVariant(options.bulkhead)
     : undefined
   const bulkhead: AnyPolicy = reporting !== undefined
@@ -493,19 +573,50 @@ export const make = <
   const totalTimeout: AnyPolicy = options.totalTimeout === undefined
     ? identity
     : stage("totalTimeout")(withDeadline(options.totalTimeout, Timeout.timeout(options.totalTimeout, named)))
-  const fallback: AnyPolicy = options.fallback === undefined
+  const fallbackStage: AnyPolicy = options.fallback === undefined
     ? identity
     : stage("fallback")(Fallback.orElse(options.fallback, { ...named, when: options.fallbackWhen }) as AnyPolicy)
-  return ((self: Effect.Effect<any, any, any>) => fallback(totalTimeout(retrying(bulkhead(timeout(self)))))) as Policy<
-    TO,
-    TT,
-    XR,
-    XB,
-    RB,
-    XH,
-    RH,
-    A2,
-    E2,
-    R2
-  >
+  if (fusing) {
+    // with no total timeout between them, the fallback joins the fused failure path: a success
+    // passes no frame of it
+    const inner = options.totalTimeout === undefined ? fallbackStage : identity
+    const outer = options.totalTimeout === undefined ? identity : fallbackStage
+    const guarded = throughBreaker(breaker!, true)
+    const later: AnyPolicy = (self) => guarded(bulkhead(self))
+    const afterFirst = retryPolicy !== undefined
+      ? retryAfterFirst(Retry.retry(withRejectionRule(retryPolicy)) as unknown as AnyPolicy, later)
+      : (_self: Effect.Effect<any, any, any>, settled: Cause.Cause<unknown>) => Effect.failCause(settled)
+    const admitted = fused(
+      breakerAdmission!,
+      bulkheadAdmission,
+      (self) => inner(retrying(bulkhead(self))),
+      (self, settled) => inner(afterFirst(self, settled)),
+      budget?.deposit
+    )
+    return ((self: Effect.Effect<any, any, any>) => outer(totalTimeout(admitted(timeout(self))))) as Policy<
+      TO,
+      TT,
+      XR,
+      XB,
+      RB,
+      XH,
+      RH,
+      A2,
+      E2,
+      R2
+    >
+  }
+  return ((self: Effect.Effect<any, any, any>) =>
+    fallbackStage(totalTimeout(retrying(bulkhead(timeout(self)))))) as Policy<
+      TO,
+      TT,
+      XR,
+      XB,
+      RB,
+      XH,
+      RH,
+      A2,
+      E2,
+      R2
+    >
 }

@@ -57,6 +57,8 @@ const tracerProvider = (processors: ReadonlyArray<SpanProcessor>, shutdownTimeou
         Effect.sync(() => new BasicTracerProvider({ resource, spanProcessors: [...processors] })),
         (provider) =>
           Effect.promise(() => provider.forceFlush().then(() => provider.shutdown())).pipe(
+            // a finalizer runs uninterruptibly: without this the timeout could not stop the wait
+            Effect.interruptible,
             Effect.timeoutOption(shutdownTimeout),
             Effect.ignore
           )

@@ -86,6 +86,11 @@ const oneCockatielStack = wrap(
   cockatielBulkhead(10, 10)
 )
 
+// the cheapest Effect 3 program that takes a slot and gives it back whatever interrupts the call:
+// admit inside the mask, run the work with the caller's interruptibility under one handler
+const passOutcome = { onSuccess: Effect.succeed, onFailure: Effect.failCause }
+const slotFloor = Effect.uninterruptibleMask((restore) => Effect.matchCauseEffect(restore(ok), passOutcome))
+
 export const suites: ReadonlyArray<Suite> = [
   {
     name: "bulkhead: uncontended admit",
@@ -110,6 +115,10 @@ export const suites: ReadonlyArray<Suite> = [
     cases: [
       { name: "bare yield*", run: loop(ok) },
       { name: "Effect.exit (floor of a wrapper that sees the outcome)", run: loop(Effect.exit(ok)) },
+      {
+        name: "uninterruptibleMask + matchCauseEffect(restore(work)) (floor of a slot kept through interruption)",
+        run: loop(slotFloor)
+      },
       { name: "Bulkhead.protect", run: loop(oneBulkhead.protect(ok)) },
       { name: "Policy.make(fallback, retry, breaker, bulkhead)", run: loop(ok.pipe(onePolicy)) },
       { name: "bare await fn()", run: loopAsync(promised) },
