@@ -53,7 +53,20 @@ export const Snapshot = Schema.Struct({
   /** How many times it opened since it last closed (drives a growing open duration). */
   opens: Schema.Int.pipe(Schema.nonNegative()),
   /** Who wrote the snapshot: a breaker ignores its own snapshots when they come back. */
-  origin: Schema.String
+  origin: Schema.String,
+  /**
+   * Set by a store on what it delivers: its order among everything the store delivered and
+   * published in this process (it only grows). A breaker never takes a snapshot at or below the
+   * highest revision it has published or taken, so a delivery that its own newer publish
+   * overtook cannot move it back.
+   */
+  revision: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  /**
+   * Set by a shared store on an open it holds a breaker in while other processes probe: the
+   * breaker stays open until then even past its own open duration (a later hold of the same open
+   * may move it earlier again, when this process may probe after all).
+   */
+  leaseUntil: Schema.optional(Schema.Finite)
 }).annotations({ identifier: "BreakerSnapshot" })
 
 /**
@@ -99,8 +112,11 @@ export const decodeSnapshot = Schema.decodeUnknown(Snapshot)
 export interface BreakerStore {
   /** The last snapshot published for a breaker, if any. */
   readonly load: (breaker: string) => Effect.Effect<Option.Option<Snapshot>>
-  /** Records a snapshot and tells every subscriber of that breaker. */
-  readonly publish: (snapshot: Snapshot) => Effect.Effect<void>
+  /**
+   * Records a snapshot and tells every subscriber of that breaker. A store that orders its
+   * deliveries returns the revision the publish took (see `Snapshot.revision`).
+   */
+  readonly publish: (snapshot: Snapshot) => Effect.Effect<number | void>
   /**
    * Subscribes to a breaker's snapshots. The subscription is live when the effect completes and
    * ends with the scope.
@@ -128,12 +144,14 @@ export const BreakerStore: Context.Tag<BreakerStore, BreakerStore> = Context.Gen
 export const makeMemory: Effect.Effect<BreakerStore> = Effect.gen(function*() {
   const latest = new Map<string, Snapshot>()
   const hub = yield* PubSub.unbounded<Snapshot>()
+  let revision = 0
   return {
     load: (breaker) => Effect.sync(() => Option.fromNullable(latest.get(breaker))),
     publish: (snapshot) =>
       Effect.suspend(() => {
-        latest.set(snapshot.breaker, snapshot)
-        return PubSub.publish(hub, snapshot)
+        const stored = { ...snapshot, revision: ++revision }
+        latest.set(snapshot.breaker, stored)
+        return Effect.as(PubSub.publish(hub, stored), stored.revision)
       }),
     subscribe: (breaker) =>
       Effect.gen(function*() {

@@ -293,39 +293,76 @@ export const metricKeys = { active: activeKey, queued: queuedKey, rejected: reje
 // constructors
 // -----------------------------------------------------------------------------
 
+/** The metrics of the bulkheads of one name. */
+interface Instruments {
+  readonly active: Metric.Metric.Gauge<number>
+  readonly queued: Metric.Metric.Gauge<number>
+  readonly rejectedFull: Metric.Metric.Counter<number>
+  readonly rejectedWait: Metric.Metric.Counter<number>
+}
+
+/**
+ * The metrics of each name, resolved once and reused by every bulkhead of that name (a test that
+ * makes a bulkhead per run, a registry that makes one per key): a metric resolved afresh looks
+ * its key up in the metric registry on its first update. Bounded: past the bound the cache
+ * starts over (the registry itself keeps every key it has seen).
+ */
+const instruments = new Map<string, Instruments>()
+const maxInstruments = 1024
+
+const instrumentsOf = (name: string): Instruments => {
+  let found = instruments.get(name)
+  if (found === undefined) {
+    if (instruments.size >= maxInstruments) instruments.clear()
+    found = {
+      active: instance(activeKey, { bulkhead: name }),
+      queued: instance(queuedKey, { bulkhead: name }),
+      rejectedFull: instance(rejectedKey, {
+        bulkhead: name,
+        reason: "queue_full",
+        category: "resource",
+        code: "BULKHEAD_QUEUE_FULL"
+      }),
+      rejectedWait: instance(rejectedKey, {
+        bulkhead: name,
+        reason: "wait_timeout",
+        category: "resource",
+        code: "BULKHEAD_WAIT_TIMEOUT"
+      })
+    }
+    instruments.set(name, found)
+  }
+  return found
+}
+
 const unsafeMake = (options: ResolvedOptions): Bulkhead => {
   const { defaultPriority, maxConcurrent, maxQueued, name, priorities } = options
   const state = BulkheadState.make(options)
 
-  const active$ = instance(activeKey, { bulkhead: name })
-  const queued$ = instance(queuedKey, { bulkhead: name })
-  const rejectedFull$ = instance(rejectedKey, {
-    bulkhead: name,
-    reason: "queue_full",
-    category: "resource",
-    code: "BULKHEAD_QUEUE_FULL"
-  })
-  const rejectedWait$ = instance(rejectedKey, {
-    bulkhead: name,
-    reason: "wait_timeout",
-    category: "resource",
-    code: "BULKHEAD_WAIT_TIMEOUT"
-  })
+  const {
+    active: active$,
+    queued: queued$,
+    rejectedFull: rejectedFull$,
+    rejectedWait: rejectedWait$
+  } = instrumentsOf(name)
   const noTags: ReadonlyArray<never> = []
 
-  // preallocated: a fast rejection must not capture a stack per call
-  const queueFull = new BulkheadRejectedError({ bulkhead: name, reason: "queue_full", maxConcurrent, maxQueued })
-  const failQueueFull = Effect.fail(queueFull)
-  const queueFullCause = Cause.fail(queueFull)
-  const waitTimeout = Option.isSome(options.maxWait)
-    ? new BulkheadRejectedError({
-      bulkhead: name,
-      reason: "wait_timeout",
-      maxConcurrent,
-      maxQueued,
-      maxWaitMillis: Duration.toMillis(options.maxWait.value)
-    })
-    : undefined
+  // made on the first rejection (most bulkheads never reject one), then shared by every
+  // rejection: a fast rejection must not capture a stack per call
+  let queueFull:
+    | { readonly fail: Effect.Effect<never, BulkheadRejectedError>; readonly cause: Cause.Cause<never> }
+    | undefined = undefined
+  const queueFullRejection = () => {
+    if (queueFull === undefined) {
+      const error = new BulkheadRejectedError({ bulkhead: name, reason: "queue_full", maxConcurrent, maxQueued })
+      queueFull = { fail: Effect.fail(error), cause: Cause.fail(error) as Cause.Cause<never> }
+    }
+    return queueFull
+  }
+  const maxWaitMillis = Option.isSome(options.maxWait)
+    ? Duration.toMillis(options.maxWait.value)
+    : Number.POSITIVE_INFINITY
+  let waitTimeout: BulkheadRejectedError | undefined = undefined
 
   /** Wakes the waiter a freed slot went to, if any, and reports the new occupancy. */
   const handOver = (waiter: WaitQueue.Waiter | undefined): void => {
@@ -348,12 +385,18 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     else queued$.unsafeUpdate(state.queued, noTags)
   }
 
+  // called only when maxWait is set
   const onWaitTimeout = (): BulkheadRejectedError => {
     BulkheadState.rejectWaitTimeout(state)
     rejectedWait$.unsafeUpdate(1, noTags)
-    return waitTimeout!
+    return waitTimeout ??= new BulkheadRejectedError({
+      bulkhead: name,
+      reason: "wait_timeout",
+      maxConcurrent,
+      maxQueued,
+      maxWaitMillis
+    })
   }
-  const maxWaitMillis = waitTimeout?.maxWaitMillis ?? Number.POSITIVE_INFINITY
   const onDeadline = (left: number): BulkheadRejectedError => {
     BulkheadState.rejectWaitTimeout(state)
     rejectedWait$.unsafeUpdate(1, noTags)
@@ -393,11 +436,12 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     const runAdmitted = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       Effect.matchCauseEffect(self, releasing) as Effect.Effect<A, E, R>
     const rejectQueueFull = report === undefined
-      ? failQueueFull
-      : Effect.suspend(() => {
-        report(queueFullCause)
-        return failQueueFull
-      })
+      ? () => queueFullRejection().fail
+      : () => {
+        const rejection = queueFullRejection()
+        report(rejection.cause)
+        return rejection.fail
+      }
 
     /** The call found every slot busy: queue it, or reject it when the queue is full. */
     const queueUp = <A, E, R>(
@@ -408,7 +452,7 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
       const waiter = BulkheadState.enqueue(state, priority)
       if (waiter === undefined) {
         rejectedFull$.unsafeUpdate(1, noTags)
-        return rejectQueueFull
+        return rejectQueueFull()
       }
       queued$.unsafeUpdate(state.queued, noTags)
       // the wait ends at maxWait or at the caller's deadline, whichever comes first

@@ -574,6 +574,58 @@ const toLabels = Object.fromEntries(
   BreakerStore.BreakerState.literals.map((to) => [to, MetricLabel.make("to", to)])
 ) as unknown as Record<State, MetricLabel.MetricLabel>
 
+/**
+ * The metric labels of the breakers of one name, made once and reused by every breaker of that
+ * name (a test that makes a breaker per run, a registry that makes one per key). The metric
+ * registry caches a label array by identity, so a fresh array is looked up in it afresh.
+ * Bounded: past the bound a cache starts over.
+ */
+interface Labels {
+  readonly name: MetricLabel.MetricLabel
+  readonly success: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly failure: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly ignored: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly rejected: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly state: ReadonlyArray<MetricLabel.MetricLabel>
+  /** Made on the first transition to each state: most breakers never leave Closed. */
+  readonly transitions: Partial<Record<State, ReadonlyArray<MetricLabel.MetricLabel>>>
+  /** By category and code. */
+  readonly failures: Map<string, ReadonlyArray<MetricLabel.MetricLabel>>
+}
+const labelsByName = new Map<string, Labels>()
+const maxCachedLabels = 1024
+
+const labelsOf = (metricLabel: string): Labels => {
+  let labels = labelsByName.get(metricLabel)
+  if (labels === undefined) {
+    if (labelsByName.size >= maxCachedLabels) labelsByName.clear()
+    const name = MetricLabel.make("breaker", metricLabel)
+    labels = {
+      name,
+      success: [name, outcomeLabels.success],
+      failure: [name, outcomeLabels.failure],
+      ignored: [name, outcomeLabels.ignored],
+      rejected: [name, outcomeLabels.rejected],
+      state: [name],
+      transitions: {},
+      failures: new Map()
+    }
+    labelsByName.set(metricLabel, labels)
+  }
+  return labels
+}
+
+const failureLabelsOf = (labels: Labels, category: string, code: string): ReadonlyArray<MetricLabel.MetricLabel> => {
+  const key = `${category}/${code}`
+  let found = labels.failures.get(key)
+  if (found === undefined) {
+    if (labels.failures.size >= maxCachedLabels) labels.failures.clear()
+    found = [labels.name, MetricLabel.make("category", category), MetricLabel.make("code", code)]
+    labels.failures.set(key, found)
+  }
+  return found
+}
+
 // -----------------------------------------------------------------------------
 // the breaker
 // -----------------------------------------------------------------------------
@@ -692,20 +744,19 @@ const build = (
     const alerts = yield* Effect.serviceOption(Alerts.Alerts)
     const origin = `${name}#${(yield* Random.nextIntBetween(0, 2 ** 31 - 1)).toString(36)}`
 
-    // ----- labels for metrics (constant arrays: the metric registry caches by identity)
-    const nameLabel = MetricLabel.make("breaker", o.metricLabel)
-    const successLabels = [nameLabel, outcomeLabels.success]
-    const failureLabels = [nameLabel, outcomeLabels.failure]
-    const ignoredLabels = [nameLabel, outcomeLabels.ignored]
-    const rejectedLabels = [nameLabel, outcomeLabels.rejected]
+    // ----- labels for metrics (constant arrays, shared per name: the metric registry caches by identity)
+    const labels = labelsOf(o.metricLabel)
+    const nameLabel = labels.name
+    const successLabels = labels.success
+    const failureLabels = labels.failure
+    const ignoredLabels = labels.ignored
+    const rejectedLabels = labels.rejected
     // resolved on first use (a registry of idle breakers holds none of them)
     let successCalls: Metric.Metric.Counter<number> | undefined = undefined
     let failureCalls: Metric.Metric.Counter<number> | undefined = undefined
     let ignoredCalls: Metric.Metric.Counter<number> | undefined = undefined
-    const stateLabels = [nameLabel]
-    // made on the first transition to each state: most breakers never leave Closed
-    const transitionLabels: Partial<Record<State, ReadonlyArray<MetricLabel.MetricLabel>>> = {}
-    const transitionLabelsFor = (to: State) => transitionLabels[to] ??= [nameLabel, toLabels[to]]
+    const stateLabels = labels.state
+    const transitionLabelsFor = (to: State) => labels.transitions[to] ??= [nameLabel, toLabels[to]]
 
     // ----- the open duration's first delay (a schedule is stepped once now)
     let firstOpenDelay = o.openDelay
@@ -846,7 +897,7 @@ const build = (
     }
 
     const countFailure = (category: string, code: string): number => {
-      failuresTotal.unsafeUpdate(1, [nameLabel, MetricLabel.make("category", category), MetricLabel.make("code", code)])
+      failuresTotal.unsafeUpdate(1, failureLabelsOf(labels, category, code))
       return BreakerState.FAILURE
     }
 
@@ -1034,15 +1085,24 @@ const build = (
     const apply = (incoming: Snapshot, publish: boolean): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (!machine.changesOn(incoming)) return Effect.void
-        // from the store, the state the breaker is in already (handed back): nothing to do
-        if (!publish && incoming.state === machine.state && incoming.since === machine.since) return Effect.void
         const at = now()
+        // from the store, an open held while other processes probe: open until the lease's end
+        const lease = !publish && incoming.state === "Open" && incoming.leaseUntil !== undefined &&
+            Number.isFinite(incoming.leaseUntil)
+          ? incoming.leaseUntil - at
+          : undefined
+        // from the store, the state the breaker is in already (handed back): nothing to do
+        if (!publish && lease === undefined && incoming.state === machine.state && incoming.since === machine.since) {
+          return Effect.void
+        }
         const count = BreakerState.Machine.opensOf(incoming)
-        return Effect.map(count > 0 ? seekSchedule(count, at) : Effect.succeed(0), (longest) => {
+        return Effect.map(count > 0 ? seekSchedule(count, at) : Effect.succeed(0), (own) => {
+          const longest = lease === undefined ? own : Math.max(own, lease)
           // from the store, the same open again (the fleet keeping this breaker open a while
-          // longer): its end moves later, and nothing else happens (no transition, metric or log)
+          // longer): its end moves later (or, for a hold, where the hold says), and nothing else
+          // happens (no transition, metric or log)
           if (!publish && incoming.state === "Open" && machine.state === "Open" && machine.opens === count) {
-            machine.extendOpen(incoming, at, longest)
+            machine.extendOpen(incoming, at, longest, lease !== undefined)
             return
           }
           machine.apply(incoming, at, longest)
@@ -1069,12 +1129,34 @@ const build = (
           return publishing ? Effect.asVoid(Effect.forkDaemon(store.publish(last))) : store.publish(last)
         })
       )
+      // the highest store revision this breaker published or took, and the newest store snapshot
+      // that arrived while a transition of its own was on its way
+      let revision = -1
+      let waiting: Snapshot | undefined = undefined
+      const take = (incoming: Snapshot): Effect.Effect<void> => {
+        if (incoming.origin === origin) return Effect.void
+        if (lastOffered !== lastPublished) {
+          if (incoming.revision !== undefined && incoming.revision > (waiting?.revision ?? -1)) waiting = incoming
+          return Effect.void
+        }
+        if (incoming.revision !== undefined) {
+          // delivered before a newer publish of this breaker, or before what it took since
+          if (incoming.revision <= revision) return Effect.void
+          revision = incoming.revision
+        }
+        return apply(incoming, false)
+      }
       const publishOne = (s: Snapshot) =>
         Effect.suspend(() => {
           publishing = true
-          return Effect.map(store.publish(s), () => {
+          return Effect.flatMap(store.publish(s), (written) => {
             publishing = false
             lastPublished = s
+            if (typeof written === "number") revision = Math.max(revision, written)
+            // what arrived meanwhile and the store ordered after this publish is taken now
+            const next = waiting
+            waiting = undefined
+            return next !== undefined && lastOffered === lastPublished ? take(next) : Effect.void
           })
         })
       // interruptible whatever region the breaker is made in (a registry makes its breakers
@@ -1082,9 +1164,9 @@ const build = (
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(outbox), publishOne))))
       // while a transition of this breaker is offered and not yet published, what arrives is older
       // than it: its publish goes on top of everything the store has (a shared store re-bases it
-      // and hands back the outcome), so applying it now would only move the breaker backwards
-      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(inbox), (incoming) =>
-        incoming.origin !== origin && lastOffered === lastPublished ? apply(incoming, false) : Effect.void))))
+      // and hands back the outcome), so applying it now would only move the breaker backwards. A
+      // store that numbers its deliveries tells which of them came after the publish (`take`)
+      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.flatMap(Queue.take(inbox), take))))
     }
     stateGauge.unsafeUpdate(stateCode[machine.state], stateLabels)
 
@@ -1110,11 +1192,15 @@ const build = (
       )
     }
 
+    // the stream is built when first asked for: most breakers are never watched
+    let changes: Stream.Stream<Transition> | undefined = undefined
     return {
       name,
       protect,
       state: readState,
-      changes: Stream.unwrapScoped(Effect.map(Effect.flatMap(getHub, PubSub.subscribe), Stream.fromQueue)),
+      get changes() {
+        return changes ??= Stream.unwrapScoped(Effect.map(Effect.flatMap(getHub, PubSub.subscribe), Stream.fromQueue))
+      },
       metrics,
       reset,
       isolate,

@@ -20,7 +20,7 @@ import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
-import * as MetricLabel from "effect/MetricLabel"
+import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
@@ -31,6 +31,8 @@ import * as Deadline from "./Deadline.js"
 import * as Failure from "./Failure.js"
 import { describe as describeValue, tagOf } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
+import * as Log from "./internal/log.js"
+import { instance } from "./internal/metric.js"
 import type * as RetryBudget from "./RetryBudget.js"
 import { RetryBudgetExhaustedError } from "./RetryBudget.js"
 
@@ -141,18 +143,65 @@ interface State {
 
 const initialState: State = { attempt: 0, retries: 0, start: undefined, perCategory: new Map() }
 
-const retriesCounter = Metric.counter("bulwark_retry_retries_total", {
+const retriesKey = MetricKey.counter("bulwark_retry_retries_total", {
   description: "Retries scheduled, by category",
   incremental: true
 })
-const exhaustedCounter = Metric.counter("bulwark_retry_exhausted_total", {
+const exhaustedKey = MetricKey.counter("bulwark_retry_exhausted_total", {
   description: "Operations that stopped retrying, by category and reason",
   incremental: true
 })
-const recoveredCounter = Metric.counter("bulwark_retry_recovered_total", {
+const recoveredKey = MetricKey.counter("bulwark_retry_recovered_total", {
   description: "Operations that succeeded after at least one retry",
   incremental: true
 })
+const retriesCounter: Metric.Metric.Counter<number> = Metric.fromMetricKey(retriesKey)
+const exhaustedCounter: Metric.Metric.Counter<number> = Metric.fromMetricKey(exhaustedKey)
+const recoveredCounter: Metric.Metric.Counter<number> = Metric.fromMetricKey(recoveredKey)
+
+/**
+ * The recoveries counter of each operation, resolved once: `retry` is applied to every call.
+ * Bounded: past the bound the cache starts over (the metric registry keeps every key anyway).
+ */
+const recoveredByOperation = new Map<string, Metric.Metric.Counter<number>>()
+
+const recoveredOf = (operation: string): Metric.Metric.Counter<number> => {
+  let counter = recoveredByOperation.get(operation)
+  if (counter === undefined) {
+    if (recoveredByOperation.size >= 1024) recoveredByOperation.clear()
+    counter = instance(recoveredKey, { operation })
+    recoveredByOperation.set(operation, counter)
+  }
+  return counter
+}
+
+/**
+ * The tagged counters of one policy, each resolved once (on its first use) and reused: a tagged
+ * metric made afresh per update would look its key up in the metric registry every time.
+ */
+const taggedCounters = (operation: string) => {
+  const retries = new Map<string, Metric.Metric.Counter<number>>()
+  const exhausted = new Map<string, Metric.Metric.Counter<number>>()
+  return {
+    retries: (category: Failure.Category): Metric.Metric.Counter<number> => {
+      let counter = retries.get(category)
+      if (counter === undefined) {
+        counter = instance(retriesKey, { category, operation })
+        retries.set(category, counter)
+      }
+      return counter
+    },
+    exhausted: (category: Failure.Category, reason: Verdict): Metric.Metric.Counter<number> => {
+      const key = `${category}/${reason}`
+      let counter = exhausted.get(key)
+      if (counter === undefined) {
+        counter = instance(exhaustedKey, { category, reason, operation })
+        exhausted.set(key, counter)
+      }
+      return counter
+    }
+  }
+}
 
 /**
  * The retry metrics: `retries` (tagged `category`, `operation`), `exhausted` (tagged `category`,
@@ -286,6 +335,7 @@ export const policy: {
   const escalate = options.escalate ?? true
   const userRetries = options.maxRetries
   const retryWhile = options.while
+  const counters = taggedCounters(options.name ?? "")
   const schedule = Schedule.makeWithState<State, E, Step>(
     initialState,
     (now, error, state) =>
@@ -306,31 +356,28 @@ export const policy: {
           const next: State = { ...state, attempt, start }
           return Effect.as(
             Effect.zipRight(
-              Metric.increment(
-                Metric.taggedWithLabels(exhaustedCounter, [
-                  MetricLabel.make("category", classification.category),
-                  MetricLabel.make("reason", verdict),
-                  MetricLabel.make("operation", options.name ?? "")
-                ])
-              ),
-              Effect.logWithLevel(
+              Metric.increment(counters.exhausted(classification.category, verdict)),
+              // the message is built only when the entry is kept (a test run drops them all)
+              Log.lazily(
                 levelOf(classification),
-                verdict === "not_retryable"
-                  ? `Not retrying: ${classification.code} (${classification.category}) is not retryable: ${
-                    describe(error)
-                  }`
-                  : verdict === "abandoned"
-                  ? `Abandoning after attempt ${attempt}: ${classification.code} (${classification.category}) escalated to ${classification.severity}: ${
-                    describe(error)
-                  }`
-                  : verdict === "budget_exhausted"
-                  ? `Retry budget "${options.budget?.name}" is spent; giving up after attempt ${attempt}: ${
-                    describe(error)
-                  }`
-                  : `All retries exhausted after attempt ${attempt}: ${classification.code} (${classification.category}): ${
-                    describe(error)
-                  }`
-              ).pipe(Effect.annotateLogs(annotations(options.name, step, error)))
+                () =>
+                  verdict === "not_retryable"
+                    ? `Not retrying: ${classification.code} (${classification.category}) is not retryable: ${
+                      describe(error)
+                    }`
+                    : verdict === "abandoned"
+                    ? `Abandoning after attempt ${attempt}: ${classification.code} (${classification.category}) escalated to ${classification.severity}: ${
+                      describe(error)
+                    }`
+                    : verdict === "budget_exhausted"
+                    ? `Retry budget "${options.budget?.name}" is spent; giving up after attempt ${attempt}: ${
+                      describe(error)
+                    }`
+                    : `All retries exhausted after attempt ${attempt}: ${classification.code} (${classification.category}): ${
+                      describe(error)
+                    }`,
+                () => annotations(options.name, step, error)
+              )
             ),
             [next, step, ScheduleDecision.done] as const
           )
@@ -386,18 +433,15 @@ export const policy: {
         const step: Step = { attempt, verdict: "retry", delay: Duration.millis(delay), classification }
         const perCategory = new Map(state.perCategory)
         perCategory.set(classification.category, { retries: categoryRetries + 1, schedule: scheduleState })
-        yield* Metric.increment(
-          Metric.taggedWithLabels(retriesCounter, [
-            MetricLabel.make("category", classification.category),
-            MetricLabel.make("operation", options.name ?? "")
-          ])
-        )
-        yield* Effect.logWithLevel(
+        yield* Metric.increment(counters.retries(classification.category))
+        yield* Log.lazily(
           levelOf(classification),
-          `Attempt ${attempt} failed with ${classification.code} (${classification.category}); retrying in ${
-            Duration.format(step.delay)
-          }: ${describe(error)}`
-        ).pipe(Effect.annotateLogs(annotations(options.name, step, error)))
+          () =>
+            `Attempt ${attempt} failed with ${classification.code} (${classification.category}); retrying in ${
+              Duration.format(step.delay)
+            }: ${describe(error)}`,
+          () => annotations(options.name, step, error)
+        )
         const next: State = { attempt, retries: state.retries + 1, start, perCategory }
         return [next, step, ScheduleDecision.continueWith(Interval.after(now + delay))] as const
       })
@@ -459,16 +503,15 @@ export const retry: {
       Effect.catchAllCause(
         retries === 0 ? self : Effect.tap(self, () =>
           Effect.zipRight(
-            Metric.increment(Metric.tagged(recoveredCounter, "operation", name ?? "")),
-            Effect.logInfo(
-              `Succeeded on attempt ${retries + 1} after ${retries} ${retries === 1 ? "retry" : "retries"}`
+            Metric.increment(recoveredOf(name ?? "")),
+            Log.lazily(
+              LogLevel.Info,
+              () => `Succeeded on attempt ${retries + 1} after ${retries} ${retries === 1 ? "retry" : "retries"}`,
+              () => ({
+                "bulwark.retry.attempt": retries + 1,
+                ...(name !== undefined ? { "bulwark.retry.operation": name } : {})
+              })
             )
-              .pipe(
-                Effect.annotateLogs({
-                  "bulwark.retry.attempt": retries + 1,
-                  ...(name !== undefined ? { "bulwark.retry.operation": name } : {})
-                })
-              )
           )),
         (cause) => {
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)

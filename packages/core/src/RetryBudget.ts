@@ -65,6 +65,12 @@ export interface Options {
   readonly ratio?: number | undefined
   /** Retries always allowed per second, whatever the traffic. Default: 10. */
   readonly minRetriesPerSecond?: number | undefined
+  /**
+   * How the floor (`minRetriesPerSecond` over the window) and the ratio meet: `"added"` allows
+   * `floor + ratio × calls`; `"minimum"` allows the larger of the two, so that the floor only
+   * serves quiet traffic and a busy window retries `ratio` of its calls. Default: `"added"`.
+   */
+  readonly floorMode?: "added" | "minimum" | undefined
   /** The sliding window over which calls and retries are counted. Default: 10 seconds. */
   readonly window?: Duration.DurationInput | undefined
 }
@@ -121,6 +127,7 @@ const validate = (options: Options): {
   readonly ratio: number
   readonly minRetriesPerSecond: number
   readonly windowMillis: number
+  readonly floorMode: "added" | "minimum"
 } => {
   const name = options.name ?? "default"
   const ratio = options.ratio ?? 0.2
@@ -142,7 +149,11 @@ const validate = (options: Options): {
       }`
     )
   }
-  return { name, ratio, minRetriesPerSecond, windowMillis }
+  const floorMode = options.floorMode ?? "added"
+  if (floorMode !== "added" && floorMode !== "minimum") {
+    throw new RangeError(`RetryBudget "${name}": floorMode must be "added" or "minimum", got ${String(floorMode)}`)
+  }
+  return { name, ratio, minRetriesPerSecond, windowMillis, floorMode }
 }
 
 /**
@@ -152,7 +163,7 @@ const validate = (options: Options): {
  * @category constructors
  */
 export const unsafeMake = (options: Options = {}): RetryBudget => {
-  const { minRetriesPerSecond, name, ratio, windowMillis } = validate(options)
+  const { floorMode, minRetriesPerSecond, name, ratio, windowMillis } = validate(options)
   const bucketMillis = windowMillis / BUCKETS
   const floor = minRetriesPerSecond * (windowMillis / 1000)
   const calls = new Array<number>(BUCKETS).fill(0)
@@ -176,7 +187,8 @@ export const unsafeMake = (options: Options = {}): RetryBudget => {
     }
     return ((current % BUCKETS) + BUCKETS) % BUCKETS
   }
-  const allowed = () => Math.floor(floor + ratio * totalCalls)
+  const allowed = () =>
+    Math.floor(floorMode === "added" ? floor + ratio * totalCalls : Math.max(floor, ratio * totalCalls))
   return {
     name,
     ratio,
@@ -234,7 +246,7 @@ export const make = (options: Options = {}): Effect.Effect<RetryBudget> => Effec
 export const layer = (options: Options = {}): Layer.Layer<RetryBudget> => Layer.effect(RetryBudget, make(options))
 
 /**
- * The options read from `Config`: `RATIO`, `MIN_RETRIES_PER_SECOND`, `WINDOW` (under an
+ * The options read from `Config`: `RATIO`, `MIN_RETRIES_PER_SECOND`, `WINDOW`, `FLOOR_MODE` (under an
  * optional prefix set with `Config.nested`; a per-dependency Tag nests them under its name in
  * UPPER_SNAKE case, so the default provider reads `PAYMENTS_RATIO` from the environment). A
  * value that breaks a rule — an empty value included — fails with a `ConfigError` that names
@@ -261,7 +273,8 @@ export const config: Config.Config<Options> = Config.all({
       validation: (d) => Duration.toMillis(d) >= BUCKETS && Duration.isFinite(d)
     }),
     Config.withDefault(Duration.seconds(10))
-  )
+  ),
+  floorMode: Config.literal("added", "minimum")("FLOOR_MODE").pipe(Config.withDefault("added" as const))
 })
 
 const fromConfig = (name: string | undefined, cfg: Config.Config<Options>) =>

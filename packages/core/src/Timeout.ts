@@ -24,6 +24,7 @@ import * as Failure from "./Failure.js"
 import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 import { Armed, TimerLane } from "./internal/timerLane.js"
+import * as VirtualTimer from "./internal/virtualTimer.js"
 
 /**
  * The work did not finish within its time limit and was interrupted.
@@ -119,12 +120,18 @@ const withoutInterruption = (cause: Cause.Cause<never>, by: FiberId.FiberId): Ca
 class LiveCall<A, E> extends Armed {
   /** The interruption this call's timer delivered, once it fired. */
   by: FiberId.FiberId | undefined = undefined
+  /** Cancels the timer armed on a virtual clock (the testing kit's). */
+  cancelVirtual: (() => void) | undefined = undefined
   constructor(
     readonly fiber: Fiber.RuntimeFiber<unknown, unknown>,
     readonly timedOut: Cause.Cause<TimeoutError>,
     readonly counter: Metric.Metric.Counter<number>
   ) {
     super()
+  }
+  override cancel(): void {
+    if (this.cancelVirtual === undefined) return super.cancel()
+    this.cancelVirtual()
   }
   fire(): void {
     const own = this.fiber.id()
@@ -162,10 +169,12 @@ const runLive = <A, E, R>(
   lane: TimerLane,
   millis: number,
   timedOut: Cause.Cause<TimeoutError>,
-  counter: Metric.Metric.Counter<number>
+  counter: Metric.Metric.Counter<number>,
+  virtual?: VirtualTimer.VirtualTimer
 ): Effect.Effect<A, E | TimeoutError, R> => {
   const call = new LiveCall<A, E>(fiber, timedOut, counter)
-  if (lane.millis === millis) lane.arm(call)
+  if (virtual !== undefined) call.cancelVirtual = virtual[VirtualTimer.TypeId](millis, () => call.fire())
+  else if (lane.millis === millis) lane.arm(call)
   else if (millis <= MAX_TIMER_MILLIS) call.armAlone(millis)
   const handled = Effect.matchCauseEffect(interruptible ? Effect.interruptible(self) : self, {
     onSuccess: (a: A) => call.settle(Exit.succeed(a)),
@@ -181,9 +190,9 @@ const runLive = <A, E, R>(
  * is raised only after the interrupted work's finalizers have finished; a defect in those finalizers is kept beside the error (a bug is
  * never dropped). A duration that is not a positive duration is a defect.
  *
- * On the live clock the work runs in the caller's fiber under one timer; with another `Clock`
- * (`TestClock`) it runs as Effect's own timeout runs it, in a fiber of its own raced against
- * `Clock.sleep`. The results are the same, with one difference: a `FiberRef` the work sets
+ * On the live clock (and the virtual clock of `Testing.runScript`) the work runs in the caller's
+ * fiber under one timer; with another `Clock` (`TestClock`) it runs as Effect's own timeout runs
+ * it, in a fiber of its own raced against `Clock.sleep`. The results are the same, with one difference: a `FiberRef` the work sets
  * directly (not with `Effect.locally`) keeps its value on the live clock after a timeout or a
  * failure, where a forked work's changes are dropped.
  *
@@ -260,24 +269,24 @@ export const timeout = (
   return <A, E, R>(self: Effect.Effect<A, E, R>) =>
     Effect.withFiberRuntime<A, E | TimeoutError, R>((fiber, status) => {
       const children = childrenOf(fiber)
+      const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+      // the testing kit's virtual clock has a timer of its own: the same path as the live clock
+      const virtual = clock === liveClock ? undefined : VirtualTimer.of(clock)
       // a fiber with children of its own keeps the forked path: the timer's interruption
       // would reach them too
-      if (
-        Context.get(fiber.currentDefaultServices, Clock.Clock) !== liveClock || children === undefined ||
-        children.size > 0
-      ) {
+      if ((clock !== liveClock && virtual === undefined) || children === undefined || children.size > 0) {
         return onAnyClock(self)
       }
       const interruptible = RuntimeFlags.interruptible(status.runtimeFlags)
       const deadline = fiber.getFiberRef(Deadline.currentDeadline)
       if (deadline === Number.POSITIVE_INFINITY) {
-        return runLive(self, fiber, interruptible, lane, limitMillis, timedOut, counter)
+        return runLive(self, fiber, interruptible, lane, limitMillis, timedOut, counter, virtual)
       }
-      const left = Math.max(0, deadline - liveClock.unsafeCurrentTimeMillis())
+      const left = Math.max(0, deadline - clock.unsafeCurrentTimeMillis())
       return left >= limitMillis
-        ? runLive(self, fiber, interruptible, lane, limitMillis, timedOut, counter)
+        ? runLive(self, fiber, interruptible, lane, limitMillis, timedOut, counter, virtual)
         : left > 0
-        ? runLive(self, fiber, interruptible, lane, left, shortened(left), counter)
+        ? runLive(self, fiber, interruptible, lane, left, shortened(left), counter, virtual)
         : passed
     })
 }

@@ -142,4 +142,148 @@ describe("CircuitBreaker with a store", () => {
       expect(yield* a.state).toBe("Isolated")
       expect(yield* b.state).toBe("Isolated")
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("a delivery that the breaker's own publish overtook is not taken after it (store revisions)", () =>
+    Effect.gen(function*() {
+      // a store that orders its deliveries: the test chooses each revision
+      const inbox = yield* Queue.unbounded<BreakerStore.Snapshot>()
+      const revisions: Array<number> = [6]
+      const store: BreakerStore.BreakerStore = {
+        load: () => Effect.succeed(Option.none()),
+        publish: () => Effect.sync(() => revisions.shift()),
+        subscribe: () => Effect.succeed(inbox)
+      }
+      const breaker = yield* CircuitBreaker.make({
+        name: "svc",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "10 seconds"
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      const start = yield* Clock.currentTimeMillis
+      yield* TestClock.adjust("1 second")
+      // the store delivered an older snapshot at revision 5; before the breaker's inbox took it,
+      // the breaker opened and its publish completed at revision 6
+      yield* Effect.exit(breaker.protect(refused))
+      yield* settle
+      expect(revisions).toEqual([])
+      yield* Queue.offer(inbox, { ...snapshotOf("Closed", start, null, 0), revision: 5 })
+      yield* settle
+      expect(yield* breaker.state).toBe("Open")
+      expect(yield* retryAfter(breaker)).toBe(10_000)
+      // what the store ordered after the publish is taken
+      const now = yield* Clock.currentTimeMillis
+      yield* Queue.offer(inbox, { ...snapshotOf("Closed", now, null, 0), revision: 7 })
+      yield* settle
+      expect(yield* breaker.state).toBe("Closed")
+      // and nothing at or below the highest revision taken, even when it reaches the breaker later
+      yield* Queue.offer(inbox, { ...snapshotOf("Isolated", now, null, 0), revision: 7 })
+      yield* settle
+      expect(yield* breaker.state).toBe("Closed")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("a snapshot ordered after the breaker's own publish, arriving while it is on its way, is taken once it lands", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const inbox = yield* Queue.unbounded<BreakerStore.Snapshot>()
+      const store: BreakerStore.BreakerStore = {
+        load: () => Effect.succeed(Option.none()),
+        publish: () => Effect.as(Deferred.await(gate), 6),
+        subscribe: () => Effect.succeed(inbox)
+      }
+      const breaker = yield* CircuitBreaker.make({
+        name: "svc",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "10 seconds"
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      yield* TestClock.adjust("1 second")
+      yield* Effect.exit(breaker.protect(refused))
+      yield* settle
+      // while the open is on its way: one delivery the store will order before it, one after
+      const now = yield* Clock.currentTimeMillis
+      yield* Queue.offer(inbox, { ...snapshotOf("Isolated", now, null, 0), revision: 4 })
+      yield* Queue.offer(inbox, { ...snapshotOf("Closed", now, null, 0), revision: 8 })
+      yield* settle
+      expect(yield* breaker.state).toBe("Open")
+      yield* Deferred.succeed(gate, undefined)
+      yield* settle
+      expect(yield* breaker.state).toBe("Closed")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("two breakers on the in-memory store: a delivery overtaken by the receiver's own publish is not taken", () =>
+    Effect.gen(function*() {
+      const memory = yield* BreakerStore.makeMemory
+      // b's deliveries pass through the test's hands, so that one can reach b late
+      const toB = yield* Queue.unbounded<BreakerStore.Snapshot>()
+      const make = CircuitBreaker.make({ name: "svc", policy: CircuitBreaker.consecutive(1), openDuration: "1 minute" })
+      const a = yield* make.pipe(Effect.provideService(BreakerStore.BreakerStore, memory))
+      const fromMemory = yield* memory.subscribe("svc")
+      const b = yield* make.pipe(
+        Effect.provideService(BreakerStore.BreakerStore, { ...memory, subscribe: () => Effect.succeed(toB) })
+      )
+      yield* TestClock.adjust("1 second")
+      // a opens; the store delivers it to b, and b's inbox has not taken it yet
+      yield* Effect.exit(a.protect(refused))
+      yield* settle
+      const aOpen = yield* Queue.take(fromMemory)
+      expect(aOpen.state).toBe("Open")
+      // b isolates, and its publish lands on top of a's open
+      yield* b.isolate
+      yield* settle
+      expect(Option.map(yield* memory.load("svc"), (s) => s.state)).toEqual(Option.some("Isolated"))
+      // now b's inbox takes a's open: older than b's own publish
+      yield* Queue.offer(toB, aOpen)
+      yield* settle
+      expect(yield* b.state).toBe("Isolated")
+      expect(yield* a.state).toBe("Isolated")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("an open held by a lease stays open until the lease's end, past the breaker's own open duration", () =>
+    Effect.gen(function*() {
+      const { gate, inbox, store } = yield* heldStore
+      yield* Deferred.succeed(gate, undefined)
+      const breaker = yield* CircuitBreaker.make({
+        name: "svc",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "30 millis"
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      const seen: Array<CircuitBreaker.Transition> = []
+      yield* Effect.forkScoped(Stream.runForEach(breaker.changes, (t) => Effect.sync(() => seen.push(t))))
+      yield* settle
+      const t0 = yield* Clock.currentTimeMillis
+      // another process opened for 5 s; this one is held while the fleet's prober works
+      const open = snapshotOf("Open", t0, t0 + 5000, 1)
+      yield* Queue.offer(inbox, open)
+      yield* Queue.offer(inbox, { ...open, openUntil: t0 + 6000, leaseUntil: t0 + 6000 })
+      yield* settle
+      expect(yield* retryAfter(breaker)).toBe(6000)
+      yield* TestClock.adjust("5990 millis")
+      expect(yield* breaker.state).toBe("Open")
+      yield* TestClock.adjust("10 millis")
+      expect(yield* breaker.state).toBe("HalfOpen")
+      yield* settle
+      expect(seen.map((t) => t.to)).toEqual(["Open", "HalfOpen"])
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("a released lease leaves the breaker its own open duration", () =>
+    Effect.gen(function*() {
+      const { gate, inbox, store } = yield* heldStore
+      yield* Deferred.succeed(gate, undefined)
+      const breaker = yield* CircuitBreaker.make({
+        name: "svc",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "30 millis"
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      yield* settle
+      const t0 = yield* Clock.currentTimeMillis
+      const open = snapshotOf("Open", t0, t0 + 5000, 1)
+      yield* Queue.offer(inbox, { ...open, openUntil: t0 + 6000, leaseUntil: t0 + 6000 })
+      yield* settle
+      expect(yield* retryAfter(breaker)).toBe(6000)
+      // this process won a probe slot after all: it probes at its own time
+      yield* TestClock.adjust("1 millis")
+      yield* Queue.offer(inbox, { ...open, leaseUntil: t0 + 1 })
+      yield* settle
+      expect(yield* retryAfter(breaker)).toBe(30)
+      yield* TestClock.adjust("30 millis")
+      expect(yield* breaker.state).toBe("HalfOpen")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 })

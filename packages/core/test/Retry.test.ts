@@ -10,6 +10,7 @@ import {
   HashMap,
   Layer,
   Logger,
+  LogLevel,
   Metric,
   MetricLabel,
   Ref,
@@ -339,6 +340,50 @@ describe("Retry", () => {
           operation
         })
       ).toBe(1)
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("metrics keep the fiber's own metric tags beside the policy's", () =>
+    Effect.gen(function*() {
+      const operation = "tagged-metrics-test"
+      const policy = Retry.policy({ name: operation, maxRetries: 1 })
+      const call = (tenant: string) =>
+        Effect.exit(Effect.fail(new Timeout()).pipe(Retry.retry(policy), Effect.tagMetrics("tenant", tenant)))
+      const fiber = yield* Effect.fork(Effect.all([call("a"), call("b"), call("b")]))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(fiber)
+      expect(yield* counterValue("retries", { category: "timeout", operation, tenant: "a" })).toBe(1)
+      expect(yield* counterValue("retries", { category: "timeout", operation, tenant: "b" })).toBe(2)
+      expect(
+        yield* counterValue("exhausted", { category: "timeout", reason: "exhausted", operation, tenant: "b" })
+      ).toBe(2)
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("a log entry the minimum level drops is never built: the failure is not even described", () =>
+    Effect.gen(function*() {
+      let described = 0
+      class Loud extends Data.TaggedError("ConnectionError")<{ readonly reason: string }> {
+        override get message(): string {
+          described++
+          return "connection refused"
+        }
+      }
+      const { entries, layer } = yield* captureLogs
+      const { effect } = yield* scripted<Loud>([new Loud({ reason: "down" }), new Loud({ reason: "down" })])
+      const run = effect.pipe(Retry.retry({ name: "quiet", maxRetries: 1 }), Effect.provide(layer))
+      const dropped = yield* Effect.fork(Logger.withMinimumLogLevel(run, LogLevel.None))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.await(dropped)
+      expect(entries).toEqual([])
+      expect(described).toBe(0)
+      // kept: the same failures are described in the retry's and the give-up's entries
+      const kept = yield* Effect.fork(run)
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.await(kept)
+      expect(entries.map((e) => e.message)).toEqual([
+        expect.stringMatching(/^Attempt 1 failed .*: connection refused$/),
+        expect.stringMatching(/^All retries exhausted after attempt 2: .*: connection refused$/)
+      ])
+      expect(described).toBeGreaterThan(0)
     }).pipe(Effect.provide(Classified)))
 
   it.effect("the policy is a Schedule: Effect.retry uses the same decisions", () =>

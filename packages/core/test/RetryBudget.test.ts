@@ -31,6 +31,42 @@ describe("RetryBudget", () => {
       expect(yield* withdrawN(floored, 5)).toBe(3)
     }))
 
+  it.effect("floorMode minimum: the floor is a minimum, not an extra; the larger of floor and ratio × calls", () =>
+    Effect.gen(function*() {
+      const options = { ratio: 0.1, minRetriesPerSecond: 3, window: "10 seconds", floorMode: "minimum" } as const
+      // quiet: 100 calls, ratio 10 < floor 30: the floor
+      const quiet = yield* RetryBudget.make(options)
+      for (let i = 0; i < 100; i++) yield* quiet.deposit
+      expect(yield* withdrawN(quiet, 100)).toBe(30)
+      // busy: 500 calls, ratio 50 > floor 30: the ratio alone (added, it would be 80)
+      const busy = yield* RetryBudget.make(options)
+      for (let i = 0; i < 500; i++) yield* busy.deposit
+      expect(yield* withdrawN(busy, 100)).toBe(50)
+      const added = yield* RetryBudget.make({ ...options, floorMode: "added" })
+      for (let i = 0; i < 500; i++) yield* added.deposit
+      expect(yield* withdrawN(added, 100)).toBe(80)
+    }))
+
+  it.effect("floorMode: a bad literal is a defect naming the field; from Config, a ConfigError naming FLOOR_MODE", () =>
+    Effect.gen(function*() {
+      expect(() => RetryBudget.unsafeMake({ floorMode: "max" as "minimum" })).toThrow(
+        /floorMode must be "added" or "minimum"/
+      )
+      class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
+      const read = (mode: string) =>
+        PaymentsBudget.pipe(
+          Effect.provide(PaymentsBudget.layerConfig()),
+          Effect.withConfigProvider(
+            ConfigProvider.fromJson({ PAYMENTS: { RATIO: 0.1, MIN_RETRIES_PER_SECOND: 3, FLOOR_MODE: mode } })
+          )
+        )
+      const budget = yield* read("minimum")
+      for (let i = 0; i < 500; i++) yield* budget.deposit
+      expect(yield* withdrawN(budget, 100)).toBe(50)
+      const error = yield* Effect.flip(read("max"))
+      expect(String(error)).toMatch(/PAYMENTS_FLOOR_MODE/)
+    }))
+
   it.effect("calls and retries leave the window as time passes", () =>
     Effect.gen(function*() {
       const budget = yield* RetryBudget.make({ ratio: 0.5, minRetriesPerSecond: 0, window: "10 seconds" })

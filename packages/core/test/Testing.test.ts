@@ -226,6 +226,26 @@ describe("Testing.runScript", () => {
       yield* Testing.check(timeline)
     }))
 
+  it.effect("a timeout due at the instant the dependency answers wins: its limit is inclusive, as on the live clock", () =>
+    Effect.gen(function*() {
+      const timeline = yield* Testing.runScript(
+        Testing.policy({ timeout: 100, retry: { maxRetries: 1, schedule: Backoff.fromDelays([0]) } }),
+        {
+          calls: [{ at: 0, outcomes: [success(100), success(100), success(50)] }],
+          seed: 1
+        }
+      )
+      // the timer was armed before the answer's own wait began, so it fires first at 100
+      expect(timeline.attempts.map((a) => [a.start, a.end, a.outcome._tag])).toEqual([
+        [0, 100, "Interrupted"],
+        [100, 200, "Interrupted"]
+      ])
+      const exit = timeline.calls[0]!.exit
+      expect(exit._tag === "Failure" && (exit.error as { _tag: string })._tag).toBe("TimeoutError")
+      expect(timeline.calls[0]!.end).toBe(200)
+      yield* Testing.check(timeline)
+    }))
+
   it.effect("a hang without a timeout breaks everyCallEnds", () =>
     Effect.gen(function*() {
       const timeline = yield* Testing.runScript(Testing.policy({}), {
@@ -274,14 +294,46 @@ describe("Testing.runScript", () => {
         "Invariant \"nothingLost\" broken: call 0's last attempt succeeded, but the caller saw: failed with \"dropped\""
       )
       // the retry starts, and succeeds, at the instant the total timeout is reached: the call
-      // lasted its limit, so the timeout may win
-      const tie = yield* Testing.runScript(
-        Testing.policy({ totalTimeout: 150, retry: { maxRetries: 1, schedule: Backoff.fromDelays([100]) } }),
-        { calls: [{ at: 0, outcomes: [failure("connection", 50), success()] }], seed: 1 }
-      )
-      expect(tie.attempts.map((a) => [a.end, a.outcome._tag])).toEqual([[50, "Failure"], [150, "Success"]])
-      expect([tie.calls[0]!.end, tie.calls[0]!.exit._tag]).toEqual([150, "Failure"])
+      // lasted its limit, so the timeout may win (a policy whose timeout races a forked fiber
+      // can end this way)
+      const tieScript: Testing.Script = {
+        calls: [{ at: 0, outcomes: [failure("connection", 50), success()] }],
+        seed: 1
+      }
+      const attempt = (n: number, start: number, end: number, outcome: Testing.AttemptOutcome): Testing.Attempt => ({
+        call: 0,
+        attempt: n,
+        start,
+        end,
+        scripted: tieScript.calls[0]!.outcomes[n - 1]!,
+        outcome,
+        breaker: undefined,
+        probes: 0,
+        inFlight: 1,
+        bulkheadActive: undefined,
+        decision: n === 1 ? { _tag: "Retry", after: 100 } : { _tag: "Stop" }
+      })
+      const tie: Testing.Timeline = {
+        script: tieScript,
+        calls: [{ call: 0, start: 0, end: 150, exit: { _tag: "Failure", error: "timed out" }, attempts: 2 }],
+        attempts: [
+          attempt(1, 0, 50, { _tag: "Failure", category: "connection" }),
+          attempt(2, 150, 150, { _tag: "Success" })
+        ],
+        limits: {},
+        end: 150,
+        ending: "done"
+      }
       yield* Testing.check(tie, [Testing.invariants.nothingLost])
+      // on the run's virtual clock the timeout's timer, armed first, fires first: the retry due
+      // at the deadline does not start, and the call fails then
+      const timedOut = yield* Testing.runScript(
+        Testing.policy({ totalTimeout: 150, retry: { maxRetries: 1, schedule: Backoff.fromDelays([100]) } }),
+        tieScript
+      )
+      expect(timedOut.attempts.map((a) => [a.end, a.outcome._tag])).toEqual([[50, "Failure"]])
+      expect([timedOut.calls[0]!.end, timedOut.calls[0]!.exit._tag]).toEqual([150, "Failure"])
+      yield* Testing.check(timedOut, [Testing.invariants.nothingLost])
     }))
 
   it.effect("a subject that cannot be made is a defect naming the field, not an empty timeline", () =>

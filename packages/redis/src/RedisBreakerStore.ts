@@ -209,13 +209,6 @@ const results: Record<State.Reply["_tag"], string> = {
 }
 
 /**
- * How often a hold hands the local breakers their open again. A breaker takes an open for at
- * most its own open duration, which the store does not know: a short cadence keeps every breaker
- * whose open duration is longer than it (plus the event loop's delays) open.
- */
-const HOLD_TICK = 50
-
-/**
  * Makes the store; needs a `RedisClient`. Its subscription and background fibers end with the
  * scope.
  *
@@ -264,13 +257,19 @@ export const make = (
       }
       return e
     }
+    // the order of everything handed to the local breakers and of every write's outcome: a
+    // breaker never takes a delivery ordered before what it published or took since
+    let revision = 0
     const deliver = (e: Entry, snapshot: BreakerStore.Snapshot) => {
-      for (const q of e.queues) q.unsafeOffer(snapshot)
+      const delivered = { ...snapshot, revision: ++revision }
+      for (const q of e.queues) q.unsafeOffer(delivered)
     }
 
     const decodeJson = Schema.decodeUnknownOption(Schema.parseJson(BreakerStore.Snapshot))
-    // a snapshot this release cannot read (bad JSON, another format version) is ignored
-    const decode = (json: string): Option.Option<BreakerStore.Snapshot> => decodeJson(json)
+    // a snapshot this release cannot read (bad JSON, another format version) is ignored; a
+    // revision or a lease is this store's to give, never one read from Redis
+    const decode = (json: string): Option.Option<BreakerStore.Snapshot> =>
+      Option.map(decodeJson(json), ({ leaseUntil: _lease, revision: _revision, ...snapshot }) => snapshot)
 
     /**
      * Claims a probe slot for an open written at `version`. The local breakers are held open from
@@ -280,11 +279,12 @@ export const make = (
     const claim = (breaker: string, version: number, snapshot: BreakerStore.Snapshot) =>
       Effect.gen(function*() {
         const e = entry(breaker)
-        const verdict = { released: false }
-        yield* Effect.forkIn(hold(e, version, snapshot, verdict), scope)
+        yield* hold(e, version, snapshot)
         const reply = yield* run(() => call.bulwarkBreakerClaim(stateKey(breaker), version, fleetProbes))
-        // 1 granted, -1 that open is no longer current, Left: Redis did not answer
-        if (Either.isLeft(reply) || reply.right !== 0) verdict.released = true
+        // 1 granted, -1 that open is no longer current, Left: Redis did not answer. A stale open
+        // keeps its hold: what replaced it (the probers half-opening, their verdict, a newer open
+        // with its own claim) comes by message or at the next resync
+        if (Either.isLeft(reply) || reply.right === 1) yield* release(e, version, snapshot)
         const result = Either.isLeft(reply)
           ? "unreachable"
           : reply.right === 1
@@ -297,24 +297,27 @@ export const make = (
 
     /**
      * Keeps the local breakers open while the fleet's probers work, until `probeLease` past the
-     * open's end. A breaker never stays open longer than its own open duration allows, whatever a
-     * snapshot says, and that duration may be shorter than the opener's: the hold hands it the
-     * open again every `HOLD_TICK` (an open of the count it is open for only moves its end). It
-     * stops when released, or when a decisive transition (the probers' verdict, or this process's
-     * own) follows the open; the probers' half-open is not one.
+     * open's end: they are told the lease's end (`leaseUntil`), which holds them whatever their
+     * own open duration (an open of the count they are open for only moves its end). The probers'
+     * verdict, or a transition of this process, ends it as any newer transition does.
      */
-    const hold = (e: Entry, version: number, snapshot: BreakerStore.Snapshot, verdict: { released: boolean }) =>
-      Effect.gen(function*() {
-        const start = yield* Clock.currentTimeMillis
-        const end = snapshot.openUntil ?? start
-        const duration = Math.max(1, end - snapshot.since)
-        const holdUntil = end + probeLease
-        const tick = Duration.millis(Math.max(1, Math.min(HOLD_TICK, duration / 4)))
-        while (true) {
-          const now = yield* Clock.currentTimeMillis
-          if (!State.holding(e, version, verdict.released, now, holdUntil)) return
-          deliver(e, { ...snapshot, since: now, openUntil: Math.min(now + duration, holdUntil), origin: STORE_ORIGIN })
-          yield* Effect.sleep(tick)
+    const hold = (e: Entry, version: number, snapshot: BreakerStore.Snapshot) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const holdUntil = (snapshot.openUntil ?? now) + probeLease
+        if (State.holding(e, version, false, now, holdUntil)) {
+          deliver(e, { ...snapshot, openUntil: holdUntil, leaseUntil: holdUntil, origin: STORE_ORIGIN })
+        }
+      })
+
+    /**
+     * This process may probe after all (its claim was granted, or Redis cannot answer: nobody
+     * coordinates then): the held breakers go back to the open's own end, unless a newer
+     * transition followed the open meanwhile.
+     */
+    const release = (e: Entry, version: number, snapshot: BreakerStore.Snapshot) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        if (State.holding(e, version, false, now, (snapshot.openUntil ?? now) + probeLease)) {
+          deliver(e, { ...snapshot, leaseUntil: now, origin: STORE_ORIGIN })
         }
       })
 
@@ -349,10 +352,18 @@ export const make = (
         scope
       ))
 
-    const finish = (e: Entry, next: State.Next) =>
-      next._tag === "Done" && next.handBack !== undefined ? scheduleHandBack(e, next.handBack) : Effect.void
+    /**
+     * Ends a write: its outcome takes the next revision (what was delivered before it is older
+     * than it; what arrived during it and is newer goes out again after it, as a hand-back).
+     */
+    const finish = (e: Entry, next: State.Next): Effect.Effect<number> => {
+      const written = ++revision
+      return next._tag === "Done" && next.handBack !== undefined
+        ? Effect.as(scheduleHandBack(e, next.handBack), written)
+        : Effect.succeed(written)
+    }
 
-    const write = (snapshot: BreakerStore.Snapshot): Effect.Effect<void> =>
+    const write = (snapshot: BreakerStore.Snapshot): Effect.Effect<number> =>
       Effect.gen(function*() {
         const breaker = snapshot.breaker
         const e = entry(breaker)
@@ -389,7 +400,7 @@ export const make = (
           const next = State.onReply(e, w, decoded, STORE_ORIGIN)
           if (next._tag === "Done") return yield* finish(e, next)
         }
-        yield* finish(e, State.giveUp(e, w))
+        return yield* finish(e, State.giveUp(e, w))
       })
 
     /** Reads the stored snapshot and version. */
@@ -416,7 +427,7 @@ export const make = (
               const e = entry(breaker)
               const stored = yield* read(breaker)
               const next = State.onResync(e, Option.getOrUndefined(stored))
-              if (next._tag === "Write") return yield* write(next.snapshot)
+              if (next._tag === "Write") return yield* Effect.asVoid(write(next.snapshot))
               if (next._tag === "CatchUp") yield* handOver(breaker, e, e.version, next.delivery)
             }),
           { discard: true }
@@ -482,16 +493,17 @@ export const make = (
           const [version, snapshot] = stored.value
           State.onLoad(e, version)
           if (snapshot.state === "HalfOpen") {
-            // the fleet is probing: stay open meanwhile (for a second at a time, the lease at most)
+            // the fleet is probing: stay open meanwhile, until its verdict or the lease's end
             const now = yield* Clock.currentTimeMillis
             const open = {
               ...snapshot,
               state: "Open" as const,
               since: now,
-              openUntil: now + Math.min(1000, probeLease),
+              openUntil: now + probeLease,
+              leaseUntil: now + probeLease,
               origin: STORE_ORIGIN
             }
-            yield* Effect.forkIn(hold(e, version, open, { released: false }), scope)
+            State.holding(e, version, false, now, now + probeLease)
             return Option.some(open)
           }
           if (snapshot.state === "Open") yield* Effect.forkIn(claim(breaker, version, snapshot), scope)

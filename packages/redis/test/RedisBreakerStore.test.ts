@@ -126,14 +126,14 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       const other = yield* breakerOn(yield* storeOn(server.socket, options), {
         name: "ledger",
         policy: CircuitBreaker.consecutive(1),
-        openDuration: "200 millis",
+        openDuration: "30 millis",
         halfOpenProbes: 1
       })
       const transitions: Array<string> = []
       yield* Effect.forkScoped(Stream.runForEach(other.changes, (t) => Effect.sync(() => transitions.push(t.to))))
       yield* Effect.exit(opener.protect(fail))
       expect(yield* eventually(Effect.map(other.state, (s) => s === "Open"))).toBe(true)
-      // well past the other's own 200 ms (and the opener's slot is taken): it keeps rejecting
+      // well past the other's own 30 ms (and the opener's slot is taken): it keeps rejecting
       let probes = 0
       const probe = Effect.sync(() => probes++)
       for (let i = 0; i < 60; i++) {
@@ -148,6 +148,88 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       yield* opener.reset
       expect(yield* eventually(Effect.map(other.state, (s) => s === "Closed"))).toBe(true)
       expect(yield* other.protect(probe)).toBe(0)
+    }))
+
+  it.scopedLive("fleet probes: a held process with a short open duration probes once the lease is over, not before", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const options = { fleetProbes: 1, probeLease: "300 millis" } as const
+      const opener = yield* breakerOn(yield* storeOn(server.socket, options), {
+        name: "ledger",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "400 millis",
+        halfOpenProbes: 1
+      })
+      const other = yield* breakerOn(yield* storeOn(server.socket, options), {
+        name: "ledger",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "30 millis",
+        halfOpenProbes: 1
+      })
+      yield* Effect.exit(opener.protect(fail))
+      const open = yield* opener.exportState
+      expect(yield* eventually(Effect.map(other.state, (s) => s === "Open"))).toBe(true)
+      // the opener never probes (nobody calls it), so no verdict comes: the lease decides
+      let firstProbe: number | undefined = undefined
+      const probe = Effect.sync(() => {
+        firstProbe ??= Date.now()
+      })
+      const start = Date.now()
+      while (firstProbe === undefined && Date.now() - start < 5000) {
+        yield* Effect.exit(other.protect(probe))
+        yield* Effect.sleep("10 millis")
+      }
+      expect(firstProbe).toBeDefined()
+      // not before the opener's open plus the lease (1 ms for the rounding of times to milliseconds)
+      expect(firstProbe!).toBeGreaterThanOrEqual(open.openUntil! + 300 - 1)
+    }))
+
+  it.scopedLive("fleet probes: a held process whose claim finds the open already replaced stays held", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const other = yield* breakerOn(yield* storeOn(server.socket, { fleetProbes: 1, probeLease: "1 minute" }), {
+        name: "ledger",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "30 millis",
+        halfOpenProbes: 1
+      })
+      // another process opened at version 1, and its prober half-opened (version 2) before this
+      // process's claim for the open reached Redis: the claim is stale
+      const raw = new Redis({ path: server.socket })
+      yield* Effect.addFinalizer(() => Effect.sync(() => raw.disconnect()))
+      const now = Date.now()
+      const open: BreakerStore.Snapshot = {
+        version: 1,
+        breaker: "ledger",
+        state: "Open",
+        since: now,
+        openUntil: now + 5000,
+        opens: 1,
+        origin: "ledger#opener"
+      }
+      const halfOpen = { ...open, state: "HalfOpen" as const, since: now + 5000, openUntil: null }
+      yield* Effect.promise(() =>
+        raw.hset("bulwark:breaker:{ledger}", {
+          v: 2,
+          s: JSON.stringify(BreakerStore.encodeSnapshot(halfOpen)),
+          st: "HalfOpen",
+          pe: 1,
+          pc: 1
+        })
+      )
+      yield* Effect.promise(() =>
+        raw.publish("bulwark:breaker", `1|opener|${JSON.stringify(BreakerStore.encodeSnapshot(open))}`)
+      )
+      expect(yield* eventually(Effect.map(other.state, (s) => s === "Open"))).toBe(true)
+      // well past its own 30 ms: the fleet's prober is at work, so it keeps rejecting
+      let probes = 0
+      const probe = Effect.sync(() => probes++)
+      for (let i = 0; i < 20; i++) {
+        yield* Effect.exit(other.protect(probe))
+        yield* Effect.sleep("25 millis")
+      }
+      expect(probes).toBe(0)
+      expect(yield* other.state).toBe("Open")
     }))
 
   it.scopedLive("racing writers never lose a transition and every process ends on the last one", () =>

@@ -1,7 +1,7 @@
 import { RetryBudget } from "@bulwark/core"
 import { RedisClient, RedisRetryBudget } from "@bulwark/redis"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Metric } from "effect"
+import { Clock, Effect, Layer, Metric } from "effect"
 import { hasRedisServer, startRedisServer } from "./redisServer.js"
 
 const options = { name: "payments", ratio: 0.1, minRetriesPerSecond: 1, window: "10 seconds" } as const
@@ -80,5 +80,37 @@ describe.skipIf(!hasRedisServer())("RedisRetryBudget", () => {
       expect(yield* syncs("unreachable")).toBe(0)
       yield* server.kill
       expect(yield* until(Effect.map(syncs("unreachable"), (n) => n >= 1))).toBe(true)
+    }))
+
+  it.scopedLive("a sync that runs late keeps the fleet's totals: the process does not fall back to a fresh local floor", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const [a, b] = yield* Effect.all([0, 1].map(() => sharedOn(server.socket)))
+      const until = (check: Effect.Effect<boolean>) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < 500 && !(yield* check); i++) yield* Effect.sleep("10 millis")
+          return yield* check
+        })
+      // b spends the fleet's floor of 10 (no calls: the ratio adds nothing), its share at each sync
+      let spent = 0
+      for (let i = 0; i < 500 && spent < floor; i++) {
+        if (yield* b.tryWithdraw) spent++
+        else yield* Effect.sleep("10 millis")
+      }
+      expect(spent).toBe(floor)
+      expect(yield* until(Effect.map(a.snapshot, (s) => s.retries === floor))).toBe(true)
+      // a's caller reads a clock one second ahead of its sync fiber, as when the event loop was
+      // too busy to sync: Redis answered the last sync, so the fleet's totals still decide
+      const clock = yield* Effect.clock
+      const late: Clock.Clock = {
+        [Clock.ClockTypeId]: Clock.ClockTypeId,
+        unsafeCurrentTimeMillis: () => clock.unsafeCurrentTimeMillis() + 1000,
+        currentTimeMillis: Effect.map(clock.currentTimeMillis, (t) => t + 1000),
+        unsafeCurrentTimeNanos: () => clock.unsafeCurrentTimeNanos() + 1_000_000_000n,
+        currentTimeNanos: Effect.map(clock.currentTimeNanos, (t) => t + 1_000_000_000n),
+        sleep: (duration) => clock.sleep(duration)
+      }
+      expect(yield* Effect.withClock(a.tryWithdraw, late)).toBe(false)
+      expect(yield* Effect.withClock(a.snapshot, late)).toMatchObject({ retries: floor, available: 0 })
     }))
 })

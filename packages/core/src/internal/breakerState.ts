@@ -334,14 +334,14 @@ export class Machine {
 
   /**
    * Moves the end of the current open to the one of `incoming` (an open of the same count), when
-   * later: no transition. `longest` bounds it as in {@link apply}.
+   * later (or wherever it is, when `exact`): no transition. `longest` bounds it as in {@link apply}.
    */
-  extendOpen(incoming: Incoming, at: number, longest: number): void {
+  extendOpen(incoming: Incoming, at: number, longest: number, exact = false): void {
     const left = incoming.openUntil === null || Number.isNaN(incoming.openUntil)
       ? longest
       : Math.min(Math.max(0, incoming.openUntil - at), longest)
     const mono = this.time.mono() + left
-    if (mono <= this.openUntilMono) return
+    if (!exact && mono <= this.openUntilMono) return
     this.openUntil = at + left
     this.openUntilMono = mono
   }

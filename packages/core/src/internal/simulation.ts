@@ -21,6 +21,7 @@ import * as Random from "effect/Random"
 import type * as Runtime from "effect/Runtime"
 import * as RuntimeModule from "effect/Runtime"
 import type * as Scheduler from "effect/Scheduler"
+import * as VirtualTimer from "./virtualTimer.js"
 
 interface Sleeper {
   readonly at: number
@@ -53,8 +54,11 @@ class SimScheduler implements Scheduler.Scheduler {
   }
 }
 
-/** A clock whose time is moved by the driver only. */
-class SimClock implements Clock.Clock {
+/**
+ * A clock whose time is moved by the driver only. Its timer (`VirtualTimer`) lets a `Timeout` run
+ * the work in the caller's fiber, as it does on the live clock.
+ */
+class SimClock implements Clock.Clock, VirtualTimer.VirtualTimer {
   readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
   now = 0
   private seq = 0
@@ -81,6 +85,13 @@ class SimClock implements Clock.Clock {
         sleeper.resume = undefined
       })
     })
+  }
+  readonly [VirtualTimer.TypeId] = (millis: number, fire: () => void): () => void => {
+    const sleeper: Sleeper = { at: this.now + Math.max(0, millis), seq: this.seq++, resume: fire }
+    this.insert(sleeper)
+    return () => {
+      sleeper.resume = undefined
+    }
   }
   private insert(sleeper: Sleeper): void {
     const list = this.sleepers
