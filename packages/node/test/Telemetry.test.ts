@@ -1,7 +1,6 @@
 import { CircuitBreaker, Failure } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { InMemoryLogRecordExporter, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs"
-import type { LogRecordProcessor } from "@opentelemetry/sdk-logs"
 import {
   AggregationTemporality,
   InMemoryMetricExporter,
@@ -9,7 +8,6 @@ import {
   PeriodicExportingMetricReader
 } from "@opentelemetry/sdk-metrics"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import type { SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { ConfigProvider, Data, Effect, Exit, Fiber, Layer, TestClock } from "effect"
 import * as Telemetry from "../src/Telemetry.js"
 
@@ -80,70 +78,34 @@ describe("Telemetry", () => {
       }).pipe(Effect.scoped, Effect.provide(Layer.merge(TelemetryLive, classifier)))
     }))
 
-  it.effect("a span processor whose flush never settles holds the Layer's close for shutdownTimeout, no longer", () =>
-    Effect.gen(function*() {
-      const hanging: SpanProcessor = {
-        forceFlush: () => new Promise<void>(() => {}),
-        shutdown: () => new Promise<void>(() => {}),
-        onStart: () => {},
-        onEnd: () => {}
-      }
-      const closing = yield* Effect.void.pipe(
-        Effect.provide(
-          Telemetry.layer({ serviceName: "hangs", spanProcessors: [hanging], shutdownTimeout: "2 seconds" })
-        ),
-        Effect.fork
-      )
-      yield* TestClock.adjust("1999 millis")
-      expect(closing.unsafePoll()).toBeNull()
-      yield* TestClock.adjust("1 millis")
-      // the close ends on the test clock, not on the SDK's own 30-second flush timer
-      for (let i = 0; i < 20 && closing.unsafePoll() === null; i++) yield* Effect.yieldNow()
-      expect(closing.unsafePoll()).toEqual(Exit.void)
-    }))
-
-  it.effect("a log processor whose flush never settles holds the Layer's close for shutdownTimeout, no longer", () =>
-    Effect.gen(function*() {
-      const hanging: LogRecordProcessor = {
-        forceFlush: () => new Promise<void>(() => {}),
-        shutdown: () => new Promise<void>(() => {}),
-        onEmit: () => {}
-      }
-      const closing = yield* Effect.void.pipe(
-        Effect.provide(
-          Telemetry.layer({ serviceName: "hangs", logRecordProcessors: [hanging], shutdownTimeout: "2 seconds" })
-        ),
-        Effect.fork
-      )
-      yield* TestClock.adjust("1999 millis")
-      expect(closing.unsafePoll()).toBeNull()
-      yield* TestClock.adjust("1 millis")
-      for (let i = 0; i < 20 && closing.unsafePoll() === null; i++) yield* Effect.yieldNow()
-      expect(closing.unsafePoll()).toEqual(Exit.void)
-    }))
-
-  it.effect("a metric reader whose shutdown never settles holds the Layer's close for shutdownTimeout, no longer", () =>
-    Effect.gen(function*() {
-      class Hanging extends MetricReader {
-        protected onForceFlush(): Promise<void> {
-          return new Promise<void>(() => {})
-        }
-        protected onShutdown(): Promise<void> {
-          return new Promise<void>(() => {})
-        }
-      }
-      const closing = yield* Effect.void.pipe(
-        Effect.provide(
-          Telemetry.layer({ serviceName: "hangs", metricReaders: [new Hanging()], shutdownTimeout: "2 seconds" })
-        ),
-        Effect.fork
-      )
-      yield* TestClock.adjust("1999 millis")
-      expect(closing.unsafePoll()).toBeNull()
-      yield* TestClock.adjust("1 millis")
-      for (let i = 0; i < 20 && closing.unsafePoll() === null; i++) yield* Effect.yieldNow()
-      expect(closing.unsafePoll()).toEqual(Exit.void)
-    }))
+  const never = () => new Promise<void>(() => {})
+  class HangingReader extends MetricReader {
+    protected onForceFlush = never
+    protected onShutdown = never
+  }
+  const hangingExporters: ReadonlyArray<[string, Partial<Telemetry.Options>]> = [
+    ["a span processor", {
+      spanProcessors: [{ forceFlush: never, shutdown: never, onStart: () => {}, onEnd: () => {} }]
+    }],
+    ["a log processor", { logRecordProcessors: [{ forceFlush: never, shutdown: never, onEmit: () => {} }] }],
+    ["a metric reader", { metricReaders: [new HangingReader()] }]
+  ]
+  it.effect.each(hangingExporters)(
+    "%s whose flush never settles holds the Layer's close for shutdownTimeout, no longer",
+    ([, exporters]) =>
+      Effect.gen(function*() {
+        const closing = yield* Effect.void.pipe(
+          Effect.provide(Telemetry.layer({ serviceName: "hangs", shutdownTimeout: "2 seconds", ...exporters })),
+          Effect.fork
+        )
+        yield* TestClock.adjust("1999 millis")
+        expect(closing.unsafePoll()).toBeNull()
+        yield* TestClock.adjust("1 millis")
+        // the close ends on the test clock, not on the SDK's own 30-second flush timer
+        for (let i = 0; i < 20 && closing.unsafePoll() === null; i++) yield* Effect.yieldNow()
+        expect(closing.unsafePoll()).toEqual(Exit.void)
+      })
+  )
 
   it.effect("reads the resource from Config and names a missing key", () =>
     Effect.gen(function*() {

@@ -11,8 +11,8 @@
  * back the fleet's totals over the window and how many processes share the budget. Between two
  * syncs a process does not see the other processes' retries, so it spends at most its share of
  * what the fleet had left (the shares add up to it) plus the ratio of its own new calls
- * (measured in docs/distributed.md). When Redis has not answered a sync for three intervals,
- * each process falls back to a local budget with the same options.
+ * (measured in docs/distributed.md). When Redis has not answered a sync for three intervals
+ * (and at least a second: a sync waits that long for its answer), each process falls back to a local budget with the same options.
  *
  * @since 0.1.0
  */
@@ -45,7 +45,7 @@ const BUCKETS = 10
 /**
  * Exchanges of a shared budget's counts with Redis, by `budget` and `result` (`ok`, or
  * `unreachable` when Redis did not answer in time: the process then decides on a local budget
- * once the fleet's totals are older than three sync intervals).
+ * once the fleet's totals are older than three sync intervals, and at least a second).
  *
  * @since 0.1.0
  * @category metrics
@@ -135,11 +135,12 @@ export const make = (
     let share = Number.POSITIVE_INFINITY
 
     // whether the last sync was answered, and since when a sync has been waiting for its answer:
-    // the totals count as stale when Redis has not answered for three intervals, not when the sync
+    // the totals count as stale when Redis has not answered for three intervals (at least the second
+    // a sync waits for its answer, so that a slow answer still counts), not when the sync
     // fiber itself ran late (a busy event loop), for the share above still bounds this process
     let reachable = false
     let asking: number | undefined = undefined
-    const fresh = (now: number) => reachable && (asking === undefined || now - asking <= 3 * syncMillis)
+    const fresh = (now: number) => reachable && (asking === undefined || now - asking <= liveness)
     const minimum = options.floorMode === "minimum"
     const allowedBy = (calls: number) => Math.floor(minimum ? Math.max(floor, ratio * calls) : floor + ratio * calls)
     const allowed = () => allowedBy(fleetCalls + unsyncedCalls)

@@ -232,91 +232,94 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       expect(yield* other.state).toBe("Open")
     }))
 
-  it.scopedLive("racing writers never lose a transition and every process ends on the last one", () =>
-    Effect.gen(function*() {
-      const server = yield* startRedisServer
-      const observer = new Redis({ path: server.socket })
-      yield* Effect.addFinalizer(() => Effect.sync(() => observer.disconnect()))
-      let run = 0
-      const property = fc.asyncProperty(
-        fc.array(
+  it.scopedLive(
+    "racing writers never lose a transition and every process ends on the last one",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* startRedisServer
+        const observer = new Redis({ path: server.socket })
+        yield* Effect.addFinalizer(() => Effect.sync(() => observer.disconnect()))
+        let run = 0
+        const property = fc.asyncProperty(
           fc.array(
-            fc.record({
-              state: fc.constantFrom("Open" as const, "Closed" as const, "Isolated" as const),
-              pause: fc.nat(3)
-            }),
-            {
-              minLength: 1,
-              maxLength: 8
-            }
+            fc.array(
+              fc.record({
+                state: fc.constantFrom("Open" as const, "Closed" as const, "Isolated" as const),
+                pause: fc.nat(3)
+              }),
+              {
+                minLength: 1,
+                maxLength: 8
+              }
+            ),
+            { minLength: 2, maxLength: 4 }
           ),
-          { minLength: 2, maxLength: 4 }
-        ),
-        (plans) =>
-          Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-            const prefix = `race${run++}:`
-            const seen: Array<string> = []
-            const onMessage = (channel: string, message: string) => {
-              if (channel === `${prefix}breaker`) seen.push(message)
-            }
-            observer.on("message", onMessage)
-            yield* Effect.addFinalizer(() => Effect.sync(() => observer.off("message", onMessage)))
-            yield* Effect.promise(() => observer.subscribe(`${prefix}breaker`))
-            const locals = yield* Effect.forEach(plans, (plan, w) =>
-              Effect.gen(function*() {
-                const store = yield* storeOn(server.socket, { prefix })
-                const origin = `w${w}`
-                const local = { since: -1 }
-                const inbox = yield* store.subscribe("race")
-                yield* Queue.take(inbox).pipe(
-                  Effect.tap((s) =>
-                    Effect.sync(() => {
-                      if (s.origin !== origin) local.since = s.since
-                    })
-                  ),
-                  Effect.forever,
-                  Effect.forkScoped
-                )
-                return { store, origin, local, plan }
-              }))
-            yield* Effect.forEach(locals, ({ local, origin, plan, store }, w) =>
-              Effect.forEach(plan, (step, i) =>
+          (plans) =>
+            Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+              const prefix = `race${run++}:`
+              const seen: Array<string> = []
+              const onMessage = (channel: string, message: string) => {
+                if (channel === `${prefix}breaker`) seen.push(message)
+              }
+              observer.on("message", onMessage)
+              yield* Effect.addFinalizer(() => Effect.sync(() => observer.off("message", onMessage)))
+              yield* Effect.promise(() => observer.subscribe(`${prefix}breaker`))
+              const locals = yield* Effect.forEach(plans, (plan, w) =>
                 Effect.gen(function*() {
-                  if (step.pause > 0) {
-                    yield* Effect.sleep(`${step.pause} millis`)
-                  }
-                  const since = w * 1000 + i
-                  local.since = since
-                  yield* store.publish({
-                    version: 1,
-                    breaker: "race",
-                    state: step.state,
-                    since,
-                    openUntil: step.state === "Open" ? since + 60_000 : null,
-                    opens: step.state === "Open" ? 1 : 0,
-                    origin
-                  })
-                }), { discard: true }), { concurrency: "unbounded", discard: true })
-            const total = plans.reduce((n, p) =>
-              n + p.length, 0)
-            yield* eventually(Effect.sync(() =>
-              seen.length >= total
-            ))
-            yield* Effect.sleep("50 millis")
-            const versions = seen.map((m) => Number(m.slice(0, m.indexOf("|"))))
-            const body = (m: string) => JSON.parse(m.slice(m.indexOf("|", m.indexOf("|") + 1) + 1))
-            const sinces = seen.map((m) => body(m).since as number).sort((a, b) => a - b)
-            const published = plans.flatMap((p, w) => p.map((_, i) => w * 1000 + i))
-            // every transition written once, versions 1..N in order
-            expect(versions).toEqual(published.map((_, i) => i + 1))
-            expect(sinces).toEqual(published)
-            // every process ends on the transition with the highest version
-            const last = body(seen[seen.length - 1]!).since
-            for (const { local } of locals) expect(local.since).toBe(last)
-          })))
-      )
-      yield* Effect.promise(() => fc.assert(property, { numRuns: process.env["BULWARK_DEEP"] === "1" ? 20 : 8 }))
-    }))
+                  const store = yield* storeOn(server.socket, { prefix })
+                  const origin = `w${w}`
+                  const local = { since: -1 }
+                  const inbox = yield* store.subscribe("race")
+                  yield* Queue.take(inbox).pipe(
+                    Effect.tap((s) =>
+                      Effect.sync(() => {
+                        if (s.origin !== origin) local.since = s.since
+                      })
+                    ),
+                    Effect.forever,
+                    Effect.forkScoped
+                  )
+                  return { store, origin, local, plan }
+                }))
+              yield* Effect.forEach(locals, ({ local, origin, plan, store }, w) =>
+                Effect.forEach(plan, (step, i) =>
+                  Effect.gen(function*() {
+                    if (step.pause > 0) {
+                      yield* Effect.sleep(`${step.pause} millis`)
+                    }
+                    const since = w * 1000 + i
+                    local.since = since
+                    yield* store.publish({
+                      version: 1,
+                      breaker: "race",
+                      state: step.state,
+                      since,
+                      openUntil: step.state === "Open" ? since + 60_000 : null,
+                      opens: step.state === "Open" ? 1 : 0,
+                      origin
+                    })
+                  }), { discard: true }), { concurrency: "unbounded", discard: true })
+              const total = plans.reduce((n, p) => n + p.length, 0)
+              yield* eventually(Effect.sync(() =>
+                seen.length >= total
+              ))
+              yield* Effect.sleep("50 millis")
+              const versions = seen.map((m) => Number(m.slice(0, m.indexOf("|"))))
+              const body = (m: string) => JSON.parse(m.slice(m.indexOf("|", m.indexOf("|") + 1) + 1))
+              const sinces = seen.map((m) => body(m).since as number).sort((a, b) => a - b)
+              const published = plans.flatMap((p, w) => p.map((_, i) => w * 1000 + i))
+              // every transition written once, versions 1..N in order
+              expect(versions).toEqual(published.map((_, i) => i + 1))
+              expect(sinces).toEqual(published)
+              // every process ends on the transition with the highest version
+              const last = body(seen[seen.length - 1]!).since
+              for (const { local } of locals) expect(local.since).toBe(last)
+            })))
+        )
+        yield* Effect.promise(() => fc.assert(property, { numRuns: process.env["BULWARK_DEEP"] === "1" ? 20 : 8 }))
+      }),
+    180_000
+  )
 
   it.scopedLive("metrics count writes, received transitions, probe claims and writes lost to an outage", () =>
     Effect.gen(function*() {
