@@ -186,10 +186,10 @@ describe("Alerts: the log sink, the counters, the bounds", () => {
       }])
     }))
 
-  it.effect("a failing handler is logged as an error annotated with the alert's key, and still counted as delivered", () =>
+  it.effect("a handler that dies is logged as an error annotated with the alert's key, and still counted as delivered", () =>
     Effect.gen(function*() {
       const { layer, lines } = capture()
-      const alerts = yield* Alerts.make(() => Effect.fail("webhook down"))
+      const alerts = yield* Alerts.make(() => Effect.die(new Error("webhook down")))
       yield* alerts.alert({ ...breakerOpen(), kind: "handler_failed_kind" }).pipe(Effect.provide(layer))
       expect(lines.map((l) => [l.level, l.message, l.annotations])).toEqual([
         ["ERROR", expect.stringContaining("Alert handler failed"), { "bulwark.alert": "breaker:payments" }]
