@@ -1,6 +1,20 @@
 import { Alerts } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Clock, Duration, Effect, Exit, FastCheck, Logger, Ref, Schema, TestClock } from "effect"
+import {
+  Cause,
+  Clock,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck,
+  Logger,
+  Metric,
+  MetricState,
+  Option,
+  Ref,
+  Schema,
+  TestClock
+} from "effect"
 import { sized } from "./size.js"
 
 const breakerOpen = (key = "breaker:payments"): Alerts.Alert => ({
@@ -77,6 +91,8 @@ describe("Alerts", () => {
           breaker: "payments"
         }
       }])
+      // no suppressed count on an alert that has none, not even an undefined one
+      expect(Object.keys(lines[0]!.annotations)).not.toContain("bulwark.alert.suppressed")
     }))
 
   it.effect("a failing handler never fails the caller", () =>
@@ -108,7 +124,159 @@ describe("Alerts", () => {
 
   it("alerts are Schema values", () => {
     expect(Schema.decodeUnknownSync(Alerts.Alert)({ ...breakerOpen(), suppressed: 2 })).toMatchObject({ suppressed: 2 })
+    const { message: _message, ...withoutMessage } = breakerOpen()
+    for (
+      const invalid of [withoutMessage, { ...breakerOpen(), severity: "dire" }, { ...breakerOpen(), suppressed: "2" }]
+    ) {
+      expect(Schema.is(Alerts.Alert)(invalid)).toBe(false)
+    }
   })
+
+  it("the Schemas name Bulwark's own kinds and the Alert; the service's tag is @bulwark/core/Alerts", () => {
+    for (const kind of ["breaker_open", "supervisor_escalation", "retry_budget_exhausted", "resource_threshold"]) {
+      expect(Schema.is(Alerts.KnownKind)(kind)).toBe(true)
+    }
+    expect(Schema.is(Alerts.KnownKind)("")).toBe(false)
+    expect(String(Alerts.Alert.ast)).toBe("Alert")
+    expect(Alerts.Alerts.key).toBe("@bulwark/core/Alerts")
+  })
+})
+
+const capture = () => {
+  const lines: Array<{ level: string; message: string; annotations: Record<string, unknown> }> = []
+  const logger = Logger.make(({ annotations, logLevel, message }) => {
+    lines.push({
+      level: logLevel.label,
+      message: Array.isArray(message) ? message.join(" ") : String(message),
+      annotations: Object.fromEntries(annotations)
+    })
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+}
+
+const counted = (kind: string) =>
+  [...Metric.unsafeSnapshot()].filter((p) => p.metricKey.tags.some((t) => t.key === "kind" && t.value === kind))
+
+describe("Alerts: the log sink, the counters, the bounds", () => {
+  it.effect("logHandler: a critical alert is a fatal log; a suppressed count is in the message and an annotation", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = capture()
+      yield* Alerts.logHandler({ ...breakerOpen(), severity: "critical", suppressed: 3 }).pipe(Effect.provide(layer))
+      yield* Alerts.logHandler({ ...breakerOpen(), suppressed: 0 }).pipe(Effect.provide(layer))
+      expect(lines).toEqual([{
+        level: "FATAL",
+        message: "Circuit \"payments\" opened (3 similar alerts suppressed)",
+        annotations: {
+          "bulwark.alert": "breaker:payments",
+          "bulwark.alert.kind": "breaker_open",
+          "bulwark.alert.severity": "critical",
+          "bulwark.alert.suppressed": 3,
+          breaker: "payments"
+        }
+      }, {
+        level: "ERROR",
+        message: "Circuit \"payments\" opened",
+        annotations: {
+          "bulwark.alert": "breaker:payments",
+          "bulwark.alert.kind": "breaker_open",
+          "bulwark.alert.severity": "major",
+          "bulwark.alert.suppressed": 0,
+          breaker: "payments"
+        }
+      }])
+    }))
+
+  it.effect("a handler that dies is logged as an error annotated with the alert's key, and still counted as delivered", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = capture()
+      const alerts = yield* Alerts.make(() => Effect.die(new Error("webhook down")))
+      yield* alerts.alert({ ...breakerOpen(), kind: "handler_failed_kind" }).pipe(Effect.provide(layer))
+      expect(lines.map((l) => [l.level, l.message, l.annotations])).toEqual([
+        ["ERROR", expect.stringContaining("Alert handler failed"), { "bulwark.alert": "breaker:payments" }]
+      ])
+      expect(counted("handler_failed_kind").map((p) => [p.metricKey.name, p.metricState])).toEqual([
+        ["bulwark_alerts_delivered_total", MetricState.counter(1)]
+      ])
+    }))
+
+  it.effect("the counters: bulwark_alerts_delivered_total and bulwark_alerts_suppressed_total by kind, counting up, with descriptions", () =>
+    Effect.gen(function*() {
+      const alerts = yield* Alerts.make(() => Effect.void)
+      for (let i = 0; i < 3; i++) yield* alerts.alert({ ...breakerOpen(), kind: "counted_kind" })
+      const pairs = counted("counted_kind").sort((a, b) => a.metricKey.name.localeCompare(b.metricKey.name))
+      expect(pairs.map((p) => [p.metricKey.name, p.metricKey.description, p.metricState])).toEqual([
+        ["bulwark_alerts_delivered_total", Option.some("Alerts delivered to the sink"), MetricState.counter(1)],
+        [
+          "bulwark_alerts_suppressed_total",
+          Option.some("Alerts held back by the per-key rate limit"),
+          MetricState.counter(2)
+        ]
+      ])
+      for (const p of pairs) expect(p.metricKey.keyType).toMatchObject({ incremental: true })
+    }))
+
+  it.effect("maxPerKey must be a whole number: the defect says so and shows the value", () =>
+    Effect.gen(function*() {
+      for (const maxPerKey of [1.5, 0, -1]) {
+        const exit = yield* Effect.exit(Alerts.make(() => Effect.void, { maxPerKey }))
+        expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain(
+          `Alerts: maxPerKey must be a whole number >= 1, got ${maxPerKey}`
+        )
+      }
+      expect(Exit.isSuccess(yield* Effect.exit(Alerts.make(() => Effect.void, { maxPerKey: 1 })))).toBe(true)
+    }))
+
+  it.effect("the default window is one minute: an alert 59 s after a delivery is held back, one at 60 s delivered", () =>
+    Effect.gen(function*() {
+      const sent = yield* Ref.make<Array<Alerts.Alert>>([])
+      const alerts = yield* Alerts.make((a) => Ref.update(sent, (xs) => [...xs, a]))
+      yield* alerts.alert(breakerOpen())
+      yield* TestClock.adjust("59 seconds")
+      yield* alerts.alert(breakerOpen())
+      yield* TestClock.adjust("1 second")
+      yield* alerts.alert(breakerOpen())
+      expect((yield* Ref.get(sent)).map((a) => a.suppressed)).toEqual([undefined, 1])
+    }))
+
+  it.effect("at the key bound, idle keys are forgotten first: a key with alerts held back keeps its count", () =>
+    Effect.gen(function*() {
+      const sent = yield* Ref.make<Array<Alerts.Alert>>([])
+      const alerts = yield* Alerts.make((a) => Ref.update(sent, (xs) => [...xs, a]), { interval: "1 minute" })
+      // the oldest key has an alert held back; 9,999 others then go idle
+      yield* alerts.alert(breakerOpen("held"))
+      yield* alerts.alert(breakerOpen("held"))
+      for (let i = 0; i < 9_999; i++) yield* alerts.alert(breakerOpen(`idle:${i}`))
+      yield* TestClock.adjust("1 minute")
+      // the 10,001st key makes room by forgetting the idle keys, not the oldest ones
+      yield* alerts.alert(breakerOpen("new"))
+      yield* Ref.set(sent, [])
+      yield* alerts.alert(breakerOpen("held"))
+      expect((yield* Ref.get(sent)).map((a) => [a.key, a.suppressed])).toEqual([["held", 1]])
+    }))
+
+  it.effect("the 10,001st key makes the first eviction, which leaves exactly 9,000 keys", () =>
+    Effect.gen(function*() {
+      const sent = yield* Ref.make<Array<Alerts.Alert>>([])
+      const alerts = yield* Alerts.make((a) => Ref.update(sent, (xs) => [...xs, a]), { interval: "1 minute" })
+      // every key stays busy (alerted within the minute); "first" and "kept" have an alert held back
+      yield* alerts.alert(breakerOpen("first"))
+      yield* alerts.alert(breakerOpen("first"))
+      for (let i = 1; i < 1_000; i++) yield* alerts.alert(breakerOpen(`busy:${i}`))
+      yield* alerts.alert(breakerOpen("kept"))
+      yield* alerts.alert(breakerOpen("kept"))
+      for (let i = 1_001; i < 10_000; i++) yield* alerts.alert(breakerOpen(`busy:${i}`))
+      // 10,000 keys tracked: the next new key evicts the 1,000 least recently alerted ("first" among
+      // them) down to 9,000, so "kept", now the oldest key, keeps its count
+      yield* alerts.alert(breakerOpen("new"))
+      yield* TestClock.adjust("1 minute")
+      yield* Ref.set(sent, [])
+      yield* alerts.alert(breakerOpen("first"))
+      yield* alerts.alert(breakerOpen("kept"))
+      expect((yield* Ref.get(sent)).map((a) => [a.key, a.suppressed])).toEqual([
+        ["first", undefined],
+        ["kept", 1]
+      ])
+    }))
 })
 
 describe("Alerts rate limit (property)", () => {
