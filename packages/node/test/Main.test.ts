@@ -6,8 +6,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { bundleFixture } from "../../../test-support/bundleFixture.js"
 import * as Main from "../src/Main.js"
-import { bundleFixture } from "./bundleFixture.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const repoRoot = path.resolve(here, "../../..")

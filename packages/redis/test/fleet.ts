@@ -3,7 +3,7 @@ import type { Scope } from "effect"
 import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { bundleFixture } from "./bundleFixture.js"
+import { bundleFixture } from "../../../test-support/bundleFixture.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, "../../..")
