@@ -523,8 +523,20 @@ export class ScriptedFailure implements Failure.SelfClassifying {
     return `scripted ${this.category} failure`
   }
   get [Failure.RuleKey](): Failure.RuleObject {
-    return { category: this.category, code: `SCRIPTED_${this.category.toUpperCase()}` }
+    return scriptedRule(this.category)
   }
+}
+
+/** The rule of each category's scripted failure, made once: every failure is classified twice (breaker, retry). */
+const scriptedRules = new Map<Failure.Category, Failure.RuleObject>()
+
+const scriptedRule = (category: Failure.Category): Failure.RuleObject => {
+  let rule = scriptedRules.get(category)
+  if (rule === undefined) {
+    rule = { category, code: `SCRIPTED_${String(category).toUpperCase()}` }
+    if (scriptedRules.size < 64) scriptedRules.set(category, rule)
+  }
+  return rule
 }
 
 /**
@@ -977,9 +989,9 @@ interface MutableCall {
   attempts: number
 }
 
-const exitOf = (exit: Exit.Exit<unknown, unknown>): CallExit => {
-  if (Exit.isSuccess(exit)) return { _tag: "Success" }
-  const cause = exit.cause
+const callSucceeded: CallExit = { _tag: "Success" }
+
+const exitOfCause = (cause: Cause.Cause<unknown>): CallExit => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) return { _tag: "Failure", error: failure.value }
   const defect = Cause.dieOption(cause)
@@ -987,14 +999,15 @@ const exitOf = (exit: Exit.Exit<unknown, unknown>): CallExit => {
   return { _tag: "Interrupted" }
 }
 
-const attemptOutcomeOf = (exit: Exit.Exit<unknown, unknown>): AttemptOutcome => {
-  if (Exit.isSuccess(exit)) return { _tag: "Success" }
-  const failure = Cause.failureOption(exit.cause)
+const attemptSucceeded: AttemptOutcome = { _tag: "Success" }
+
+const attemptOutcomeOfCause = (cause: Cause.Cause<unknown>): AttemptOutcome => {
+  const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const error = failure.value
     return { _tag: "Failure", category: error instanceof ScriptedFailure ? error.category : "system" }
   }
-  return Cause.isDie(exit.cause) ? { _tag: "Defect" } : { _tag: "Interrupted" }
+  return Cause.isDie(cause) ? { _tag: "Defect" } : { _tag: "Interrupted" }
 }
 
 const isSubjectEffect = (u: Subject | Effect.Effect<Subject, never, any>): u is Effect.Effect<Subject, never, any> =>
@@ -1048,42 +1061,58 @@ const runScriptSync = <R>(
             generation: -1
           }
           attempts.push(attempt)
-          const observe: Effect.Effect<void> = Effect.zipRight(
-            breaker === undefined ? Effect.void : Effect.map(breaker.metrics, (metrics) => {
-              attempt.breaker = metrics.state
-              if (metrics.state === "HalfOpen") {
-                attempt.generation = metrics.opens
-                const probes = (probesByGeneration.get(metrics.opens) ?? 0) + 1
-                probesByGeneration.set(metrics.opens, probes)
-                attempt.probes = probes
+          const played = play(scripted, Effect.void)
+          // the bulkhead's state, then the breaker's, then the answer: one step each
+          const afterBulkhead = bulkhead === undefined ? played : Effect.flatMap(bulkhead.state, (state) => {
+            attempt.bulkheadActive = state.active
+            return played
+          })
+          const observed = breaker === undefined ? afterBulkhead : Effect.flatMap(breaker.metrics, (metrics) => {
+            attempt.breaker = metrics.state
+            if (metrics.state === "HalfOpen") {
+              attempt.generation = metrics.opens
+              const probes = (probesByGeneration.get(metrics.opens) ?? 0) + 1
+              probesByGeneration.set(metrics.opens, probes)
+              attempt.probes = probes
+            }
+            return afterBulkhead
+          })
+          const ended = (outcome: AttemptOutcome): void => {
+            if (stopped) return
+            inFlight--
+            attempt.end = clock.unsafeCurrentTimeMillis()
+            attempt.outcome = outcome
+            if (attempt.generation >= 0) {
+              probesByGeneration.set(attempt.generation, probesByGeneration.get(attempt.generation)! - 1)
+            }
+          }
+          // `Effect.onExit` in one frame: the attempt's end is recorded however it ends, interrupted included
+          return Effect.uninterruptibleMask((restore) =>
+            Effect.matchCauseEffect(restore(observed), {
+              onSuccess: () => {
+                ended(attemptSucceeded)
+                return Effect.void
+              },
+              onFailure: (cause) => {
+                ended(attemptOutcomeOfCause(cause))
+                return Effect.failCause(cause)
               }
-            }),
-            bulkhead === undefined ? Effect.void : Effect.map(bulkhead.state, (state) => {
-              attempt.bulkheadActive = state.active
             })
-          )
-          return Effect.zipRight(observe, play(scripted, Effect.void)).pipe(
-            Effect.onExit((exit) =>
-              Effect.sync(() => {
-                if (stopped) return
-                inFlight--
-                attempt.end = clock.unsafeCurrentTimeMillis()
-                attempt.outcome = attemptOutcomeOf(exit)
-                if (attempt.generation >= 0) {
-                  probesByGeneration.set(attempt.generation, probesByGeneration.get(attempt.generation)! - 1)
-                }
-              })
-            )
           )
         })
       const fibers: Array<Fiber.RuntimeFiber<void>> = []
       for (const call of calls) {
-        const run = Effect.flatMap(Effect.exit(made.policy(dependency(call.call))), (exit) =>
-          Effect.sync(() => {
-            if (stopped) return
-            call.end = clock.unsafeCurrentTimeMillis()
-            call.exit = exitOf(exit)
-          }))
+        const ended = (exit: CallExit): void => {
+          if (stopped) return
+          call.end = clock.unsafeCurrentTimeMillis()
+          call.exit = exit
+        }
+        // `Effect.exit` and a step after it, in one: recorded when the call ends (an interrupted
+        // call fiber records nothing, as before: the run was stopped)
+        const run = Effect.matchCause(made.policy(dependency(call.call)), {
+          onSuccess: () => ended(callSucceeded),
+          onFailure: (cause) => ended(exitOfCause(cause))
+        })
         fibers.push(yield* Effect.fork(call.start > 0 ? Effect.delay(run, call.start) : run))
       }
       yield* Fiber.awaitAll(fibers)
