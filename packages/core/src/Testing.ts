@@ -571,8 +571,20 @@ export const toChaosDecision = (outcome: Outcome): Chaos.Decision => ({
   latency: Duration.millis(outcome._tag === "Hang" ? 0 : outcome.latency)
 })
 
-const play = <A, E, R>(outcome: Outcome, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | ScriptedFailure, R> => {
-  if (outcome._tag === "Hang") return Effect.never
+/**
+ * A hang inside a run: suspended until interrupted. `Effect.never` also holds a Node timer so
+ * that the process stays alive, which a run (synchronous, on its own clock) has no use for. The
+ * register function takes exactly one parameter: `Effect.async` gives any other an `AbortSignal`
+ * and wraps the effect in an interruption handler for it.
+ */
+const suspended: Effect.Effect<never> = Effect.async<never>((_resume) => {})
+
+const play = <A, E, R>(
+  outcome: Outcome,
+  self: Effect.Effect<A, E, R>,
+  hang: Effect.Effect<never> = Effect.never
+): Effect.Effect<A, E | ScriptedFailure, R> => {
+  if (outcome._tag === "Hang") return hang
   const answer: Effect.Effect<A, E | ScriptedFailure, R> = outcome._tag === "Success"
     ? self
     : outcome._tag === "Failure"
@@ -1061,7 +1073,7 @@ const runScriptSync = <R>(
             generation: -1
           }
           attempts.push(attempt)
-          const played = play(scripted, Effect.void)
+          const played = play(scripted, Effect.void, suspended)
           // the bulkhead's state, then the breaker's, then the answer: one step each
           const afterBulkhead = bulkhead === undefined ? played : Effect.flatMap(bulkhead.state, (state) => {
             attempt.bulkheadActive = state.active
