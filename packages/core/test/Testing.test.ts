@@ -1,4 +1,4 @@
-import { Backoff, CircuitBreaker, Testing } from "@bulwark/core"
+import { Backoff, CircuitBreaker, Testing, Timeout } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Duration, Effect, FastCheck as fc, Logger, Random, Schedule } from "effect"
 
@@ -224,6 +224,26 @@ describe("Testing.runScript", () => {
       const exit = timeline.calls[0]!.exit
       expect(exit._tag === "Failure" && (exit.error as { _tag: string })._tag).toBe("TimeoutError")
       yield* Testing.check(timeline)
+    }))
+
+  it.effect("a sleep cut short by a timeout leaves nothing on the run's clock: time stops where the run got stuck", () =>
+    Effect.gen(function*() {
+      // the first call's dependency would answer at 5,000 ms but its timeout cuts it at 1,000 ms;
+      // the second call hangs with no timeout. Once the first call has ended nothing can happen:
+      // the run is stuck at 1,000 ms, not at the time the interrupted sleep would have ended
+      let calls = 0
+      const subject: Testing.Subject = {
+        policy: (self) => calls++ === 0 ? Timeout.timeout("1 second")(self) : self
+      }
+      const timeline = yield* Testing.runScript(subject, {
+        calls: [{ at: 0, outcomes: [failure("connection", 5_000)] }, { at: 0, outcomes: [{ _tag: "Hang" }] }],
+        seed: 1
+      })
+      expect(timeline.attempts.map((a) => [a.end, a.outcome._tag])).toEqual([[1_000, "Interrupted"], [
+        undefined,
+        "Running"
+      ]])
+      expect([timeline.end, timeline.ending]).toEqual([1_000, "stuck"])
     }))
 
   it.effect("a timeout due at the instant the dependency answers wins: its limit is inclusive, as on the live clock", () =>
