@@ -41,6 +41,7 @@ import * as InternalConfig from "./internal/config.js"
 import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 import * as Fusion from "./internal/fusion.js"
+import * as Synchronous from "./internal/synchronous.js"
 
 // -----------------------------------------------------------------------------
 // models
@@ -1054,7 +1055,8 @@ const build = (
       return machine.state
     })
 
-    const metrics = Effect.sync(() => machine.metrics())
+    const readMetrics = () => machine.metrics()
+    const metrics = Synchronous.register(Effect.sync(readMetrics), readMetrics)
 
     const reset = Effect.suspend(() => machine.reset() === "Closed" ? Effect.void : logClose("reset"))
     const release = Effect.suspend(() => machine.release() ? logClose("released") : Effect.void)

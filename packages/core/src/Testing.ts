@@ -41,6 +41,7 @@ import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Failure from "./Failure.js"
 import * as InternalDuration from "./internal/duration.js"
 import * as Simulation from "./internal/simulation.js"
+import * as Synchronous from "./internal/synchronous.js"
 import * as Policy from "./Policy.js"
 import * as Retry from "./Retry.js"
 
@@ -1052,6 +1053,29 @@ const runScriptSync = <R>(
       const made = isSubjectEffect(subject) ? yield* subject : subject
       limits = made.limits ?? {}
       const { breaker, bulkhead } = made
+      const readBreaker = breaker === undefined ? undefined : Synchronous.readOf(breaker.metrics)
+      const readBulkhead = bulkhead === undefined ? undefined : Synchronous.readOf(bulkhead.state)
+      const readsAreSynchronous = (breaker === undefined || readBreaker !== undefined) &&
+        (bulkhead === undefined || readBulkhead !== undefined)
+      const observeBreaker = (attempt: MutableAttempt, metrics: CircuitBreaker.Metrics): void => {
+        attempt.breaker = metrics.state
+        if (metrics.state === "HalfOpen") {
+          attempt.generation = metrics.opens
+          const probes = (probesByGeneration.get(metrics.opens) ?? 0) + 1
+          probesByGeneration.set(metrics.opens, probes)
+          attempt.probes = probes
+        }
+      }
+      const observeAsEffects = (attempt: MutableAttempt, played: Effect.Effect<void, ScriptedFailure>) => {
+        const afterBulkhead = bulkhead === undefined ? played : Effect.flatMap(bulkhead.state, (state) => {
+          attempt.bulkheadActive = state.active
+          return played
+        })
+        return breaker === undefined ? afterBulkhead : Effect.flatMap(breaker.metrics, (metrics) => {
+          observeBreaker(attempt, metrics)
+          return afterBulkhead
+        })
+      }
       const dependency = (call: number): Effect.Effect<void, ScriptedFailure> =>
         Effect.suspend(() => {
           const record = calls[call]!
@@ -1074,21 +1098,17 @@ const runScriptSync = <R>(
           }
           attempts.push(attempt)
           const played = play(scripted, Effect.void, suspended)
-          // the bulkhead's state, then the breaker's, then the answer: one step each
-          const afterBulkhead = bulkhead === undefined ? played : Effect.flatMap(bulkhead.state, (state) => {
-            attempt.bulkheadActive = state.active
-            return played
-          })
-          const observed = breaker === undefined ? afterBulkhead : Effect.flatMap(breaker.metrics, (metrics) => {
-            attempt.breaker = metrics.state
-            if (metrics.state === "HalfOpen") {
-              attempt.generation = metrics.opens
-              const probes = (probesByGeneration.get(metrics.opens) ?? 0) + 1
-              probesByGeneration.set(metrics.opens, probes)
-              attempt.probes = probes
-            }
-            return afterBulkhead
-          })
+          // the breaker's state, then the bulkhead's, then the answer: read in one step when both
+          // are the toolkit's own (their reads are plain functions), else one step each
+          const observed = breaker === undefined && bulkhead === undefined
+            ? played
+            : readsAreSynchronous
+            ? Effect.suspend(() => {
+              if (readBreaker !== undefined) observeBreaker(attempt, readBreaker())
+              if (readBulkhead !== undefined) attempt.bulkheadActive = readBulkhead().active
+              return played
+            })
+            : observeAsEffects(attempt, played)
           const ended = (outcome: AttemptOutcome): void => {
             if (stopped) return
             inFlight--
