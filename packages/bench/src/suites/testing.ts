@@ -4,7 +4,7 @@ import * as os from "node:os"
 import { quick, scale, type Suite } from "../harness.js"
 
 /** The same 200 scripts for every case (up to 8 calls each, from one fixed seed). */
-export const scripts = fc.sample(Testing.Arbitrary.script({ maxCalls: 8 }), { numRuns: 200, seed: 42 })
+const scripts = fc.sample(Testing.Arbitrary.script({ maxCalls: 8 }), { numRuns: 200, seed: 42 })
 
 /** The breaker's rejection in the floor case. */
 class Open {
@@ -116,7 +116,7 @@ const inPlace = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | Ti
     }))
   })
 
-export const subjects = {
+const subjects = {
   "no policy": Testing.policy({}),
   "timeout + retry": Testing.policy({ timeout: "1 second", retry: { maxRetries: 2 } }),
   "timeout + retry + breaker + bulkhead": Testing.policy({
