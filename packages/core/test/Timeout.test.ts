@@ -220,17 +220,67 @@ describe("Timeout", () => {
       expect(reads.count).toBe(0)
     }))
 
-  it.effect("a deadline farther than the limit leaves the limit: the timer is armed for the limit", () =>
-    Effect.gen(function*() {
-      const { armed, clock } = timerClock()
-      const value = yield* Effect.succeed("value").pipe(
-        Timeout.timeout("1 second"),
-        Deadline.within("1 hour"),
-        Effect.withClock(clock)
-      )
-      expect(value).toBe("value")
-      expect(armed).toEqual([1000])
-    }))
+  describe("the error each limit and name raise, made once and kept for policies made again", () => {
+    // a clock whose timer fires as soon as the work waits: a policy's error without waiting its limit
+    const firing: Clock.Clock & VirtualTimer.VirtualTimer = Object.assign(Object.create(Clock.make()), {
+      [VirtualTimer.TypeId]: (_millis: number, fire: () => void) => {
+        queueMicrotask(fire)
+        return () => {}
+      }
+    })
+    const raised = (policy: ReturnType<typeof Timeout.timeout>) =>
+      Effect.flip(Effect.never.pipe(policy, Effect.withClock(firing)))
+
+    it.effect("limits in nanoseconds and names are told apart: each error names its own limit and operation", () =>
+      Effect.gen(function*() {
+        const short = yield* raised(Timeout.timeout(Duration.nanos(1_500_000n), { name: "nanos" }))
+        const long = yield* raised(Timeout.timeout(Duration.nanos(2_500_000n), { name: "nanos" }))
+        expect([short.duration, long.duration]).toEqual([Duration.nanos(1_500_000n), Duration.nanos(2_500_000n)])
+        // an operation named "undefined" is not the unnamed one
+        const named = yield* raised(Timeout.timeout("1234 millis", { name: "undefined" }))
+        const unnamed = yield* raised(Timeout.timeout("1234 millis"))
+        expect(named.operation).toBe("undefined")
+        expect(Object.keys(unnamed)).not.toContain("operation")
+        expect(unnamed.message).toBe("The operation timed out after 1s 234ms and was interrupted")
+      }))
+
+    it.effect("at most 256 are kept: past that the store starts over, so errors of old limits are made afresh", () =>
+      Effect.gen(function*() {
+        const limit = (name: string) => Timeout.timeout("4321 millis", { name })
+        const first = yield* raised(limit("bound-0"))
+        const kept = Effect.suspend(() => Effect.map(raised(limit("bound-0")), (error) => error === first))
+        expect(yield* kept).toBe(true)
+        // other tests of this file may have filled part of the store: make new ones until it starts over
+        let made = 0
+        while ((yield* kept) && made < 300) limit(`bound-fill-${made++}`)
+        expect(made).toBeLessThanOrEqual(256)
+        // it started over with the one that did not fit, then "bound-0" was made again by `kept`:
+        // with those two kept, 254 more fit and the 255th starts it over again
+        const again = yield* raised(limit("bound-0"))
+        for (let i = 0; i < 254; i++) limit(`bound-more-${i}`)
+        expect(yield* raised(limit("bound-0"))).toBe(again)
+        limit("bound-more-254")
+        expect(yield* raised(limit("bound-0"))).not.toBe(again)
+      }))
+
+    it.effect("a deadline further away than the limit leaves the limit: the timer waits the limit, the error names it", () =>
+      Effect.gen(function*() {
+        const armed: Array<number> = []
+        const clock: Clock.Clock & VirtualTimer.VirtualTimer = Object.assign(Object.create(Clock.make()), {
+          unsafeCurrentTimeMillis: () => 1_000_000,
+          [VirtualTimer.TypeId]: (millis: number, fire: () => void) => {
+            armed.push(millis)
+            queueMicrotask(fire)
+            return () => {}
+          }
+        })
+        const error = yield* Effect.flip(
+          Effect.never.pipe(Timeout.timeout("1 second"), Deadline.at(1_005_000), Effect.withClock(clock))
+        )
+        expect(armed).toEqual([1000])
+        expect(error.duration).toEqual(Duration.seconds(1))
+      }))
+  })
 
   it.effect.prop(
     "whatever the limit, an unnamed timeout's error has no operation, and one named \"undefined\" keeps its name",
