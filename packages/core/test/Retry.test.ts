@@ -13,7 +13,6 @@ import {
   LogLevel,
   Metric,
   MetricLabel,
-  Option,
   Ref,
   TestClock
 } from "effect"
@@ -814,7 +813,7 @@ describe("Retry: what it reports", () => {
       expect(yield* counterValue("retries", { category: "timeout", operation })).toBe(2)
       // unnamed: the operation label is empty
       const before = yield* counterValue("exhausted", { category: "security", reason: "not_retryable", operation: "" })
-      yield* Effect.exit(Effect.fail(new Invalid()).pipe(Retry.retry({ classify: () => "security" })))
+      yield* Effect.exit(Effect.fail(new Invalid()).pipe(Retry.retry({ classify: () => "security" as const })))
       expect(yield* counterValue("exhausted", { category: "security", reason: "not_retryable", operation: "" })).toBe(
         before + 1
       )
