@@ -379,6 +379,19 @@ describe("Backoff: custom delays, decisions and every constructor's own errors",
       for (const d of got) expect(d >= 100 && d < 200).toBe(true)
     }))
 
+  it.effect("maxElapsed counts from the first failure, not from the clock's zero", () =>
+    Effect.gen(function*() {
+      yield* TestClock.adjust("1 hour")
+      const times = yield* Ref.make<Array<number>>([])
+      const failing = Effect.flatMap(TestClock.currentTimeMillis, (now) => Ref.update(times, (ts) => [...ts, now]))
+        .pipe(Effect.zipRight(Effect.fail("nope")))
+      const limited = Backoff.limit(Backoff.linear({ base: "100 millis" }), { maxElapsed: "300 millis" })
+      const fiber = yield* Effect.fork(Effect.retry(failing, limited))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.await(fiber)
+      expect((yield* Ref.get(times)).map((t) => t - 3_600_000)).toEqual([0, 100, 300])
+    }))
+
   it("decisionDelayMillis: the wait a decision asks for from now, 0 when done or already due", () => {
     const after = (at: number) => ScheduleDecision.continueWith(ScheduleInterval.after(at))
     expect(Backoff.decisionDelayMillis(1_000, after(1_250))).toBe(250)
