@@ -222,10 +222,10 @@ describe("Cleanup: what it reports", () => {
 
   it.effect("the metrics are exported as bulwark_cleanup_*, the counters counting up, each with its description", () =>
     Effect.gen(function*() {
-      yield* Cleanup.run("exported", [Cleanup.step("ok", Effect.void)])
-      yield* Effect.exit(Cleanup.run("exported", [Cleanup.step("bad", Effect.fail("x"))]))
+      yield* Cleanup.run("cleanup-exported", [Cleanup.step("ok", Effect.void)])
+      yield* Effect.exit(Cleanup.run("cleanup-exported", [Cleanup.step("bad", Effect.fail("x"))]))
       const pairs = [...Metric.unsafeSnapshot()].filter((p) =>
-        p.metricKey.tags.some((t) => t.key === "cleanup" && t.value === "exported")
+        p.metricKey.tags.some((t) => t.key === "cleanup" && t.value === "cleanup-exported")
       ).sort((a, b) => a.metricKey.name.localeCompare(b.metricKey.name))
       expect(pairs.map((p) => [p.metricKey.name, p.metricKey.description])).toEqual([
         ["bulwark_cleanup_attempts_total", Option.some("Cleanups attempted")],

@@ -228,9 +228,9 @@ describe("Fallback, what it reports", () => {
 
   it.effect("the counter is exported as bulwark_fallback_total, a counter that only counts up, with its description", () =>
     Effect.gen(function*() {
-      yield* Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.succeed(1), { name: "exported" }))
+      yield* Effect.fail(new Refused()).pipe(Fallback.orElse(Effect.succeed(1), { name: "fallback-exported" }))
       const pair = [...Metric.unsafeSnapshot()].find((p) =>
-        p.metricKey.tags.some((t) => t.key === "operation" && t.value === "exported")
+        p.metricKey.tags.some((t) => t.key === "operation" && t.value === "fallback-exported")
       )
       expect(pair?.metricKey.name).toBe("bulwark_fallback_total")
       expect(pair?.metricKey.description).toEqual(Option.some("Calls that ran their fallback, by outcome"))

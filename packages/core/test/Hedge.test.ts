@@ -222,13 +222,13 @@ describe("Hedge", () => {
     Effect.gen(function*() {
       const fiber = yield* Effect.fork(
         scripted([], [after(100, "slow"), after(5, "hedge")]).pipe(
-          Hedge.hedge({ delay: "10 millis", name: "exported" })
+          Hedge.hedge({ delay: "10 millis", name: "hedge-exported" })
         )
       )
       yield* TestClock.adjust("15 millis")
       expect(yield* Fiber.join(fiber)).toBe("hedge")
       const pair = [...Metric.unsafeSnapshot()].find((p) =>
-        p.metricKey.tags.some((t) => t.key === "operation" && t.value === "exported")
+        p.metricKey.tags.some((t) => t.key === "operation" && t.value === "hedge-exported")
       )
       expect(pair?.metricKey.name).toBe("bulwark_hedge_started_total")
       expect(pair?.metricKey.description).toEqual(Option.some("Extra attempts started by hedging"))

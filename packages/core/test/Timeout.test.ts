@@ -138,12 +138,12 @@ describe("Timeout", () => {
   it.effect("the counter is exported as bulwark_timeout_total, a counter that only counts up, with its description", () =>
     Effect.gen(function*() {
       const fiber = yield* Effect.fork(
-        Effect.exit(Effect.never.pipe(Timeout.timeout("1 second", { name: "exported" })))
+        Effect.exit(Effect.never.pipe(Timeout.timeout("1 second", { name: "timeout-exported" })))
       )
       yield* TestClock.adjust("1 second")
       yield* Fiber.join(fiber)
       const pair = [...Metric.unsafeSnapshot()].find((p) =>
-        p.metricKey.tags.some((t) => t.key === "operation" && t.value === "exported")
+        p.metricKey.tags.some((t) => t.key === "operation" && t.value === "timeout-exported")
       )
       expect(pair?.metricKey.name).toBe("bulwark_timeout_total")
       expect(pair?.metricKey.description).toEqual(Option.some("Calls interrupted by a timeout"))
@@ -546,7 +546,6 @@ describe("Timeout", () => {
       vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] })
     })
     afterEach(() => {
-      vi.restoreAllMocks()
       vi.useRealTimers()
     })
 
@@ -614,30 +613,42 @@ describe("Timeout", () => {
     })
 
     it("its one Node timer keeps the process alive only while a timer of the lane waits", () => {
-      const setTimeoutSpy = vi.spyOn(globalThis, "setTimeout")
-      const lane = new TimerLane(100)
-      const nodeTimer = () => setTimeoutSpy.mock.results.at(-1)!.value as ReturnType<typeof setTimeout>
-      arm(lane, () => {}).cancel()
-      expect(nodeTimer().hasRef()).toBe(false)
-      // armed again before that Node timer fired: the same Node timer holds the process again
-      vi.advanceTimersByTime(50)
-      const a = arm(lane, () => {})
-      expect(nodeTimer().hasRef()).toBe(true)
-      const b = arm(lane, () => {})
-      a.cancel()
-      expect(nodeTimer().hasRef()).toBe(true)
-      b.cancel()
-      expect(nodeTimer().hasRef()).toBe(false)
-      const c = arm(lane, () => {})
-      expect(nodeTimer().hasRef()).toBe(true)
-      expect(setTimeoutSpy).toHaveBeenCalledTimes(1)
-      // the Node timer fires with nothing due: the one armed for the waiting timer holds the process
-      // until that timer is cancelled
-      vi.advanceTimersByTime(50)
-      expect(setTimeoutSpy).toHaveBeenCalledTimes(2)
-      expect(nodeTimer().hasRef()).toBe(true)
-      c.cancel()
-      expect(nodeTimer().hasRef()).toBe(false)
+      // the Node timers the lane makes, seen through a wrapper of the fake setTimeout (put back
+      // before the fake timers are: a spy restored after them would leave the fake installed)
+      const fake = globalThis.setTimeout
+      const made: Array<ReturnType<typeof setTimeout>> = []
+      globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+        const timer = fake(...args)
+        made.push(timer)
+        return timer
+      }) as typeof setTimeout
+      try {
+        const lane = new TimerLane(100)
+        const nodeTimer = () => made.at(-1)!
+        arm(lane, () => {}).cancel()
+        expect(nodeTimer().hasRef()).toBe(false)
+        // armed again before that Node timer fired: the same Node timer holds the process again
+        vi.advanceTimersByTime(50)
+        const a = arm(lane, () => {})
+        expect(nodeTimer().hasRef()).toBe(true)
+        const b = arm(lane, () => {})
+        a.cancel()
+        expect(nodeTimer().hasRef()).toBe(true)
+        b.cancel()
+        expect(nodeTimer().hasRef()).toBe(false)
+        const c = arm(lane, () => {})
+        expect(nodeTimer().hasRef()).toBe(true)
+        expect(made).toHaveLength(1)
+        // the Node timer fires with nothing due: the one armed for the waiting timer holds the process
+        // until that timer is cancelled
+        vi.advanceTimersByTime(50)
+        expect(made).toHaveLength(2)
+        expect(nodeTimer().hasRef()).toBe(true)
+        c.cancel()
+        expect(nodeTimer().hasRef()).toBe(false)
+      } finally {
+        globalThis.setTimeout = fake
+      }
     })
 
     it("a timer armed while the lane fires waits its full duration under the lane's one Node timer", () => {
