@@ -97,7 +97,17 @@ const run = (module: string, options: ReadonlyArray<string>): number => {
       incrementalFile(module),
       ...options
     ],
-    { cwd: root, stdio: "inherit", env: { ...process.env, BULWARK_MUTATION_TESTS: tests.join(",") } }
+    {
+      cwd: root,
+      stdio: "inherit",
+      env: {
+        ...process.env,
+        BULWARK_MUTATION_TESTS: tests.join(","),
+        // Stryker runs vitest in worker threads, which take no V8 flags of their own: the memory
+        // tests' `gc` comes from the process (vitest.config.ts gives it to its forks instead)
+        NODE_OPTIONS: [process.env.NODE_OPTIONS, "--expose-gc"].filter(Boolean).join(" ")
+      }
+    }
   )
   return result.status ?? 1
 }
