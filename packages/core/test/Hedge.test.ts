@@ -1,6 +1,19 @@
 import { Failure, Hedge } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Data, Effect, Exit, Fiber, Metric, MetricState, Option, TestClock } from "effect"
+import {
+  Cause,
+  Clock,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Metric,
+  MetricState,
+  Option,
+  TestClock
+} from "effect"
 
 class Flaky extends Data.TaggedError("Flaky")<{ readonly attempt: number }> {}
 class Invalid extends Data.TaggedError("Invalid")<{}> {}
@@ -18,6 +31,13 @@ const scripted = <E>(log: Array<string>, attempts: ReadonlyArray<(n: number) => 
     return attempts[i]!(i).pipe(Effect.onInterrupt(() => Effect.sync(() => log.push(`interrupted ${i}`))))
   })
 }
+
+/** A clock whose sleeps are `sleep`: lets a test decide when (and whether) a delay ends. */
+const clockWith = (sleep: (duration: Duration.Duration) => Effect.Effect<void>): Clock.Clock =>
+  Object.assign(Object.create(Clock.make()), { sleep })
+
+/** Lets every forked fiber run until it waits. */
+const settle = Effect.repeatN(Effect.yieldNow(), 20)
 
 const after = (ms: number, value: string) => () => Effect.sleep(`${ms} millis`).pipe(Effect.as(value))
 
@@ -109,6 +129,12 @@ describe("Hedge", () => {
       const exit = yield* Fiber.await(fiber)
       expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
       expect(log).toEqual(["start 0"])
+      // the attempt's own failure and defect, each once: a defect met before the call is decided is
+      // not reported a second time as a loser's
+      if (Exit.isFailure(exit)) {
+        expect([...Cause.failures(exit.cause)]).toEqual([new Flaky({ attempt: 0 })])
+        expect([...Cause.defects(exit.cause)]).toEqual(["finalizer bug"])
+      }
     }).pipe(Effect.provide(classifier)))
 
   it.effect("when every attempt fails, the call fails with all their causes in order", () =>
@@ -177,4 +203,78 @@ describe("Hedge", () => {
       expect(exit).toEqual(Exit.fail(new Invalid()))
       expect(log).toEqual(["start 0"])
     }))
+
+  it.effect("bulwark_hedge_started_total counts the extra attempts only: 0 when the first answers, 2 for two hedges", () =>
+    Effect.gen(function*() {
+      const counter = Metric.tagged(Hedge.hedgesCounter, "operation", "count-extra")
+      const policy = Hedge.hedge({ delay: "10 millis", maxHedges: 2, name: "count-extra" })
+      const quick = yield* Effect.fork(scripted([], [after(5, "first")]).pipe(policy))
+      yield* TestClock.adjust("5 millis")
+      expect(yield* Fiber.join(quick)).toBe("first")
+      expect(yield* Metric.value(counter)).toEqual(MetricState.counter(0))
+      const slow = yield* Effect.fork(scripted([], [after(100, "a"), after(100, "b"), after(5, "c")]).pipe(policy))
+      yield* TestClock.adjust("25 millis")
+      expect(yield* Fiber.join(slow)).toBe("c")
+      expect(yield* Metric.value(counter)).toEqual(MetricState.counter(2))
+    }))
+
+  it.effect("the counter is exported as bulwark_hedge_started_total, a counter that only counts up, with its description", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(
+        scripted([], [after(100, "slow"), after(5, "hedge")]).pipe(
+          Hedge.hedge({ delay: "10 millis", name: "exported" })
+        )
+      )
+      yield* TestClock.adjust("15 millis")
+      expect(yield* Fiber.join(fiber)).toBe("hedge")
+      const pair = [...Metric.unsafeSnapshot()].find((p) =>
+        p.metricKey.tags.some((t) => t.key === "operation" && t.value === "exported")
+      )
+      expect(pair?.metricKey.name).toBe("bulwark_hedge_started_total")
+      expect(pair?.metricKey.description).toEqual(Option.some("Extra attempts started by hedging"))
+      expect(pair?.metricKey.keyType).toMatchObject({ incremental: true })
+      expect(pair?.metricState).toEqual(MetricState.counter(1))
+    }))
+
+  it.effect("a retryable failure that starts the next attempt at once cancels the pending delay", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      // every delay waits until interrupted, and says so
+      const clock = clockWith(() =>
+        Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => log.push("delay cancelled"))))
+      )
+      const failNow = yield* Deferred.make<void>()
+      const call = scripted<Flaky>(log, [
+        (n) => Deferred.await(failNow).pipe(Effect.zipRight(Effect.fail(new Flaky({ attempt: n })))),
+        () => Effect.never
+      ]).pipe(Hedge.hedge({ delay: "1 second", maxHedges: 2 }), Effect.withClock(clock))
+      const fiber = yield* Effect.fork(call)
+      yield* settle
+      expect(log).toEqual(["start 0"])
+      yield* Deferred.succeed(failNow, undefined)
+      yield* settle
+      expect(log).toEqual(["start 0", "delay cancelled", "start 1"])
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(classifier)))
+
+  it.effect("an attempt that fails retryably at the very moment the delay passes starts one next attempt, not two", () =>
+    Effect.gen(function*() {
+      // the first delay ends when `moment` is completed; later ones never end
+      const moment = yield* Deferred.make<void>()
+      let sleeps = 0
+      const clock = clockWith(() => Effect.suspend(() => sleeps++ === 0 ? Deferred.await(moment) : Effect.never))
+      const log: Array<string> = []
+      const call = scripted<Flaky>(log, [
+        (n) => Deferred.await(moment).pipe(Effect.zipRight(Effect.fail(new Flaky({ attempt: n })))),
+        () => Effect.never,
+        () => Effect.never
+      ]).pipe(Hedge.hedge({ delay: "50 millis", maxHedges: 2 }), Effect.withClock(clock))
+      const fiber = yield* Effect.fork(call)
+      yield* settle
+      // the first attempt's failure and the delay's end arrive together
+      yield* Deferred.succeed(moment, undefined)
+      yield* settle
+      expect(log).toEqual(["start 0", "start 1"])
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(classifier)))
 })

@@ -1,10 +1,12 @@
-import { Deadline, Failure, Timeout } from "@bulwark/core"
+import { Deadline, Failure, Testing, Timeout } from "@bulwark/core"
 import { afterEach, beforeEach, describe, expect, it, vi } from "@effect/vitest"
 import {
   Cause,
+  Clock,
   Deferred,
   Duration,
   Effect,
+  Equal,
   Exit,
   Fiber,
   FiberId,
@@ -15,6 +17,7 @@ import {
   TestClock
 } from "effect"
 import { Armed, TimerLane } from "../src/internal/timerLane.js"
+import * as VirtualTimer from "../src/internal/virtualTimer.js"
 
 describe("Timeout", () => {
   it.effect("fails with a TimeoutError once the duration has passed on the clock", () =>
@@ -86,6 +89,7 @@ describe("Timeout", () => {
 
   it("classifies itself as a retryable timeout", () => {
     const error = new Timeout.TimeoutError({ duration: Duration.seconds(1) })
+    expect(error._tag).toBe("TimeoutError")
     expect(error.message).toBe("The operation timed out after 1s and was interrupted")
     expect(Failure.defaultClassifier.classify(error)).toMatchObject({
       category: "timeout",
@@ -94,6 +98,113 @@ describe("Timeout", () => {
       tripsBreaker: true
     })
   })
+
+  it.effect("an unnamed timeout's error has no operation: it equals a TimeoutError built with the duration alone", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Effect.flip(Effect.never.pipe(Timeout.timeout("1 second"))))
+      yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(fiber)
+      expect(Object.keys(error)).not.toContain("operation")
+      expect(Equal.equals(error, new Timeout.TimeoutError({ duration: Duration.seconds(1) }))).toBe(true)
+    }))
+
+  it.effect("the counter is exported as bulwark_timeout_total, a counter that only counts up, with its description", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(
+        Effect.exit(Effect.never.pipe(Timeout.timeout("1 second", { name: "exported" })))
+      )
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      const pair = [...Metric.unsafeSnapshot()].find((p) =>
+        p.metricKey.tags.some((t) => t.key === "operation" && t.value === "exported")
+      )
+      expect(pair?.metricKey.name).toBe("bulwark_timeout_total")
+      expect(pair?.metricKey.description).toEqual(Option.some("Calls interrupted by a timeout"))
+      expect(pair?.metricKey.keyType).toMatchObject({ incremental: true })
+      expect(pair?.metricState).toEqual(MetricState.counter(1))
+    }))
+
+  it.effect("a closer deadline: fails after exactly the time left, with a TimeoutError of that duration", () =>
+    Effect.gen(function*() {
+      const named = yield* Effect.fork(
+        Effect.flip(Effect.never.pipe(Timeout.timeout("1 second", { name: "quotes" }), Deadline.within("300 millis")))
+      )
+      const unnamed = yield* Effect.fork(
+        Effect.flip(Effect.never.pipe(Timeout.timeout("1 second"), Deadline.within("300 millis")))
+      )
+      yield* TestClock.adjust("299 millis")
+      expect(named.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Fiber.join(named)
+      expect(Duration.toMillis(error.duration)).toBe(300)
+      expect(error.operation).toBe("quotes")
+      expect(error.message).toBe("Operation \"quotes\" timed out after 300ms and was interrupted")
+      const plain = yield* Fiber.join(unnamed)
+      expect(Object.keys(plain)).not.toContain("operation")
+      expect(Equal.equals(plain, new Timeout.TimeoutError({ duration: Duration.millis(300) }))).toBe(true)
+    }))
+
+  it.effect("a deadline that has passed fails at once with a TimeoutError of 0 ms, counted, without running the work", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const counter = Metric.tagged(Timeout.timeoutsCounter, "operation", "passed")
+      for (const deadline of [Deadline.within(0), Deadline.at(-1)]) {
+        const error = yield* Effect.sync(() => runs++).pipe(
+          Timeout.timeout("1 second", { name: "passed" }),
+          deadline,
+          Effect.flip
+        )
+        expect(error.duration).toEqual(Duration.zero)
+        expect(error.operation).toBe("passed")
+      }
+      expect(runs).toBe(0)
+      expect(yield* Metric.value(counter)).toEqual(MetricState.counter(2))
+    }))
+
+  describe("on the testing kit's virtual clock", () => {
+    it.effect("the work runs in the caller's fiber, and a hang ends with a TimeoutError exactly at the limit", () =>
+      Effect.gen(function*() {
+        const same: Array<boolean> = []
+        const subject: Testing.Subject = {
+          policy: (self) =>
+            Effect.flatMap(Effect.fiberId, (caller) =>
+              Effect.flatMap(Effect.fiberId, (inside) => {
+                same.push(FiberId.threadName(inside) === FiberId.threadName(caller))
+                return self
+              }).pipe(Timeout.timeout(500)))
+        }
+        const timeline = yield* Testing.runScript(subject, {
+          calls: [{ at: 0, outcomes: [{ _tag: "Hang" }] }, { at: 100, outcomes: [{ _tag: "Success", latency: 50 }] }],
+          seed: 1
+        })
+        expect(same).toEqual([true, true])
+        expect(timeline.calls.map((c) => [c.exit._tag, c.end])).toEqual([["Failure", 500], ["Success", 150]])
+        const exit = timeline.calls[0]!.exit
+        expect(exit._tag === "Failure" && exit.error).toBeInstanceOf(Timeout.TimeoutError)
+      }))
+  })
+
+  it.effect("without a deadline it reads no time on a clock with a timer of its own: it only arms that timer", () =>
+    Effect.gen(function*() {
+      let reads = 0
+      const armed: Array<number> = []
+      const clock: Clock.Clock & VirtualTimer.VirtualTimer = {
+        [Clock.ClockTypeId]: Clock.ClockTypeId,
+        unsafeCurrentTimeMillis: () => ++reads,
+        currentTimeMillis: Effect.sync(() => ++reads),
+        unsafeCurrentTimeNanos: () => BigInt(++reads),
+        currentTimeNanos: Effect.sync(() => BigInt(++reads)),
+        sleep: () => Effect.never,
+        [VirtualTimer.TypeId]: (millis) => {
+          armed.push(millis)
+          return () => {}
+        }
+      }
+      const value = yield* Effect.succeed("value").pipe(Timeout.timeout("1 second"), Effect.withClock(clock))
+      expect(value).toBe("value")
+      expect(armed).toEqual([1000])
+      expect(reads).toBe(0)
+    }))
 
   it("a duration that is not positive is rejected when the policy is built", () => {
     expect(() => Timeout.timeout(0)).toThrow(/duration must be a duration > 0, got 0/)
@@ -168,16 +279,30 @@ describe("Timeout", () => {
         expect(timers()).toBe(before)
       }))
 
-    it.live("the waiting calls of one policy share one Node timer", () =>
+    it.live("the waiting calls of one policy share one Node timer, up to the longest wait a Node timer takes", () =>
       Effect.gen(function*() {
+        for (const limit of ["1 hour", 2 ** 31 - 1] as const) {
+          const before = timers()
+          const policy = Timeout.timeout(limit)
+          const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(forever.pipe(policy)))
+          for (let i = 0; i < 100 && timers() === before; i++) yield* Effect.yieldNow()
+          yield* Effect.yieldNow()
+          expect(timers()).toBe(before + 1)
+          yield* Fiber.interruptAll(fibers)
+          expect(timers()).toBe(before)
+        }
+      }))
+
+    it.live("a limit beyond the longest Node timer (2^31 - 1 ms) arms none: the work is never cut short", () =>
+      Effect.gen(function*() {
+        // a Node timer that long would fire after 1 ms instead
+        const work = Effect.sleep("20 millis").pipe(Effect.as("value"))
+        expect(yield* work.pipe(Timeout.timeout(2 ** 31))).toBe("value")
         const before = timers()
-        const policy = Timeout.timeout("1 hour")
-        const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(forever.pipe(policy)))
-        for (let i = 0; i < 100 && timers() === before; i++) yield* Effect.yieldNow()
-        yield* Effect.yieldNow()
-        expect(timers()).toBe(before + 1)
-        yield* Fiber.interruptAll(fibers)
+        const fiber = yield* Effect.fork(forever.pipe(Timeout.timeout(2 ** 31)))
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
         expect(timers()).toBe(before)
+        yield* Fiber.interrupt(fiber)
       }))
 
     it.live("the outer of two nested timeouts fires: its own error, and the caller goes on", () =>
