@@ -28,6 +28,7 @@ import * as InternalConfig from "./internal/config.js"
 import * as InternalDuration from "./internal/duration.js"
 import * as Fusion from "./internal/fusion.js"
 import { instance } from "./internal/metric.js"
+import * as Synchronous from "./internal/synchronous.js"
 import * as WaitQueue from "./internal/waitQueue.js"
 
 // -----------------------------------------------------------------------------
@@ -510,21 +511,23 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
     release
   })
 
+  const readState = (): State => ({
+    name,
+    active: state.active,
+    queued: state.queued,
+    queuedByPriority: BulkheadState.queuedByPriority(state),
+    maxConcurrent,
+    maxQueued,
+    admitted: state.admitted,
+    rejected: { queue_full: state.rejectedQueueFull, wait_timeout: state.rejectedWaitTimeout }
+  })
+
   return {
     options,
     run,
     protect,
     withPriority: (priority) => (self) => run(self, priority),
-    state: Effect.sync(() => ({
-      name,
-      active: state.active,
-      queued: state.queued,
-      queuedByPriority: BulkheadState.queuedByPriority(state),
-      maxConcurrent,
-      maxQueued,
-      admitted: state.admitted,
-      rejected: { queue_full: state.rejectedQueueFull, wait_timeout: state.rejectedWaitTimeout }
-    }))
+    state: Synchronous.register(Effect.sync(readState), readState)
   }
 }
 

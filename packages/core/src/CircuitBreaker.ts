@@ -41,6 +41,7 @@ import * as InternalConfig from "./internal/config.js"
 import { describe } from "./internal/describe.js"
 import * as InternalDuration from "./internal/duration.js"
 import * as Fusion from "./internal/fusion.js"
+import * as Synchronous from "./internal/synchronous.js"
 
 // -----------------------------------------------------------------------------
 // models
@@ -591,6 +592,12 @@ interface Labels {
   readonly transitions: Partial<Record<State, ReadonlyArray<MetricLabel.MetricLabel>>>
   /** By category and code. */
   readonly failures: Map<string, ReadonlyArray<MetricLabel.MetricLabel>>
+  /** `callsTotal` by outcome, resolved on first use. */
+  readonly calls: {
+    success?: Metric.Metric.Counter<number>
+    failure?: Metric.Metric.Counter<number>
+    ignored?: Metric.Metric.Counter<number>
+  }
 }
 const labelsByName = new Map<string, Labels>()
 const maxCachedLabels = 1024
@@ -608,7 +615,8 @@ const labelsOf = (metricLabel: string): Labels => {
       rejected: [name, outcomeLabels.rejected],
       state: [name],
       transitions: {},
-      failures: new Map()
+      failures: new Map(),
+      calls: {}
     }
     labelsByName.set(metricLabel, labels)
   }
@@ -751,10 +759,8 @@ const build = (
     const failureLabels = labels.failure
     const ignoredLabels = labels.ignored
     const rejectedLabels = labels.rejected
-    // resolved on first use (a registry of idle breakers holds none of them)
-    let successCalls: Metric.Metric.Counter<number> | undefined = undefined
-    let failureCalls: Metric.Metric.Counter<number> | undefined = undefined
-    let ignoredCalls: Metric.Metric.Counter<number> | undefined = undefined
+    // resolved on first use (a registry of idle breakers holds none of them), once per name
+    const calls = labels.calls
     const stateLabels = labels.state
     const transitionLabelsFor = (to: State) => labels.transitions[to] ??= [nameLabel, toLabels[to]]
 
@@ -885,12 +891,12 @@ const build = (
       start: number
     ): Effect.Effect<void> | undefined => {
       if (outcome !== BreakerState.INTERRUPTED) {
-        const calls = outcome === BreakerState.SUCCESS
-          ? successCalls ??= callsOf(successLabels)
+        const counter = outcome === BreakerState.SUCCESS
+          ? calls.success ??= callsOf(successLabels)
           : outcome === BreakerState.FAILURE
-          ? failureCalls ??= callsOf(failureLabels)
-          : ignoredCalls ??= callsOf(ignoredLabels)
-        calls.unsafeUpdate(1, noLabels)
+          ? calls.failure ??= callsOf(failureLabels)
+          : calls.ignored ??= callsOf(ignoredLabels)
+        counter.unsafeUpdate(1, noLabels)
       }
       const trip = machine.record(gen, admittedIn, outcome, start)
       return trip === undefined ? undefined : announce(trip)
@@ -1049,7 +1055,8 @@ const build = (
       return machine.state
     })
 
-    const metrics = Effect.sync(() => machine.metrics())
+    const readMetrics = () => machine.metrics()
+    const metrics = Synchronous.register(Effect.sync(readMetrics), readMetrics)
 
     const reset = Effect.suspend(() => machine.reset() === "Closed" ? Effect.void : logClose("reset"))
     const release = Effect.suspend(() => machine.release() ? logClose("released") : Effect.void)

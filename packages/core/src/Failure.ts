@@ -567,61 +567,87 @@ const maxRetryAfterMillis = (input: Duration.DurationInput | undefined, where: s
  * @since 0.1.0
  * @category classification
  */
-export const fromRule = (rule: RuleObject, options: FromRuleOptions = {}): Classification => {
-  const matrix = options.matrix ?? defaultMatrix
+export const fromRule = (rule: RuleObject, options: FromRuleOptions = {}): Classification =>
+  completeRule(
+    rule,
+    options.matrix ?? defaultMatrix,
+    options.tag,
+    options.context,
+    maxRetryAfterMillis(options.maxRetryAfter, "Failure.fromRule"),
+    options.unclassified
+  )
+
+/** How a warning names the failure. */
+const subjectOf = (tag: string | undefined): string => tag === undefined ? "a failure" : `"${tag}"`
+
+/** The rule's severity, strategy or backoff when it is a known one, else the row's (with a warning). */
+const pickRow = <K extends "severity" | "strategy" | "backoff">(
+  rule: RuleObject,
+  base: DecisionRow,
+  key: K,
+  allowed: ReadonlySet<string>,
+  tag: string | undefined,
+  warnings: Array<string>
+): DecisionRow[K] => {
+  const value = rule[key]
+  if (value === undefined) return base[key]
+  if (typeof value === "string" && allowed.has(value)) return value as DecisionRow[K]
+  warnings.push(`The rule for ${subjectOf(tag)} has the unknown ${key} ${describe(value)}; the matrix's is used`)
+  return base[key]
+}
+
+/**
+ * {@link fromRule} with its options read: a classifier calls it on every failure with the cap it
+ * decoded once, and builds no options record, no message and no closure unless a warning needs it.
+ */
+const completeRule = (
+  rule: RuleObject,
+  matrix: DecisionMatrix,
+  tag: string | undefined,
+  context: ClassifyContext | undefined,
+  capMillis: number,
+  unclassified: RuleObject | undefined
+): Classification => {
   const warnings: Array<string> = []
-  const tag = options.tag
-  const subject = tag === undefined ? "a failure" : `"${tag}"`
   let base = typeof rule.category === "string" && categories.has(rule.category)
     ? own(matrix, rule.category)
     : undefined
   if (base === undefined) {
     warnings.push(
-      `The rule for ${subject} names the unknown category ${describe(rule.category)} (expected one of ${
+      `The rule for ${subjectOf(tag)} names the unknown category ${describe(rule.category)} (expected one of ${
         Category.literals.join(", ")
       }); it is classified as unclassified`
     )
-    const fallback = options.unclassified ?? unclassifiedRule
-    rule = fallback
+    rule = unclassified ?? unclassifiedRule
     base = own(matrix, rule.category) ?? defaultMatrix.system
-  }
-  const pick = <K extends "severity" | "strategy" | "backoff">(key: K, allowed: ReadonlySet<string>) => {
-    const value = rule[key]
-    if (value === undefined) return base[key]
-    if (typeof value === "string" && allowed.has(value)) return value as DecisionRow[K]
-    warnings.push(`The rule for ${subject} has the unknown ${key} ${describe(value)}; the matrix's is used`)
-    return base[key]
   }
   let written = rule.maxRetries
   if (written !== undefined && !(written === Number.POSITIVE_INFINITY || (Number.isInteger(written) && written >= 0))) {
     warnings.push(
-      `The rule for ${subject} has maxRetries ${describe(written)}, not a whole number >= 0; the matrix's is used`
+      `The rule for ${subjectOf(tag)} has maxRetries ${
+        describe(written)
+      }, not a whole number >= 0; the matrix's is used`
     )
     written = undefined
   }
-  const severity = escalateSeverity(pick("severity", severities), options.context)
-  const ruleStrategy = pick("strategy", strategies)
+  const severity = escalateSeverity(pickRow(rule, base, "severity", severities, tag, warnings), context)
+  const ruleStrategy = pickRow(rule, base, "strategy", strategies, tag, warnings)
   // a number the user wrote wins over escalation: only the matrix's default abandons early
-  const strategy = written !== undefined ? ruleStrategy : escalateStrategy(ruleStrategy, severity, options.context)
+  const strategy = written !== undefined ? ruleStrategy : escalateStrategy(ruleStrategy, severity, context)
   const maxRetries = written ?? base.maxRetries
   const retryable = strategy === "abandon"
     ? false
     : typeof rule.retryable === "boolean"
     ? rule.retryable
     : retryingStrategies.has(strategy) && maxRetries > 0
-  const retryAfter = decodeRetryAfter(
-    rule.retryAfter,
-    maxRetryAfterMillis(options.maxRetryAfter, "Failure.fromRule"),
-    tag,
-    warnings
-  )
-  return {
+  const retryAfter = decodeRetryAfter(rule.retryAfter, capMillis, tag, warnings)
+  const classification: Classification = {
     category: rule.category,
     severity,
     strategy,
     retryable,
     maxRetries,
-    backoff: pick("backoff", backoffKinds),
+    backoff: pickRow(rule, base, "backoff", backoffKinds, tag, warnings),
     code: typeof rule.code === "string"
       ? rule.code
       : tag !== undefined
@@ -629,9 +655,9 @@ export const fromRule = (rule: RuleObject, options: FromRuleOptions = {}): Class
       : `${rule.category.toUpperCase()}_ERROR`,
     tripsBreaker: typeof rule.tripsBreaker === "boolean" ? rule.tripsBreaker : base.tripsBreaker,
     defect: false,
-    retryAfter,
-    ...(warnings.length > 0 ? { warnings } : {})
+    retryAfter
   }
+  return warnings.length > 0 ? { ...classification, warnings } : classification
 }
 
 /**
@@ -759,11 +785,14 @@ export const makeClassifier = (options: ClassifierOptions = {}): Classifier => {
     )
   }
   const ruleOptions = { matrix, maxRetryAfter, unclassified }
+  const capMillis = Duration.toMillis(maxRetryAfter)
   const classify = (error: unknown, context?: ClassifyContext): Classification => {
     const tag = nameOf(error)
     const warnings: Array<string> = []
     const rule = findRule(tables, error, tag, warnings)
-    if (rule !== undefined) return withWarnings(fromRule(rule, { ...ruleOptions, tag, context }), warnings)
+    if (rule !== undefined) {
+      return withWarnings(completeRule(rule, matrix, tag, context, capMillis, unclassified), warnings)
+    }
     const name = tag ?? describeUntagged(error)
     return withWarnings({
       ...fromRule(

@@ -41,6 +41,7 @@ import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Failure from "./Failure.js"
 import * as InternalDuration from "./internal/duration.js"
 import * as Simulation from "./internal/simulation.js"
+import * as Synchronous from "./internal/synchronous.js"
 import * as Policy from "./Policy.js"
 import * as Retry from "./Retry.js"
 
@@ -523,8 +524,20 @@ export class ScriptedFailure implements Failure.SelfClassifying {
     return `scripted ${this.category} failure`
   }
   get [Failure.RuleKey](): Failure.RuleObject {
-    return { category: this.category, code: `SCRIPTED_${this.category.toUpperCase()}` }
+    return scriptedRule(this.category)
   }
+}
+
+/** The rule of each category's scripted failure, made once: every failure is classified twice (breaker, retry). */
+const scriptedRules = new Map<Failure.Category, Failure.RuleObject>()
+
+const scriptedRule = (category: Failure.Category): Failure.RuleObject => {
+  let rule = scriptedRules.get(category)
+  if (rule === undefined) {
+    rule = { category, code: `SCRIPTED_${String(category).toUpperCase()}` }
+    if (scriptedRules.size < 64) scriptedRules.set(category, rule)
+  }
+  return rule
 }
 
 /**
@@ -559,8 +572,20 @@ export const toChaosDecision = (outcome: Outcome): Chaos.Decision => ({
   latency: Duration.millis(outcome._tag === "Hang" ? 0 : outcome.latency)
 })
 
-const play = <A, E, R>(outcome: Outcome, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | ScriptedFailure, R> => {
-  if (outcome._tag === "Hang") return Effect.never
+/**
+ * A hang inside a run: suspended until interrupted. `Effect.never` also holds a Node timer so
+ * that the process stays alive, which a run (synchronous, on its own clock) has no use for. The
+ * register function takes exactly one parameter: `Effect.async` gives any other an `AbortSignal`
+ * and wraps the effect in an interruption handler for it.
+ */
+const suspended: Effect.Effect<never> = Effect.async<never>((_resume) => {})
+
+const play = <A, E, R>(
+  outcome: Outcome,
+  self: Effect.Effect<A, E, R>,
+  hang: Effect.Effect<never> = Effect.never
+): Effect.Effect<A, E | ScriptedFailure, R> => {
+  if (outcome._tag === "Hang") return hang
   const answer: Effect.Effect<A, E | ScriptedFailure, R> = outcome._tag === "Success"
     ? self
     : outcome._tag === "Failure"
@@ -977,9 +1002,9 @@ interface MutableCall {
   attempts: number
 }
 
-const exitOf = (exit: Exit.Exit<unknown, unknown>): CallExit => {
-  if (Exit.isSuccess(exit)) return { _tag: "Success" }
-  const cause = exit.cause
+const callSucceeded: CallExit = { _tag: "Success" }
+
+const exitOfCause = (cause: Cause.Cause<unknown>): CallExit => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) return { _tag: "Failure", error: failure.value }
   const defect = Cause.dieOption(cause)
@@ -987,14 +1012,15 @@ const exitOf = (exit: Exit.Exit<unknown, unknown>): CallExit => {
   return { _tag: "Interrupted" }
 }
 
-const attemptOutcomeOf = (exit: Exit.Exit<unknown, unknown>): AttemptOutcome => {
-  if (Exit.isSuccess(exit)) return { _tag: "Success" }
-  const failure = Cause.failureOption(exit.cause)
+const attemptSucceeded: AttemptOutcome = { _tag: "Success" }
+
+const attemptOutcomeOfCause = (cause: Cause.Cause<unknown>): AttemptOutcome => {
+  const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const error = failure.value
     return { _tag: "Failure", category: error instanceof ScriptedFailure ? error.category : "system" }
   }
-  return Cause.isDie(exit.cause) ? { _tag: "Defect" } : { _tag: "Interrupted" }
+  return Cause.isDie(cause) ? { _tag: "Defect" } : { _tag: "Interrupted" }
 }
 
 const isSubjectEffect = (u: Subject | Effect.Effect<Subject, never, any>): u is Effect.Effect<Subject, never, any> =>
@@ -1027,6 +1053,29 @@ const runScriptSync = <R>(
       const made = isSubjectEffect(subject) ? yield* subject : subject
       limits = made.limits ?? {}
       const { breaker, bulkhead } = made
+      const readBreaker = breaker === undefined ? undefined : Synchronous.readOf(breaker.metrics)
+      const readBulkhead = bulkhead === undefined ? undefined : Synchronous.readOf(bulkhead.state)
+      const readsAreSynchronous = (breaker === undefined || readBreaker !== undefined) &&
+        (bulkhead === undefined || readBulkhead !== undefined)
+      const observeBreaker = (attempt: MutableAttempt, metrics: CircuitBreaker.Metrics): void => {
+        attempt.breaker = metrics.state
+        if (metrics.state === "HalfOpen") {
+          attempt.generation = metrics.opens
+          const probes = (probesByGeneration.get(metrics.opens) ?? 0) + 1
+          probesByGeneration.set(metrics.opens, probes)
+          attempt.probes = probes
+        }
+      }
+      const observeAsEffects = (attempt: MutableAttempt, played: Effect.Effect<void, ScriptedFailure>) => {
+        const afterBulkhead = bulkhead === undefined ? played : Effect.flatMap(bulkhead.state, (state) => {
+          attempt.bulkheadActive = state.active
+          return played
+        })
+        return breaker === undefined ? afterBulkhead : Effect.flatMap(breaker.metrics, (metrics) => {
+          observeBreaker(attempt, metrics)
+          return afterBulkhead
+        })
+      }
       const dependency = (call: number): Effect.Effect<void, ScriptedFailure> =>
         Effect.suspend(() => {
           const record = calls[call]!
@@ -1048,42 +1097,54 @@ const runScriptSync = <R>(
             generation: -1
           }
           attempts.push(attempt)
-          const observe: Effect.Effect<void> = Effect.zipRight(
-            breaker === undefined ? Effect.void : Effect.map(breaker.metrics, (metrics) => {
-              attempt.breaker = metrics.state
-              if (metrics.state === "HalfOpen") {
-                attempt.generation = metrics.opens
-                const probes = (probesByGeneration.get(metrics.opens) ?? 0) + 1
-                probesByGeneration.set(metrics.opens, probes)
-                attempt.probes = probes
-              }
-            }),
-            bulkhead === undefined ? Effect.void : Effect.map(bulkhead.state, (state) => {
-              attempt.bulkheadActive = state.active
+          const played = play(scripted, Effect.void, suspended)
+          // the breaker's state, then the bulkhead's, then the answer: read in one step when both
+          // are the toolkit's own (their reads are plain functions), else one step each
+          const observed = breaker === undefined && bulkhead === undefined
+            ? played
+            : readsAreSynchronous
+            ? Effect.suspend(() => {
+              if (readBreaker !== undefined) observeBreaker(attempt, readBreaker())
+              if (readBulkhead !== undefined) attempt.bulkheadActive = readBulkhead().active
+              return played
             })
-          )
-          return Effect.zipRight(observe, play(scripted, Effect.void)).pipe(
-            Effect.onExit((exit) =>
-              Effect.sync(() => {
-                if (stopped) return
-                inFlight--
-                attempt.end = clock.unsafeCurrentTimeMillis()
-                attempt.outcome = attemptOutcomeOf(exit)
-                if (attempt.generation >= 0) {
-                  probesByGeneration.set(attempt.generation, probesByGeneration.get(attempt.generation)! - 1)
-                }
-              })
-            )
+            : observeAsEffects(attempt, played)
+          const ended = (outcome: AttemptOutcome): void => {
+            if (stopped) return
+            inFlight--
+            attempt.end = clock.unsafeCurrentTimeMillis()
+            attempt.outcome = outcome
+            if (attempt.generation >= 0) {
+              probesByGeneration.set(attempt.generation, probesByGeneration.get(attempt.generation)! - 1)
+            }
+          }
+          // `Effect.onExit` in one frame: the attempt's end is recorded however it ends, interrupted included
+          return Effect.uninterruptibleMask((restore) =>
+            Effect.matchCauseEffect(restore(observed), {
+              onSuccess: () => {
+                ended(attemptSucceeded)
+                return Effect.void
+              },
+              onFailure: (cause) => {
+                ended(attemptOutcomeOfCause(cause))
+                return Effect.failCause(cause)
+              }
+            })
           )
         })
       const fibers: Array<Fiber.RuntimeFiber<void>> = []
       for (const call of calls) {
-        const run = Effect.flatMap(Effect.exit(made.policy(dependency(call.call))), (exit) =>
-          Effect.sync(() => {
-            if (stopped) return
-            call.end = clock.unsafeCurrentTimeMillis()
-            call.exit = exitOf(exit)
-          }))
+        const ended = (exit: CallExit): void => {
+          if (stopped) return
+          call.end = clock.unsafeCurrentTimeMillis()
+          call.exit = exit
+        }
+        // `Effect.exit` and a step after it, in one: recorded when the call ends (an interrupted
+        // call fiber records nothing, as before: the run was stopped)
+        const run = Effect.matchCause(made.policy(dependency(call.call)), {
+          onSuccess: () => ended(callSucceeded),
+          onFailure: (cause) => ended(exitOfCause(cause))
+        })
         fibers.push(yield* Effect.fork(call.start > 0 ? Effect.delay(run, call.start) : run))
       }
       yield* Fiber.awaitAll(fibers)

@@ -108,6 +108,20 @@ const withoutInterruption = (cause: Cause.Cause<never>, by: FiberId.FiberId): Ca
   })
 
 /**
+ * Takes back the interruption this timeout delivered (found by identity). With no other
+ * interruption pending, the fiber's interrupted cause is removed rather than set to an empty
+ * cause: setting a fiber ref compares the old value with the new one, and comparing two causes
+ * hashes both (most of what a timeout's failure path cost). Either way it then reads as empty.
+ */
+const forgetInterruption = (by: FiberId.FiberId): Effect.Effect<void> =>
+  Effect.withFiberRuntime((fiber) => {
+    const rest = withoutInterruption(fiber.getFiberRef(FiberRef.interruptedCause), by)
+    return Cause.isEmpty(rest)
+      ? FiberRef.delete(FiberRef.interruptedCause)
+      : FiberRef.set(FiberRef.interruptedCause, rest)
+  })
+
+/**
  * The live-clock path: the work runs in the caller's fiber and one timer is armed for it. When
  * the timer fires it interrupts the caller's fiber (as Effect's own timeout interrupts the
  * work's fiber: by the caller's id). The interruption unwinds the work, its finalizers run, and
@@ -155,7 +169,7 @@ class LiveCall<A, E> extends Armed {
       this.counter.unsafeUpdate(1, [])
       const died = Exit.isFailure(exit) ? defectsOf(exit.cause) : undefined
       return Effect.zipRight(
-        FiberRef.update(FiberRef.interruptedCause, (interrupted) => withoutInterruption(interrupted, by)),
+        forgetInterruption(by),
         Effect.failCause(died === undefined ? this.timedOut : Cause.sequential(this.timedOut, died))
       )
     })
@@ -181,6 +195,27 @@ const runLive = <A, E, R>(
     onFailure: (cause: Cause.Cause<E>) => call.settle(Exit.failCause(cause))
   })
   return interruptible ? Effect.uninterruptible(handled) : handled
+}
+
+/**
+ * The error of each limit and name, made once: it is immutable, and a policy made again with
+ * the same ones (the testing kit makes one per run) would otherwise build and check it again.
+ * Bounded: past the bound the cache starts over.
+ */
+const timeoutErrors = new Map<string, TimeoutError>()
+
+const timeoutErrorOf = (limit: Duration.Duration, name: string | undefined): TimeoutError => {
+  const value = limit.value
+  const key = `${value._tag === "Millis" ? value.millis : value._tag === "Nanos" ? `${value.nanos}n` : "Infinity"}${
+    name === undefined ? "" : `|${name}`
+  }`
+  let error = timeoutErrors.get(key)
+  if (error === undefined) {
+    error = new TimeoutError(name === undefined ? { duration: limit } : { duration: limit, operation: name })
+    if (timeoutErrors.size >= 256) timeoutErrors.clear()
+    timeoutErrors.set(key, error)
+  }
+  return error
 }
 
 /**
@@ -220,9 +255,7 @@ export const timeout = (
   }
   const limit = millis === Infinity ? Duration.infinity : Duration.decode(duration)
   // preallocated: a timeout must not capture a stack per call
-  const error = new TimeoutError(
-    options.name === undefined ? { duration: limit } : { duration: limit, operation: options.name }
-  )
+  const error = timeoutErrorOf(limit, options.name)
   const counter = options.name === undefined
     ? timeoutsCounter
     : Metric.tagged(timeoutsCounter, "operation", options.name)

@@ -1,4 +1,4 @@
-import { Backoff, CircuitBreaker, Testing } from "@bulwark/core"
+import { Backoff, CircuitBreaker, Testing, Timeout } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Duration, Effect, FastCheck as fc, Logger, Random, Schedule } from "effect"
 
@@ -224,6 +224,59 @@ describe("Testing.runScript", () => {
       const exit = timeline.calls[0]!.exit
       expect(exit._tag === "Failure" && (exit.error as { _tag: string })._tag).toBe("TimeoutError")
       yield* Testing.check(timeline)
+    }))
+
+  it.effect("a sleep cut short by a timeout leaves nothing on the run's clock: time stops where the run got stuck", () =>
+    Effect.gen(function*() {
+      // the first call's dependency would answer at 5,000 ms but its timeout cuts it at 1,000 ms;
+      // the second call hangs with no timeout. Once the first call has ended nothing can happen:
+      // the run is stuck at 1,000 ms, not at the time the interrupted sleep would have ended
+      let calls = 0
+      const subject: Testing.Subject = {
+        policy: (self) => calls++ === 0 ? Timeout.timeout("1 second")(self) : self
+      }
+      const timeline = yield* Testing.runScript(subject, {
+        calls: [{ at: 0, outcomes: [failure("connection", 5_000)] }, { at: 0, outcomes: [{ _tag: "Hang" }] }],
+        seed: 1
+      })
+      expect(timeline.attempts.map((a) => [a.end, a.outcome._tag])).toEqual([[1_000, "Interrupted"], [
+        undefined,
+        "Running"
+      ]])
+      expect([timeline.end, timeline.ending]).toEqual([1_000, "stuck"])
+    }))
+
+  it.effect("a breaker and a bulkhead of the user's own (wrapped) are observed the same as the toolkit's", () =>
+    Effect.gen(function*() {
+      const options = {
+        timeout: "1 second",
+        retry: { maxRetries: 2 },
+        breaker: { policy: CircuitBreaker.consecutive(2), openDuration: "2 seconds", halfOpenProbes: 1 },
+        bulkhead: { maxConcurrent: 1, maxQueued: 4 }
+      } as const
+      // the same stages, with state reads the kit cannot read directly: it runs them as effects
+      const wrapped = Effect.map(Testing.policy(options), (subject): Testing.Subject => ({
+        ...subject,
+        breaker: { ...subject.breaker!, metrics: Effect.map(subject.breaker!.metrics, (metrics) => metrics) },
+        bulkhead: { ...subject.bulkhead!, state: Effect.map(subject.bulkhead!.state, (state) => state) }
+      }))
+      const script: Testing.Script = {
+        // two failures open the breaker; a probe at 2,500 ms holds the one slot while a call is rejected
+        calls: [
+          { at: 0, outcomes: [failure()] },
+          { at: 10, outcomes: [failure()] },
+          { at: 2_500, outcomes: [success(300)] },
+          { at: 2_600, outcomes: [] },
+          { at: 2_900, outcomes: [] }
+        ],
+        seed: 3
+      }
+      const direct = yield* Testing.runScript(Testing.policy(options), script)
+      const viaEffects = yield* Testing.runScript(wrapped, script)
+      expect(direct.attempts.some((a) => a.breaker === "HalfOpen" && a.probes === 1)).toBe(true)
+      expect(direct.attempts.every((a) => a.bulkheadActive !== undefined)).toBe(true)
+      expect(Testing.render(viaEffects)).toBe(Testing.render(direct))
+      expect(viaEffects.attempts).toEqual(direct.attempts)
     }))
 
   it.effect("a timeout due at the instant the dependency answers wins: its limit is inclusive, as on the live clock", () =>

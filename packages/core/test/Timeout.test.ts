@@ -340,6 +340,27 @@ describe("Timeout", () => {
         expect(yield* Effect.exit(Effect.sleep("1 millis"))).toEqual(Exit.void)
       }))
 
+    it.live("a timeout takes its interruption back: the fiber reads as not interrupted, and times out again", () =>
+      Effect.gen(function*() {
+        for (let round = 0; round < 2; round++) {
+          const error = yield* Effect.flip(forever.pipe(Timeout.timeout("2 millis")))
+          expect(error).toBeInstanceOf(Timeout.TimeoutError)
+          expect(Cause.isEmpty(yield* FiberRef.get(FiberRef.interruptedCause))).toBe(true)
+        }
+      }))
+
+    it.live("policies made again with the same limit and name raise the same TimeoutError, made once", () =>
+      Effect.gen(function*() {
+        const first = yield* Effect.flip(forever.pipe(Timeout.timeout("2 millis", { name: "shared" })))
+        const again = yield* Effect.flip(forever.pipe(Timeout.timeout("2 millis", { name: "shared" })))
+        const other = yield* Effect.flip(forever.pipe(Timeout.timeout("2 millis", { name: "other" })))
+        const unnamed = yield* Effect.flip(forever.pipe(Timeout.timeout(2)))
+        expect(again).toBe(first)
+        expect(other).not.toBe(first)
+        expect([other.operation, unnamed.operation]).toEqual(["other", undefined])
+        expect(unnamed.duration).toEqual(Duration.millis(2))
+      }))
+
     it.live("an interruption from elsewhere wins over a timeout that fired at the same time", () =>
       Effect.gen(function*() {
         const gate = yield* Deferred.make<void>()

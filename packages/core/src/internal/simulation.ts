@@ -78,12 +78,23 @@ class SimClock implements Clock.Clock, VirtualTimer.VirtualTimer {
   sleep(duration: Duration.Duration): Effect.Effect<void> {
     const millis = Duration.toMillis(duration)
     if (!(millis > 0)) return Effect.void
-    return Effect.async<void>((resume) => {
-      const sleeper: Sleeper = { at: this.now + millis, seq: this.seq++, resume: () => resume(Effect.void) }
-      this.insert(sleeper)
-      return Effect.sync(() => {
-        sleeper.resume = undefined
-      })
+    return Effect.suspend(() => {
+      let sleeper: Sleeper | undefined
+      // an interrupted sleep takes its sleeper off the clock. Written out rather than as the
+      // canceler `Effect.async` takes: that one runs through `Effect.onInterrupt`, which builds
+      // the set of the interrupting fibers and runs two more steps on every sleep
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.catchAllCause(
+          restore(Effect.async<void>((resume) => {
+            sleeper = { at: this.now + millis, seq: this.seq++, resume: () => resume(Effect.void) }
+            this.insert(sleeper)
+          })),
+          (cause) => {
+            if (sleeper !== undefined) sleeper.resume = undefined
+            return Effect.failCause(cause)
+          }
+        )
+      )
     })
   }
   readonly [VirtualTimer.TypeId] = (millis: number, fire: () => void): () => void => {
