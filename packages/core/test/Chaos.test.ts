@@ -186,4 +186,127 @@ describe("Chaos", () => {
       )
     }
   })
+
+  describe("one draw of Random decides a call's fault", () => {
+    /** The faults `decide` gives for the draws `values`, one call per value. */
+    const faults = (injector: Chaos.Injector<unknown>, values: [number, ...Array<number>]) =>
+      Effect.forEach(values, () => Effect.map(injector.decide, (d) => d.fault)).pipe(
+        Effect.withRandom(Random.fixed(values))
+      )
+
+    it.effect("[0, hangRate) hangs, then defectRate dies, then failureRate fails, the rest runs the call", () =>
+      Effect.gen(function*() {
+        const injector = Chaos.inject({
+          hangRate: 0.25,
+          defectRate: 0.25,
+          failureRate: 0.25,
+          failure: () => new Unavailable()
+        })
+        expect(yield* faults(injector, [0, 0.2499, 0.25, 0.4999, 0.5, 0.7499, 0.75, 0.9999])).toEqual([
+          "hang",
+          "hang",
+          "defect",
+          "defect",
+          "failure",
+          "failure",
+          "none",
+          "none"
+        ])
+      }))
+
+    it.effect("a latencyRate delays that share of the calls: a draw below it gets the latency", () =>
+      Effect.gen(function*() {
+        const injector = Chaos.inject({ latency: "100 millis", latencyRate: 0.5 })
+        const latencies = yield* Effect.forEach(
+          [0, 0.4999, 0.5, 0.9999],
+          () => Effect.map(injector.decide, (d) => Duration.toMillis(d.latency))
+        ).pipe(
+          Effect.withRandom(Random.fixed([0, 0.4999, 0.5, 0.9999]))
+        )
+        expect(latencies).toEqual([100, 100, 0, 0])
+      }))
+
+    it.effect("a latency range is drawn uniformly: min + draw × (max − min)", () =>
+      Effect.gen(function*() {
+        const injector = Chaos.inject({ latency: { min: "100 millis", max: "300 millis" } })
+        // per call: one draw for whether (always, at latencyRate 1), one for how long
+        const latencies = yield* Effect.forEach([1, 2, 3], () =>
+          Effect.map(injector.decide, (d) => Duration.toMillis(d.latency))).pipe(
+            Effect.withRandom(Random.fixed([0, 0, 0, 0.25, 0, 0.5]))
+          )
+        expect(latencies).toEqual([100, 150, 200])
+      }))
+  })
+
+  it.effect("a defect without its own builder is an Error saying it was injected", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Effect.succeed(1).pipe(Chaos.inject({ seed: 1, defectRate: 1 })))
+      expect(exit).toEqual(Exit.die(new Error("Chaos: injected defect")))
+    }))
+
+  it("rates at the edges of [0, 1] and latency bounds that meet are accepted; the rest is rejected with its field", () => {
+    for (const field of ["failureRate", "defectRate", "hangRate", "latencyRate"] as const) {
+      expect(() => Chaos.inject({ [field]: -0.1, failure: () => 1 })).toThrow(
+        `Chaos: ${field} must be a number in [0, 1], got -0.1`
+      )
+      expect(() => Chaos.inject({ [field]: 0, failure: () => 1 })).not.toThrow()
+      expect(() => Chaos.inject({ [field]: 1, failure: () => 1 })).not.toThrow()
+    }
+    // 0.34 + 0.56 + 0.1 is 1.0000000000000002 in floating point: still 1
+    expect(() => Chaos.inject({ hangRate: 0.34, defectRate: 0.56, failureRate: 0.1, failure: () => 1 })).not.toThrow()
+    expect(() => Chaos.inject({ latency: { min: "1 second", max: "1 second" } })).not.toThrow()
+    expect(() => Chaos.inject({ outage: Schedule.recurs(1) })).toThrow(
+      "Chaos: failure must be given when failureRate > 0 or an outage is set"
+    )
+    expect(() => Chaos.inject({ latency: null as unknown as Duration.DurationInput })).toThrow(
+      "Chaos: latency must be a finite duration >= 0, got null"
+    )
+    expect(() => Chaos.inject({ defect: "bug" as unknown as () => unknown })).toThrow(
+      "Chaos: defect must be a function, got bug"
+    )
+  })
+
+  it.effect("service keeps the members of the service and its class, and nothing from Object.prototype", () =>
+    Effect.gen(function*() {
+      class Ledger {
+        constructor(readonly currency: string) {}
+        balance(account: string): Effect.Effect<string, Unavailable> {
+          return Effect.succeed(`${account}: 10 ${this.currency}`)
+        }
+        label(account: string): string {
+          return `${account} (${this.currency})`
+        }
+      }
+      const flaky = Chaos.service(new Ledger("EUR"), { outage: Schedule.recurs(1), failure: () => new Unavailable() })
+      expect(Object.keys(flaky).sort()).toEqual(["balance", "currency", "label"])
+      // a member that returns no effect is passed through, with `this` still the service
+      expect(flaky.label("a")).toBe("a (EUR)")
+      expect(yield* Effect.exit(flaky.balance("a"))).toEqual(Exit.fail(new Unavailable()))
+    }))
+
+  it.effect("once the outage schedule is done the outage is over for good: the schedule is not stepped again", () =>
+    Effect.gen(function*() {
+      // a schedule that would continue again if it were asked once more after it stopped
+      const answers = [true, false, true, true]
+      const injector = Chaos.inject({
+        outage: Schedule.recurWhile(() => answers.shift() ?? true),
+        failure: () => new Unavailable()
+      })
+      expect(yield* outcomes(injector, 4)).toEqual(["failure", "ok", "ok", "ok"])
+      expect(answers).toEqual([true, true])
+    }))
+
+  it("without latency an injector adds no wait: a call it lets through runs synchronously", () => {
+    const injector = Chaos.inject({ seed: 1, failureRate: 0.5, failure: () => new Unavailable() })
+    const results = Array.from({ length: 20 }, () => Effect.runSync(Effect.either(Effect.succeed("ok").pipe(injector))))
+    expect(new Set(results.map((r) => r._tag))).toEqual(new Set(["Left", "Right"]))
+  })
+
+  it.effect("a fixed latency may be given as a Duration or as [seconds, nanos]", () =>
+    Effect.gen(function*() {
+      for (const latency of [Duration.millis(300), [0, 300_000_000] as const]) {
+        const { latency: drawn } = yield* Chaos.inject({ latency }).decide
+        expect(Duration.toMillis(drawn)).toBe(300)
+      }
+    }))
 })

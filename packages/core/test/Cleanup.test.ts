@@ -1,8 +1,37 @@
-import { Cleanup } from "@bulwark/core"
+import { Cleanup, Failure } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Data, Effect, Either, Exit, Fiber, Metric, Option, Ref, TestClock } from "effect"
+import {
+  Data,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  HashMap,
+  Logger,
+  Metric,
+  MetricState,
+  Option,
+  Ref,
+  Schema,
+  TestClock
+} from "effect"
 
 class DockerError extends Data.TaggedError("DockerError")<{ readonly message: string }> {}
+
+/** Runs `effect` with a logger that keeps each line's level, message and `bulwark.cleanup` annotation. */
+const logged = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const lines: Array<{ level: string; message: unknown; cleanup: unknown }> = []
+    const logger = Logger.make(({ annotations, logLevel, message }) => {
+      lines.push({
+        level: logLevel.label,
+        message: Array.isArray(message) ? message[0] : message,
+        cleanup: Option.getOrElse(HashMap.get(annotations, "bulwark.cleanup"), () => "(none)")
+      })
+    })
+    yield* Effect.exit(effect).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+    return lines
+  })
 
 /** Failure values that cannot be turned into a string the usual way. */
 const oddValues: ReadonlyArray<readonly [string, () => unknown]> = [
@@ -134,6 +163,105 @@ describe("Cleanup.run", () => {
       const failures = yield* Metric.value(tagged(Cleanup.metrics.failures))
       const duration = yield* Metric.value(tagged(Cleanup.metrics.duration))
       expect([attempts.count, successes.count, failures.count, duration.count]).toEqual([2, 1, 1, 2])
+    }))
+})
+
+describe("Cleanup: what it reports", () => {
+  it("CleanupError: its tag, and its classification (a resource failure, major, abandoned, not retried)", () => {
+    const error = new Cleanup.CleanupError({
+      cleanup: "execution-42",
+      attempted: 1,
+      failures: [{ step: "stop", reason: "failure", message: "no such container" }]
+    })
+    expect(error._tag).toBe("CleanupError")
+    expect(Failure.defaultClassifier.classify(error)).toMatchObject({
+      category: "resource",
+      code: "CLEANUP_FAILED",
+      severity: "major",
+      strategy: "abandon",
+      retryable: false
+    })
+  })
+
+  it("a failed step that does not match the schema is named CleanupStepFailure in the decoding error", () => {
+    expect(String(Cleanup.StepFailure.ast)).toBe("CleanupStepFailure")
+    const decoded = Schema.decodeUnknownEither(Cleanup.StepFailure)({ step: "stop", reason: "lost", message: "" })
+    expect(Either.isLeft(decoded) && decoded.left.message).toMatch(/^CleanupStepFailure\n/)
+  })
+
+  it.effect("a hand-built step whose name is not a string is reported under its name as a string", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Cleanup.run("by-hand", [{ name: 42 as unknown as string, run: Effect.fail(new Error("disk full")) }])
+      )
+      expect(error.failures).toEqual([{ step: "42", reason: "failure", message: "disk full" }])
+      expect(error.message).toBe("Cleanup \"by-hand\": 1 of 1 step(s) failed: 42 (failure: disk full)")
+    }))
+
+  it.effect("a step that interrupts itself is reported as a defect, \"interrupted\", and the next steps still run", () =>
+    Effect.gen(function*() {
+      const ran: Array<string> = []
+      const error = yield* Effect.flip(Cleanup.run("self-interrupted", [
+        Cleanup.step("gives up", Effect.interrupt),
+        Cleanup.step("after", Effect.sync(() => ran.push("after")))
+      ]))
+      expect(ran).toEqual(["after"])
+      expect(error.failures).toEqual([{ step: "gives up", reason: "defect", message: "interrupted" }])
+    }))
+
+  it.effect("the duration histogram records how long the cleanup took, in seconds", () =>
+    Effect.gen(function*() {
+      // the cleanup starts at 1 s on the clock and ends at 3 s
+      yield* TestClock.adjust("1 second")
+      const fiber = yield* Effect.fork(Cleanup.run("timed", [Cleanup.step("slow", Effect.sleep("2 seconds"))]))
+      yield* TestClock.adjust("2 seconds")
+      yield* Fiber.join(fiber)
+      const histogram = yield* Metric.value(Metric.tagged(Cleanup.metrics.duration, "cleanup", "timed"))
+      expect([histogram.count, histogram.sum, histogram.min, histogram.max]).toEqual([1, 2, 2, 2])
+    }))
+
+  it.effect("the metrics are exported as bulwark_cleanup_*, the counters counting up, each with its description", () =>
+    Effect.gen(function*() {
+      yield* Cleanup.run("exported", [Cleanup.step("ok", Effect.void)])
+      yield* Effect.exit(Cleanup.run("exported", [Cleanup.step("bad", Effect.fail("x"))]))
+      const pairs = [...Metric.unsafeSnapshot()].filter((p) =>
+        p.metricKey.tags.some((t) => t.key === "cleanup" && t.value === "exported")
+      ).sort((a, b) => a.metricKey.name.localeCompare(b.metricKey.name))
+      expect(pairs.map((p) => [p.metricKey.name, p.metricKey.description])).toEqual([
+        ["bulwark_cleanup_attempts_total", Option.some("Cleanups attempted")],
+        ["bulwark_cleanup_duration_seconds", Option.some("How long cleanups take")],
+        ["bulwark_cleanup_failures_total", Option.some("Cleanups with at least one failed step")],
+        ["bulwark_cleanup_successes_total", Option.some("Cleanups whose every step succeeded")]
+      ])
+      const counters = pairs.filter((p) => p.metricKey.name.endsWith("_total"))
+      expect(counters.map((p) => p.metricState)).toEqual([
+        MetricState.counter(2),
+        MetricState.counter(1),
+        MetricState.counter(1)
+      ])
+      for (const p of counters) expect(p.metricKey.keyType).toMatchObject({ incremental: true })
+    }))
+
+  it.effect("a cleanup with a failed step logs its error message at ERROR, annotated with bulwark.cleanup", () =>
+    Effect.gen(function*() {
+      const lines = yield* logged(Cleanup.run("logged", [Cleanup.step("stop", Effect.fail(new Error("gone")))]))
+      expect(lines).toEqual([{
+        level: "ERROR",
+        message: "Cleanup \"logged\": 1 of 1 step(s) failed: stop (failure: gone)",
+        cleanup: "logged"
+      }])
+    }))
+
+  it.effect("acquireRelease without a name reports its failed release as the step \"release\" of the cleanup \"resource\"", () =>
+    Effect.gen(function*() {
+      const lines = yield* logged(
+        Cleanup.acquireUseRelease(Effect.void, () => Effect.void, () => Effect.fail(new Error("cannot close")))
+      )
+      expect(lines).toEqual([{
+        level: "ERROR",
+        message: "Cleanup \"resource\": 1 of 1 step(s) failed: release (failure: cannot close)",
+        cleanup: "resource"
+      }])
     }))
 })
 

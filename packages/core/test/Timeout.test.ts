@@ -8,6 +8,7 @@ import {
   Effect,
   Equal,
   Exit,
+  FastCheck as fc,
   Fiber,
   FiberId,
   FiberRef,
@@ -18,6 +19,32 @@ import {
 } from "effect"
 import { Armed, TimerLane } from "../src/internal/timerLane.js"
 import * as VirtualTimer from "../src/internal/virtualTimer.js"
+
+/**
+ * A clock with a timer of its own (as the testing kit's virtual clock has), standing at 0: it
+ * counts its time reads and records the timers armed on it, which never fire.
+ */
+const timerClock = () => {
+  const reads = { count: 0 }
+  const armed: Array<number> = []
+  const read = () => {
+    reads.count++
+    return 0
+  }
+  const clock: Clock.Clock & VirtualTimer.VirtualTimer = {
+    [Clock.ClockTypeId]: Clock.ClockTypeId,
+    unsafeCurrentTimeMillis: read,
+    currentTimeMillis: Effect.sync(read),
+    unsafeCurrentTimeNanos: () => BigInt(read()),
+    currentTimeNanos: Effect.sync(() => BigInt(read())),
+    sleep: () => Effect.never,
+    [VirtualTimer.TypeId]: (millis) => {
+      armed.push(millis)
+      return () => {}
+    }
+  }
+  return { armed, clock, reads }
+}
 
 describe("Timeout", () => {
   it.effect("fails with a TimeoutError once the duration has passed on the clock", () =>
@@ -186,25 +213,107 @@ describe("Timeout", () => {
 
   it.effect("without a deadline it reads no time on a clock with a timer of its own: it only arms that timer", () =>
     Effect.gen(function*() {
-      let reads = 0
-      const armed: Array<number> = []
-      const clock: Clock.Clock & VirtualTimer.VirtualTimer = {
-        [Clock.ClockTypeId]: Clock.ClockTypeId,
-        unsafeCurrentTimeMillis: () => ++reads,
-        currentTimeMillis: Effect.sync(() => ++reads),
-        unsafeCurrentTimeNanos: () => BigInt(++reads),
-        currentTimeNanos: Effect.sync(() => BigInt(++reads)),
-        sleep: () => Effect.never,
-        [VirtualTimer.TypeId]: (millis) => {
-          armed.push(millis)
-          return () => {}
-        }
-      }
+      const { armed, clock, reads } = timerClock()
       const value = yield* Effect.succeed("value").pipe(Timeout.timeout("1 second"), Effect.withClock(clock))
       expect(value).toBe("value")
       expect(armed).toEqual([1000])
-      expect(reads).toBe(0)
+      expect(reads.count).toBe(0)
     }))
+
+  describe("the error each limit and name raise, made once and kept for policies made again", () => {
+    // a clock whose timer fires as soon as the work waits: a policy's error without waiting its limit
+    const firing: Clock.Clock & VirtualTimer.VirtualTimer = Object.assign(Object.create(Clock.make()), {
+      [VirtualTimer.TypeId]: (_millis: number, fire: () => void) => {
+        queueMicrotask(fire)
+        return () => {}
+      }
+    })
+    const raised = (policy: ReturnType<typeof Timeout.timeout>) =>
+      Effect.flip(Effect.never.pipe(policy, Effect.withClock(firing)))
+
+    it.effect("limits in nanoseconds and names are told apart: each error names its own limit and operation", () =>
+      Effect.gen(function*() {
+        const short = yield* raised(Timeout.timeout(Duration.nanos(1_500_000n), { name: "nanos" }))
+        const long = yield* raised(Timeout.timeout(Duration.nanos(2_500_000n), { name: "nanos" }))
+        expect([short.duration, long.duration]).toEqual([Duration.nanos(1_500_000n), Duration.nanos(2_500_000n)])
+        // an operation named "undefined" is not the unnamed one
+        const named = yield* raised(Timeout.timeout("1234 millis", { name: "undefined" }))
+        const unnamed = yield* raised(Timeout.timeout("1234 millis"))
+        expect(named.operation).toBe("undefined")
+        expect(Object.keys(unnamed)).not.toContain("operation")
+        expect(unnamed.message).toBe("The operation timed out after 1s 234ms and was interrupted")
+      }))
+
+    it.effect("at most 256 are kept: past that the store starts over, so errors of old limits are made afresh", () =>
+      Effect.gen(function*() {
+        const limit = (name: string) => Timeout.timeout("4321 millis", { name })
+        const first = yield* raised(limit("bound-0"))
+        const kept = Effect.suspend(() => Effect.map(raised(limit("bound-0")), (error) => error === first))
+        expect(yield* kept).toBe(true)
+        // other tests of this file may have filled part of the store: make new ones until it starts over
+        let made = 0
+        while ((yield* kept) && made < 300) limit(`bound-fill-${made++}`)
+        expect(made).toBeLessThanOrEqual(256)
+        // it started over with the one that did not fit, then "bound-0" was made again by `kept`:
+        // with those two kept, 254 more fit and the 255th starts it over again
+        const again = yield* raised(limit("bound-0"))
+        for (let i = 0; i < 254; i++) limit(`bound-more-${i}`)
+        expect(yield* raised(limit("bound-0"))).toBe(again)
+        limit("bound-more-254")
+        expect(yield* raised(limit("bound-0"))).not.toBe(again)
+      }))
+
+    it.effect("a deadline further away than the limit leaves the limit: the timer waits the limit, the error names it", () =>
+      Effect.gen(function*() {
+        const armed: Array<number> = []
+        const clock: Clock.Clock & VirtualTimer.VirtualTimer = Object.assign(Object.create(Clock.make()), {
+          unsafeCurrentTimeMillis: () => 1_000_000,
+          [VirtualTimer.TypeId]: (millis: number, fire: () => void) => {
+            armed.push(millis)
+            queueMicrotask(fire)
+            return () => {}
+          }
+        })
+        const error = yield* Effect.flip(
+          Effect.never.pipe(Timeout.timeout("1 second"), Deadline.at(1_005_000), Effect.withClock(clock))
+        )
+        expect(armed).toEqual([1000])
+        expect(error.duration).toEqual(Duration.seconds(1))
+      }))
+  })
+
+  it.effect.prop(
+    "whatever the limit, an unnamed timeout's error has no operation, and one named \"undefined\" keeps its name",
+    { millis: fc.integer({ min: 1, max: 1_000_000_000 }) },
+    ({ millis }) =>
+      Effect.gen(function*() {
+        const unnamed = yield* Effect.fork(Effect.flip(Effect.never.pipe(Timeout.timeout(millis))))
+        const named = yield* Effect.fork(
+          Effect.flip(Effect.never.pipe(Timeout.timeout(millis, { name: "undefined" })))
+        )
+        yield* TestClock.adjust(millis)
+        const plain = yield* Fiber.join(unnamed)
+        expect(Object.keys(plain)).not.toContain("operation")
+        expect(plain.duration).toEqual(Duration.millis(millis))
+        expect((yield* Fiber.join(named)).operation).toBe("undefined")
+      })
+  )
+
+  it.effect.prop(
+    "limits written in nanoseconds keep their own duration in the error",
+    { a: fc.integer({ min: 1, max: 1_000_000 }), b: fc.integer({ min: 1, max: 1_000_000 }) },
+    ({ a, b }) =>
+      Effect.gen(function*() {
+        const nanos = [BigInt(a) * 1_000_000n, BigInt(b) * 1_000_000n] as const
+        const fibers = yield* Effect.forEach(nanos, (n) =>
+          Effect.fork(Effect.flip(Effect.never.pipe(Timeout.timeout(n)))))
+        yield* TestClock.adjust(Math.max(a, b))
+        const errors = yield* Effect.forEach(fibers, Fiber.join)
+        expect(errors.map((e) =>
+          e.duration
+        )).toEqual(nanos.map((n) => Duration.nanos(n)))
+      })
+  )
 
   it("a duration that is not positive is rejected when the policy is built", () => {
     expect(() => Timeout.timeout(0)).toThrow(/duration must be a duration > 0, got 0/)
@@ -290,6 +399,22 @@ describe("Timeout", () => {
           expect(timers()).toBe(before + 1)
           yield* Fiber.interruptAll(fibers)
           expect(timers()).toBe(before)
+        }
+      }))
+
+    it.live("a deadline exactly the longest Node timer (2^31 - 1 ms) away still gets a timer of its own", () =>
+      Effect.gen(function*() {
+        // the live clock reads Date.now(): frozen, the time left is exactly the deadline's budget
+        vi.useFakeTimers({ toFake: ["Date"] })
+        try {
+          const before = timers()
+          const fiber = yield* Effect.fork(forever.pipe(Timeout.timeout(2 ** 31), Deadline.within(2 ** 31 - 1)))
+          for (let i = 0; i < 100 && timers() === before; i++) yield* Effect.yieldNow()
+          expect(timers()).toBe(before + 1)
+          yield* Fiber.interrupt(fiber)
+          expect(timers()).toBe(before)
+        } finally {
+          vi.useRealTimers()
         }
       }))
 
