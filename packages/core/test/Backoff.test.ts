@@ -1,6 +1,17 @@
 import { Backoff } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, FastCheck as fc, Fiber, Random, Ref, Schedule, TestClock } from "effect"
+import {
+  Duration,
+  Effect,
+  FastCheck as fc,
+  Fiber,
+  Random,
+  Ref,
+  Schedule,
+  ScheduleDecision,
+  ScheduleInterval,
+  TestClock
+} from "effect"
 
 const millis = (ds: ReadonlyArray<Duration.Duration>) => ds.map(Duration.toMillis)
 const delaysOf = <Out>(schedule: Schedule.Schedule<Out, unknown>, n: number, seed: number = 1) =>
@@ -354,3 +365,84 @@ describe("Backoff", () => {
     })
   })
 })
+
+describe("Backoff: custom delays, decisions and every constructor's own errors", () => {
+  it.effect("custom: the delay of each retry number (from 1), as a duration or as an Effect", () =>
+    Effect.gen(function*() {
+      expect(yield* delaysOf(Backoff.custom((n) => `${n * 10} millis`), 4)).toEqual([10, 20, 30, 40])
+      expect(yield* delaysOf(Backoff.custom((n) => n * 100), 3)).toEqual([100, 200, 300])
+      expect(yield* delaysOf(Backoff.custom((n) => Effect.succeed(Duration.seconds(n))), 3)).toEqual([1000, 2000, 3000])
+      // an Effect may draw from Random
+      const drawn = Backoff.custom(() => Effect.map(Random.nextIntBetween(100, 200), Duration.millis))
+      const got = yield* delaysOf(drawn, 5, 7)
+      expect(got).toHaveLength(5)
+      for (const d of got) expect(d >= 100 && d < 200).toBe(true)
+    }))
+
+  it.effect("maxElapsed counts from the first failure, not from the clock's zero", () =>
+    Effect.gen(function*() {
+      yield* TestClock.adjust("1 hour")
+      const times = yield* Ref.make<Array<number>>([])
+      const failing = Effect.flatMap(TestClock.currentTimeMillis, (now) => Ref.update(times, (ts) => [...ts, now]))
+        .pipe(Effect.zipRight(Effect.fail("nope")))
+      const limited = Backoff.limit(Backoff.linear({ base: "100 millis" }), { maxElapsed: "300 millis" })
+      const fiber = yield* Effect.fork(Effect.retry(failing, limited))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.await(fiber)
+      expect((yield* Ref.get(times)).map((t) => t - 3_600_000)).toEqual([0, 100, 300])
+    }))
+
+  it("decisionDelayMillis: the wait a decision asks for from now, 0 when done or already due", () => {
+    const after = (at: number) => ScheduleDecision.continueWith(ScheduleInterval.after(at))
+    expect(Backoff.decisionDelayMillis(1_000, after(1_250))).toBe(250)
+    expect(Backoff.decisionDelayMillis(1_000, after(1_000))).toBe(0)
+    expect(Backoff.decisionDelayMillis(1_000, after(400))).toBe(0)
+    expect(Backoff.decisionDelayMillis(1_000, ScheduleDecision.done)).toBe(0)
+  })
+
+  it("a cap equal to the base is allowed: the jitter families then keep to that one delay", () => {
+    const run = (schedule: Backoff.Backoff) => Effect.runSync(fixedAt(schedule, 3, 1))
+    expect(run(Backoff.decorrelatedJitter({ base: 100, cap: 100 }))).toEqual([100, 100, 100])
+    expect(run(Backoff.fullJitter({ base: 100, cap: 100 }))).toEqual([100, 100, 100])
+    expect(run(Backoff.equalJitter({ base: 100, cap: 100 }))).toEqual([100, 100, 100])
+  })
+
+  it("each constructor names itself and the field in its error; factors and caps must be finite", () => {
+    expect(() => Backoff.linear({ base: 10, cap: 0 })).toThrow(
+      /^Backoff.linear: cap must be a finite duration > 0, got 0$/
+    )
+    expect(() => Backoff.exponential({ base: 10, cap: "-1 seconds" })).toThrow(
+      /^Backoff.exponential: cap must be a finite duration > 0, got -1 seconds$/
+    )
+    expect(() => Backoff.fibonacci({ base: 0 })).toThrow(
+      /^Backoff.fibonacci: base must be a finite duration > 0, got 0$/
+    )
+    expect(() => Backoff.fibonacci({ base: 10, cap: 0 })).toThrow(/^Backoff.fibonacci: cap must be/)
+    expect(() => Backoff.decorrelatedJitter({ base: 0, cap: 10 })).toThrow(/^Backoff.decorrelatedJitter: base must be/)
+    expect(() => Backoff.fullJitter({ base: 100, cap: 10 })).toThrow(
+      /^Backoff.fullJitter: cap \(10ms\) must be >= base \(100ms\)$/
+    )
+    expect(() => Backoff.equalJitter({ base: 10, cap: 0 })).toThrow(
+      /^Backoff.equalJitter: cap must be a finite duration > 0, got 0$/
+    )
+    expect(() => Backoff.fullJitter({ base: 10, cap: Duration.infinity })).toThrow(/^Backoff.fullJitter: cap must be/)
+    for (const factor of [Number.POSITIVE_INFINITY, Number.NaN]) {
+      expect(() => Backoff.exponential({ base: 10, factor })).toThrow(
+        new RegExp(`^Backoff.exponential: factor must be a finite number >= 1, got ${factor}$`)
+      )
+      expect(() => Backoff.equalJitter({ base: 10, cap: 100, factor })).toThrow(/^Backoff.equalJitter: factor must be/)
+    }
+    expect(() => Backoff.limit(Backoff.linear({ base: 1 }), { maxDelay: -1 })).toThrow(
+      /^Backoff.limit: maxDelay must be a finite duration >= 0, got -1$/
+    )
+    expect(() => Backoff.limit(Backoff.linear({ base: 1 }), { maxElapsed: "-1 seconds" })).toThrow(
+      /^Backoff.limit: maxElapsed must be a finite duration >= 0, got -1 seconds$/
+    )
+    expect(() => Backoff.limit(Backoff.linear({ base: 1 }), { maxRetries: -1 })).toThrow(
+      /^Backoff.limit: maxRetries must be a whole number >= 0, got -1$/
+    )
+  })
+})
+
+const fixedAt = <Out>(schedule: Schedule.Schedule<Out, unknown>, n: number, r: number) =>
+  Backoff.delays(schedule, n).pipe(Effect.map(millis), Effect.withRandom(Random.fixed([r])))

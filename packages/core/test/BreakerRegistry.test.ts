@@ -1,4 +1,4 @@
-import { BreakerRegistry, BreakerStore, CircuitBreaker, Failure } from "@bulwark/core"
+import { BreakerRegistry, BreakerStore, CircuitBreaker, Failure, Health } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Data, Deferred, Effect, Exit, Fiber, Logger, LogLevel, Option, Scope, TestClock } from "effect"
 import { sized } from "./size.js"
@@ -234,5 +234,215 @@ describe("BreakerRegistry", () => {
       expect(yield* Effect.flatMap(registry.get("a"), (breaker) => breaker.state)).toBe("Closed")
       yield* Effect.exit(registry.protect("a")(Effect.fail(new Refused())))
       expect(yield* Effect.flatMap(registry.get("a"), (breaker) => breaker.state)).toBe("Open")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+})
+
+/** A memory store that counts the subscriptions its breakers hold open. */
+const countingStore = Effect.gen(function*() {
+  const memory = yield* BreakerStore.makeMemory
+  const open = new Set<string>()
+  const store: BreakerStore.BreakerStore = {
+    ...memory,
+    subscribe: (breaker) =>
+      Effect.zipRight(
+        Effect.acquireRelease(Effect.sync(() => open.add(breaker)), () => Effect.sync(() => open.delete(breaker))),
+        memory.subscribe(breaker)
+      )
+  }
+  return { open, store }
+})
+
+const settle = Effect.forEach(Array.from({ length: 20 }), () => Effect.yieldNow(), { discard: true })
+
+describe("BreakerRegistry: bounds, names and what a dropped breaker gives back", () => {
+  it.scoped("the least recently used breaker makes room for a new key; a used one stays, with its state", () =>
+    Effect.gen(function*() {
+      const registry = yield* BreakerRegistry.make({
+        name: "hosts",
+        capacity: 3,
+        breaker: { policy: CircuitBreaker.consecutive(1) }
+      })
+      yield* Effect.exit(registry.protect("a")(Effect.fail(new Refused())))
+      yield* registry.protect("b")(Effect.void)
+      yield* registry.protect("c")(Effect.void)
+      expect(yield* registry.keys).toEqual(["a", "b", "c"])
+      const a = yield* registry.get("a")
+      expect(yield* registry.keys).toEqual(["b", "c", "a"])
+      yield* registry.get("d")
+      expect(yield* registry.keys).toEqual(["c", "a", "d"])
+      yield* registry.get("e")
+      expect(yield* registry.keys).toEqual(["a", "d", "e"])
+      expect(yield* registry.get("a")).toBe(a)
+      expect(yield* a.state).toBe("Open")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("without a name, the registry's breakers are named registry/<key>", () =>
+    Effect.gen(function*() {
+      const registry = yield* BreakerRegistry.make({ breaker: { policy: CircuitBreaker.consecutive(1) } })
+      yield* Effect.exit(registry.protect("a.example")(Effect.fail(new Refused())))
+      const error = yield* Effect.flip(registry.protect("a.example")(Effect.succeed("ok")))
+      expect((error as CircuitBreaker.CircuitOpenError).breaker).toBe("registry/a.example")
+      expect((yield* registry.get("b.example")).name).toBe("registry/b.example")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("the service's tag is @bulwark/core/BreakerRegistry, and layer provides a registry", () =>
+    Effect.gen(function*() {
+      expect(BreakerRegistry.BreakerRegistry.key).toBe("@bulwark/core/BreakerRegistry")
+      const registry = yield* BreakerRegistry.BreakerRegistry
+      expect(yield* registry.protect("a")(Effect.succeed(1))).toBe(1)
+      expect((yield* registry.get("a")).name).toBe("hosts/a")
+      expect(yield* registry.keys).toEqual(["a"])
+    }).pipe(Effect.provide(BreakerRegistry.layer({ name: "hosts" }))))
+
+  it.effect("idleTimeToLive must be finite and > 0, capacity a whole number; a bad breaker option names <name>/<key>", () =>
+    Effect.gen(function*() {
+      const defect = (options: BreakerRegistry.Options) =>
+        Effect.map(
+          Effect.exit(Effect.scoped(BreakerRegistry.make(options))),
+          (exit) => Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "made"
+        )
+      expect(yield* defect({ idleTimeToLive: 0 })).toMatch(/idleTimeToLive must be a finite duration > 0, got 0/)
+      expect(yield* defect({ idleTimeToLive: Infinity })).toMatch(
+        /idleTimeToLive must be a finite duration > 0, got Infinity/
+      )
+      expect(yield* defect({ capacity: 2.5 })).toMatch(/capacity must be a whole number >= 1, got 2.5/)
+      expect(yield* defect({ idleTimeToLive: 1, capacity: 1 })).toBe("made")
+      expect(yield* defect({ name: "hosts", breaker: { policy: CircuitBreaker.consecutive(0) } })).toMatch(
+        /CircuitBreaker "hosts\/<key>": policy\.threshold must be/
+      )
+    }))
+
+  it.scoped("a registry's breakers do not register a health check each", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      const registry = yield* BreakerRegistry.make({ name: "hosts" })
+      yield* registry.protect("a")(Effect.void)
+      yield* registry.protect("b")(Effect.void)
+      expect((yield* health.report).components).toEqual([])
+      // a breaker of its own does
+      yield* CircuitBreaker.make({ name: "payments" })
+      expect((yield* health.report).components.map((c) => c.name)).toEqual(["breaker:payments"])
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.scoped("a dropped breaker gives back its store subscription: evicted, invalidated, left idle, or invalidated while being made", () =>
+    Effect.gen(function*() {
+      const { open, store } = yield* countingStore
+      const gate = yield* Deferred.make<void>()
+      const gated: BreakerStore.BreakerStore = {
+        ...store,
+        load: (breaker) =>
+          breaker === "hosts/slow" ? Effect.zipRight(Deferred.await(gate), store.load(breaker)) : store.load(breaker)
+      }
+      const registry = yield* BreakerRegistry.make({ name: "hosts", capacity: 2, idleTimeToLive: "1 minute" }).pipe(
+        Effect.provideService(BreakerStore.BreakerStore, gated)
+      )
+      yield* registry.get("a")
+      yield* registry.get("b")
+      expect([...open].sort()).toEqual(["hosts/a", "hosts/b"])
+      // evicted
+      yield* registry.get("c")
+      expect([...open].sort()).toEqual(["hosts/b", "hosts/c"])
+      // invalidated
+      yield* registry.invalidate("b")
+      expect([...open]).toEqual(["hosts/c"])
+      // left idle
+      yield* TestClock.adjust("2 minutes")
+      expect([...open]).toEqual([])
+      expect(yield* registry.keys).toEqual([])
+      // invalidated while being made: given back once made
+      const making = yield* Effect.fork(registry.get("slow"))
+      yield* settle
+      yield* registry.invalidate("slow")
+      yield* Deferred.succeed(gate, undefined)
+      const slow = yield* Fiber.join(making)
+      yield* settle
+      expect(slow.name).toBe("hosts/slow")
+      expect([...open]).toEqual([])
+      expect(yield* registry.keys).toEqual([])
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("a key asked for again after its breaker was invalidated while being made keeps its new breaker", () =>
+    Effect.gen(function*() {
+      const memory = yield* BreakerStore.makeMemory
+      const gate = yield* Deferred.make<void>()
+      let loads = 0
+      const store: BreakerStore.BreakerStore = {
+        ...memory,
+        // the first breaker of "hosts/a" waits for the gate; the next one is made at once
+        load: (breaker) =>
+          Effect.suspend(() =>
+            breaker === "hosts/a" && loads++ === 0
+              ? Effect.zipRight(Deferred.await(gate), memory.load(breaker))
+              : memory.load(breaker)
+          )
+      }
+      const registry = yield* BreakerRegistry.make({ name: "hosts" }).pipe(
+        Effect.provideService(BreakerStore.BreakerStore, store)
+      )
+      const first = yield* Effect.fork(registry.get("a"))
+      yield* settle
+      yield* registry.invalidate("a")
+      const second = yield* registry.get("a")
+      yield* Deferred.succeed(gate, undefined)
+      const old = yield* Fiber.join(first)
+      yield* settle
+      expect(old).not.toBe(second)
+      expect(yield* registry.keys).toEqual(["a"])
+      expect(yield* registry.get("a")).toBe(second)
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("a breaker that fails to be made after its key was invalidated and asked for again leaves the new one in place", () =>
+    Effect.gen(function*() {
+      const memory = yield* BreakerStore.makeMemory
+      const gate = yield* Deferred.make<void>()
+      let subscriptions = 0
+      const store: BreakerStore.BreakerStore = {
+        ...memory,
+        // the first breaker of "hosts/a" waits for the gate, then its subscription dies
+        subscribe: (breaker) =>
+          Effect.suspend(() =>
+            breaker === "hosts/a" && subscriptions++ === 0
+              ? Effect.zipRight(Deferred.await(gate), Effect.dieMessage("store lost"))
+              : memory.subscribe(breaker)
+          )
+      }
+      const registry = yield* BreakerRegistry.make({ name: "hosts" }).pipe(
+        Effect.provideService(BreakerStore.BreakerStore, store)
+      )
+      const first = yield* Effect.fork(registry.get("a"))
+      yield* settle
+      yield* registry.invalidate("a")
+      const second = yield* registry.get("a")
+      yield* Deferred.succeed(gate, undefined)
+      const exit = yield* Fiber.await(first)
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      expect(yield* registry.keys).toEqual(["a"])
+      expect(yield* registry.get("a")).toBe(second)
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("a breaker whose making outlasts idleTimeToLive is not dropped while being made", () =>
+    Effect.gen(function*() {
+      const memory = yield* BreakerStore.makeMemory
+      const gate = yield* Deferred.make<void>()
+      const store: BreakerStore.BreakerStore = {
+        ...memory,
+        load: (breaker) => Effect.zipRight(Deferred.await(gate), memory.load(breaker))
+      }
+      const registry = yield* BreakerRegistry.make({
+        name: "hosts",
+        idleTimeToLive: "1 minute",
+        breaker: { policy: CircuitBreaker.consecutive(1) }
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      const making = yield* Effect.fork(registry.get("a"))
+      yield* settle
+      // four sweeps pass the minute while the store is slow
+      yield* TestClock.adjust("70 seconds")
+      yield* Deferred.succeed(gate, undefined)
+      const a = yield* Fiber.join(making)
+      yield* Effect.exit(a.protect(Effect.fail(new Refused())))
+      // the next call finds the same breaker, open
+      expect(yield* registry.get("a")).toBe(a)
+      expect(yield* registry.keys).toEqual(["a"])
+      expect(yield* a.state).toBe("Open")
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 })

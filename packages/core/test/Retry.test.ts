@@ -1,4 +1,4 @@
-import { Backoff, Deadline, Failure, Retry, RetryBudget } from "@bulwark/core"
+import { Alerts, Backoff, Deadline, Failure, Retry, RetryBudget } from "@bulwark/core"
 import { describe, expect, expectTypeOf, it } from "@effect/vitest"
 import {
   Cause,
@@ -729,4 +729,182 @@ describe("Retry", () => {
         }
       }))
   })
+})
+
+describe("Retry: what it reports", () => {
+  it.effect("a budget's refusal: the error carries the budget's counts and the last failure, one alert, a log", () =>
+    Effect.gen(function*() {
+      const { entries, layer } = yield* captureLogs
+      const alerts: Array<Alerts.Alert> = []
+      const service = yield* Alerts.make((a) => Effect.sync(() => alerts.push(a)))
+      const budget = yield* RetryBudget.make({ name: "quotes", ratio: 0.5, minRetriesPerSecond: 0 })
+      yield* budget.deposit
+      yield* budget.deposit
+      const failure = new ConnectionError({ reason: "down" })
+      const error = yield* Effect.fail(failure).pipe(
+        Retry.retry({ name: "orders", budget, schedule: Backoff.fromDelays([0]) }),
+        Effect.provide(layer),
+        Effect.provideService(Alerts.Alerts, service),
+        Effect.flip
+      )
+      // two deposits earlier and the call's own: 3 calls earn 1 retry, spent on the second attempt
+      expect(error).toBeInstanceOf(RetryBudget.RetryBudgetExhaustedError)
+      expect(error).toMatchObject({ budget: "quotes", calls: 3, retries: 1, ratio: 0.5 })
+      expect((error as RetryBudget.RetryBudgetExhaustedError).cause).toBe(failure)
+      expect(alerts).toEqual([{
+        key: "retry_budget:quotes",
+        kind: "retry_budget_exhausted",
+        severity: "major",
+        message: "Retry budget \"quotes\" is spent: 1 retries for 3 calls in the window; retries are refused",
+        annotations: { budget: "quotes", calls: 3, retries: 1, ratio: 0.5 }
+      }])
+      const last = entries[entries.length - 1]!
+      expect(last.message).toBe(
+        "Retry budget \"quotes\" is spent; giving up after attempt 2: ConnectionError { reason: \"down\" }"
+      )
+      expect(last.annotations).toMatchObject({
+        "bulwark.retry.verdict": "budget_exhausted",
+        "bulwark.retry.attempt": 2
+      })
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("the counters are bulwark_retry_{retries,exhausted,recovered}_total, each with its description", () =>
+    Effect.gen(function*() {
+      const operation = "named-metrics-test"
+      const { effect } = yield* scripted<ApiError>([new Timeout(), "ok"])
+      const fiber = yield* Effect.fork(effect.pipe(Retry.retry({ name: operation })))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(fiber)
+      yield* Effect.exit(Effect.fail(new Invalid()).pipe(Retry.retry({ name: operation })))
+      const read = (name: string, description: string, tags: Record<string, string>) =>
+        Metric.value(
+          Metric.counter(name, { description, incremental: true }).pipe(
+            Metric.taggedWithLabels(Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v)))
+          )
+        ).pipe(Effect.map((state) => state.count))
+      expect(
+        yield* read("bulwark_retry_retries_total", "Retries scheduled, by category", { category: "timeout", operation })
+      ).toBe(1)
+      expect(
+        yield* read("bulwark_retry_exhausted_total", "Operations that stopped retrying, by category and reason", {
+          category: "validation",
+          reason: "not_retryable",
+          operation
+        })
+      ).toBe(1)
+      expect(
+        yield* read("bulwark_retry_recovered_total", "Operations that succeeded after at least one retry", {
+          operation
+        })
+      ).toBe(1)
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("one policy counts each category and reason under its own counter; without a name, under operation \"\"", () =>
+    Effect.gen(function*() {
+      const operation = "shared-policy-test"
+      const policy = Retry.policy<ApiError>({ name: operation, escalate: false })
+      yield* Effect.exit(Effect.fail(new Invalid()).pipe(Retry.retry(policy)))
+      const fiber = yield* Effect.fork(Effect.exit(Effect.fail(new Timeout()).pipe(Retry.retry(policy))))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(fiber)
+      expect(yield* counterValue("exhausted", { category: "validation", reason: "not_retryable", operation })).toBe(1)
+      expect(yield* counterValue("exhausted", { category: "timeout", reason: "exhausted", operation })).toBe(1)
+      expect(yield* counterValue("exhausted", { category: "timeout", reason: "not_retryable", operation })).toBe(0)
+      expect(yield* counterValue("retries", { category: "timeout", operation })).toBe(2)
+      // unnamed: the operation label is empty
+      const before = yield* counterValue("exhausted", { category: "security", reason: "not_retryable", operation: "" })
+      yield* Effect.exit(Effect.fail(new Invalid()).pipe(Retry.retry({ classify: () => "security" as const })))
+      expect(yield* counterValue("exhausted", { category: "security", reason: "not_retryable", operation: "" })).toBe(
+        before + 1
+      )
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("a retry's log entry carries exactly its annotations; an unnamed policy adds no operation", () =>
+    Effect.gen(function*() {
+      const { entries, layer } = yield* captureLogs
+      const { effect } = yield* scripted<ApiError>([new Timeout(), "ok"])
+      const fiber = yield* Effect.fork(effect.pipe(Retry.retry({}), Effect.provide(layer)))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(fiber)
+      expect(entries[0]!.annotations).toStrictEqual({
+        "bulwark.retry.attempt": 1,
+        "bulwark.retry.delay_ms": 1000,
+        "bulwark.retry.verdict": "retry",
+        "bulwark.failure.category": "timeout",
+        "bulwark.failure.code": "TIMEOUT",
+        "bulwark.failure.severity": "major"
+      })
+      expect(entries[1]!.annotations).toStrictEqual({ "bulwark.retry.attempt": 2 })
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("a retried defect is logged as the defect itself, annotated as one", () =>
+    Effect.gen(function*() {
+      const { entries, layer } = yield* captureLogs
+      const fiber = yield* Effect.fork(
+        Effect.die(new Error("bug")).pipe(
+          Retry.retry({ name: "orders", retryDefects: true, maxRetries: 1, schedule: Backoff.fromDelays([10]) }),
+          Effect.provide(layer),
+          Effect.exit
+        )
+      )
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(fiber)
+      expect(entries.map((e) => e.message)).toEqual([
+        expect.stringMatching(/^Attempt 1 failed with .*; retrying in 10ms: bug$/),
+        expect.stringMatching(/^All retries exhausted after attempt 2: .*: bug$/)
+      ])
+      for (const entry of entries) expect(entry.annotations["bulwark.failure.defect"]).toBe(true)
+    }))
+
+  it.effect("a success after retries is logged with the count; a success at once logs nothing and counts no recovery", () =>
+    Effect.gen(function*() {
+      const { entries, layer } = yield* captureLogs
+      const operation = "recovery-log-test"
+      const { effect } = yield* scripted<ApiError>([new Timeout(), new Timeout(), "ok"])
+      const fiber = yield* Effect.fork(
+        effect.pipe(Retry.retry({ name: operation, escalate: false }), Effect.provide(layer))
+      )
+      yield* TestClock.adjust("1 minute")
+      expect(yield* Fiber.join(fiber)).toBe(3)
+      const success = entries[entries.length - 1]!
+      expect(success.level).toBe("INFO")
+      expect(success.message).toBe("Succeeded on attempt 3 after 2 retries")
+      expect(success.annotations).toStrictEqual({ "bulwark.retry.attempt": 3, "bulwark.retry.operation": operation })
+      expect(yield* counterValue("recovered", { operation })).toBe(1)
+      entries.length = 0
+      expect(yield* Effect.succeed(7).pipe(Retry.retry({ name: operation }), Effect.provide(layer))).toBe(7)
+      expect(entries).toEqual([])
+      expect(yield* counterValue("recovered", { operation })).toBe(1)
+      // one retry, unnamed: counted under operation ""
+      const before = yield* counterValue("recovered", { operation: "" })
+      const once = yield* scripted<ApiError>([new Timeout(), "ok"])
+      const unnamed = yield* Effect.fork(once.effect.pipe(Retry.retry({}), Effect.provide(layer)))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(unnamed)
+      expect(entries[entries.length - 1]!.message).toBe("Succeeded on attempt 2 after 1 retry")
+      expect(yield* counterValue("recovered", { operation: "" })).toBe(before + 1)
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("maxRetries: 0 makes one attempt; while must be a function", () =>
+    Effect.gen(function*() {
+      const { attempts, effect } = yield* scripted<ApiError>([new ConnectionError({ reason: "x" })])
+      yield* Effect.exit(effect.pipe(Retry.retry({ maxRetries: 0 })))
+      expect(yield* attempts).toEqual([0])
+      expect(() => Retry.policy({ while: "yes" as unknown as () => boolean })).toThrow(
+        /^Retry.policy: while must be a function, got yes$/
+      )
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("matrixBackoff: the matrix's delays for each kind of row", () =>
+    Effect.gen(function*() {
+      const base = Failure.defaultClassifier.classify(new ConnectionError({ reason: "x" }))
+      const delaysOf = (strategy: Failure.Strategy, backoff: Failure.Classification["backoff"]) =>
+        Backoff.delays(Retry.matrixBackoff({ ...base, strategy, backoff }), 6).pipe(
+          Effect.map((ds) => ds.map(Duration.toMillis))
+        )
+      expect(yield* delaysOf("immediate_retry", "exponential")).toEqual([0, 100, 200, 200, 200, 200])
+      expect(yield* delaysOf("backoff_retry", "exponential")).toEqual([1000, 2000, 4000, 8000, 16000, 16000])
+      expect(yield* delaysOf("backoff_retry", "linear")).toEqual([1000, 2000, 3000, 4000, 5000, 6000])
+      expect(yield* delaysOf("backoff_retry", "none")).toEqual([0, 0, 0, 0, 0, 0])
+    }))
 })

@@ -1,6 +1,6 @@
 import { Failure, RetryBudget } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Either, Layer, Metric, TestClock } from "effect"
+import { Config, ConfigProvider, Duration, Effect, Either, Layer, Metric, TestClock } from "effect"
 
 const withdrawN = (budget: RetryBudget.RetryBudget, n: number) =>
   Effect.gen(function*() {
@@ -289,4 +289,72 @@ describe("RetryBudget", () => {
       retryable: false
     })
   })
+})
+
+describe("RetryBudget: the clock, Config and the error paths", () => {
+  it.effect("a wall clock stepped back loses no calls: when it comes forward again they are still in the window", () =>
+    Effect.gen(function*() {
+      const budget = yield* RetryBudget.make({ ratio: 1, minRetriesPerSecond: 0, window: "10 seconds" })
+      yield* TestClock.setTime(5_000)
+      for (let i = 0; i < 10; i++) yield* budget.deposit
+      // the wall clock is corrected two seconds back, then runs on past where it was
+      yield* TestClock.setTime(3_000)
+      expect(yield* budget.snapshot).toMatchObject({ calls: 10, retries: 0 })
+      yield* TestClock.setTime(5_500)
+      expect(yield* budget.snapshot).toMatchObject({ calls: 10, retries: 0, available: 10 })
+      expect(yield* withdrawN(budget, 20)).toBe(10)
+    }))
+
+  it.effect("FLOOR_MODE reads \"added\" as well as \"minimum\"", () =>
+    Effect.gen(function*() {
+      const budget = yield* RetryBudget.RetryBudget.pipe(
+        Effect.provide(RetryBudget.layerConfig()),
+        Effect.withConfigProvider(
+          ConfigProvider.fromJson({ RATIO: 0.1, MIN_RETRIES_PER_SECOND: 3, FLOOR_MODE: "added" })
+        )
+      )
+      for (let i = 0; i < 500; i++) yield* budget.deposit
+      // 30 from the floor plus 50 from the ratio
+      expect(yield* withdrawN(budget, 100)).toBe(80)
+    }))
+
+  it.effect("a window from Config below 10 millis fails with a ConfigError naming WINDOW and the rule", () =>
+    Effect.gen(function*() {
+      const error = yield* RetryBudget.RetryBudget.pipe(
+        Effect.provide(RetryBudget.layerConfig()),
+        Effect.withConfigProvider(ConfigProvider.fromJson({ WINDOW: "9 millis" })),
+        Effect.flip
+      )
+      expect(error._op).toBe("InvalidData")
+      expect(String(error)).toMatch(/WINDOW/)
+      expect(String(error)).toMatch(/window must be at least 10 millis/)
+    }))
+
+  it.effect("a Config of options that break a rule fails with a ConfigError carrying the budget's message", () =>
+    Effect.gen(function*() {
+      const bad = Config.succeed<RetryBudget.Options>({ ratio: 2 })
+      const error = yield* RetryBudget.RetryBudget.pipe(Effect.provide(RetryBudget.layerConfig(bad)), Effect.flip)
+      expect(error._op).toBe("InvalidData")
+      expect(error._op === "InvalidData" && error.message).toBe(
+        "RetryBudget \"default\": ratio must be in [0, 1], got 2"
+      )
+      // a dependency's Tag names its budget, whatever the Config says
+      class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
+      const named = yield* PaymentsBudget.pipe(
+        Effect.provide(PaymentsBudget.layerConfig(Config.succeed<RetryBudget.Options>({ name: "other", ratio: 2 }))),
+        Effect.flip
+      )
+      expect(named._op === "InvalidData" && named.message).toBe(
+        "RetryBudget \"payments\": ratio must be in [0, 1], got 2"
+      )
+      const budget = yield* PaymentsBudget.pipe(
+        Effect.provide(PaymentsBudget.layerConfig(Config.succeed<RetryBudget.Options>({ name: "other" })))
+      )
+      expect(budget.name).toBe("payments")
+      // without a Tag, the Config's own name stays
+      const own = yield* RetryBudget.RetryBudget.pipe(
+        Effect.provide(RetryBudget.layerConfig(Config.succeed<RetryBudget.Options>({ name: "quotes" })))
+      )
+      expect(own.name).toBe("quotes")
+    }))
 })
