@@ -46,6 +46,18 @@ describe("bulkhead admission and queue rules", () => {
     expect(state).toMatchObject({ active: 0, queued: 0 })
   })
 
+  it("a waiter that gives up from the middle or the back of its class leaves the others in order, and later arrivals join the back", () => {
+    const state = S.make({ ...limits, maxConcurrent: 1, maxQueued: 5 })
+    S.tryAcquire(state)
+    const [a, b, c, d] = [1, 1, 1, 1].map((priority) => S.enqueue(state, priority)!)
+    S.abandon(state, b!)
+    S.abandon(state, d!)
+    const e = S.enqueue(state, 1)!
+    expect(S.queuedByPriority(state)).toEqual([0, 3, 0])
+    expect([S.release(state), S.release(state), S.release(state), S.release(state)]).toEqual([a, c, e, undefined])
+    expect(state).toMatchObject({ active: 0, queued: 0, admitted: 4 })
+  })
+
   type Step =
     | { readonly _tag: "arrive"; readonly priority: number }
     | { readonly _tag: "finish"; readonly pick: number }

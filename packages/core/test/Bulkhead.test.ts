@@ -187,6 +187,32 @@ describe("Bulkhead", () => {
       }
     }))
 
+  it.effect("a caller handed the slot at any point of queueing, even before it starts waiting, runs at once", () =>
+    Effect.gen(function*() {
+      // the caller yields every `budget` operations, and the slot frees at its first yield:
+      // scanning the budget moves that point across every step of queueing and waiting
+      for (let budget = 10; budget < 60; budget++) {
+        const bulkhead = yield* Bulkhead.make({ name: "payments", maxConcurrent: 1, maxQueued: 1 })
+        const gate = yield* Deferred.make<void>()
+        const holder = yield* Effect.fork(bulkhead.protect(Deferred.await(gate)))
+        yield* settle
+        const caller = yield* Effect.fork(
+          bulkhead.protect(Effect.succeed(budget)).pipe(Effect.withMaxOpsBeforeYield(budget))
+        )
+        yield* Effect.yieldNow()
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(holder)
+        // the caller goes on a few operations at a time: give it the turns it needs, not a wait forever
+        let exit = yield* Fiber.poll(caller)
+        for (let turn = 0; turn < 100 && Option.isNone(exit); turn++) {
+          yield* Effect.yieldNow()
+          exit = yield* Fiber.poll(caller)
+        }
+        expect({ budget, exit }).toEqual({ budget, exit: Option.some(Exit.succeed(budget)) })
+        expect(yield* bulkhead.state).toMatchObject({ active: 0, queued: 0, admitted: 2 })
+      }
+    }))
+
   it.effect("an admitted caller interrupted at any step, before or during its work, gives its slot back", () =>
     Effect.gen(function*() {
       // the caller yields every `budget` operations, and is interrupted at its first yield:

@@ -546,6 +546,7 @@ describe("Timeout", () => {
       vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] })
     })
     afterEach(() => {
+      vi.restoreAllMocks()
       vi.useRealTimers()
     })
 
@@ -579,6 +580,97 @@ describe("Timeout", () => {
       expect(fired).toEqual([])
       vi.advanceTimersByTime(1)
       expect(fired).toEqual(["b"])
+    })
+
+    it("cancelling a timer in the middle or at the tail leaves the others to fire in order, and later timers join the tail", () => {
+      const lane = new TimerLane(100)
+      const fired: Array<string> = []
+      const start = performance.now()
+      const at = (label: string) => () => fired.push(`${label}@${performance.now() - start}`)
+      arm(lane, at("a"))
+      vi.advanceTimersByTime(10)
+      const b = arm(lane, at("b"))
+      vi.advanceTimersByTime(10)
+      arm(lane, at("c"))
+      b.cancel()
+      vi.advanceTimersByTime(10)
+      const d = arm(lane, at("d"))
+      d.cancel()
+      vi.advanceTimersByTime(10)
+      arm(lane, at("e"))
+      vi.advanceTimersByTime(200)
+      expect(fired).toEqual(["a@100", "c@120", "e@140"])
+    })
+
+    it("a timer due within the millisecond after the one that fires goes with it: no Node timer for that millisecond", () => {
+      const lane = new TimerLane(100)
+      const fired: Array<string> = []
+      arm(lane, () => fired.push("a"))
+      vi.advanceTimersByTime(1)
+      arm(lane, () => fired.push("b"))
+      vi.advanceTimersByTime(99)
+      expect(fired).toEqual(["a", "b"])
+      expect(vi.getTimerCount()).toBe(0)
+    })
+
+    it("its one Node timer keeps the process alive only while a timer of the lane waits", () => {
+      const setTimeoutSpy = vi.spyOn(globalThis, "setTimeout")
+      const lane = new TimerLane(100)
+      const nodeTimer = () => setTimeoutSpy.mock.results.at(-1)!.value as ReturnType<typeof setTimeout>
+      arm(lane, () => {}).cancel()
+      expect(nodeTimer().hasRef()).toBe(false)
+      // armed again before that Node timer fired: the same Node timer holds the process again
+      vi.advanceTimersByTime(50)
+      const a = arm(lane, () => {})
+      expect(nodeTimer().hasRef()).toBe(true)
+      const b = arm(lane, () => {})
+      a.cancel()
+      expect(nodeTimer().hasRef()).toBe(true)
+      b.cancel()
+      expect(nodeTimer().hasRef()).toBe(false)
+      const c = arm(lane, () => {})
+      expect(nodeTimer().hasRef()).toBe(true)
+      expect(setTimeoutSpy).toHaveBeenCalledTimes(1)
+      // the Node timer fires with nothing due: the one armed for the waiting timer holds the process
+      // until that timer is cancelled
+      vi.advanceTimersByTime(50)
+      expect(setTimeoutSpy).toHaveBeenCalledTimes(2)
+      expect(nodeTimer().hasRef()).toBe(true)
+      c.cancel()
+      expect(nodeTimer().hasRef()).toBe(false)
+    })
+
+    it("a timer armed while the lane fires waits its full duration under the lane's one Node timer", () => {
+      const lane = new TimerLane(100)
+      const fired: Array<string> = []
+      arm(lane, () => {
+        fired.push("a")
+        arm(lane, () => fired.push("b"))
+      })
+      vi.advanceTimersByTime(100)
+      expect(fired).toEqual(["a"])
+      expect(vi.getTimerCount()).toBe(1)
+      vi.advanceTimersByTime(99)
+      expect(fired).toEqual(["a"])
+      vi.advanceTimersByTime(1)
+      expect(fired).toEqual(["a", "b"])
+      expect(vi.getTimerCount()).toBe(0)
+    })
+
+    it("a timer armed alone fires after its own duration; cancelled, its Node timer is cleared and it never fires", () => {
+      const fired: Array<string> = []
+      const kept = new Task(() => fired.push("kept"))
+      const cancelled = new Task(() => fired.push("cancelled"))
+      kept.armAlone(30)
+      cancelled.armAlone(20)
+      expect(vi.getTimerCount()).toBe(2)
+      cancelled.cancel()
+      expect(vi.getTimerCount()).toBe(1)
+      vi.advanceTimersByTime(29)
+      expect(fired).toEqual([])
+      vi.advanceTimersByTime(1)
+      expect(fired).toEqual(["kept"])
+      expect(vi.getTimerCount()).toBe(0)
     })
 
     it("re-arms after it emptied: a timer armed later waits its full duration", () => {
