@@ -265,14 +265,14 @@ describe("RetryBudget", () => {
 
   it.effect("a refused withdrawal counts in bulwark_retry_budget_exhausted_total by budget", () =>
     Effect.gen(function*() {
-      const budget = yield* RetryBudget.make({ name: "quotes", ratio: 0, minRetriesPerSecond: 0 })
+      const budget = yield* RetryBudget.make({ name: "refused-count", ratio: 0, minRetriesPerSecond: 0 })
       expect(yield* budget.tryWithdraw).toBe(false)
       expect(yield* budget.tryWithdraw).toBe(false)
       // the metric's key is its name, description, incrementality and tags: all of them must match
       const counter = Metric.counter("bulwark_retry_budget_exhausted_total", {
         description: "Retries refused because a retry budget was spent",
         incremental: true
-      }).pipe(Metric.tagged("budget", "quotes"))
+      }).pipe(Metric.tagged("budget", "refused-count"))
       expect((yield* Metric.value(counter)).count).toBe(2)
     }))
 
