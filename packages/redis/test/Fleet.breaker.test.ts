@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { spawnMember } from "./fleet.js"
+import { spawnFleet } from "./fleet.js"
 import type { FleetEvent } from "./fleet.js"
 import { hasRedisServer, startRedisServer } from "./redisServer.js"
 
@@ -12,10 +12,7 @@ describe.skipIf(!hasRedisServer())("a fleet of three processes sharing one store
     () =>
       Effect.gen(function*() {
         const server = yield* startRedisServer
-        const fleet = yield* Effect.all(
-          [0, 1, 2].map(() => spawnMember("fleetMember", [server.socket, "60000", "1"])),
-          { concurrency: "unbounded" }
-        )
+        const fleet = yield* spawnFleet(server.socket, "60000")
         const [a, b, c] = fleet as [typeof fleet[0], typeof fleet[0], typeof fleet[0]]
         const delays: Array<number> = []
         for (let round = 0; round < 5; round++) {
@@ -53,10 +50,7 @@ describe.skipIf(!hasRedisServer())("a fleet of three processes sharing one store
   it.scopedLive("the fleet-wide probe budget holds under concurrent probing", () =>
     Effect.gen(function*() {
       const server = yield* startRedisServer
-      const fleet = yield* Effect.all(
-        [0, 1, 2].map(() => spawnMember("fleetMember", [server.socket, "300", "1"])),
-        { concurrency: "unbounded" }
-      )
+      const fleet = yield* spawnFleet(server.socket, "300")
       yield* fleet[0]!.send("trip")
       yield* Effect.all(fleet.map((m) => m.waitFor((e) => e.event === "transition" && e.to === "Open")))
       // every process sends probes at once, 4 at a time, for 3 seconds: the dependency stays down

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { spawnMember } from "./fleet.js"
+import { spawnFleet } from "./fleet.js"
 import { hasRedisServer, startRedisServer } from "./redisServer.js"
 
 describe.skipIf(!hasRedisServer())("a fleet of three processes sharing one store", () => {
@@ -9,10 +9,7 @@ describe.skipIf(!hasRedisServer())("a fleet of three processes sharing one store
     () =>
       Effect.gen(function*() {
         const server = yield* startRedisServer
-        const fleet = yield* Effect.all(
-          [0, 1, 2].map(() => spawnMember("fleetMember", [server.socket, "60000", "1"])),
-          { concurrency: "unbounded" }
-        )
+        const fleet = yield* spawnFleet(server.socket, "60000")
         // every process runs `calls` failing calls that each want 3 retries; a fresh budget a run
         const outage = (command: string, calls: number, name: string, every: number) =>
           Effect.gen(function*() {

@@ -90,3 +90,12 @@ export const spawnMember = (
     yield* waitFor((e) => e.event === "ready", 90_000)
     return member
   })
+
+/** Three members of the `fleetMember` fixture on one Redis server (`socket`), with the lease given in ms. */
+export const spawnFleet = (
+  socket: string,
+  leaseMillis: string
+): Effect.Effect<ReadonlyArray<Member>, Error, Scope.Scope> =>
+  Effect.all([0, 1, 2].map(() => spawnMember("fleetMember", [socket, leaseMillis, "1"])), {
+    concurrency: "unbounded"
+  })
