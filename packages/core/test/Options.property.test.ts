@@ -22,7 +22,19 @@ import {
 } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import type { Scope } from "effect"
-import { Cause, Config, ConfigError, ConfigProvider, Duration, Effect, Exit, FastCheck as fc, Fiber, Option, TestClock } from "effect"
+import {
+  Cause,
+  Config,
+  ConfigError,
+  ConfigProvider,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck as fc,
+  Fiber,
+  Option,
+  TestClock
+} from "effect"
 import * as InternalConfig from "../src/internal/config.js"
 import * as InternalDuration from "../src/internal/duration.js"
 
@@ -758,7 +770,10 @@ describe("the Config helpers, exactly", () => {
     Effect.gen(function*() {
       const read = (text: string) =>
         Effect.map(
-          readEither(InternalConfig.nested("PAYMENTS", InternalConfig.integer("MAX_X")), env([["PAYMENTS_MAX_X", text]])),
+          readEither(
+            InternalConfig.nested("PAYMENTS", InternalConfig.integer("MAX_X")),
+            env([["PAYMENTS_MAX_X", text]])
+          ),
           (e) => e._tag === "Right" ? e.right : String(e.left)
         )
       expect(yield* read("12")).toBe(12)
@@ -779,12 +794,17 @@ describe("the Config helpers, exactly", () => {
     Effect.gen(function*() {
       const read = (text: string) =>
         Effect.map(
-          readEither(InternalConfig.nested("PAYMENTS", InternalConfig.number("RATIO")), env([["PAYMENTS_RATIO", text]])),
+          readEither(
+            InternalConfig.nested("PAYMENTS", InternalConfig.number("RATIO")),
+            env([["PAYMENTS_RATIO", text]])
+          ),
           (e) => e._tag === "Right" ? e.right : String(e.left)
         )
       expect(yield* read("0.25")).toBe(0.25)
       for (const empty of ["", " "]) {
-        expect(yield* read(empty)).toBe(`(Invalid data at PAYMENTS_RATIO: "Expected a number but received an empty value")`)
+        expect(yield* read(empty)).toBe(
+          `(Invalid data at PAYMENTS_RATIO: "Expected a number but received an empty value")`
+        )
       }
       expect(yield* read("abc")).toBe(`(Invalid data at PAYMENTS_RATIO: "Expected a number but received "abc"")`)
     }))
@@ -798,7 +818,10 @@ describe("the Config helpers, exactly", () => {
         expect(result._tag === "Left" ? String(result.left) : result).toBe(expected)
       }
       // three levels deep, every join renamed
-      const deep = yield* readEither(InternalConfig.nested("A", InternalConfig.nested("B", Config.string("K"))), env([]))
+      const deep = yield* readEither(
+        InternalConfig.nested("A", InternalConfig.nested("B", Config.string("K"))),
+        env([])
+      )
       expect(deep._tag === "Left" ? String(deep.left) : deep).toBe(
         `(Missing data at A_B_K: "Expected A_B_K to exist in the provided map")`
       )
