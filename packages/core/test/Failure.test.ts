@@ -536,7 +536,7 @@ describe("Failure", () => {
       expect(table.tags).toEqual(["Refused", "RateLimited", "BadInput"])
       // a value without a tag is no entry, even in a table with a key "undefined"
       const odd = Failure.table<{ readonly _tag: "undefined" }>({ undefined: "connection" })
-      expect(odd.rule(new Error("no tag"))).toBeUndefined()
+      expect(odd.rule(new Error("no tag") as unknown as { readonly _tag: "undefined" })).toBeUndefined()
       expect(odd.rule({ _tag: "undefined" })).toEqual({ category: "connection" })
     })
 
@@ -563,7 +563,7 @@ describe("Failure", () => {
       expect(expected({ category: "network" as Failure.Category }, "Odd")).toEqual([
         `The rule for "Odd" names the unknown category network (expected one of ${categoriesText}); it is classified as unclassified`
       ])
-      expect(expected({ category: "connection", retryAfter: "soon" }, undefined)).toEqual([
+      expect(expected({ category: "connection", retryAfter: "soon" as Duration.DurationInput }, undefined)).toEqual([
         `The retry-after hint soon of a failure is not a duration >= 0; it is ignored`
       ])
       expect(() => Failure.fromRule({ category: "connection" }, { maxRetryAfter: Infinity })).toThrow(
