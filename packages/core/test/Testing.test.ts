@@ -1559,17 +1559,6 @@ describe("Testing.runScript: the run's virtual clock", () => {
       expect([hung.end, hung.ending]).toEqual([20, "stuck"])
     }))
 
-  it.effect("a finalizer that never stops sleeping is given 10,000 steps", () =>
-    Effect.gen(function*() {
-      let sleeps = 0
-      const endless = Effect.as(
-        Effect.addFinalizer(() => Effect.forever(Effect.zipRight(Effect.sync(() => sleeps++), Effect.sleep(1)))),
-        { policy: (self) => self } satisfies Testing.Subject
-      )
-      const timeline = yield* Testing.runScript(endless, { calls: [{ at: 0, outcomes: [{ _tag: "Hang" }] }], seed: 1 })
-      expect([timeline.end, timeline.ending, sleeps]).toEqual([10_000, "stuck", 10_000])
-    }))
-
   it("the virtual timer's key is registered globally, so every copy of the toolkit finds it", () => {
     expect(VirtualTimer.TypeId).toBe(Symbol.for("@bulwark/core/internal/VirtualTimer"))
   })
