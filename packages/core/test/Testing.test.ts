@@ -1353,11 +1353,13 @@ describe("Testing.runScript: how calls end, and when the run stops", () => {
             ? Effect.fail(undefined)
             : i === 3
             ? Effect.fail({ code: 1 })
+            : i === 4
+            ? Effect.fail(null)
             : self
         }
       }
       const timeline = yield* Testing.runScript(odd, {
-        calls: [0, 1, 2, 3, 4].map((at) => ({ at, outcomes: at === 4 ? [failure("validation")] : [] })),
+        calls: [0, 1, 2, 3, 4, 5].map((at) => ({ at, outcomes: at === 5 ? [failure("validation")] : [] })),
         seed: 1
       })
       expect(timeline.calls.map((c) => c.exit)).toEqual([
@@ -1365,17 +1367,19 @@ describe("Testing.runScript: how calls end, and when the run stops", () => {
         { _tag: "Defect", defect: "boom" },
         { _tag: "Failure", error: undefined },
         { _tag: "Failure", error: { code: 1 } },
+        { _tag: "Failure", error: null },
         { _tag: "Failure", error: new Testing.ScriptedFailure("validation") }
       ])
       expect(Testing.render(timeline).split("\n")).toEqual([
         "attempts:",
-        "  4ms: call 4 attempt 1: fail validation -> failed validation at 4ms; in flight 1; stop",
+        "  5ms: call 5 attempt 1: fail validation -> failed validation at 5ms; in flight 1; stop",
         "calls:",
         "  call 0 (at 0ms): interrupted at 0ms after 0 attempt(s)",
         "  call 1 (at 1ms): died with \"boom\" at 1ms after 0 attempt(s)",
         "  call 2 (at 2ms): failed with undefined at 2ms after 0 attempt(s)",
         "  call 3 (at 3ms): failed with {\"code\":1} at 3ms after 0 attempt(s)",
-        "  call 4 (at 4ms): failed with ScriptedFailure(validation) at 4ms after 1 attempt(s)"
+        "  call 4 (at 4ms): failed with null at 4ms after 0 attempt(s)",
+        "  call 5 (at 5ms): failed with ScriptedFailure(validation) at 5ms after 1 attempt(s)"
       ])
       expect(timeline.limits).toEqual({})
     }))
@@ -1597,6 +1601,47 @@ describe("Testing.policyLaws: options and the shrunk counterexample", () => {
         "script:",
         "  call 0 at 10ms: fail connection, fail validation, fail connection, then succeeds",
         "  Random seed 3"
+      ])
+    }))
+
+  it.effect("keeps at least one call, and every call a failure needs", () =>
+    Effect.gen(function*() {
+      const laws = (script: Testing.Script, invariant: Testing.Invariant) =>
+        Effect.flip(
+          Testing.policyLaws(Testing.policy({}), { scripts: fc.constant(script), invariants: [invariant], runs: 1 })
+        )
+      // broken by every script: one call is left, with nothing scripted
+      const always = yield* laws({
+        calls: [{ at: 0, outcomes: [success(5)] }, { at: 7, outcomes: [failure("connection", 3)] }],
+        seed: 2
+      }, Testing.invariant("always", () => "always broken"))
+      expect(always.message.split("\n").slice(0, 4)).toEqual([
+        "Invariant \"always\" broken: always broken",
+        "script:",
+        "  call 0 at 0ms: succeeds",
+        "  Random seed 2"
+      ])
+      // broken when two calls fail: both stay, each with the one failure it needs
+      const twoFailed = yield* laws(
+        {
+          calls: [
+            { at: 0, outcomes: [failure("connection", 5)] },
+            { at: 10, outcomes: [failure("validation", 3), success(4)] },
+            { at: 20, outcomes: [success(9)] }
+          ],
+          seed: 2
+        },
+        Testing.invariant(
+          "twoFailed",
+          (t) => t.calls.filter((c) => c.exit._tag === "Failure").length >= 2 ? "two calls failed" : undefined
+        )
+      )
+      expect(twoFailed.message.split("\n").slice(0, 5)).toEqual([
+        "Invariant \"twoFailed\" broken: two calls failed",
+        "script:",
+        "  call 0 at 0ms: fail connection, then succeeds",
+        "  call 1 at 10ms: fail validation, then succeeds",
+        "  Random seed 2"
       ])
     }))
 
