@@ -1,4 +1,4 @@
-import { Backoff, CircuitBreaker, Failure, Testing, Timeout } from "@bulwark/core"
+import { Backoff, CircuitBreaker, Failure, Health, Testing, Timeout } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
@@ -1055,6 +1055,21 @@ describe("Testing.policy: the subject and the limits it promises", () => {
       // a breaker and a bulkhead hold state: every run gets its own
       expect(yield* Effect.scoped(both)).not.toBe(one)
     }))
+
+  it.effect("its breaker registers no health check, even where a Health service is provided", () =>
+    Effect.gen(function*() {
+      const seen: Array<ReadonlyArray<string>> = []
+      const subject = Effect.tap(
+        Testing.policy({ breaker: {} }),
+        () =>
+          Effect.flatMap(Health.Health, (health) =>
+            Effect.map(health.report, (report) => {
+              seen.push(report.components.map((c) => c.name))
+            }))
+      )
+      yield* Testing.runScript(subject, { calls: [{ at: 0, outcomes: [] }], seed: 1 })
+      expect(seen).toEqual([[]])
+    }).pipe(Effect.provide(Health.layer())))
 })
 
 /** A policy with every stage, and a script that passes through each of the breaker's states. */
