@@ -30,6 +30,7 @@ import {
 } from "effect"
 
 class Unavailable extends Data.TaggedError("Unavailable")<{}> {}
+class Refused extends Data.TaggedError("Refused")<{}> {}
 
 /**
  * A small circuit breaker standing in for `CircuitBreaker`: it opens after `threshold`
@@ -555,13 +556,12 @@ describe("Policy", () => {
 
   it.effect("a classify function decides the call's own failures and never sees the breaker's rejection", () =>
     Effect.gen(function*() {
-      class Refused extends Data.TaggedError("Refused")<{}> {}
       // a breaker that opens after two failures of any kind
       let entered = 0
       let failures = 0
       const rejection = new StandInOpen({ breaker: "after two" })
       const protect = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | StandInOpen, R> =>
-        Effect.suspend(() => {
+        Effect.suspend((): Effect.Effect<A, E | StandInOpen, R> => {
           entered++
           return failures >= 2 ? Effect.fail(rejection) : Effect.tapError(self, () => Effect.sync(() => failures++))
         })
@@ -586,7 +586,7 @@ describe("Policy", () => {
       expect([calls, entered]).toEqual([2, 3])
     }).pipe(
       Effect.provide(Layer.merge(
-        Failure.layerClassifier({ tables: [Failure.table<Error>({ Refused: "validation" })] }),
+        Failure.layerClassifier({ tables: [Failure.table<Refused>({ Refused: "validation" })] }),
         quiet
       ))
     ))
