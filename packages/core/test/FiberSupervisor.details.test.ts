@@ -1,0 +1,303 @@
+import { Alerts, Failure, FiberSupervisor, Health } from "@bulwark/core"
+import { describe, expect, it } from "@effect/vitest"
+import {
+  Cause,
+  Chunk,
+  ConfigProvider,
+  Data,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  HashMap,
+  Layer,
+  Logger,
+  Metric,
+  Option,
+  Ref,
+  Schedule,
+  SchemaAST,
+  Stream,
+  TestClock
+} from "effect"
+import * as S from "../src/internal/supervisorState.js"
+
+class BadRecord extends Data.TaggedError("BadRecord")<{}> {}
+class Busy extends Data.TaggedError("Busy")<{}> {}
+
+const table = Failure.table<BadRecord | Busy>({ BadRecord: "validation", Busy: "resource" })
+
+interface Line {
+  readonly level: string
+  readonly message: string
+  readonly annotations: Record<string, unknown>
+  readonly cause: string
+}
+
+/** Collects log lines with their level, annotations and rendered cause. */
+const captureLogs = Effect.sync(() => {
+  const lines: Array<Line> = []
+  const logger = Logger.make(({ annotations, cause, logLevel, message }) => {
+    lines.push({
+      level: logLevel.label,
+      message: Array.isArray(message) ? message.map(String).join(" ") : String(message),
+      annotations: Object.fromEntries(HashMap.toEntries(annotations)),
+      cause: Cause.pretty(cause)
+    })
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+})
+
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+})
+
+const bar = "═".repeat(64)
+const banner = (title: string, detail: string) => `\n╔${bar}\n║ FATAL: ${title}\n║ ${detail}\n╚${bar}`
+
+const counter = (name: string, tags: Record<string, string>) =>
+  Metric.unsafeSnapshot().filter((pair) =>
+    pair.metricKey.name === name &&
+    Object.entries(tags).every(([key, value]) => pair.metricKey.tags.some((t) => t.key === key && t.value === value))
+  ).map((pair) => ({
+    count: (pair.metricState as unknown as { readonly count: number }).count,
+    description: Option.getOrUndefined(pair.metricKey.description),
+    incremental: (pair.metricKey.keyType as unknown as { readonly incremental: boolean }).incremental
+  }))
+
+describe("FiberSupervisor.config", () => {
+  const read = (map: Record<string, string>) =>
+    Effect.withConfigProvider(FiberSupervisor.config, ConfigProvider.fromMap(new Map(Object.entries(map))))
+
+  it.effect("reads every key, and gives the documented defaults for those not set", () =>
+    Effect.gen(function*() {
+      expect(
+        yield* read({
+          NAME: "jobs",
+          STRATEGY: "rest_for_one",
+          MAX_RESTARTS: "0",
+          WITHIN: "2 seconds",
+          SHUTDOWN_TIMEOUT: "3 seconds",
+          ESCALATE_ON_DEFECT: "false",
+          RETAIN_FINISHED: "0"
+        })
+      ).toEqual({
+        name: "jobs",
+        strategy: "rest_for_one",
+        intensity: { maxRestarts: 0, within: Duration.seconds(2) },
+        shutdownTimeout: Duration.seconds(3),
+        escalateOnDefect: false,
+        retainFinished: 0
+      })
+      expect(yield* read({})).toEqual({
+        name: "supervisor",
+        strategy: "one_for_one",
+        intensity: { maxRestarts: 3, within: Duration.seconds(5) },
+        shutdownTimeout: Duration.seconds(5),
+        escalateOnDefect: true,
+        retainFinished: 100
+      })
+      for (const strategy of ["one_for_one", "one_for_all", "rest_for_one"] as const) {
+        expect((yield* read({ STRATEGY: strategy })).strategy).toBe(strategy)
+      }
+    }))
+
+  it.effect("a bad value fails naming the key and the rule it breaks", () =>
+    Effect.gen(function*() {
+      const message = (map: Record<string, string>) => Effect.map(Effect.flip(read(map)), String)
+      expect(yield* message({ MAX_RESTARTS: "-1" })).toContain("MAX_RESTARTS")
+      expect(yield* message({ MAX_RESTARTS: "-1" })).toContain("must be a whole number >= 0")
+      expect(yield* message({ RETAIN_FINISHED: "-1" })).toContain("must be a whole number >= 0")
+      expect(yield* message({ WITHIN: "0 millis" })).toContain("WITHIN")
+      expect(yield* message({ WITHIN: "0 millis" })).toContain("must be a positive duration")
+      expect(yield* message({ SHUTDOWN_TIMEOUT: "0 millis" })).toContain("SHUTDOWN_TIMEOUT")
+      expect(yield* message({ SHUTDOWN_TIMEOUT: "0 millis" })).toContain("must be a positive duration")
+      expect(yield* message({ STRATEGY: "one_for_some" })).toContain("STRATEGY")
+      expect(yield* message({ ESCALATE_ON_DEFECT: "maybe" })).toContain("ESCALATE_ON_DEFECT")
+    }))
+})
+
+describe("FiberSupervisor: what an escalation reports", () => {
+  it.scoped("an intensity escalation: the error's fields, the fatal banner, its annotations, the alert, health and the metrics", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const alerts: Array<Alerts.Alert> = []
+      const health = yield* Health.Health
+      const supervisor = yield* FiberSupervisor.make({
+        name: "details-esc",
+        intensity: { maxRestarts: 0, within: "2 seconds" }
+      }).pipe(
+        Effect.provide(Alerts.layer((alert) => Effect.sync(() => alerts.push(alert)))),
+        Effect.provide(layer)
+      )
+      const up = yield* health.report
+      expect(up.components.map((c) => [c.name, c.kind, c.status, c.details])).toEqual([
+        ["supervisor:details-esc", "liveness", "up", { programs: 0 }],
+        ["supervisor:details-esc:programs", "readiness", "up", { backingOff: 0 }]
+      ])
+      const escalation = yield* Effect.fork(Effect.flip(supervisor.awaitEscalation))
+      yield* supervisor.spawn("details-esc-reader", Effect.fail(new BadRecord())).pipe(
+        Effect.provide(Layer.merge(Failure.layerClassifier({ tables: [table] }), layer))
+      )
+      yield* settle
+      const error = yield* Fiber.join(escalation)
+      expect(error.supervisor).toBe("details-esc")
+      expect(error.program).toBe("details-esc-reader")
+      expect(error.reason).toBe("intensity")
+      expect(error.maxRestarts).toBe(0)
+      expect(error.within).toBe("2s")
+      expect(error.lastError).toMatchObject({
+        type: "validation",
+        code: "BAD_RECORD",
+        severity: "warning",
+        taskId: "details-esc-reader"
+      })
+      const message =
+        "Supervisor \"details-esc\" escalated: more than 0 restarts within 2s (last: program \"details-esc-reader\") (last error: validation BAD_RECORD)"
+      expect(error.message).toBe(message)
+      const fatal = lines.filter((l) => l.level === "FATAL")
+      expect(fatal.map((l) => l.message)).toEqual([
+        banner(
+          "Program \"details-esc-reader\" of supervisor \"details-esc\" terminated by a failure",
+          `BAD_RECORD (validation, warning): ${error.lastError!.message}`
+        ),
+        banner(
+          message,
+          `Last error: BAD_RECORD (validation, warning): ${
+            error.lastError!.message
+          }. Every program has been stopped; the process should exit to be restarted`
+        )
+      ])
+      expect(fatal[0]!.annotations).toEqual({
+        "bulwark.supervisor": "details-esc",
+        "bulwark.program": "details-esc-reader",
+        "bulwark.category": "validation",
+        "bulwark.code": "BAD_RECORD",
+        "bulwark.severity": "warning"
+      })
+      expect(fatal[1]!.annotations).toEqual({
+        "bulwark.supervisor": "details-esc",
+        "bulwark.program": "details-esc-reader",
+        "bulwark.category": "validation",
+        "bulwark.code": "BAD_RECORD"
+      })
+      expect(fatal[1]!.cause).toContain("BadRecord")
+      expect(alerts).toEqual([{
+        key: "supervisor:details-esc",
+        kind: "supervisor_escalation",
+        severity: "critical",
+        message,
+        annotations: {
+          supervisor: "details-esc",
+          program: "details-esc-reader",
+          reason: "intensity",
+          category: "validation",
+          code: "BAD_RECORD",
+          severity: "warning"
+        }
+      }])
+      const down = yield* health.report
+      expect(down.components.map((c) => [c.name, c.kind, c.status, c.details])).toEqual([
+        ["supervisor:details-esc", "liveness", "down", { escalated: true }],
+        ["supervisor:details-esc:programs", "readiness", "up", { backingOff: 0 }]
+      ])
+      expect(counter("bulwark_supervisor_escalations_total", { supervisor: "details-esc" })).toEqual([
+        { count: 1, description: "Supervisor escalations", incremental: true }
+      ])
+      expect(
+        Metric.unsafeSnapshot().filter((p) =>
+          p.metricKey.name === "bulwark_supervisor_escalations_total" &&
+          p.metricKey.tags.some((t) => t.value === "details-esc")
+        ).map((p) => p.metricKey.tags.map((t) => [t.key, t.value]))
+      ).toEqual([[["supervisor", "details-esc"], ["reason", "intensity"]]])
+      expect(counter("bulwark_supervisor_failures_total", { program: "details-esc-reader" })).toEqual([
+        { count: 1, description: "Failures that ended a supervised program's run", incremental: true }
+      ])
+      expect(
+        Metric.unsafeSnapshot().filter((p) =>
+          p.metricKey.name === "bulwark_supervisor_failures_total" &&
+          p.metricKey.tags.some((t) => t.value === "details-esc-reader")
+        ).map((p) => Object.fromEntries(p.metricKey.tags.map((t) => [t.key, t.value])))
+      ).toEqual([{
+        supervisor: "details-esc",
+        program: "details-esc-reader",
+        category: "validation",
+        code: "BAD_RECORD"
+      }])
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.scoped("a permanent program that completes: a warning, restarts counted by the restarts metric, then an escalation with no last error", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const alerts: Array<Alerts.Alert> = []
+      const supervisor = yield* FiberSupervisor.make({
+        name: "details-done",
+        intensity: { maxRestarts: 1, within: "1 minute" },
+        restartSchedule: Schedule.spaced("1 second")
+      }).pipe(Effect.provide(Alerts.layer((alert) => Effect.sync(() => alerts.push(alert)))), Effect.provide(layer))
+      const escalation = yield* Effect.fork(Effect.flip(supervisor.awaitEscalation))
+      yield* supervisor.spawn("details-done-job", Effect.void).pipe(Effect.provide(layer))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      const error = yield* Fiber.join(escalation)
+      expect(error.lastError).toBeUndefined()
+      expect("lastError" in error).toBe(false)
+      const message =
+        "Supervisor \"details-done\" escalated: more than 1 restarts within 1m (last: program \"details-done-job\")"
+      expect(error.message).toBe(message)
+      expect(lines.filter((l) => l.level === "WARN").map((l) => [l.message, l.annotations])).toEqual([
+        ["Program \"details-done-job\" completed; restarting it (permanent)", {
+          "bulwark.supervisor": "details-done",
+          "bulwark.program": "details-done-job"
+        }],
+        ["Program \"details-done-job\" completed; restarting it (permanent)", {
+          "bulwark.supervisor": "details-done",
+          "bulwark.program": "details-done-job"
+        }]
+      ])
+      const fatal = lines.filter((l) => l.level === "FATAL")
+      expect(fatal.map((l) => [l.message, l.annotations])).toEqual([[
+        banner(message, "Every program has been stopped; the process should exit to be restarted"),
+        { "bulwark.supervisor": "details-done", "bulwark.program": "details-done-job" }
+      ]])
+      expect(alerts.map((a) => a.annotations)).toEqual([{
+        supervisor: "details-done",
+        program: "details-done-job",
+        reason: "intensity"
+      }])
+      expect(counter("bulwark_supervisor_restarts_total", { program: "details-done-job" })).toEqual([
+        { count: 1, description: "Outer restarts of supervised programs", incremental: true }
+      ])
+      expect(
+        Metric.unsafeSnapshot().filter((p) =>
+          p.metricKey.name === "bulwark_supervisor_restarts_total" &&
+          p.metricKey.tags.some((t) => t.value === "details-done-job")
+        ).map((p) => p.metricKey.tags.map((t) => [t.key, t.value]))
+      ).toEqual([[["supervisor", "details-done"], ["program", "details-done-job"]]])
+    }))
+
+  it.effect("an escalation is classified as a critical system error that is never retried", () =>
+    Effect.sync(() => {
+      const error = new FiberSupervisor.SupervisorEscalation({
+        supervisor: "s",
+        program: "p",
+        reason: "schedule",
+        maxRestarts: 3,
+        within: "5s",
+        cause: Cause.empty
+      })
+      expect(error.message).toBe("Supervisor \"s\" escalated: the restart schedule of program \"p\" ended")
+      expect(Failure.defaultClassifier.classify(error)).toMatchObject({
+        category: "system",
+        code: "SUPERVISOR_ESCALATION",
+        severity: "critical",
+        strategy: "abandon",
+        retryable: false
+      })
+      expect(FiberSupervisor.FiberSupervisor.key).toBe("@bulwark/core/FiberSupervisor")
+      expect(FiberSupervisor.EscalationListener.key).toBe("@bulwark/core/FiberSupervisor/EscalationListener")
+      expect(SchemaAST.getIdentifierAnnotation(FiberSupervisor.Snapshot.ast)).toEqual(Option.some("SupervisorSnapshot"))
+      expect(SchemaAST.getIdentifierAnnotation(FiberSupervisor.ChildMetrics.ast)).toEqual(Option.some("ChildMetrics"))
+    }))
+})
