@@ -25,7 +25,7 @@ import * as S from "../src/internal/supervisorState.js"
 class BadRecord extends Data.TaggedError("BadRecord")<{}> {}
 class Busy extends Data.TaggedError("Busy")<{}> {}
 
-const table = Failure.table<BadRecord | Busy>({ BadRecord: "validation", Busy: "resource" })
+const table = Failure.table<BadRecord | Busy>({ BadRecord: "validation", Busy: "connection" })
 
 interface Line {
   readonly level: string
@@ -300,4 +300,144 @@ describe("FiberSupervisor: what an escalation reports", () => {
       expect(SchemaAST.getIdentifierAnnotation(FiberSupervisor.Snapshot.ast)).toEqual(Option.some("SupervisorSnapshot"))
       expect(SchemaAST.getIdentifierAnnotation(FiberSupervisor.ChildMetrics.ast)).toEqual(Option.some("ChildMetrics"))
     }))
+})
+
+describe("FiberSupervisor: default schedules", () => {
+  it.scoped("the default restart schedule: from 100 ms, doubling, capped at 10 seconds", () =>
+    Effect.gen(function*() {
+      const starts: Array<number> = []
+      const supervisor = yield* FiberSupervisor.make({ intensity: { maxRestarts: 100, within: "1 minute" } })
+      yield* supervisor.spawn(
+        "details-default-restarts",
+        Effect.zipRight(
+          Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (t) => Effect.sync(() => starts.push(t))),
+          Effect.fail("crash")
+        )
+      ).pipe(Effect.provide(Logger.remove(Logger.defaultLogger)))
+      yield* settle
+      for (let i = 0; i < 24; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      expect(starts).toEqual([0, 100, 300, 700, 1_500, 3_100, 6_300, 12_700, 22_700])
+    }))
+
+  it.effect("the default loop schedule: from 5 seconds, doubling, capped at 5 minutes", () =>
+    Effect.gen(function*() {
+      const times: Array<number> = []
+      const fiber = yield* FiberSupervisor.loop(
+        Effect.zipRight(
+          Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (t) => Effect.sync(() => times.push(t))),
+          Effect.fail(new Busy())
+        ),
+        { classify: table, maxRetries: 7 }
+      ).pipe(Effect.flip, Effect.fork)
+      yield* TestClock.adjust("20 minutes")
+      yield* Fiber.join(fiber)
+      expect(times).toEqual([0, 5_000, 15_000, 35_000, 75_000, 155_000, 315_000, 615_000])
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
+})
+
+describe("FiberSupervisor.loop: logs, metrics and options", () => {
+  it.scoped("a recovered failure: its log annotations, the recovered metric, and the program's last error", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const supervisor = yield* FiberSupervisor.make({ name: "details-loop" })
+      yield* supervisor.spawn(
+        "details-loop-program",
+        FiberSupervisor.loop(Effect.fail(new Busy()), {
+          classify: table,
+          schedule: Schedule.spaced("1 second"),
+          maxRetries: 1
+        }),
+        { restart: "temporary" }
+      ).pipe(Effect.provide(layer))
+      yield* settle
+      const child = (yield* supervisor.snapshot).children[0]!
+      expect(child.lastError).toMatchObject({ type: "connection", code: "BUSY", taskId: "details-loop-program" })
+      expect(lines.filter((l) => l.message.includes("failed on")).map((l) => [l.message, l.annotations])).toEqual([[
+        "Program \"details-loop-program\" failed on attempt 1 (BUSY); retrying in 1s",
+        {
+          "bulwark.program": "details-loop-program",
+          "bulwark.attempt": 1,
+          "bulwark.category": "connection",
+          "bulwark.code": "BUSY",
+          "bulwark.severity": child.lastError!.severity,
+          "bulwark.delay": "1s"
+        }
+      ]])
+      expect(counter("bulwark_supervisor_recovered_total", { program: "details-loop-program" })).toEqual([
+        { count: 1, description: "Typed failures recovered inside a program's inner loop", incremental: true }
+      ])
+      expect(
+        Metric.unsafeSnapshot().filter((p) =>
+          p.metricKey.name === "bulwark_supervisor_recovered_total" &&
+          p.metricKey.tags.some((t) => t.value === "details-loop-program")
+        ).map((p) => Object.fromEntries(p.metricKey.tags.map((t) => [t.key, t.value])))
+      ).toEqual([{ program: "details-loop-program", category: "connection", code: "BUSY" }])
+    }))
+
+  it.scoped("why a loop gave up: not retried, or its schedule ended (even on the last attempt of its budget)", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      yield* FiberSupervisor.loop(Effect.fail(new BadRecord()), { classify: table, name: "details-reader" }).pipe(
+        Effect.flip,
+        Effect.provide(layer)
+      )
+      const fiber = yield* FiberSupervisor.loop(Effect.fail(new Busy()), {
+        classify: table,
+        name: "details-poller",
+        maxRetries: 2,
+        schedule: Schedule.intersect(Schedule.spaced("1 second"), Schedule.recurs(1))
+      }).pipe(Effect.flip, Effect.provide(layer), Effect.fork)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      const gaveUp = lines.filter((l) => l.message.includes("gave up"))
+      expect(gaveUp.map((l) => l.message)).toEqual([
+        "Program \"details-reader\" gave up on attempt 1: BAD_RECORD (not retried)",
+        "Program \"details-poller\" gave up on attempt 2: BUSY (schedule ended)"
+      ])
+      expect(gaveUp[0]!.annotations).toEqual({
+        "bulwark.program": "details-reader",
+        "bulwark.attempt": 1,
+        "bulwark.category": "validation",
+        "bulwark.code": "BAD_RECORD",
+        "bulwark.severity": "warning"
+      })
+      expect(gaveUp[0]!.cause).toContain("BadRecord")
+    }))
+
+  it.effect("an interval pauses after each successful step; an interval of zero is allowed", () =>
+    Effect.gen(function*() {
+      const times: Array<number> = []
+      const step = Effect.flatMap(
+        Effect.clockWith((c) => c.currentTimeMillis),
+        (t) => Effect.sync(() => times.push(t))
+      )
+      const fiber = yield* FiberSupervisor.loop(step, { interval: "1 second", while: () => times.length < 3 }).pipe(
+        Effect.fork
+      )
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(fiber)
+      expect(times).toEqual([0, 1_000, 2_000])
+      let steps = 0
+      yield* FiberSupervisor.loop(Effect.sync(() => ++steps), { interval: 0, while: (n) => n < 3 })
+      expect(steps).toBe(3)
+    }))
+
+  it.effect("a step that fails and dies at once, or interrupts itself, leaves the loop at once", () =>
+    Effect.gen(function*() {
+      let attempts = 0
+      const both = yield* FiberSupervisor.loop(
+        Effect.suspend(() => {
+          attempts++
+          return Effect.failCause(Cause.parallel(Cause.fail(new Busy()), Cause.die("bug")))
+        }),
+        { classify: table, schedule: Schedule.spaced("1 second") }
+      ).pipe(Effect.exit)
+      expect(attempts).toBe(1)
+      expect(Exit.isFailure(both) && Cause.isDie(both.cause)).toBe(true)
+      const interrupted = yield* Effect.exit(FiberSupervisor.loop(Effect.interrupt))
+      expect(Exit.isFailure(interrupted) && Cause.isInterruptedOnly(interrupted.cause)).toBe(true)
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
 })
