@@ -441,3 +441,176 @@ describe("FiberSupervisor.loop: logs, metrics and options", () => {
       expect(Exit.isFailure(interrupted) && Cause.isInterruptedOnly(interrupted.cause)).toBe(true)
     }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
 })
+
+describe("supervisor rules: details", () => {
+  const config: S.Config = {
+    strategy: "one_for_one",
+    maxRestarts: 3,
+    withinMillis: 5_000,
+    escalateOnDefect: true,
+    retainFinished: 10
+  }
+  const program = (state: S.State<S.Program>, name: string): S.Program => {
+    const p: S.Program = {
+      name,
+      seq: S.nextSeq(state),
+      restart: "permanent",
+      status: "starting",
+      loopBackoffs: 0,
+      generation: 0,
+      pendingRestart: false,
+      interrupting: false,
+      gaveUp: [],
+      restarts: 0,
+      errors: 0,
+      lastError: undefined,
+      lastErrorAt: 0,
+      startedAt: 1_000,
+      runStartedAt: 1_000,
+      position: undefined,
+      fiber: {}
+    }
+    S.admit(state, p)
+    S.markRunning(state, p, 1_000)
+    return p
+  }
+
+  it("a run remembers the last 8 failures its loops gave up on, oldest forgotten first", () => {
+    const state = S.make<S.Program>(config)
+    const p = program(state, "a")
+    const classification = Failure.defaultClassifier.classify("x")
+    for (let i = 0; i < 9; i++) S.loopGaveUp(p, p.generation, { error: i, classification })
+    expect(p.gaveUp.map((g) => g.error)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+    // a loop of an earlier run is not heard
+    S.loopGaveUp(p, p.generation - 1, { error: 9, classification })
+    expect(p.gaveUp).toHaveLength(8)
+  })
+
+  it("a finished program whose name was taken again leaves the new program in place", () => {
+    const state = S.make<S.Program>(config)
+    const old = program(state, "a")
+    S.decide(state, old, "interrupted", 2_000)
+    const fresh = program(state, "a")
+    expect(S.runnerEnded(state, old)).toBeUndefined()
+    expect(state.programs.get("a")).toBe(fresh)
+    expect(S.rows(state).map((r) => [r.name, r.status])).toEqual([["a", "running"]])
+  })
+
+  it("a row shows the last error and its time only once there is one", () => {
+    const state = S.make<S.Program>(config)
+    const p = program(state, "a")
+    expect(S.metricsOf(p)).toEqual({
+      name: "a",
+      status: "running",
+      restartType: "permanent",
+      restarts: 0,
+      errors: 0,
+      startedAt: new Date(1_000)
+    })
+    const error = Failure.fromClassification(Failure.defaultClassifier.classify("x"), "x", 1_500)
+    S.recordError(p, error, 1_500)
+    expect(S.metricsOf(p)).toEqual({
+      name: "a",
+      status: "running",
+      restartType: "permanent",
+      restarts: 0,
+      errors: 1,
+      lastError: error,
+      lastErrorAt: new Date(1_500),
+      startedAt: new Date(1_000)
+    })
+  })
+})
+
+describe("FiberSupervisor: how a run's end is classified", () => {
+  it.scoped("the classification of the most recent give-up of the same failure wins; another failure is classified by the context", () =>
+    Effect.gen(function*() {
+      const supervisor = yield* FiberSupervisor.make({ intensity: { maxRestarts: 100 } })
+      const same = new Busy()
+      const asValidation = Failure.table<Busy>({ Busy: "validation" })
+      const asAuth = Failure.table<Busy>({ Busy: "security" })
+      // the same failure given up on twice, then ending the run
+      yield* supervisor.spawn(
+        "details-twice",
+        Effect.gen(function*() {
+          yield* Effect.either(FiberSupervisor.loop(Effect.fail(same), { classify: asValidation }))
+          yield* Effect.either(FiberSupervisor.loop(Effect.fail(same), { classify: asAuth }))
+          return yield* Effect.fail(same)
+        }),
+        { restart: "temporary" }
+      )
+      // two failures given up on, then a third one, never seen by a loop, ends the run
+      yield* supervisor.spawn(
+        "details-other",
+        Effect.gen(function*() {
+          yield* Effect.either(FiberSupervisor.loop(Effect.fail(new Busy()), { classify: asValidation }))
+          yield* Effect.either(FiberSupervisor.loop(Effect.fail(new Busy()), { classify: asAuth }))
+          return yield* Effect.fail(new BadRecord())
+        }),
+        { restart: "temporary" }
+      ).pipe(Effect.provide(Failure.layerClassifier({ tables: [table] })))
+      // the first of two failures given up on ends the run
+      const first = new Busy()
+      yield* supervisor.spawn(
+        "details-first",
+        Effect.gen(function*() {
+          yield* Effect.either(FiberSupervisor.loop(Effect.fail(first), { classify: asValidation }))
+          yield* Effect.either(FiberSupervisor.loop(Effect.fail(new Busy()), { classify: asAuth }))
+          return yield* Effect.fail(first)
+        }),
+        { restart: "temporary" }
+      )
+      yield* settle
+      const s = yield* supervisor.snapshot
+      expect(s.escalated).toBe(false)
+      expect(s.children.map((c) => [c.name, c.status, c.lastError?.type, c.lastError?.taskId])).toEqual([
+        ["details-twice", "failed", "security", "details-twice"],
+        ["details-other", "failed", "validation", "details-other"],
+        ["details-first", "failed", "validation", "details-first"]
+      ])
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
+
+  it.scoped("a classifier that throws gives way to its rule for unclassified failures, attempt by attempt", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const throwing: Failure.Classifier = {
+        ...Failure.defaultClassifier,
+        classify: () => {
+          throw new Error("classifier bug")
+        }
+      }
+      const fiber = yield* FiberSupervisor.loop(Effect.fail(new Busy()), {
+        schedule: Schedule.spaced("1 second")
+      }).pipe(Effect.provideService(Failure.Classifier, throwing), Effect.provide(layer), Effect.flip, Effect.fork)
+      yield* TestClock.adjust("10 seconds")
+      expect((yield* Fiber.join(fiber))._tag).toBe("Busy")
+      expect(lines.map((l) => [l.level, l.annotations["bulwark.attempt"], l.annotations["bulwark.severity"]]))
+        .toEqual([
+          ["ERROR", 1, "major"],
+          ["ERROR", 2, "major"],
+          ["ERROR", 3, "major"],
+          ["FATAL", 4, "critical"]
+        ])
+    }))
+
+  it.scoped("a failure value that cannot be rendered is logged as an error named by its tag, or Error", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const supervisor = yield* FiberSupervisor.make({ intensity: { maxRestarts: 100 } })
+      const tagged = Object.defineProperty({ _tag: "Odd" }, "message", {
+        enumerable: true,
+        get() {
+          throw new Error("message getter")
+        }
+      })
+      yield* supervisor.spawn("details-odd-tagged", Effect.fail(tagged), { restart: "temporary" }).pipe(
+        Effect.provide(layer)
+      )
+      yield* supervisor.spawn("details-odd-bare", Effect.fail(Object.create(null)), { restart: "temporary" }).pipe(
+        Effect.provide(layer)
+      )
+      yield* settle
+      const causes = lines.filter((l) => l.level === "FATAL").map((l) => l.cause.split("\n")[0])
+      expect(causes).toEqual(["Odd: Odd", "Error: {}"])
+    }))
+})
