@@ -4,6 +4,7 @@ import {
   Cause,
   Chunk,
   ConfigProvider,
+  Context,
   Data,
   Duration,
   Effect,
@@ -14,9 +15,9 @@ import {
   Logger,
   Metric,
   Option,
-  Ref,
   Schedule,
   SchemaAST,
+  Scope,
   Stream,
   TestClock
 } from "effect"
@@ -155,6 +156,8 @@ describe("FiberSupervisor: what an escalation reports", () => {
       const message =
         "Supervisor \"details-esc\" escalated: more than 0 restarts within 2s (last: program \"details-esc-reader\") (last error: validation BAD_RECORD)"
       expect(error.message).toBe(message)
+      // a failure is never reported as a completion
+      expect(lines.filter((l) => l.level === "WARN")).toEqual([])
       const fatal = lines.filter((l) => l.level === "FATAL")
       expect(fatal.map((l) => l.message)).toEqual([
         banner(
@@ -612,5 +615,180 @@ describe("FiberSupervisor: how a run's end is classified", () => {
       yield* settle
       const causes = lines.filter((l) => l.level === "FATAL").map((l) => l.cause.split("\n")[0])
       expect(causes).toEqual(["Odd: Odd", "Error: {}"])
+    }))
+})
+
+class Region extends Context.Tag("details/Region")<Region, string>() {}
+
+describe("FiberSupervisor: spawning, stopping and shutting down", () => {
+  it.effect("options that break a rule are a defect with the exact message", () =>
+    Effect.gen(function*() {
+      const defect = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
+        Effect.map(Effect.exit(Effect.scoped(effect)), (exit) =>
+          Exit.isFailure(exit) && Cause.isDie(exit.cause)
+            ? Option.getOrUndefined(Cause.dieOption(exit.cause)) as { readonly message: string } | undefined
+            : undefined)
+      expect((yield* defect(FiberSupervisor.make({ intensity: { within: 0 } })))?.message).toBe(
+        "FiberSupervisor: intensity.within must be a positive duration, got 0"
+      )
+      expect((yield* defect(FiberSupervisor.make({ intensity: { maxRestarts: 1.5 } })))?.message).toBe(
+        "FiberSupervisor: intensity.maxRestarts must be a whole number >= 0, got 1.5"
+      )
+      expect(
+        (yield* defect(FiberSupervisor.make({ strategy: "one_for_some" as FiberSupervisor.RestartStrategy })))?.message
+      ).toBe("FiberSupervisor: strategy must be one of one_for_one, one_for_all, rest_for_one, got \"one_for_some\"")
+      const supervisor = yield* FiberSupervisor.make().pipe(Scope.extend(yield* Scope.make()))
+      expect(yield* supervisor.snapshot).toEqual({
+        supervisor: "supervisor",
+        strategy: "one_for_one",
+        escalated: false,
+        children: []
+      })
+      expect(
+        (yield* defect(supervisor.spawn("x", Effect.never, { restart: "sometimes" as FiberSupervisor.RestartType })))
+          ?.message
+      ).toBe("FiberSupervisor: restart must be one of permanent, transient, temporary, got \"sometimes\"")
+      expect((yield* defect(supervisor.spawn("y", Effect.never, { shutdownTimeout: 0 })))?.message).toBe(
+        "FiberSupervisor: shutdownTimeout must be a positive duration, got 0"
+      )
+      yield* supervisor.shutdown
+    }))
+
+  it.scoped("a program can be stopped as soon as it is spawned; a stopped program is not retained with retainFinished 0", () =>
+    Effect.gen(function*() {
+      const supervisor = yield* FiberSupervisor.make({ retainFinished: 0 })
+      yield* supervisor.spawn("details-at-once", Effect.never)
+      expect(yield* supervisor.stop("details-at-once")).toBe(true)
+      yield* settle
+      expect((yield* supervisor.snapshot).children).toEqual([])
+    }))
+
+  it.scoped("a program's own restart schedule and shutdown timeout override the supervisor's", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const starts: Array<number> = []
+      const supervisor = yield* FiberSupervisor.make({
+        name: "details-own",
+        restartSchedule: Schedule.spaced("10 seconds"),
+        shutdownTimeout: "5 seconds"
+      }).pipe(Effect.provide(layer))
+      yield* supervisor.spawn(
+        "details-own-schedule",
+        Effect.gen(function*() {
+          starts.push(yield* Effect.clockWith((c) => c.currentTimeMillis))
+          return yield* starts.length === 1 ? Effect.fail("x") : Effect.never
+        }),
+        { restartSchedule: Schedule.spaced("1 second") }
+      ).pipe(Effect.provide(Logger.remove(Logger.defaultLogger)))
+      const slow = Effect.scoped(Effect.zipRight(Effect.addFinalizer(() => Effect.sleep("3 seconds")), Effect.never))
+      yield* supervisor.spawn("details-own-a", slow, { shutdownTimeout: "1 second" })
+      yield* supervisor.spawn("details-own-b", slow, { shutdownTimeout: "2 seconds" })
+      yield* supervisor.spawn("details-own-c", slow)
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      expect(starts).toEqual([0, 1_000])
+      const shutdown = yield* Effect.fork(supervisor.shutdown.pipe(Effect.provide(layer)))
+      for (let i = 0; i < 10; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      expect(yield* Fiber.join(shutdown)).toEqual({
+        stopped: ["details-own-c", "details-own-b", "details-own-a", "details-own-schedule"],
+        overran: ["details-own-b", "details-own-a"]
+      })
+      expect(
+        lines.filter((l) => l.level === "WARN" || l.level === "INFO").map((l) => [l.level, l.message, l.annotations])
+      )
+        .toEqual([
+          ["WARN", "Program \"details-own-b\" did not finish within its shutdown timeout of 2s", {
+            "bulwark.supervisor": "details-own",
+            "bulwark.program": "details-own-b"
+          }],
+          ["WARN", "Program \"details-own-a\" did not finish within its shutdown timeout of 1s", {
+            "bulwark.supervisor": "details-own",
+            "bulwark.program": "details-own-a"
+          }],
+          [
+            "INFO",
+            "Supervisor \"details-own\" stopped 4 program(s); overran their shutdown timeout: details-own-b, details-own-a",
+            { "bulwark.supervisor": "details-own" }
+          ]
+        ])
+    }))
+
+  it.scoped("a shutdown logs how many programs it stopped, and nothing when there were none", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const empty = yield* FiberSupervisor.make({ name: "details-empty" }).pipe(Effect.provide(layer))
+      expect(yield* empty.shutdown.pipe(Effect.provide(layer))).toEqual({ stopped: [], overran: [] })
+      const one = yield* FiberSupervisor.make({ name: "details-one" }).pipe(Effect.provide(layer))
+      yield* one.spawn("details-one-job", Effect.never)
+      yield* settle
+      yield* one.shutdown.pipe(Effect.provide(layer))
+      expect(lines.map((l) => [l.level, l.message])).toEqual([[
+        "INFO",
+        "Supervisor \"details-one\" stopped 1 program(s)"
+      ]])
+    }))
+
+  it.scoped("a program restarted with its group keeps the context it was spawned with, and publishes each step", () =>
+    Effect.gen(function*() {
+      const supervisor = yield* FiberSupervisor.make({
+        strategy: "one_for_all",
+        restartSchedule: Schedule.spaced("1 second")
+      })
+      const collected = yield* supervisor.changes.pipe(
+        Stream.filter((c) => c.program === "details-member"),
+        Stream.take(5),
+        Stream.runCollect,
+        Effect.fork
+      )
+      yield* settle
+      const regions: Array<string> = []
+      yield* supervisor.spawn(
+        "details-member",
+        Effect.zipRight(Effect.flatMap(Region, (r) => Effect.sync(() => regions.push(r))), Effect.never)
+      ).pipe(Effect.provideService(Region, "eu"))
+      let runs = 0
+      yield* supervisor.spawn(
+        "details-crasher",
+        Effect.suspend(() => ++runs === 1 ? Effect.fail("x") : Effect.never)
+      ).pipe(Effect.provide(Logger.remove(Logger.defaultLogger)))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      expect(regions).toEqual(["eu", "eu"])
+      const changes = Chunk.toReadonlyArray(yield* Fiber.join(collected))
+      expect(changes.map((c) => `${c.from}->${c.to}@${c.at}`)).toEqual([
+        "stopped->starting@0",
+        "starting->running@0",
+        "running->stopped@0",
+        "stopped->backing-off@0",
+        "backing-off->running@1000"
+      ])
+    }))
+
+  it.scoped("a restart schedule that dies: a fatal banner naming the program and where the defect came from", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const supervisor = yield* FiberSupervisor.make({
+        name: "details-died",
+        restartSchedule: Schedule.spaced("1 second").pipe(Schedule.mapEffect(() => Effect.dieMessage("schedule bug")))
+      })
+      const escalation = yield* Effect.fork(Effect.flip(supervisor.awaitEscalation))
+      yield* supervisor.spawn("details-died-job", Effect.fail("x")).pipe(Effect.provide(layer))
+      yield* settle
+      expect(yield* Fiber.join(escalation)).toMatchObject({ reason: "defect", program: "details-died-job" })
+      const died = lines.filter((l) => l.message.includes("Supervision of program"))
+      expect(died.map((l) => [l.level, l.message, l.annotations])).toEqual([[
+        "FATAL",
+        banner(
+          "Supervision of program \"details-died-job\" of supervisor \"details-died\" died",
+          "A defect outside the program itself (its restart schedule or the classifier)"
+        ),
+        { "bulwark.supervisor": "details-died", "bulwark.program": "details-died-job" }
+      ]])
+      expect(died[0]!.cause).toContain("schedule bug")
     }))
 })
