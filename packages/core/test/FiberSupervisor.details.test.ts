@@ -792,3 +792,73 @@ describe("FiberSupervisor: spawning, stopping and shutting down", () => {
       expect(died[0]!.cause).toContain("schedule bug")
     }))
 })
+
+describe("FiberSupervisor: what is left after the end", () => {
+  it.scoped("with retainFinished 0, nothing is left after an escalation or a shutdown, and nothing spawned later runs", () =>
+    Effect.gen(function*() {
+      const escalating = yield* FiberSupervisor.make({ retainFinished: 0, intensity: { maxRestarts: 0 } })
+      const escalation = yield* Effect.fork(Effect.flip(escalating.awaitEscalation))
+      yield* escalating.spawn("details-bystander", Effect.never)
+      yield* escalating.spawn("details-failing", Effect.fail("x"))
+      yield* settle
+      yield* Fiber.join(escalation)
+      expect((yield* escalating.snapshot).children).toEqual([])
+      const closing = yield* FiberSupervisor.make({ retainFinished: 0 })
+      yield* closing.spawn("details-resident", Effect.never)
+      yield* settle
+      expect(yield* closing.shutdown).toEqual({ stopped: ["details-resident"], overran: [] })
+      expect((yield* closing.snapshot).children).toEqual([])
+      let ran = false
+      yield* closing.spawn("details-late", Effect.sync(() => ran = true))
+      yield* settle
+      expect(ran).toBe(false)
+      expect((yield* closing.snapshot).children).toEqual([])
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
+
+  it.scoped("a program that stops itself is not reported as overrunning its shutdown timeout", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const supervisor = yield* FiberSupervisor.make()
+      yield* supervisor.spawn("details-self", Effect.zipRight(supervisor.stop("details-self"), Effect.never)).pipe(
+        Effect.provide(layer)
+      )
+      yield* settle
+      expect((yield* supervisor.snapshot).children.map((c) => [c.name, c.status])).toEqual([[
+        "details-self",
+        "stopped"
+      ]])
+      expect(lines).toEqual([])
+    }))
+})
+
+describe("FiberSupervisor.loop: a maxRetries of its own", () => {
+  // retryable on the first attempt only; afterwards not retried, with the given strategy
+  const byAttempt = (later: Failure.Strategy): Failure.Classifier => ({
+    ...Failure.defaultClassifier,
+    classify: (_error, context) =>
+      Failure.fromRule(
+        context?.attempt === 1 ? { category: "connection" } : { category: "connection", strategy: later }
+      )
+  })
+  const attempts = (classifier: Failure.Classifier) =>
+    Effect.gen(function*() {
+      let n = 0
+      const fiber = yield* FiberSupervisor.loop(Effect.suspend(() => (n++, Effect.fail("x"))), {
+        maxRetries: 3,
+        schedule: Schedule.spaced("1 second")
+      }).pipe(Effect.provideService(Failure.Classifier, classifier), Effect.flip, Effect.fork)
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(fiber)
+      return n
+    })
+
+  it.effect("overrides an abandon that escalation chose: decided as on the first attempt", () =>
+    Effect.gen(function*() {
+      expect(yield* attempts(byAttempt("abandon"))).toBe(4)
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
+
+  it.effect("does not override a classification that is not retried for another reason", () =>
+    Effect.gen(function*() {
+      expect(yield* attempts(byAttempt("circuit_break"))).toBe(2)
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
+})
