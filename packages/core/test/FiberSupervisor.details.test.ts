@@ -862,3 +862,66 @@ describe("FiberSupervisor.loop: a maxRetries of its own", () => {
       expect(yield* attempts(byAttempt("circuit_break"))).toBe(2)
     }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
 })
+
+describe("FiberSupervisor: group restarts and defects", () => {
+  it.scoped("a sibling that overran its shutdown timeout in a group restart: the end of its old run leaves the new one be", () =>
+    Effect.gen(function*() {
+      const supervisor = yield* FiberSupervisor.make({
+        strategy: "one_for_all",
+        shutdownTimeout: "1 second",
+        restartSchedule: Schedule.spaced("10 seconds")
+      })
+      yield* supervisor.spawn(
+        "details-slow",
+        Effect.scoped(Effect.zipRight(Effect.addFinalizer(() => Effect.sleep("3 seconds")), Effect.never))
+      )
+      let runs = 0
+      yield* supervisor.spawn(
+        "details-crash-once",
+        Effect.suspend(() => ++runs === 1 ? Effect.zipRight(Effect.sleep("1 second"), Effect.fail("x")) : Effect.never)
+      )
+      yield* settle
+      for (let i = 0; i < 5; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      const status = Effect.map(supervisor.snapshot, (s) => s.children.map((c) => [c.name, c.status, c.restarts]))
+      expect(yield* status).toEqual([["details-slow", "backing-off", 0], ["details-crash-once", "backing-off", 0]])
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      expect(yield* status).toEqual([["details-slow", "running", 1], ["details-crash-once", "running", 1]])
+      const shutdown = yield* Effect.fork(supervisor.shutdown)
+      yield* TestClock.adjust("1 second")
+      expect((yield* Fiber.join(shutdown)).overran).toEqual(["details-slow"])
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
+
+  it.scoped("a defect escalates with a message naming the program, and the banner shows the defect as the last error", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const supervisor = yield* FiberSupervisor.make({ name: "details-defect" }).pipe(Effect.provide(layer))
+      const escalation = yield* Effect.fork(Effect.flip(supervisor.awaitEscalation))
+      yield* supervisor.spawn("details-buggy", Effect.die("bug")).pipe(Effect.provide(layer))
+      yield* settle
+      const error = yield* Fiber.join(escalation)
+      expect(error.message).toBe(
+        "Supervisor \"details-defect\" escalated: program \"details-buggy\" died with a defect"
+      )
+      expect(error.lastError).toMatchObject({ type: "system", code: "DEFECT", severity: "critical" })
+      expect(lines.filter((l) => l.level === "FATAL").map((l) => l.message)).toEqual([
+        banner(
+          "Program \"details-buggy\" of supervisor \"details-defect\" terminated by a defect",
+          `DEFECT (system, critical): ${error.lastError!.message}`
+        ),
+        banner(
+          error.message,
+          `Last error: DEFECT (system, critical): ${
+            error.lastError!.message
+          }. Every program has been stopped; the process should exit to be restarted`
+        )
+      ])
+      const snapshot = yield* FiberSupervisor.snapshot.pipe(
+        Effect.provideService(FiberSupervisor.FiberSupervisor, supervisor)
+      )
+      expect(snapshot.children.map((c) => [c.name, c.status])).toEqual([["details-buggy", "failed"]])
+    }))
+})
