@@ -499,6 +499,27 @@ describe("supervisor rules: details", () => {
     expect(S.rows(state).map((r) => [r.name, r.status])).toEqual([["a", "running"]])
   })
 
+  it("once shutting down or escalated, a run's end stops the program: a failed program stays failed", () => {
+    for (const end of ["success", "failure", "defect", "interrupted"] as const) {
+      const closing = S.make<S.Program>(config)
+      const p = program(closing, "a")
+      S.shutdown(closing)
+      expect(S.decide(closing, p, end, 2_000)).toEqual({
+        _tag: "stop",
+        change: { program: "a", from: "running", to: "stopped" }
+      })
+      const escalated = S.make<S.Program>(config)
+      const q = program(escalated, "b")
+      const r = program(escalated, "c")
+      S.escalate(escalated, r)
+      expect(S.decide(escalated, q, end, 2_000)).toMatchObject({ _tag: "stop" })
+      expect(q.status).toBe("stopped")
+      // the program that escalated is failed already: it stays failed, unless its run succeeded
+      S.decide(escalated, r, end, 2_000)
+      expect(r.status).toBe(end === "success" ? "stopped" : "failed")
+    }
+  })
+
   it("a row shows the last error and its time only once there is one", () => {
     const state = S.make<S.Program>(config)
     const p = program(state, "a")
