@@ -946,3 +946,37 @@ describe("FiberSupervisor: group restarts and defects", () => {
       expect(snapshot.children.map((c) => [c.name, c.status])).toEqual([["details-buggy", "failed"]])
     }))
 })
+
+describe("FiberSupervisor.supervised", () => {
+  it.effect("works with a supervisor service made by hand", () =>
+    Effect.gen(function*() {
+      const escalation = new FiberSupervisor.SupervisorEscalation({
+        supervisor: "by-hand",
+        program: "p",
+        reason: "defect",
+        maxRestarts: 3,
+        within: "5s",
+        cause: Cause.die("bug")
+      })
+      const service: FiberSupervisor.Service = {
+        name: "by-hand",
+        spawn: () => Effect.void,
+        stop: () => Effect.succeed(false),
+        snapshot: Effect.succeed({ supervisor: "by-hand", strategy: "one_for_one", escalated: true, children: [] }),
+        changes: Stream.empty,
+        awaitEscalation: Effect.zipRight(Effect.sleep("1 second"), Effect.fail(escalation)),
+        shutdown: Effect.succeed({ stopped: [], overran: [] })
+      }
+      const fiber = yield* FiberSupervisor.supervised(Effect.never).pipe(
+        Effect.provideService(FiberSupervisor.FiberSupervisor, service),
+        Effect.flip,
+        Effect.fork
+      )
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe(escalation)
+      const done = yield* FiberSupervisor.supervised(Effect.succeed("done")).pipe(
+        Effect.provideService(FiberSupervisor.FiberSupervisor, service)
+      )
+      expect(done).toBe("done")
+    }))
+})
