@@ -843,11 +843,21 @@ describe("FiberSupervisor: what is left after the end", () => {
       yield* supervisor.spawn("details-self", Effect.zipRight(supervisor.stop("details-self"), Effect.never)).pipe(
         Effect.provide(layer)
       )
+      // stopping itself from an uninterruptible region: the stop completes before the interruption lands
+      let stopped: boolean | undefined
+      yield* supervisor.spawn(
+        "details-self-masked",
+        Effect.zipRight(
+          Effect.uninterruptible(Effect.map(supervisor.stop("details-self-masked"), (b) => stopped = b)),
+          Effect.never
+        )
+      ).pipe(Effect.provide(layer))
       yield* settle
-      expect((yield* supervisor.snapshot).children.map((c) => [c.name, c.status])).toEqual([[
-        "details-self",
-        "stopped"
-      ]])
+      expect(stopped).toBe(true)
+      expect((yield* supervisor.snapshot).children.map((c) => [c.name, c.status])).toEqual([
+        ["details-self", "stopped"],
+        ["details-self-masked", "stopped"]
+      ])
       expect(lines).toEqual([])
     }))
 })
