@@ -990,3 +990,38 @@ describe("FiberSupervisor.supervised", () => {
       expect(done).toBe("done")
     }))
 })
+
+describe("FiberSupervisor: spawning from a program", () => {
+  it.scoped("a program spawned by a program restarted with its group starts at once, without the group's delay", () =>
+    Effect.gen(function*() {
+      const supervisor = yield* FiberSupervisor.make({
+        strategy: "one_for_all",
+        restartSchedule: Schedule.spaced("5 seconds")
+      })
+      let spawns = 0
+      yield* supervisor.spawn(
+        "details-spawner",
+        Effect.zipRight(
+          Effect.suspend(() => supervisor.spawn(`details-spawned-${++spawns}`, Effect.never)),
+          Effect.never
+        )
+      )
+      let runs = 0
+      yield* supervisor.spawn(
+        "details-fails-once",
+        Effect.suspend(() => ++runs === 1 ? Effect.zipRight(Effect.sleep("1 second"), Effect.fail("x")) : Effect.never)
+      )
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      yield* TestClock.adjust("5 seconds")
+      yield* settle
+      const s = yield* supervisor.snapshot
+      expect(s.children.map((c) => [c.name, c.status])).toEqual([
+        ["details-spawner", "running"],
+        ["details-fails-once", "running"],
+        ["details-spawned-1", "running"],
+        ["details-spawned-2", "running"]
+      ])
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
+})
