@@ -27,8 +27,10 @@ const configError = (entries: ReadonlyArray<[string, string]>) =>
   Effect.map(readConfig(entries), (either) => either._tag === "Left" ? String(either.left) : "no error")
 
 const readOptions = (entries: ReadonlyArray<[string, string]>, name?: string) =>
-  Effect.flatMap(readConfig(entries, name), (either) =>
-    either._tag === "Right" ? Effect.succeed(either.right) : Effect.dieMessage(String(either.left)))
+  Effect.flatMap(
+    readConfig(entries, name),
+    (either) => either._tag === "Right" ? Effect.succeed(either.right) : Effect.dieMessage(String(either.left))
+  )
 
 const window = (policy: Partial<Extract<CircuitBreaker.Policy, { _tag: "TimeWindow" }>>): CircuitBreaker.Policy => ({
   _tag: "TimeWindow",
@@ -44,8 +46,14 @@ describe("CircuitBreaker options", () => {
     Effect.gen(function*() {
       const cases: ReadonlyArray<[CircuitBreaker.Options, string]> = [
         [{ halfOpenProbes: 0 }, "CircuitBreaker \"default\": halfOpenProbes must be a whole number >= 1, got 0"],
-        [{ name: "n", halfOpenProbes: 1.5 }, "CircuitBreaker \"n\": halfOpenProbes must be a whole number >= 1, got 1.5"],
-        [{ name: "n", successThreshold: 0 }, "CircuitBreaker \"n\": successThreshold must be a whole number >= 1, got 0"],
+        [
+          { name: "n", halfOpenProbes: 1.5 },
+          "CircuitBreaker \"n\": halfOpenProbes must be a whole number >= 1, got 1.5"
+        ],
+        [
+          { name: "n", successThreshold: 0 },
+          "CircuitBreaker \"n\": successThreshold must be a whole number >= 1, got 0"
+        ],
         [
           { name: "n", policy: CircuitBreaker.consecutive(0) },
           "CircuitBreaker \"n\": policy.threshold must be a whole number >= 1, got 0"
@@ -302,7 +310,11 @@ describe("CircuitBreaker options", () => {
 
   it.effect("the rejection error: its tag, its states, its message and its classification", () =>
     Effect.gen(function*() {
-      const halfOpen = new CircuitBreaker.CircuitOpenError({ breaker: "b", state: "HalfOpen", retryAfter: Duration.zero })
+      const halfOpen = new CircuitBreaker.CircuitOpenError({
+        breaker: "b",
+        state: "HalfOpen",
+        retryAfter: Duration.zero
+      })
       const open = new CircuitBreaker.CircuitOpenError({ breaker: "b", state: "Open", retryAfter: Duration.seconds(2) })
       const isolated = new CircuitBreaker.CircuitOpenError({
         breaker: "b",

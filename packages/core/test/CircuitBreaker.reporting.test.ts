@@ -15,6 +15,7 @@ import {
   Exit,
   Fiber,
   Logger,
+  LogLevel,
   Metric,
   MetricLabel,
   Option,
@@ -124,19 +125,28 @@ describe("CircuitBreaker reporting", () => {
           "Circuit \"logged\" opened: 1 consecutive failures; next attempt in 3s",
           { "bulwark.breaker": "logged", "bulwark.breaker.state": "Open" }
         ],
-        ["INFO", "Circuit \"logged\" closed: reset", { "bulwark.breaker": "logged", "bulwark.breaker.state": "Closed" }],
+        ["INFO", "Circuit \"logged\" closed: reset", {
+          "bulwark.breaker": "logged",
+          "bulwark.breaker.state": "Closed"
+        }],
         [
           "ERROR",
           "Circuit \"logged\" isolated until released",
           { "bulwark.breaker": "logged", "bulwark.breaker.state": "Isolated" }
         ],
-        ["INFO", "Circuit \"logged\" closed: released", { "bulwark.breaker": "logged", "bulwark.breaker.state": "Closed" }],
+        ["INFO", "Circuit \"logged\" closed: released", {
+          "bulwark.breaker": "logged",
+          "bulwark.breaker.state": "Closed"
+        }],
         [
           "WARN",
           "Circuit \"logged\" disabled: calls run unprotected until released",
           { "bulwark.breaker": "logged", "bulwark.breaker.state": "Disabled" }
         ],
-        ["INFO", "Circuit \"logged\" closed: released", { "bulwark.breaker": "logged", "bulwark.breaker.state": "Closed" }]
+        ["INFO", "Circuit \"logged\" closed: released", {
+          "bulwark.breaker": "logged",
+          "bulwark.breaker.state": "Closed"
+        }]
       ])
     }).pipe(Effect.provide(logs.layer))
   })
@@ -179,7 +189,7 @@ describe("CircuitBreaker reporting", () => {
           annotations: { breaker: "alerting", reason: "2 consecutive failures", retryAfterMillis: 30_000, opens: 1 }
         }
       ])
-    }).pipe(Logger.withMinimumLogLevel("None")))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("a classifier that throws: the failure counts, as UNCLASSIFIABLE, and a warning says so", () => {
     const logs = captureLogs()
@@ -191,7 +201,9 @@ describe("CircuitBreaker reporting", () => {
         }
       }
       const breaker = yield* CircuitBreaker.make({ name: "unclassified", policy: CircuitBreaker.consecutive(2) })
-      const exit = yield* Effect.exit(breaker.protect(refused).pipe(Effect.provideService(Failure.Classifier, throwing)))
+      const exit = yield* Effect.exit(
+        breaker.protect(refused).pipe(Effect.provideService(Failure.Classifier, throwing))
+      )
       expect(exit).toStrictEqual(Exit.fail(new Refused()))
       expect(yield* breaker.metrics).toMatchObject({ failures: 1, ignored: 0, consecutiveFailures: 1 })
       expect(logs.lines).toEqual([
@@ -202,11 +214,13 @@ describe("CircuitBreaker reporting", () => {
         ]
       ])
       const unknown = Failure.defaultClassifier.classify(new Error("x")).category
-      expect(yield* counter(CircuitBreaker.failuresTotal, {
-        breaker: "unclassified",
-        category: unknown,
-        code: "UNCLASSIFIABLE"
-      })).toBe(1)
+      expect(
+        yield* counter(CircuitBreaker.failuresTotal, {
+          breaker: "unclassified",
+          category: unknown,
+          code: "UNCLASSIFIABLE"
+        })
+      ).toBe(1)
     }).pipe(Effect.provide(logs.layer))
   })
 
@@ -259,7 +273,9 @@ describe("CircuitBreaker reporting", () => {
         yield* to("Closed")
       ]).toEqual([1, 1, 1, 1, 1])
 
-      const calls_ = { description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)" }
+      const calls_ = {
+        description: "Calls seen by a circuit breaker, by outcome (success, failure, ignored, rejected)"
+      }
       const failures_ = { description: "Failures counted by a circuit breaker, by category and code" }
       const transitions_ = { description: "Circuit breaker state transitions, by target state" }
       const state_ = { description: "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 isolated, 4 disabled" }
@@ -286,7 +302,7 @@ describe("CircuitBreaker reporting", () => {
         },
         { name: "bulwark_breaker_state", ...state_, incremental: false, tags: "breaker=labelled" }
       ])
-    }).pipe(Logger.withMinimumLogLevel("None")))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("failures of two categories are counted under their own labels", () =>
     Effect.gen(function*() {
@@ -301,7 +317,7 @@ describe("CircuitBreaker reporting", () => {
         "breaker=two-categories,category=system,code=DEFECT",
         "breaker=two-categories,category=system,code=REFUSED"
       ])
-    }).pipe(Logger.withMinimumLogLevel("None")))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("metricLabel names the breaker label of its metrics in place of the name", () =>
     Effect.gen(function*() {
@@ -332,7 +348,7 @@ describe("CircuitBreaker reporting", () => {
       expect(yield* components).toEqual([
         ["breaker:detailed", "degraded", { state: "HalfOpen", failures: 1, rejections: 1 }]
       ])
-    }).pipe(Effect.provide(Health.layer()), Logger.withMinimumLogLevel("None")))
+    }).pipe(Effect.provide(Health.layer()), Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("a snapshot has an end only while open", () =>
     Effect.gen(function*() {
@@ -350,7 +366,7 @@ describe("CircuitBreaker reporting", () => {
       expect(yield* breaker.exportState).toMatchObject({ state: "HalfOpen", openUntil: null })
       yield* breaker.isolate
       expect(yield* breaker.exportState).toMatchObject({ state: "Isolated", openUntil: null })
-    }).pipe(Logger.withMinimumLogLevel("None")))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("rejections: half-open ones say retry now; an isolated rejection is not reused once half-open", () =>
     Effect.gen(function*() {
@@ -380,7 +396,7 @@ describe("CircuitBreaker reporting", () => {
       ])
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.join(probe)
-    }).pipe(Logger.withMinimumLogLevel("None")))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("every subscriber to changes sees every transition", () =>
     Effect.gen(function*() {
@@ -396,7 +412,7 @@ describe("CircuitBreaker reporting", () => {
         ["Open", "Closed"],
         ["Open", "Closed"]
       ])
-    }).pipe(Logger.withMinimumLogLevel("None")))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("a protected effect made before a transition runs after it; interrupted calls count under no outcome", () =>
     Effect.gen(function*() {
@@ -408,9 +424,12 @@ describe("CircuitBreaker reporting", () => {
       const outcomes = keysOf("made-early").filter((k) => k.name === "bulwark_breaker_calls_total").map((k) => k.tags)
       expect(outcomes).toEqual(["breaker=made-early,outcome=success"])
       // options that are not an object are not read
-      const asAny = breaker.protect as (self: Effect.Effect<string>, options: unknown) => Effect.Effect<string>
+      const asAny = breaker.protect as unknown as (
+        self: Effect.Effect<string>,
+        options: unknown
+      ) => Effect.Effect<string>
       expect([yield* asAny(ok, null), yield* asAny(ok, 1)]).toEqual(["ok", "ok"])
-    }).pipe(Logger.withMinimumLogLevel("None")))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("CircuitBreaker.protect runs the effect through the breaker of the context", () =>
     Effect.gen(function*() {
@@ -452,5 +471,5 @@ describe("CircuitBreaker reporting", () => {
       expect(Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.map((e) => e._tag))).toEqual(
         Option.some("CircuitOpenError")
       )
-    }).pipe(Logger.withMinimumLogLevel("None")))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 })
