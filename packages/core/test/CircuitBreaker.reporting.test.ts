@@ -160,6 +160,10 @@ describe("CircuitBreaker reporting", () => {
         slowCall: { duration: "1 second" },
         openDuration: "10 seconds"
       })
+      // a fast call late on the clock is not slow
+      yield* TestClock.adjust("10 seconds")
+      yield* breaker.protect(ok)
+      expect((yield* breaker.metrics).slowCalls).toBe(0)
       const slow = breaker.protect(Effect.as(TestClock.adjust("1 second"), "late"))
       expect([yield* slow, yield* slow]).toEqual(["late", "late"])
       expect(yield* breaker.state).toBe("Open")
@@ -463,6 +467,11 @@ describe("CircuitBreaker reporting", () => {
       const same = Effect.succeed(1).pipe(policy)
       yield* breaker.disable
       expect(yield* stepsOf(same)).toBe(alone - 1)
+      // a breaker whose first call in a policy comes a generation after it was made
+      const later = yield* CircuitBreaker.make({ name: "fused-later" })
+      yield* later.disable
+      const laterPolicy = Policy.make({ bulkhead: bulkhead.protect, breaker: later.protect })
+      expect(yield* stepsOf(Effect.succeed(1).pipe(laterPolicy))).toBe(alone - 1)
       yield* breaker.release
       yield* Effect.exit(refused.pipe(policy))
       yield* Effect.exit(refused.pipe(policy))

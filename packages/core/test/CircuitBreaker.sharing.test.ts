@@ -99,6 +99,49 @@ describe("CircuitBreaker sharing its state", () => {
       expect(busy.published.map((s) => s.state)).toEqual(["Open"])
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
+  it.scoped("from the store: the open the breaker is in already is a no-op; a half-open or a re-open of the same count is taken", () =>
+    Effect.gen(function*() {
+      const { inbox, store } = yield* recordingStore
+      const breaker = yield* CircuitBreaker.make({
+        name: "shared",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "10 seconds"
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      yield* TestClock.adjust("1 second")
+      yield* Effect.exit(breaker.protect(refused))
+      yield* settle
+      yield* TestClock.adjust("5 seconds")
+      // the same open (same since), told with a later end: nothing changes
+      yield* Queue.offer(inbox, snapshotOf("Open", 1_000, 30_000, 1))
+      yield* settle
+      expect(yield* retryAfter(breaker)).toBe(5_000)
+      // another process went half-open on the same open
+      yield* Queue.offer(inbox, snapshotOf("HalfOpen", 6_000, null, 1))
+      yield* settle
+      expect(yield* breaker.state).toBe("HalfOpen")
+      // and opened again, with the same count
+      yield* Queue.offer(inbox, snapshotOf("Open", 6_000, 8_000, 1))
+      yield* settle
+      expect(yield* retryAfter(breaker)).toBe(2_000)
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("an import takes an open of the same since and count, and ignores a lease", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make({
+        name: "shared",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "10 seconds"
+      })
+      yield* TestClock.adjust("1 second")
+      yield* Effect.exit(breaker.protect(refused))
+      const own = yield* breaker.exportState
+      yield* breaker.importState({ ...own, openUntil: 3_000 })
+      expect(yield* retryAfter(breaker)).toBe(2_000)
+      // a lease is the store's word, not an import's: the open lasts at most the breaker's own duration
+      yield* breaker.importState({ ...own, openUntil: 100_000, leaseUntil: 100_000 })
+      expect(yield* retryAfter(breaker)).toBe(10_000)
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
   it.scoped("a snapshot past the end of a finite open-duration schedule keeps its last delay", () =>
     Effect.gen(function*() {
       const options: CircuitBreaker.Options = {
