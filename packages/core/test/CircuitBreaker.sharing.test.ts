@@ -9,6 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import {
   Chunk,
   Data,
+  Deferred,
   Duration,
   Effect,
   Fiber,
@@ -65,6 +66,17 @@ describe("CircuitBreaker sharing its state", () => {
       yield* Queue.offer(inbox, { ...snapshotOf("Closed", 0, null, 0), revision: 1 })
       yield* settle
       expect(yield* breaker.state).toBe("Closed")
+      expect(published.map((s) => s.state)).toEqual(["Isolated"])
+      // nor is the state loaded when the breaker is made
+      const loading: BreakerStore.BreakerStore = {
+        ...store,
+        load: () => Effect.succeed(Option.some(snapshotOf("Isolated", 0, null, 0)))
+      }
+      const loaded = yield* CircuitBreaker.make({ name: "shared" }).pipe(
+        Effect.provideService(BreakerStore.BreakerStore, loading)
+      )
+      yield* settle
+      expect(yield* loaded.state).toBe("Isolated")
       expect(published.map((s) => s.state)).toEqual(["Isolated"])
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
@@ -140,6 +152,69 @@ describe("CircuitBreaker sharing its state", () => {
       // a lease is the store's word, not an import's: the open lasts at most the breaker's own duration
       yield* breaker.importState({ ...own, openUntil: 100_000, leaseUntil: 100_000 })
       expect(yield* retryAfter(breaker)).toBe(10_000)
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("store revisions: the newest delivery waits for the breaker's own publish, and a stale one is dropped", () =>
+    Effect.gen(function*() {
+      /** A store whose publish waits for `gate` and then reports `written`. */
+      const held = (written: number) =>
+        Effect.gen(function*() {
+          const gate = yield* Deferred.make<void>()
+          const inbox = yield* Queue.unbounded<BreakerStore.Snapshot>()
+          const store: BreakerStore.BreakerStore = {
+            load: () => Effect.succeed(Option.none()),
+            publish: () => Effect.as(Deferred.await(gate), written),
+            subscribe: () => Effect.succeed(inbox)
+          }
+          const breaker = yield* CircuitBreaker.make({ name: "shared", policy: CircuitBreaker.consecutive(1) }).pipe(
+            Effect.provideService(BreakerStore.BreakerStore, store)
+          )
+          yield* Effect.exit(breaker.protect(refused))
+          yield* settle
+          return { breaker, gate, inbox }
+        })
+      // newest first, then an older one: the newest is the one taken once the publish lands
+      const a = yield* held(6)
+      yield* Queue.offer(a.inbox, { ...snapshotOf("Closed", 0, null, 0), revision: 8 })
+      yield* Queue.offer(a.inbox, { ...snapshotOf("Isolated", 0, null, 0), revision: 7 })
+      yield* settle
+      yield* Deferred.succeed(a.gate, undefined)
+      yield* settle
+      expect(yield* a.breaker.state).toBe("Closed")
+      // a store that counts from 0: revision 1 comes after the publish that took 0
+      const b = yield* held(0)
+      yield* Queue.offer(b.inbox, { ...snapshotOf("Closed", 0, null, 0), revision: 1 })
+      yield* settle
+      yield* Deferred.succeed(b.gate, undefined)
+      yield* settle
+      expect(yield* b.breaker.state).toBe("Closed")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.scoped("a store whose publish reports no revision: a delivery older than one taken is still dropped", () =>
+    Effect.gen(function*() {
+      const { inbox, store } = yield* recordingStore
+      const breaker = yield* CircuitBreaker.make({ name: "shared", policy: CircuitBreaker.consecutive(1) }).pipe(
+        Effect.provideService(BreakerStore.BreakerStore, store)
+      )
+      yield* Queue.offer(inbox, { ...snapshotOf("Isolated", 0, null, 0), revision: 5 })
+      yield* settle
+      yield* breaker.release
+      yield* settle
+      yield* Queue.offer(inbox, { ...snapshotOf("Disabled", 0, null, 0), revision: 3 })
+      yield* settle
+      expect(yield* breaker.state).toBe("Closed")
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("closing after a publish that landed waits for the last one", () =>
+    Effect.gen(function*() {
+      const memory = yield* BreakerStore.makeMemory
+      yield* Effect.gen(function*() {
+        const breaker = yield* CircuitBreaker.make({ name: "shared", policy: CircuitBreaker.consecutive(1) })
+        yield* Effect.exit(breaker.protect(refused))
+        yield* settle
+        yield* breaker.reset
+      }).pipe(Effect.scoped, Effect.provideService(BreakerStore.BreakerStore, memory))
+      expect(Option.map(yield* memory.load("shared"), (s) => s.state)).toEqual(Option.some("Closed"))
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("a snapshot past the end of a finite open-duration schedule keeps its last delay", () =>
