@@ -374,7 +374,6 @@ describe("CircuitBreaker reporting", () => {
 
   it.scoped("rejections: half-open ones say retry now; an isolated rejection is not reused once half-open", () =>
     Effect.gen(function*() {
-      const limit = Error.stackTraceLimit
       const breaker = yield* CircuitBreaker.make({
         name: "rejecting",
         policy: CircuitBreaker.consecutive(1),
@@ -382,10 +381,19 @@ describe("CircuitBreaker reporting", () => {
         halfOpenProbes: 1
       })
       yield* breaker.isolate
-      const isolated = yield* rejection(breaker.protect(ok))
-      expect([isolated.state, Duration.isFinite(isolated.retryAfter)]).toEqual(["Isolated", false])
       // a rejection leaves the stack trace limit as it found it
-      expect(Error.stackTraceLimit).toBe(limit)
+      const limit = Error.stackTraceLimit
+      Error.stackTraceLimit = 7
+      let after = 0
+      const isolated = yield* Effect.ensuring(
+        rejection(breaker.protect(ok)),
+        Effect.sync(() => {
+          after = Error.stackTraceLimit
+          Error.stackTraceLimit = limit
+        })
+      )
+      expect(after).toBe(7)
+      expect([isolated.state, Duration.isFinite(isolated.retryAfter)]).toEqual(["Isolated", false])
       yield* breaker.release
       yield* failTimes(breaker, 1)
       yield* TestClock.adjust("1 second")
