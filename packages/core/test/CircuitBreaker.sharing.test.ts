@@ -205,18 +205,6 @@ describe("CircuitBreaker sharing its state", () => {
       expect(yield* breaker.state).toBe("Closed")
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
-  it.effect("closing after a publish that landed waits for the last one", () =>
-    Effect.gen(function*() {
-      const memory = yield* BreakerStore.makeMemory
-      yield* Effect.gen(function*() {
-        const breaker = yield* CircuitBreaker.make({ name: "shared", policy: CircuitBreaker.consecutive(1) })
-        yield* Effect.exit(breaker.protect(refused))
-        yield* settle
-        yield* breaker.reset
-      }).pipe(Effect.scoped, Effect.provideService(BreakerStore.BreakerStore, memory))
-      expect(Option.map(yield* memory.load("shared"), (s) => s.state)).toEqual(Option.some("Closed"))
-    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
-
   it.scoped("a snapshot past the end of a finite open-duration schedule keeps its last delay", () =>
     Effect.gen(function*() {
       const options: CircuitBreaker.Options = {
