@@ -1280,10 +1280,11 @@ export const config = (name?: string): Config.Config<Options> => {
     policy: Config.literal("consecutive", "count", "time")("POLICY").pipe(Config.withDefault("consecutive" as const)),
     failureThreshold: whole("FAILURE_THRESHOLD", 1, 5),
     failureRateThreshold: rate("FAILURE_RATE_THRESHOLD", 0.5),
-    windowSize: wholeNumber("WINDOW_SIZE", 1).pipe(
+    // one check for both bounds: a second `Config.validate` stacked on the first loses the key
+    windowSize: InternalConfig.integer("WINDOW_SIZE").pipe(
       Config.validate({
         message: `must be a whole number in [1, ${MAX_WINDOW_SIZE}]`,
-        validation: (n) => n <= MAX_WINDOW_SIZE
+        validation: (n) => n >= 1 && n <= MAX_WINDOW_SIZE
       }),
       Config.withDefault(100)
     ),

@@ -266,7 +266,8 @@ describe("CircuitBreaker options", () => {
       const errors: ReadonlyArray<[ReadonlyArray<[string, string]>, string]> = [
         [[["FAILURE_THRESHOLD", "0"]], "(Invalid data at FAILURE_THRESHOLD: \"must be a whole number >= 1\")"],
         [[["FAILURE_RATE_THRESHOLD", "0"]], "(Invalid data at FAILURE_RATE_THRESHOLD: \"must be a rate in (0, 1]\")"],
-        [[["WINDOW_SIZE", "0"]], "(Invalid data at WINDOW_SIZE: \"must be a whole number >= 1\")"],
+        [[["WINDOW_SIZE", "0"]], "(Invalid data at WINDOW_SIZE: \"must be a whole number in [1, 1000000]\")"],
+        [[["WINDOW_SIZE", "1000001"]], "(Invalid data at WINDOW_SIZE: \"must be a whole number in [1, 1000000]\")"],
         [[["WINDOW_BUCKETS", "0"]], "(Invalid data at WINDOW_BUCKETS: \"must be a whole number in [1, 10000]\")"],
         [[["WINDOW_BUCKETS", "10001"]], "(Invalid data at WINDOW_BUCKETS: \"must be a whole number in [1, 10000]\")"],
         [[["MINIMUM_CALLS", "0"]], "(Invalid data at MINIMUM_CALLS: \"must be a whole number >= 1\")"],
@@ -301,8 +302,6 @@ describe("CircuitBreaker options", () => {
           "(Invalid data at SLOW_CALL_DURATION: \"needs POLICY count or time (slow calls are measured by rate)\")"
         ]
       ]
-      // past its bound the error does not name WINDOW_SIZE (the second check loses the key)
-      expect(yield* configError([["WINDOW_SIZE", "1000001"]])).toContain("\"must be a whole number in [1, 1000000]\"")
       const messages: Array<string> = []
       for (const [entries] of errors) messages.push(yield* configError(entries))
       expect(messages).toEqual(errors.map(([, message]) => message))
