@@ -135,6 +135,31 @@ describe("adaptive limit algorithms", () => {
     expect(state.longLatency).toBe(200)
   })
 
+  it("AIMD: exact limits and averages after a known sequence of samples", () => {
+    const config: S.AimdConfig = {
+      _tag: "aimd",
+      minLimit: 2,
+      maxLimit: 30,
+      initialLimit: 10,
+      backoffRatio: 0.75,
+      increase: 3,
+      slowLatency: 500
+    }
+    let state = S.initial(config)
+    // 5 in flight of 10 is in use (5 × 2 is not below 10): + 3
+    state = S.aimd(config, state, sample(100, 0, 5), 100)
+    expect(state).toEqual({ limit: 13, shortLatency: 100, longLatency: 100, samples: 1, changedAt: 100 })
+    // exactly slowLatency is slow: × 0.75; short over 10 samples, long over 600 round trips
+    state = S.aimd(config, state, sample(500, 100, 7), 600)
+    expect(state).toMatchObject({ limit: 9.75, samples: 2, changedAt: 600 })
+    expect(state.shortLatency).toBeCloseTo(100 + 400 * (2 / 11), 10)
+    expect(state.longLatency).toBeCloseTo(100 + 400 * (2 / 11) * (2 / 601), 10)
+    // a drop from the same round does not cut again
+    state = S.aimd(config, state, sample(100, 550, 3, true), 650)
+    expect(state).toMatchObject({ limit: 9.75, samples: 3, changedAt: 600 })
+    expect(S.update(config, state, sample(100, 600, 5, true), 700).limit).toBeCloseTo(9.75 * 0.75, 10)
+  })
+
   it("both algorithms keep the limit within [minLimit, maxLimit] whatever the samples", () =>
     fc.assert(
       fc.property(
