@@ -1,9 +1,12 @@
-import { Bulkhead, Failure, Health } from "@bulwark/core"
+import { Bulkhead, CircuitBreaker, Deadline, Failure, Health, Policy, Retry } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
   Clock,
+  Config,
   ConfigProvider,
+  Context,
+  Data,
   Deferred,
   Duration,
   Effect,
@@ -15,6 +18,10 @@ import {
   MetricLabel,
   MetricState,
   Option,
+  RuntimeFlags,
+  RuntimeFlagsPatch,
+  Schedule,
+  Supervisor,
   TestClock
 } from "effect"
 
@@ -26,6 +33,45 @@ const settle = Effect.gen(function*() {
 /** A call that records its start in `log` and finishes when `gate` opens. */
 const gated = (log: Array<string>, label: string, gate: Deferred.Deferred<void>) =>
   Effect.sync(() => log.push(label)).pipe(Effect.zipRight(Deferred.await(gate)), Effect.as(label))
+
+/** Counts the steps of the fiber's run loop while it runs an effect. */
+class StepCounter extends Supervisor.AbstractSupervisor<void> {
+  count = 0
+  get value() {
+    return Effect.void
+  }
+  override onEffect(): void {
+    this.count++
+  }
+}
+
+/** The run-loop steps `effect` takes, beyond those of a bare `Effect.succeed`. */
+const stepsOf = (effect: Effect.Effect<unknown, unknown>) => {
+  const count = (self: Effect.Effect<unknown, unknown>) =>
+    Effect.suspend(() => {
+      const counter = new StepCounter()
+      return Effect.exit(self).pipe(
+        Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision)),
+        Effect.supervised(counter),
+        Effect.zipRight(Effect.sync(() => counter.count))
+      )
+    })
+  return Effect.zipWith(count(effect), count(Effect.succeed(1)), (steps, bare) => steps - bare)
+}
+
+class Down extends Data.TaggedError("Down")<{}> {}
+
+/** A policy with a breaker, this bulkhead and retries: the bulkhead joins the breaker's admission. */
+const fusedPolicy = (bulkhead: Bulkhead.Bulkhead, name: string, retry: Partial<Retry.Options<unknown>> = {}) =>
+  Effect.map(
+    CircuitBreaker.make({ name, policy: CircuitBreaker.consecutive(100) }),
+    (breaker) =>
+      Policy.make({
+        bulkhead: bulkhead.protect,
+        breaker: breaker.protect,
+        retry: Retry.policy({ maxRetries: 2, schedule: Schedule.spaced("0 millis"), ...retry })
+      })
+  )
 
 describe("Bulkhead", () => {
   it.effect("runs up to maxConcurrent calls at once, queues up to maxQueued, rejects the rest at once", () =>
@@ -416,6 +462,269 @@ describe("Bulkhead", () => {
       for (const label of ["p0", "p999a", "p31", "p32", "p999b"]) yield* Fiber.join(fibers.get(label)!)
       expect(started).toEqual(["holder", "p999a", "p999b", "p32", "p31", "p0"])
       expect(yield* bulkhead.state).toMatchObject({ active: 0, queued: 0 })
+    }))
+
+  it("its rejection is tagged BulkheadRejectedError and classified by reason: resource, minor, failover, no retry", () => {
+    const fields = { bulkhead: "x", maxConcurrent: 1, maxQueued: 0 }
+    const full = new Bulkhead.BulkheadRejectedError({ ...fields, reason: "queue_full" })
+    const late = new Bulkhead.BulkheadRejectedError({ ...fields, reason: "wait_timeout" })
+    expect(full._tag).toBe("BulkheadRejectedError")
+    const rule = { category: "resource", severity: "minor", strategy: "failover", retryable: false, maxRetries: 0 }
+    expect(Failure.defaultClassifier.classify(full)).toMatchObject({
+      ...rule,
+      code: "BULKHEAD_QUEUE_FULL",
+      tripsBreaker: false
+    })
+    expect(Failure.defaultClassifier.classify(late)).toMatchObject({
+      ...rule,
+      code: "BULKHEAD_WAIT_TIMEOUT",
+      tripsBreaker: false
+    })
+    expect(late.message).toBe("Bulkhead \"x\" rejected the call: no slot freed within 0ms (wait timeout)")
+  })
+
+  it("its service tag and metric keys have fixed names and descriptions", () => {
+    expect(Bulkhead.Bulkhead.key).toBe("@bulwark/core/Bulkhead")
+    const { active, queued, rejected } = Bulkhead.metricKeys
+    expect([active.name, queued.name, rejected.name]).toEqual([
+      "bulwark_bulkhead_active",
+      "bulwark_bulkhead_queued",
+      "bulwark_bulkhead_rejected_total"
+    ])
+    expect([active.description, queued.description, rejected.description]).toEqual([
+      Option.some("Calls running inside the bulkhead"),
+      Option.some("Calls waiting for a slot of the bulkhead"),
+      Option.some("Calls the bulkhead rejected, by reason")
+    ])
+    expect(rejected.keyType.incremental).toBe(true)
+  })
+
+  it.effect("without options: named default, 10 calls at once, no queue, no wait limit, one class", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make()
+      expect(bulkhead.options).toEqual({
+        name: "default",
+        maxConcurrent: 10,
+        maxQueued: 0,
+        maxWait: Option.none(),
+        priorities: 1,
+        defaultPriority: 0
+      })
+    }))
+
+  it.effect("a name that is not a string is a defect naming the field, with the whole message", () =>
+    Effect.gen(function*() {
+      const message = (options: Bulkhead.Options) =>
+        Effect.map(
+          Effect.exit(Bulkhead.make(options)),
+          (exit) => Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "built"
+        )
+      expect(yield* message({ name: 42 as unknown as string })).toContain(
+        "Bulkhead \"42\": name must be a string, got 42"
+      )
+      expect(yield* message({ name: "db", maxConcurrent: 0 })).toContain(
+        "Bulkhead \"db\": maxConcurrent must be a whole number >= 1, got 0"
+      )
+    }))
+
+  it.effect("every queue_full rejection of a bulkhead is the same error value", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "shared-rejection", maxConcurrent: 1 })
+      const busy = yield* Effect.fork(bulkhead.protect(Effect.never))
+      yield* settle
+      const first = yield* Effect.flip(bulkhead.protect(Effect.void))
+      const second = yield* Effect.flip(bulkhead.protect(Effect.void))
+      expect(second).toBe(first)
+      yield* Fiber.interrupt(busy)
+    }))
+
+  it.effect("a priority outside [0, priorities) is a defect: negative, fractional or equal to priorities; 0 is valid", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ maxConcurrent: 1, maxQueued: 2, priorities: 2, defaultPriority: 1 })
+      expect(yield* bulkhead.run(Effect.succeed("low"), 0)).toBe("low")
+      for (const priority of [-1, 0.5, 2]) {
+        const exit = yield* Effect.exit(bulkhead.run(Effect.void, priority))
+        expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
+          `priority must be a whole number in [0, 2), got ${priority}`
+        )
+      }
+    }))
+
+  it.effect("a waiter that gives up counts a wait_timeout rejection and leaves the queued gauge at its new size", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({
+        name: "bulkhead-wait-metrics",
+        maxConcurrent: 1,
+        maxQueued: 2,
+        maxWait: "1 second"
+      })
+      const busy = yield* Effect.fork(bulkhead.protect(Effect.never))
+      yield* settle
+      const late = yield* Effect.fork(bulkhead.protect(Effect.void))
+      const interrupted = yield* Effect.fork(bulkhead.protect(Effect.void))
+      yield* settle
+      const queued = Metric.tagged(Bulkhead.queuedGauge, "bulkhead", "bulkhead-wait-metrics")
+      expect(yield* Metric.value(queued)).toEqual(MetricState.gauge(2))
+      yield* Fiber.interrupt(interrupted)
+      expect(yield* Metric.value(queued)).toEqual(MetricState.gauge(1))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.await(late)
+      expect(yield* Metric.value(queued)).toEqual(MetricState.gauge(0))
+      const rejected = yield* Metric.value(
+        Metric.taggedWithLabels(Bulkhead.rejectedCounter, [
+          MetricLabel.make("bulkhead", "bulkhead-wait-metrics"),
+          MetricLabel.make("reason", "wait_timeout"),
+          MetricLabel.make("category", "resource"),
+          MetricLabel.make("code", "BULKHEAD_WAIT_TIMEOUT")
+        ])
+      )
+      expect(rejected).toEqual(MetricState.counter(1))
+      yield* Fiber.interrupt(busy)
+    }))
+
+  it.effect("a waiter whose deadline passes first is rejected with wait_timeout and the time it had left", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "deadline-waiter", maxConcurrent: 1, maxQueued: 1 })
+      const busy = yield* Effect.fork(bulkhead.protect(Effect.never))
+      yield* settle
+      const waiting = yield* Effect.fork(
+        Effect.flip(bulkhead.protect(Effect.void).pipe(Deadline.within("1500 millis")))
+      )
+      yield* settle
+      yield* TestClock.adjust("1500 millis")
+      const error = yield* Fiber.join(waiting)
+      expect(error).toMatchObject({ bulkhead: "deadline-waiter", reason: "wait_timeout", maxWaitMillis: 1500 })
+      expect(error.message).toBe(
+        "Bulkhead \"deadline-waiter\" rejected the call: no slot freed within 1500ms (wait timeout)"
+      )
+      expect(yield* bulkhead.state).toMatchObject({ queued: 0, rejected: { queue_full: 0, wait_timeout: 1 } })
+      yield* Fiber.interrupt(busy)
+    }))
+
+  it.scoped("in a policy with a breaker, an uncontended call takes a slot in the breaker's admission step and gives it back", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "fused-admission", maxConcurrent: 1 })
+      const policy = yield* fusedPolicy(bulkhead, "fused-admission")
+      const alone = yield* stepsOf(bulkhead.protect(Effect.succeed(1)))
+      const whole = yield* stepsOf(Effect.succeed(1).pipe(policy))
+      expect({ alone, whole }).toEqual({ alone, whole: alone - 1 })
+      const active = Effect.map(bulkhead.state, (s) => s.active)
+      expect(yield* active.pipe(policy)).toBe(1)
+      expect(yield* active).toBe(0)
+      const gauge = Metric.tagged(Bulkhead.activeGauge, "bulkhead", "fused-admission")
+      expect(yield* Metric.value(gauge).pipe(policy)).toEqual(MetricState.gauge(1))
+      expect(yield* Metric.value(gauge)).toEqual(MetricState.gauge(0))
+    }))
+
+  it.scoped("in a policy with a breaker, every failed attempt is retried, the call's own failures and the bulkhead's rejections alike", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "fused-retries", maxConcurrent: 1 })
+      const policy = yield* fusedPolicy(bulkhead, "fused-retries", { while: () => true })
+      let attempts = 0
+      const down = Effect.suspend(() => {
+        attempts++
+        return Effect.fail(new Down())
+      })
+      expect(yield* Effect.flip(down.pipe(policy))).toBeInstanceOf(Down)
+      expect(attempts).toBe(3)
+      // the slot is busy: each attempt is rejected at once, and the rejection is retried as the call's failure
+      const busy = yield* Effect.fork(bulkhead.protect(Effect.never))
+      yield* settle
+      expect(yield* Effect.flip(down.pipe(policy))).toMatchObject({ reason: "queue_full" })
+      expect(attempts).toBe(3)
+      expect((yield* bulkhead.state).rejected.queue_full).toBe(3)
+      yield* Fiber.interrupt(busy)
+    }))
+
+  it.scoped("in a policy with a breaker, a wait that times out is retried as the call's failure", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({
+        name: "fused-waits",
+        maxConcurrent: 1,
+        maxQueued: 1,
+        maxWait: "100 millis"
+      })
+      const policy = yield* fusedPolicy(bulkhead, "fused-waits", { while: () => true, maxRetries: 1 })
+      const busy = yield* Effect.fork(bulkhead.protect(Effect.never))
+      yield* settle
+      const waiting = yield* Effect.fork(Effect.flip(Effect.void.pipe(policy)))
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      expect(yield* Fiber.join(waiting)).toMatchObject({ reason: "wait_timeout" })
+      expect((yield* bulkhead.state).rejected.wait_timeout).toBe(2)
+      yield* Fiber.interrupt(busy)
+    }))
+
+  it.scoped("its readiness check is up while calls wait but the queue has room, and absent with health: false", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      const component = (name: string) =>
+        Effect.map(health.report, (r) => r.components.find((c) => c.name === `bulkhead:${name}`))
+      const build = <I>(layer: Layer.Layer<I>) => Layer.build(layer)
+      const queueing = Context.get(
+        yield* build(Bulkhead.layer({ name: "queueing", maxQueued: 2 })),
+        Bulkhead.Bulkhead
+      )
+      const busy = yield* Effect.forEach(
+        Array.from({ length: 11 }),
+        () => Effect.fork(queueing.protect(Effect.never))
+      )
+      yield* settle
+      expect(yield* component("queueing")).toMatchObject({
+        kind: "readiness",
+        status: "up",
+        details: { active: 10, queued: 1, maxConcurrent: 10, maxQueued: 2, rejectedQueueFull: 0 }
+      })
+      yield* build(Bulkhead.layer({ name: "unchecked", health: false }))
+      expect(yield* component("unchecked")).toBeUndefined()
+      yield* Effect.forEach(busy, Fiber.interrupt)
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.scoped("the Layers read from Config register the readiness check too", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      const names = Effect.map(health.report, (r) => r.components.map((c) => c.name))
+      const provider = Layer.setConfigProvider(ConfigProvider.fromMap(new Map()))
+      yield* Layer.build(Bulkhead.layerConfig("configured").pipe(Layer.provide(provider)))
+      class Inventory extends Bulkhead.Tag("inventory")<Inventory>() {}
+      yield* Layer.build(Inventory.layerConfig().pipe(Layer.provide(provider)))
+      expect(yield* names).toEqual(expect.arrayContaining(["bulkhead:configured", "bulkhead:inventory"]))
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.effect("Config accepts each bound itself, checks DEFAULT_PRIORITY against the default of one class, and MAX_WAIT > 0", () =>
+    Effect.gen(function*() {
+      const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+        Effect.provide(
+          Bulkhead.Bulkhead,
+          Bulkhead.layerConfig("bounds").pipe(
+            Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(entries))))
+          )
+        )
+      const bulkhead = yield* read([
+        ["MAX_CONCURRENT", "1"],
+        ["MAX_QUEUED", "0"],
+        ["PRIORITIES", "1000"],
+        ["DEFAULT_PRIORITY", "999"]
+      ])
+      expect(bulkhead.options).toMatchObject({ maxConcurrent: 1, maxQueued: 0, priorities: 1000, defaultPriority: 999 })
+      expect(String(yield* Effect.flip(read([["DEFAULT_PRIORITY", "1"]])))).toMatch(
+        /at DEFAULT_PRIORITY: "must be a whole number below PRIORITIES \(1\), got 1"/
+      )
+      expect(String(yield* Effect.flip(read([["MAX_WAIT", "0 seconds"]])))).toMatch(
+        /at MAX_WAIT: "must be a duration > 0"/
+      )
+    }))
+
+  it.effect("layerConfig with a Config of its own fails with a ConfigError at the key of the field that breaks a rule", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Effect.provide(Bulkhead.Bulkhead, Bulkhead.layerConfig("own", Config.succeed({ maxConcurrent: 0 })))
+      )
+      expect(String(error)).toContain(
+        "at MAX_CONCURRENT: \"Bulkhead \"own\": maxConcurrent must be a whole number >= 1, got 0\""
+      )
     }))
 
   it.effect.prop(

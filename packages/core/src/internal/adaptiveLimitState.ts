@@ -130,7 +130,7 @@ export const aimd = (config: AimdConfig, state: LimitState, sample: Sample, now:
   const dropped = sample.dropped || sample.latency >= config.slowLatency
   // one change per round trip: the calls in flight at the last change saw the old limit
   if (!roundEnded(state, sample)) return sampled
-  const next = { ...sampled, longLatency: longTerm(config, state, sampled.shortLatency) }
+  const next = { ...sampled, longLatency: longTerm(config, sampled, sampled.shortLatency) }
   if (dropped) return { ...next, limit: clamp(config, state.limit * config.backoffRatio), changedAt: now }
   // the limit grows only while it is in use: a limit nobody reaches proves nothing
   if (sample.inflight * 2 < state.limit) return next
