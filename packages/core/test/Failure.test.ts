@@ -1,6 +1,6 @@
 import { Failure } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Data, Duration, Effect, FiberId, Option, Schema, TestClock } from "effect"
+import { Cause, Data, Duration, Effect, FiberId, Logger, Option, Schema, TestClock } from "effect"
 import { prototypeKeys } from "./oddValues.js"
 
 class Refused extends Data.TaggedError("Refused")<{}> {}
@@ -416,5 +416,409 @@ describe("Failure", () => {
         const json = Failure.encodeExecutionError(yield* Failure.toExecutionError(Object.create(null)))
         expect(json.message).toBe("an object that cannot be described")
       }))
+  })
+
+  describe("exact verdicts and messages", () => {
+    const categoriesText =
+      "initialization, connection, communication, timeout, resource, health_check, session, external, system, validation, security, user_code"
+
+    it("the literals of every model, in order", () => {
+      expect(Failure.Category.literals.join(", ")).toBe(categoriesText)
+      expect(Failure.Severity.literals).toEqual(["critical", "major", "minor", "warning"])
+      expect(Failure.Strategy.literals).toEqual([
+        "immediate_retry",
+        "backoff_retry",
+        "circuit_break",
+        "failover",
+        "abandon"
+      ])
+      expect(Failure.BackoffKind.literals).toEqual(["exponential", "linear", "none"])
+      expect(Failure.RuleKey).toBe(Symbol.for("@bulwark/core/Failure/Rule"))
+      expect(Failure.Classifier.key).toBe("@bulwark/core/Failure/Classifier")
+    })
+
+    it("a rule may name every severity, strategy and backoff, and gets it without a warning", () => {
+      for (const severity of ["critical", "major", "minor", "warning"] as const) {
+        const c = Failure.fromRule({ category: "connection", severity })
+        expect([c.severity, c.warnings]).toEqual([severity, undefined])
+      }
+      for (const strategy of ["immediate_retry", "backoff_retry", "circuit_break", "failover", "abandon"] as const) {
+        const c = Failure.fromRule({ category: "connection", strategy })
+        expect([c.strategy, c.warnings]).toEqual([strategy, undefined])
+      }
+      for (const backoff of ["exponential", "linear", "none"] as const) {
+        const c = Failure.fromRule({ category: "connection", backoff })
+        expect([c.backoff, c.warnings]).toEqual([backoff, undefined])
+      }
+    })
+
+    it("on its first attempt a failure is retryable exactly when its row retries", () => {
+      const retryable = {
+        initialization: false,
+        connection: true,
+        communication: true,
+        timeout: true,
+        resource: false,
+        health_check: true,
+        session: true,
+        external: true,
+        system: false,
+        validation: false,
+        security: false,
+        user_code: false
+      } as const
+      for (const category of Failure.Category.literals) {
+        const c = Failure.makeClassifier({ tables: [Failure.table<Refused>({ Refused: category })] })
+        expect([category, c.classify(new Refused(), { attempt: 1 }).retryable]).toEqual([category, retryable[category]])
+      }
+    })
+
+    it("a rule's own retryable, maxRetries and tripsBreaker win over the row", () => {
+      expect(Failure.fromRule({ category: "connection", retryable: false })).toMatchObject({
+        strategy: "backoff_retry",
+        retryable: false
+      })
+      expect(Failure.fromRule({ category: "resource", retryable: true })).toMatchObject({
+        strategy: "circuit_break",
+        retryable: true
+      })
+      const none = Failure.fromRule({ category: "connection", maxRetries: 0 })
+      expect([none.maxRetries, none.retryable, none.warnings]).toEqual([0, false, undefined])
+      const unbounded = Failure.fromRule({ category: "connection", maxRetries: Infinity })
+      expect([unbounded.maxRetries, unbounded.retryable, unbounded.warnings]).toEqual([Infinity, true, undefined])
+      expect(Failure.fromRule({ category: "connection", tripsBreaker: false }).tripsBreaker).toBe(false)
+      expect(Failure.fromRule({ category: "validation", tripsBreaker: true }).tripsBreaker).toBe(true)
+    })
+
+    it("codes: the rule's, else the tag in upper snake case, else the category's", () => {
+      expect(Failure.fromRule({ category: "connection" }).code).toBe("CONNECTION_ERROR")
+      expect(Failure.fromRule({ category: "health_check" }).code).toBe("HEALTH_CHECK_ERROR")
+      expect(Failure.fromRule({ category: "connection", code: "E_OWN" }, { tag: "Refused" }).code).toBe("E_OWN")
+      const codes = {
+        Refused: "REFUSED",
+        RateLimited: "RATE_LIMITED",
+        http2Server: "HTTP2_SERVER",
+        "bad-input": "BAD_INPUT",
+        "bad--input": "BAD_INPUT",
+        "-bad-": "BAD",
+        "__private": "PRIVATE",
+        "x--": "X",
+        "--": "UNKNOWN_ERROR"
+      }
+      for (const [tag, code] of Object.entries(codes)) {
+        expect([tag, Failure.fromRule({ category: "connection" }, { tag }).code]).toEqual([tag, code])
+      }
+    })
+
+    it("escalation: only a critical failure is abandoned past attempt 2", () => {
+      expect(Failure.fromRule({ category: "connection" }, { context: { attempt: 3 } })).toMatchObject({
+        severity: "major",
+        strategy: "backoff_retry",
+        retryable: true
+      })
+      expect(Failure.escalateStrategy("failover", "major", { attempt: 9 })).toBe("failover")
+      expect(Failure.escalateStrategy("failover", "critical", { attempt: 2 })).toBe("failover")
+      expect(Failure.escalateStrategy("failover", "critical", { attempt: 3 })).toBe("abandon")
+      expect(Failure.escalateStrategy("failover", "critical", undefined)).toBe("failover")
+      expect(Failure.escalateSeverity("major", undefined)).toBe("major")
+    })
+
+    it("Failure.table: the exact errors for an unknown category, written as a name or in a rule object", () => {
+      expect(() => Failure.table<Refused>({ Refused: "network" as Failure.Category })).toThrow(
+        new TypeError(
+          `Failure.table: the rule for "Refused" names the unknown category "network" (expected one of ${categoriesText})`
+        )
+      )
+      expect(() => Failure.table<Refused>({ Refused: { category: "network" as Failure.Category } })).toThrow(
+        new TypeError(`Failure.table: the rule for "Refused" has the unknown category "network"`)
+      )
+      expect(table._tag).toBe("Table")
+      expect(table.tags).toEqual(["Refused", "RateLimited", "BadInput"])
+      // a value without a tag is no entry, even in a table with a key "undefined"
+      const odd = Failure.table<{ readonly _tag: "undefined" }>({ undefined: "connection" })
+      expect(odd.rule(new Error("no tag") as unknown as { readonly _tag: "undefined" })).toBeUndefined()
+      expect(odd.rule({ _tag: "undefined" })).toEqual({ category: "connection" })
+    })
+
+    it("isSelfClassifying: an object that carries a rule object under RuleKey", () => {
+      expect(Failure.isSelfClassifying({ [Failure.RuleKey]: { category: "connection" } })).toBe(true)
+      expect(Failure.isSelfClassifying({ [Failure.RuleKey]: "connection" })).toBe(false)
+      expect(Failure.isSelfClassifying({})).toBe(false)
+      expect(Failure.isSelfClassifying("connection")).toBe(false)
+    })
+
+    it("the warnings of an unusable rule, word for word", () => {
+      const expected = (rule: Failure.RuleObject, tag: string | undefined) => Failure.fromRule(rule, { tag }).warnings
+      expect(expected({ category: "connection", severity: "loud" as Failure.Severity }, "Refused")).toEqual([
+        `The rule for "Refused" has the unknown severity loud; the matrix's is used`
+      ])
+      expect(expected({ category: "connection", strategy: "wait" as Failure.Strategy }, undefined)).toEqual([
+        `The rule for a failure has the unknown strategy wait; the matrix's is used`
+      ])
+      const fractional = Failure.fromRule({ category: "connection", maxRetries: 0.5 }, { tag: "Refused" })
+      expect(fractional.maxRetries).toBe(5)
+      expect(fractional.warnings).toEqual([
+        `The rule for "Refused" has maxRetries 0.5, not a whole number >= 0; the matrix's is used`
+      ])
+      expect(expected({ category: "network" as Failure.Category }, "Odd")).toEqual([
+        `The rule for "Odd" names the unknown category network (expected one of ${categoriesText}); it is classified as unclassified`
+      ])
+      expect(expected({ category: "connection", retryAfter: "soon" as Duration.DurationInput }, undefined)).toEqual([
+        `The retry-after hint soon of a failure is not a duration >= 0; it is ignored`
+      ])
+      expect(() => Failure.fromRule({ category: "connection" }, { maxRetryAfter: Infinity })).toThrow(
+        new RangeError(`Failure.fromRule: maxRetryAfter must be a finite duration >= 0, got Infinity`)
+      )
+      // 0 is a valid cap: every hint becomes 0
+      expect(Failure.fromRule({ category: "connection", retryAfter: "5 seconds" }, { maxRetryAfter: 0 }).retryAfter)
+        .toEqual(Option.some(Duration.zero))
+      expect(Duration.toMillis(Failure.makeClassifier({ maxRetryAfter: 0 }).maxRetryAfter)).toBe(0)
+    })
+
+    it("makeClassifier: the exact errors for a bad matrix or unclassified rule", () => {
+      const { session: _, ...withoutSession } = Failure.defaultMatrix
+      expect(() => Failure.makeClassifier({ matrix: withoutSession as Failure.DecisionMatrix })).toThrow(
+        new TypeError(`Failure.makeClassifier: matrix has no row for category "session"`)
+      )
+      for (const maxRetries of [-1, 1.5]) {
+        const matrix = { ...Failure.defaultMatrix, timeout: { ...Failure.defaultMatrix.timeout, maxRetries } }
+        expect(() => Failure.makeClassifier({ matrix })).toThrow(
+          new TypeError(
+            `Failure.makeClassifier: matrix.timeout.maxRetries must be a whole number >= 0, got ${maxRetries}`
+          )
+        )
+      }
+      expect(() => Failure.makeClassifier({ unclassified: "network" as Failure.Category })).toThrow(
+        new TypeError(`Failure.makeClassifier: unclassified names the unknown category network`)
+      )
+    })
+
+    it("a custom matrix drives table rules, the unclassified default and defects", () => {
+      const matrix: Failure.DecisionMatrix = {
+        ...Failure.defaultMatrix,
+        connection: { ...Failure.defaultMatrix.connection, maxRetries: 0 },
+        system: {
+          severity: "minor",
+          strategy: "immediate_retry",
+          maxRetries: 7,
+          backoff: "linear",
+          tripsBreaker: false
+        }
+      }
+      const c = Failure.makeClassifier({ matrix })
+      expect(c.matrix).toBe(matrix)
+      const refused = Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" })
+      expect(c.classify(refused)).toMatchObject({ category: "connection", maxRetries: 0, retryable: false })
+      // the unclassified rule writes severity, strategy, retries and backoff; the rest is the matrix's system row
+      expect(c.classify(new Refused())).toMatchObject({
+        category: "system",
+        severity: "major",
+        strategy: "backoff_retry",
+        maxRetries: 3,
+        backoff: "exponential",
+        tripsBreaker: false
+      })
+      expect(c.classifyDefect(new Error("bug"))).toMatchObject({ backoff: "linear", tripsBreaker: false, defect: true })
+      // a row for a name that is no category is never used
+      const extra = { ...Failure.defaultMatrix, network: Failure.defaultMatrix.connection } as Failure.DecisionMatrix
+      class Odd extends Data.TaggedError("Odd")<{}> {}
+      const odd = Failure.makeClassifier({
+        matrix: extra,
+        tables: [Failure.table<Odd>({ Odd: () => ({ category: "network" as Failure.Category }) })]
+      }).classify(new Odd())
+      expect([odd.category, odd.warnings?.length]).toEqual(["system", 1])
+    })
+
+    it("a custom unclassified rule replaces an unknown category too", () => {
+      class Odd extends Data.TaggedError("Odd")<{}> {}
+      const c = Failure.makeClassifier({
+        unclassified: "validation",
+        tables: [Failure.table<Odd>({ Odd: () => ({ category: "network" as Failure.Category }) })]
+      })
+      expect(c.classify(new Odd())).toMatchObject({
+        category: "validation",
+        severity: "warning",
+        strategy: "abandon",
+        tripsBreaker: false,
+        code: "ODD"
+      })
+      expect(c.classify(new Refused())).toMatchObject({
+        category: "validation",
+        code: "REFUSED",
+        unclassified: "Refused"
+      })
+    })
+
+    it("tables are tried in order, then the built-in rules; warnings from both are kept in order", () => {
+      const limited = Failure.table<RateLimited>({ RateLimited: "resource" })
+      const refused = Failure.table<Refused>({ Refused: "session" })
+      const c = Failure.makeClassifier({ tables: [limited, refused] })
+      expect(c.classify(new Refused()).category).toBe("session")
+      expect(c.classify(new Cause.TimeoutException()).category).toBe("timeout")
+      class Boom extends Data.TaggedError("Boom")<{}> {}
+      const throwing = Failure.table<Boom>({
+        Boom: () => {
+          throw new Error("rule bug")
+        }
+      })
+      const loud = Failure.table<Boom>({ Boom: { category: "connection", severity: "loud" as Failure.Severity } })
+      expect(Failure.makeClassifier({ tables: [throwing, loud] }).classify(new Boom()).warnings).toEqual([
+        `The rule for "Boom" threw (rule bug); the next rule is tried`,
+        `The rule for "Boom" has the unknown severity loud; the matrix's is used`
+      ])
+      // a table is asked only about a value with a name
+      const everything: Failure.Table<unknown> = { _tag: "Table", tags: [], rule: () => ({ category: "connection" }) }
+      const byName = Failure.makeClassifier({ tables: [everything] })
+      expect(byName.classify(new Error("plain")).unclassified).toBe("an Error without a _tag")
+      expect(byName.classify({ _tag: "Named" }).category).toBe("connection")
+    })
+
+    it("what an unclassified failure is called", () => {
+      class QuotaError extends Error {
+        override name = "QuotaError"
+      }
+      const c = Failure.defaultClassifier
+      expect(c.classify(new QuotaError("over"))).toMatchObject({ unclassified: "QuotaError", code: "QUOTA_ERROR" })
+      const named = [null, new Error("boom"), {}, { name: "Widget" }, 5].map((value) => {
+        const d = c.classify(value)
+        return [d.unclassified, d.code]
+      })
+      expect(named).toEqual([
+        ["null", "UNKNOWN_ERROR"],
+        ["an Error without a _tag", "UNKNOWN_ERROR"],
+        ["an object without a _tag", "UNKNOWN_ERROR"],
+        ["an object without a _tag", "UNKNOWN_ERROR"],
+        ["a number", "UNKNOWN_ERROR"]
+      ])
+    })
+
+    it("the unclassified warning, word for word", () => {
+      const c = Failure.makeClassifier({})
+      expect(Failure.warningsFor(c, c.classify(new Refused()))).toEqual([
+        `The failure "Refused" is not classified: no classify table given to this stage and no table of the ` +
+        `Failure.Classifier in the caller's context names it, so it is treated as system / major, retried at most 3 ` +
+        `times, code REFUSED. Classify it in a Failure.table and provide Failure.layerClassifier({ tables }) around the ` +
+        `program that makes the call (a classifier provided only to another Layer is not seen by the call). ` +
+        `This is logged once per tag.`
+      ])
+      const strict = Failure.makeClassifier({ unclassified: "system" })
+      expect(Failure.warningsFor(strict, strict.classify("text"))[0]).toMatch(
+        /^The failure a string is not classified: .*, so it is treated as system \/ critical, not retried, code UNKNOWN_ERROR\. /
+      )
+      const subjectOf = (value: unknown) =>
+        Failure.warningsFor(strict, strict.classify(value))[0].split(" is not classified")[0]
+      const subjects = [null, { _tag: "Quota exceeded" }, { _tag: "nullReference" }].map(subjectOf)
+      expect(subjects).toEqual([
+        "The failure null",
+        `The failure "Quota exceeded"`,
+        `The failure "nullReference"`
+      ])
+      // a classified failure: its own warnings, or none
+      const loud = Failure.fromRule({ category: "connection", severity: "loud" as Failure.Severity }, { tag: "X" })
+      expect(Failure.warningsFor(strict, loud)).toEqual(loud.warnings)
+      expect(Failure.warningsFor(strict, Failure.fromRule({ category: "connection" }))).toEqual([])
+    })
+
+    it.effect("logWarnings: each warning at warning level, annotated with the code (and the unclassified name)", () =>
+      Effect.gen(function*() {
+        const lines: Array<{ level: string; message: unknown; annotations: Array<readonly [string, unknown]> }> = []
+        const logger = Logger.make(({ annotations, logLevel, message }) => {
+          lines.push({
+            level: logLevel.label,
+            message: Array.isArray(message) ? message[0] : message,
+            // an annotation present with an undefined value counts too
+            annotations: [...annotations].sort(([a], [b]) => a.localeCompare(b))
+          })
+        })
+        const c = Failure.makeClassifier({})
+        const log = (classification: Failure.Classification) =>
+          Failure.logWarnings(c, classification).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+        yield* log(c.classify(new Refused()))
+        const loud = Failure.fromRule({ category: "connection", severity: "loud" as Failure.Severity }, { tag: "X" })
+        yield* log(loud)
+        yield* log(Failure.fromRule({ category: "connection" }))
+        expect(lines).toEqual([
+          {
+            level: "WARN",
+            message: expect.stringMatching(/^The failure "Refused" is not classified/),
+            annotations: [["bulwark.failure.code", "REFUSED"], ["bulwark.failure.unclassified", "Refused"]]
+          },
+          { level: "WARN", message: loud.warnings?.[0], annotations: [["bulwark.failure.code", "X"]] }
+        ])
+      }))
+
+    it("refine: the stage's table or function, completed with the base's matrix and unclassified rule", () => {
+      const matrix: Failure.DecisionMatrix = {
+        ...Failure.defaultMatrix,
+        session: { ...Failure.defaultMatrix.session, maxRetries: 9 }
+      }
+      const base = Failure.makeClassifier({ matrix, unclassified: "validation" })
+      const byTable = Failure.refine(base, Failure.table<Refused>({ Refused: "session" }))
+      expect(byTable.classify(new Refused(), { attempt: 4 })).toMatchObject({
+        category: "session",
+        code: "REFUSED",
+        severity: "major",
+        strategy: "immediate_retry",
+        maxRetries: 9
+      })
+      const byFunction = Failure.refine<ApiError>(
+        base,
+        (e) => e._tag === "Refused" ? "network" as Failure.Category : "session"
+      )
+      expect(byFunction.classify(new BadInput({ field: "x" })).maxRetries).toBe(9)
+      expect(byFunction.classify(new Refused())).toMatchObject({ category: "validation", code: "REFUSED" })
+      const throwing = Failure.refine(base, () => {
+        throw new Error("stage bug")
+      })
+      expect(throwing.classify(new Refused()).warnings).toEqual([
+        `The stage's rule for "Refused" threw (stage bug); the classifier in the context is used`
+      ])
+      expect(throwing.classify("plain").warnings).toEqual([
+        `The stage's rule for a failure threw (stage bug); the classifier in the context is used`
+      ])
+    })
+
+    it.effect("classify passes the context on; toExecutionError of an interruption", () =>
+      Effect.gen(function*() {
+        const late = yield* Failure.classify(new Refused(), { attempt: 4 }).pipe(
+          Effect.provide(Failure.layerClassifier({ tables: [table] }))
+        )
+        expect([late.severity, late.strategy]).toEqual(["critical", "abandon"])
+        const interrupted = yield* Failure.toExecutionError(Cause.interrupt(FiberId.none))
+        expect(interrupted).toMatchObject({ message: "Interrupted", code: "DEFECT", type: "system", retryable: false })
+        expect(Object.keys(interrupted).sort()).toEqual([
+          "code",
+          "message",
+          "retryable",
+          "severity",
+          "strategy",
+          "timestamp",
+          "type"
+        ])
+        const problem = Failure.toProblemDetails(interrupted)
+        expect(Object.keys(problem).sort()).toEqual([
+          "category",
+          "code",
+          "retryable",
+          "severity",
+          "status",
+          "timestamp",
+          "title",
+          "type"
+        ])
+        expect(problem.status).toBe(500)
+      }))
+
+    it.effect("decoding errors name the schema", () =>
+      Effect.gen(function*() {
+        const execution = yield* Effect.flip(Failure.decodeExecutionError({}))
+        expect(execution.message.split("\n")[0]).toBe("ExecutionError")
+        const problem = yield* Effect.flip(Schema.decodeUnknown(Failure.ProblemDetails)({}))
+        expect(problem.message.split("\n")[0]).toBe("ProblemDetails")
+      }))
+
+    it("logLevel for every severity", () => {
+      expect(Failure.Severity.literals.map(Failure.logLevel)).toEqual(["Fatal", "Error", "Warning", "Info"])
+    })
   })
 })

@@ -1,6 +1,7 @@
 import { Backoff, Failure, Fallback, Hedge, Policy, Retry } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, FastCheck as fc, Fiber, Logger, LogLevel, TestClock } from "effect"
+import * as Describe from "../src/internal/describe.js"
 import { oddValues, prototypeKeys } from "./oddValues.js"
 import { sized } from "./size.js"
 
@@ -107,4 +108,65 @@ describe("odd failure values", () => {
       }).pipe(Effect.provide(quiet)),
     runs
   )
+})
+
+describe("describing a failure value, exactly", () => {
+  it("primitives and symbols as their text", () => {
+    expect(
+      ["[object Object]", "", 42, true, 5n, undefined, null, Symbol("token"), Symbol()].map(Describe.describe)
+    ).toEqual(["[object Object]", "", "42", "true", "5", "undefined", "null", "Symbol(token)", "Symbol()"])
+  })
+
+  it("a tagged value: its tag, then its fields but the tag, message, stack and cause", () => {
+    const value = {
+      _tag: "Odd",
+      message: "",
+      stack: "at line 1",
+      cause: "upstream",
+      callback: () => 1,
+      text: "x",
+      count: 1,
+      flag: false,
+      big: 2n,
+      missing: undefined,
+      none: null
+    }
+    expect(Describe.describe(value)).toBe(
+      `Odd { text: "x", count: 1, flag: false, big: 2, missing: undefined, none: null }`
+    )
+    expect(Describe.describe({ _tag: "Bare" })).toBe("Bare")
+    // a tag that is not a string is no tag
+    expect(Describe.describe({ _tag: 5, field: 1 })).toBe("{ field: 1 }")
+  })
+
+  it("nested objects (cycles included) and symbols as fields; at most eight fields", () => {
+    const cyclic: Record<string, unknown> = { symbol: Symbol("k"), anonymous: Symbol(), nested: { deep: 1 } }
+    cyclic.self = cyclic
+    expect(Describe.describe(cyclic)).toBe("{ symbol: Symbol(k), anonymous: Symbol(), nested: {…}, self: {…} }")
+    const huge = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`f${i}`, i]))
+    expect(Describe.describe(huge)).toBe("{ f0: 0, f1: 1, f2: 2, f3: 3, f4: 4, f5: 5, f6: 6, f7: 7 }")
+    const nine = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`f${i}`, i]))
+    expect(Describe.describe(nine)).toBe("{ f0: 0, f1: 1, f2: 2, f3: 3, f4: 4, f5: 5, f6: 6, f7: 7 }")
+  })
+
+  it("a message wins; an empty one falls back to the text of the value", () => {
+    expect(Describe.describe(Object.assign(() => 1, { message: "callback failed" }))).toBe("callback failed")
+    expect(Describe.describe(new RangeError(""))).toBe("RangeError")
+    expect(Describe.describe({ toString: () => "custom text" })).toBe("custom text")
+    const getter = Object.defineProperty({ ok: 1 }, "bad", {
+      enumerable: true,
+      get() {
+        throw new Error("getter")
+      }
+    })
+    expect(Describe.describe(getter)).toBe("{ ok: 1, bad: undefined }")
+  })
+
+  it("stringProperty and tagOf read functions too, and only strings", () => {
+    const tagged = Object.assign(() => 1, { _tag: "Callback", code: 7 })
+    expect(Describe.tagOf(tagged)).toBe("Callback")
+    expect(Describe.stringProperty(tagged, "code")).toBeUndefined()
+    expect(Describe.tagOf(null)).toBeUndefined()
+    expect(Describe.tagOf("Callback")).toBeUndefined()
+  })
 })

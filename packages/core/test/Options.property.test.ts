@@ -22,7 +22,21 @@ import {
 } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import type { Scope } from "effect"
-import { Cause, ConfigProvider, Duration, Effect, Exit, FastCheck as fc, Fiber, Option, TestClock } from "effect"
+import {
+  Cause,
+  Config,
+  ConfigError,
+  ConfigProvider,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck as fc,
+  Fiber,
+  Option,
+  TestClock
+} from "effect"
+import * as InternalConfig from "../src/internal/config.js"
+import * as InternalDuration from "../src/internal/duration.js"
 
 const numRuns = Number(process.env.BULWARK_FUZZ_RUNS ?? "") || 30
 
@@ -737,5 +751,134 @@ describe("Config keys are named as the variable a user sets", () => {
     for (const ratio of [[], "0.5", true]) {
       expect(() => RetryBudget.unsafeMake({ ratio: ratio as unknown as number })).toThrow(/ratio must be in \[0, 1\]/)
     }
+  })
+})
+
+describe("the Config helpers, exactly", () => {
+  const readEither = <A>(config: Config.Config<A>, provider: ConfigProvider.ConfigProvider) =>
+    Effect.either(Effect.withConfigProvider(config, provider))
+  const env = (entries: ReadonlyArray<readonly [string, string]>) =>
+    ConfigProvider.fromMap(new Map(entries), { pathDelim: "_" })
+
+  it("prefixOf: the dependency in upper case, each run of other characters one underscore", () => {
+    expect(InternalConfig.prefixOf("payments")).toBe("PAYMENTS")
+    expect(InternalConfig.prefixOf("card-api")).toBe("CARD_API")
+    expect(InternalConfig.prefixOf("card--api.v2")).toBe("CARD_API_V2")
+  })
+
+  it.effect("integer: the exact error for empty, fractional, unsafe and wrong text", () =>
+    Effect.gen(function*() {
+      const read = (text: string) =>
+        Effect.map(
+          readEither(
+            InternalConfig.nested("PAYMENTS", InternalConfig.integer("MAX_X")),
+            env([["PAYMENTS_MAX_X", text]])
+          ),
+          (e) => e._tag === "Right" ? e.right : String(e.left)
+        )
+      expect(yield* read("12")).toBe(12)
+      expect(yield* read("9007199254740991")).toBe(9007199254740991)
+      for (const empty of ["", "  "]) {
+        expect(yield* read(empty)).toBe(
+          `(Invalid data at PAYMENTS_MAX_X: "Expected a whole number but received an empty value")`
+        )
+      }
+      expect(yield* read("1.5")).toBe(`(Invalid data at PAYMENTS_MAX_X: "Expected a whole number but received "1.5"")`)
+      expect(yield* read("abc")).toBe(`(Invalid data at PAYMENTS_MAX_X: "Expected a whole number but received "abc"")`)
+      expect(yield* read("9007199254740993")).toBe(
+        `(Invalid data at PAYMENTS_MAX_X: "Expected a whole number of at most 2^53 - 1 but received "9007199254740993"")`
+      )
+    }))
+
+  it.effect("number: the exact error for empty and wrong text", () =>
+    Effect.gen(function*() {
+      const read = (text: string) =>
+        Effect.map(
+          readEither(
+            InternalConfig.nested("PAYMENTS", InternalConfig.number("RATIO")),
+            env([["PAYMENTS_RATIO", text]])
+          ),
+          (e) => e._tag === "Right" ? e.right : String(e.left)
+        )
+      expect(yield* read("0.25")).toBe(0.25)
+      for (const empty of ["", " "]) {
+        expect(yield* read(empty)).toBe(
+          `(Invalid data at PAYMENTS_RATIO: "Expected a number but received an empty value")`
+        )
+      }
+      expect(yield* read("abc")).toBe(`(Invalid data at PAYMENTS_RATIO: "Expected a number but received "abc"")`)
+    }))
+
+  it.effect("nested: a provider's own path text (`.` for maps, U+FEFF for JSON) is renamed to the variable", () =>
+    Effect.gen(function*() {
+      const config = InternalConfig.nested("PAYMENTS", Config.string("KEY"))
+      const expected = `(Missing data at PAYMENTS_KEY: "Expected PAYMENTS_KEY to exist in the provided map")`
+      for (const provider of [ConfigProvider.fromMap(new Map()), ConfigProvider.fromJson({}), env([])]) {
+        const result = yield* readEither(config, provider)
+        expect(result._tag === "Left" ? String(result.left) : result).toBe(expected)
+      }
+      // three levels deep, every join renamed
+      const deep = yield* readEither(
+        InternalConfig.nested("A", InternalConfig.nested("B", Config.string("K"))),
+        env([])
+      )
+      expect(deep._tag === "Left" ? String(deep.left) : deep).toBe(
+        `(Missing data at A_B_K: "Expected A_B_K to exist in the provided map")`
+      )
+    }))
+
+  it("envKeys: every kind of ConfigError keeps its kind, its key renamed in path and message", () => {
+    const cause = Cause.fail("unreadable")
+    const renamed = [
+      ConfigError.And(ConfigError.MissingData(["A", "B"], "A.B"), ConfigError.InvalidData(["A", "C"], "A\ufeffC bad")),
+      ConfigError.Or(ConfigError.MissingData(["X"], "X.Y stays"), ConfigError.MissingData([], "none")),
+      ConfigError.InvalidData(["A", "B"], "A.B is bad"),
+      ConfigError.MissingData(["A", "B"], "A.B is missing"),
+      ConfigError.SourceUnavailable(["A", "B"], "cannot read A.B", cause),
+      ConfigError.Unsupported(["A", "B"], "A.B is unsupported")
+    ].map(InternalConfig.envKeys)
+    expect(renamed.map((e) => [e._op, String(e)])).toEqual([
+      ["And", `(Missing data at A_B: "A_B") and (Invalid data at A_C: "A_C bad")`],
+      ["Or", `(Missing data at X: "X.Y stays") or (Missing data at : "none")`],
+      ["InvalidData", `(Invalid data at A_B: "A_B is bad")`],
+      ["MissingData", `(Missing data at A_B: "A_B is missing")`],
+      ["SourceUnavailable", `(Source unavailable at A_B: "cannot read A_B")`],
+      ["Unsupported", `(Unsupported operation at A_B: "A_B is unsupported")`]
+    ])
+    const source = renamed[4]
+    expect(source._op === "SourceUnavailable" ? source.cause : undefined).toBe(cause)
+  })
+})
+
+describe("toMillis: a duration option in milliseconds, NaN for anything else or anything negative", () => {
+  it("every written form", () => {
+    const cases: ReadonlyArray<readonly [unknown, number]> = [
+      [0, 0],
+      [-0, 0],
+      [250, 250],
+      [0.5, 0.5],
+      [Infinity, Infinity],
+      [-1, Number.NaN],
+      [Number.NaN, Number.NaN],
+      [-Infinity, Number.NaN],
+      [0n, 0],
+      [5_000_000n, 5],
+      [-5n, Number.NaN],
+      ["1 second", 1000],
+      ["0 millis", 0],
+      ["-5 seconds", Number.NaN],
+      ["  -5 seconds", Number.NaN],
+      ["soon", Number.NaN],
+      [[0, 5_000_000], 5],
+      [[1, 0], 1000],
+      [[0, -1], Number.NaN],
+      [[-1, 0], Number.NaN],
+      [Duration.millis(20), 20],
+      [Duration.infinity, Infinity],
+      [{}, Number.NaN],
+      [null, Number.NaN],
+      [undefined, Number.NaN]
+    ]
+    expect(cases.map(([input]) => InternalDuration.toMillis(input))).toEqual(cases.map(([, millis]) => millis))
   })
 })
