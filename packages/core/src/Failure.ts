@@ -309,7 +309,12 @@ export const table = <E extends { readonly _tag: string }>(rules: TableRules<E>)
         })`
       )
     }
-    if (typeof rule === "object" && rule !== null && !categories.has(rule.category)) {
+    if (rule === null || (typeof rule !== "string" && typeof rule !== "object" && typeof rule !== "function")) {
+      throw new TypeError(
+        `Failure.table: the rule for "${tag}" is ${describe(rule)} (expected a category, a rule object or a function)`
+      )
+    }
+    if (typeof rule === "object" && !categories.has(rule.category)) {
       throw new TypeError(`Failure.table: the rule for "${tag}" has the unknown category "${String(rule.category)}"`)
     }
   }
@@ -317,7 +322,7 @@ export const table = <E extends { readonly _tag: string }>(rules: TableRules<E>)
     _tag: "Table",
     tags: Object.keys(entries),
     rule: (error) => {
-      const tag = tagOf(error)
+      const tag = nameOf(error)
       const rule = tag === undefined ? undefined : own(entries, tag)
       if (rule === undefined) return undefined
       return toRuleObject(typeof rule === "function" ? rule(error) : rule)
@@ -752,7 +757,9 @@ const findRule = (
     for (const t of tables) {
       try {
         const rule = t.rule(error)
-        if (rule !== undefined) return rule
+        if (rule === undefined) continue
+        if (rule !== null && typeof rule === "object") return rule
+        warnings.push(`The rule for "${tag}" gave ${describe(rule)}, which is not a rule; the next rule is tried`)
       } catch (e) {
         warnings.push(`The rule for "${tag}" threw (${describe(e)}); the next rule is tried`)
       }
@@ -915,7 +922,15 @@ export const refine = <E>(base: Classifier, classify: Classify<E> | undefined): 
           }); the classifier in the context is used`
         ])
       }
-      return rule === undefined ? base.classify(error, context) : fromRule(rule, { ...ruleOptions, tag, context })
+      if (rule === undefined) return base.classify(error, context)
+      if (rule === null || typeof rule !== "object") {
+        return withWarnings(base.classify(error, context), [
+          `The stage's rule for ${tag === undefined ? "a failure" : `"${tag}"`} gave ${
+            describe(rule)
+          }, which is not a rule; the classifier in the context is used`
+        ])
+      }
+      return fromRule(rule, { ...ruleOptions, tag, context })
     }
   }
   rootOf.set(refined, rootOf.get(base) ?? base)

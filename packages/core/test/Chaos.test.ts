@@ -214,6 +214,14 @@ describe("Chaos", () => {
         ])
       }))
 
+    it.effect("with two of the three rates set, each still gets its share of the draw", () =>
+      Effect.gen(function*() {
+        const hangOrFail = Chaos.inject({ hangRate: 0.25, failureRate: 0.25, failure: () => new Unavailable() })
+        expect(yield* faults(hangOrFail, [0.1, 0.3, 0.6])).toEqual(["hang", "failure", "none"])
+        const hangOrDie = Chaos.inject({ hangRate: 0.25, defectRate: 0.25 })
+        expect(yield* faults(hangOrDie, [0.1, 0.3, 0.6])).toEqual(["hang", "defect", "none"])
+      }))
+
     it.effect("a latencyRate delays that share of the calls: a draw below it gets the latency", () =>
       Effect.gen(function*() {
         const injector = Chaos.inject({ latency: "100 millis", latencyRate: 0.5 })
@@ -263,6 +271,16 @@ describe("Chaos", () => {
     )
     expect(() => Chaos.inject({ defect: "bug" as unknown as () => unknown })).toThrow(
       "Chaos: defect must be a function, got bug"
+    )
+  })
+
+  it("the rates may sum to 1 + 1e-12; a larger sum is rejected with the sum, and latency.min is named", () => {
+    expect(() => Chaos.inject({ hangRate: 1, defectRate: 1e-12 })).not.toThrow()
+    expect(() => Chaos.inject({ hangRate: 0.5, defectRate: 0.25, failureRate: 0.5, failure: () => 1 })).toThrow(
+      "Chaos: hangRate + defectRate + failureRate must not exceed 1, got 1.25"
+    )
+    expect(() => Chaos.inject({ latency: { min: -5, max: 0 } })).toThrow(
+      "Chaos: latency.min must be a finite duration >= 0, got -5"
     )
   })
 

@@ -673,6 +673,46 @@ describe("Failure", () => {
       expect(byName.classify({ _tag: "Named" }).category).toBe("connection")
     })
 
+    it("a rule that is not a rule: a table refuses null, a null from a rule function is a warning", () => {
+      class Boom extends Data.TaggedError("Boom")<{}> {}
+      expect(() => Failure.table<Boom>({ Boom: null as unknown as Failure.Category })).toThrow(
+        new TypeError(`Failure.table: the rule for "Boom" is null (expected a category, a rule object or a function)`)
+      )
+      expect(() => Failure.table<Boom>({ Boom: 7 as unknown as Failure.Category })).toThrow(
+        new TypeError(`Failure.table: the rule for "Boom" is 7 (expected a category, a rule object or a function)`)
+      )
+      const giveNull = Failure.table<Boom>({ Boom: () => null as unknown as Failure.Category })
+      const session = Failure.table<Boom>({ Boom: "session" })
+      const next = Failure.makeClassifier({ tables: [giveNull, session] }).classify(new Boom())
+      expect(next.category).toBe("session")
+      expect(next.warnings).toEqual([`The rule for "Boom" gave null, which is not a rule; the next rule is tried`])
+      const alone = Failure.makeClassifier({ tables: [giveNull] }).classify(new Boom())
+      expect(alone.unclassified).toBe("Boom")
+      expect(alone.warnings).toEqual([`The rule for "Boom" gave null, which is not a rule; the next rule is tried`])
+      const base = Failure.makeClassifier({ tables: [session] })
+      const stage = Failure.refine<Boom>(base, () => null as unknown as Failure.Category)
+      const refined = stage.classify(new Boom())
+      expect(refined.category).toBe("session")
+      expect(refined.warnings).toEqual([
+        `The stage's rule for "Boom" gave null, which is not a rule; the classifier in the context is used`
+      ])
+    })
+
+    it("a table names an Error without a _tag by its own name", () => {
+      class QuotaError extends Error {
+        override name = "QuotaError"
+      }
+      const quota = Failure.table({ QuotaError: "resource" } as Failure.TableRules<{ readonly _tag: "QuotaError" }>)
+      const c = Failure.makeClassifier({ tables: [quota as Failure.Table<unknown>] }).classify(new QuotaError("over"))
+      expect(c.category).toBe("resource")
+      expect(c.unclassified).toBeUndefined()
+      // a plain Error is named by nothing: no table is asked about "Error"
+      const plain = Failure.table({ Error: "resource" } as Failure.TableRules<{ readonly _tag: "Error" }>)
+      expect(
+        Failure.makeClassifier({ tables: [plain as Failure.Table<unknown>] }).classify(new Error("x")).unclassified
+      ).toBe("an Error without a _tag")
+    })
+
     it("what an unclassified failure is called", () => {
       class QuotaError extends Error {
         override name = "QuotaError"

@@ -217,6 +217,34 @@ describe("Health", () => {
       ])
     }).pipe(Effect.provide(Health.layer())))
 
+  it.scoped("a check's details record is reported as given; a function result is not read and is down", () =>
+    Effect.gen(function*() {
+      const health = yield* Health.Health
+      const odd = (result: unknown) => Effect.succeed(result as Health.ComponentHealth)
+      yield* health.register("breaker", odd({ status: "degraded", details: { state: "Open", failures: 3 } }), {
+        kind: "readiness"
+      })
+      yield* health.register("function", odd(Object.assign(() => "up", { status: "up" })), { kind: "readiness" })
+      const report = yield* health.report
+      expect(report.components).toEqual([
+        { name: "breaker", kind: "readiness", status: "degraded", details: { state: "Open", failures: 3 } },
+        {
+          name: "function",
+          kind: "readiness",
+          status: "down",
+          details: {
+            error: "check returned an unknown status undefined (expected \"up\", \"degraded\" or \"down\")"
+          }
+        }
+      ])
+    }).pipe(Effect.provide(Health.layer())))
+
+  it.effect("a checkTimeout that is not a positive duration names the value it got", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Health.make({ checkTimeout: 0 }))
+      expect(exit).toEqual(Exit.die(new RangeError("Health: checkTimeout must be a duration > 0, got 0")))
+    }))
+
   it("the schemas and the service carry their names", () => {
     expect(Health.Health.key).toBe("@bulwark/core/Health")
     expect(String(Health.ComponentHealth)).toBe("ComponentHealth")

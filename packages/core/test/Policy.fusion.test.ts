@@ -1,4 +1,4 @@
-import { Bulkhead, CircuitBreaker, Policy, Retry, RetryBudget } from "@bulwark/core"
+import { Bulkhead, CircuitBreaker, Fallback, Policy, Retry, RetryBudget } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
@@ -7,6 +7,7 @@ import {
   Effect,
   Exit,
   Fiber,
+  Option,
   RuntimeFlags,
   RuntimeFlagsPatch,
   Schedule,
@@ -173,5 +174,46 @@ describe("Policy with a breaker and a bulkhead admitted in one step", () => {
         expect(yield* Effect.succeed(budget).pipe(policy)).toBe(budget)
       }
       expect([...points].sort()).toEqual(["0:false", "1:false", "1:true"])
+    }))
+
+  it.scoped("without a retry, a failure is counted once and a failing fallback runs once, with or without a total timeout", () =>
+    Effect.gen(function*() {
+      for (const totalTimeout of [undefined, "1 minute"] as const) {
+        const name = `fusion-no-retry-${totalTimeout ?? "none"}`
+        const breaker = yield* CircuitBreaker.make({ name, policy: CircuitBreaker.consecutive(5) })
+        const bulkhead = yield* Bulkhead.make({ name, maxConcurrent: 2 })
+        let fallbacks = 0
+        const fallback = Effect.suspend(() => {
+          fallbacks++
+          return Effect.fail(new Down())
+        })
+        const policy = totalTimeout === undefined
+          ? Policy.make({ bulkhead: bulkhead.protect, breaker: breaker.protect, fallback })
+          : Policy.make({ bulkhead: bulkhead.protect, breaker: breaker.protect, totalTimeout, fallback })
+        const down = new Down()
+        const error = yield* Effect.flip(Effect.fail(down).pipe(policy))
+        expect(error).toBeInstanceOf(Fallback.FallbackFailedError)
+        expect(error instanceof Fallback.FallbackFailedError && error.primaryError).toEqual(Option.some(down))
+        expect({ fallbacks, failures: (yield* breaker.metrics).failures, active: (yield* bulkhead.state).active })
+          .toEqual({ fallbacks: 1, failures: 1, active: 0 })
+      }
+    }))
+
+  it.scoped("an effect run again after the breaker changed state is counted in the new state", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make({ name: "fusion-generations", policy: CircuitBreaker.consecutive(2) })
+      const bulkhead = yield* Bulkhead.make({ name: "fusion-generations", maxConcurrent: 2 })
+      const failing = Effect.fail(new Down()).pipe(
+        Policy.make({ bulkhead: bulkhead.protect, breaker: breaker.protect })
+      )
+      yield* Effect.exit(failing)
+      yield* breaker.isolate
+      yield* breaker.release
+      expect(yield* breaker.state).toBe("Closed")
+      // counted afresh: one failure leaves it closed, the second opens it
+      yield* Effect.exit(failing)
+      expect(yield* breaker.state).toBe("Closed")
+      yield* Effect.exit(failing)
+      expect(yield* breaker.state).toBe("Open")
     }))
 })

@@ -1,6 +1,6 @@
 import { Bulkhead, CircuitBreaker, Failure, Policy, Retry } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Data, Effect, Option, Tracer } from "effect"
+import { Data, Effect, Exit, Option, Tracer } from "effect"
 
 class Unavailable extends Data.TaggedError("Unavailable")<{}> {}
 class BadRequest extends Data.TaggedError("BadRequest")<{}> {}
@@ -118,5 +118,19 @@ describe("Policy.make spans", () => {
       const policy = Policy.make({ name: "orders", timeout: "1 second", retry: Retry.policy({ maxRetries: 1 }) })
       yield* Effect.succeed(1).pipe(policy, Effect.withTracer(tracer))
       expect(spans).toEqual([])
+    }))
+
+  it.scoped("an interrupted stage is marked bulwark.interrupted; a policy without a name sets no bulwark.policy", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const policy = Policy.make({ spans: true, timeout: "1 second" })
+      const exit = yield* Effect.exit(Effect.interrupt.pipe(policy, Effect.withTracer(tracer)))
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      expect(spans.map((s) => s.name)).toEqual(["bulwark.timeout"])
+      const attributes = spans[0]!.attributes
+      expect(attributes.get("bulwark.interrupted")).toBe(true)
+      expect(attributes.get("bulwark.stage")).toBe("timeout")
+      expect(attributes.has("bulwark.policy")).toBe(false)
+      expect(attributes.has("bulwark.category")).toBe(false)
     }))
 })

@@ -30,6 +30,7 @@ import {
 } from "effect"
 
 class Unavailable extends Data.TaggedError("Unavailable")<{}> {}
+class Refused extends Data.TaggedError("Refused")<{}> {}
 
 /**
  * A small circuit breaker standing in for `CircuitBreaker`: it opens after `threshold`
@@ -489,4 +490,139 @@ describe("Policy", () => {
       expect(piped.state.rejected.queue_full).toBe(3)
       expect(made.state).toMatchObject({ active: 0, queued: 0 })
     }).pipe(Effect.provide(env)))
+
+  it.effect("a breaker's rejection stops the retry loop as its own rule says, logged as the breaker's", () =>
+    Effect.gen(function*() {
+      const logs: Array<string> = []
+      const logger = Logger.make(({ message }) => {
+        logs.push((Array.isArray(message) ? message : [message]).join(" "))
+      })
+      const rejectingWith = (error: object) => <A, E, R>(_self: Effect.Effect<A, E, R>) => Effect.fail(error)
+      const run = (error: object, maxRetries = 3) =>
+        Effect.gen(function*() {
+          logs.length = 0
+          let runs = 0
+          const policy = Policy.make({ breaker: rejectingWith(error), retry: Retry.policy({ maxRetries }) })
+          const fiber = yield* Effect.fork(Effect.flip(Effect.sync(() => ++runs).pipe(policy)))
+          yield* TestClock.adjust("1 hour")
+          expect(yield* Fiber.join(fiber)).toBe(error)
+          expect(runs).toBe(0)
+          return [...logs]
+        }).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
+          Effect.provide(Logger.minimumLogLevel(LogLevel.All))
+        )
+      // a rejection with no rule of its own: CIRCUIT_OPEN (resource), and nothing to warn about
+      class Shut extends Data.TaggedError("Shut")<{}> {}
+      expect(yield* run(new Shut())).toEqual([
+        "Not retrying: CIRCUIT_OPEN (resource) is not retryable: rejected by the circuit breaker: Shut"
+      ])
+      // its own category and code are kept
+      const shed = { message: "shedding load", [Failure.RuleKey]: { category: "external", code: "SHED" } }
+      expect(yield* run(shed)).toEqual([
+        "Not retrying: SHED (external) is not retryable: rejected by the circuit breaker: shedding load"
+      ])
+      // a rule with an unknown category is warned about under the mark's tag
+      const odd = { message: "odd", [Failure.RuleKey]: { category: "sideways", code: "ODD" } }
+      expect((yield* run(odd, 0))[0]).toContain(
+        "The rule for \"@bulwark/core/Policy/BreakerRejected\" names the unknown category sideways"
+      )
+    }).pipe(Effect.provide(env)))
+
+  it.effect("a call failing with a string or with null is the call's own failure: retried through the breaker", () =>
+    Effect.gen(function*() {
+      const breaker = makeBreaker(100, "1 minute")
+      const policy = Policy.make({
+        breaker: breaker.protect,
+        retry: Retry.policy({
+          maxRetries: 2,
+          schedule: Backoff.fromDelays(["10 millis"]),
+          classify: () => ({ category: "connection" })
+        })
+      })
+      for (const failure of ["refused", null]) {
+        let runs = 0
+        const fiber = yield* Effect.fork(Effect.exit(
+          Effect.suspend(() => {
+            runs++
+            return Effect.fail(failure)
+          }).pipe(policy)
+        ))
+        yield* TestClock.adjust("1 second")
+        expect(yield* Fiber.join(fiber)).toEqual(Exit.fail(failure))
+        expect(runs).toBe(3)
+      }
+    }).pipe(Effect.provide(env)))
+
+  it.effect("a classify function decides the call's own failures and never sees the breaker's rejection", () =>
+    Effect.gen(function*() {
+      // a breaker that opens after two failures of any kind
+      let entered = 0
+      let failures = 0
+      const rejection = new StandInOpen({ breaker: "after two" })
+      const protect = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | StandInOpen, R> =>
+        Effect.suspend((): Effect.Effect<A, E | StandInOpen, R> => {
+          entered++
+          return failures >= 2 ? Effect.fail(rejection) : Effect.tapError(self, () => Effect.sync(() => failures++))
+        })
+      let calls = 0
+      const call = Effect.suspend(() => {
+        calls++
+        return Effect.fail(new Refused())
+      })
+      // the context calls Refused a validation failure (not retried); the function retries anything
+      const guarded = Policy.make({
+        breaker: protect,
+        retry: Retry.policy({
+          maxRetries: 5,
+          schedule: Backoff.fromDelays(["100 millis"]),
+          classify: () => ({ category: "connection" })
+        })
+      })
+      const fiber = yield* Effect.fork(Effect.flip(call.pipe(guarded)))
+      yield* TestClock.adjust("1 hour")
+      expect(yield* Fiber.join(fiber)).toBeInstanceOf(StandInOpen)
+      // two calls open the breaker; the retry it rejects ends the loop
+      expect([calls, entered]).toEqual([2, 3])
+    }).pipe(
+      Effect.provide(Layer.merge(
+        Failure.layerClassifier({ tables: [Failure.table<Refused>({ Refused: "validation" })] }),
+        quiet
+      ))
+    ))
+
+  it.effect("Policy.retry without a breaker is the retry policy alone", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const fiber = yield* Effect.fork(Effect.flip(
+        Effect.suspend(() => {
+          runs++
+          return Effect.fail(new Unavailable())
+        }).pipe(Policy.retry(Retry.policy({ maxRetries: 2, schedule: Backoff.fromDelays(["10 millis"]) })))
+      ))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBeInstanceOf(Unavailable)
+      expect(runs).toBe(3)
+    }).pipe(Effect.provide(env)))
+
+  it.effect("Policy.make's name names its timeout; a retry policy with a name of its own keeps it", () =>
+    Effect.gen(function*() {
+      const timedOut = Policy.make({ name: "policy-name-timeout", timeout: "1 second" })
+      const fiber = yield* Effect.fork(Effect.flip(Effect.never.pipe(timedOut)))
+      yield* TestClock.adjust("1 second")
+      expect((yield* Fiber.join(fiber)).operation).toBe("policy-name-timeout")
+
+      const operations: Array<unknown> = []
+      const logger = Logger.make(({ annotations }) => {
+        for (const [key, value] of annotations) if (key === "bulwark.retry.operation") operations.push(value)
+      })
+      const named = Policy.make({ name: "policy-name", retry: Retry.policy({ name: "retry-own-name", maxRetries: 1 }) })
+      const retried = yield* Effect.fork(
+        Effect.fail(new Unavailable()).pipe(named, Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      )
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.await(retried)
+      expect(operations.length).toBeGreaterThanOrEqual(2)
+      expect(new Set(operations)).toEqual(new Set(["retry-own-name"]))
+    }).pipe(Effect.provide(classifier)))
 })
