@@ -338,6 +338,8 @@ describe("RetryBudget: the clock, Config and the error paths", () => {
       expect(error._op === "InvalidData" && error.message).toBe(
         "RetryBudget \"default\": ratio must be in [0, 1], got 2"
       )
+      // the options are one value: the error names no key of its own
+      expect(error._op === "InvalidData" && error.path).toEqual([])
       // a dependency's Tag names its budget, whatever the Config says
       class PaymentsBudget extends RetryBudget.Tag("payments")<PaymentsBudget>() {}
       const named = yield* PaymentsBudget.pipe(
