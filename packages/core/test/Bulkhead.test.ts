@@ -18,12 +18,10 @@ import {
   MetricLabel,
   MetricState,
   Option,
-  RuntimeFlags,
-  RuntimeFlagsPatch,
   Schedule,
-  Supervisor,
   TestClock
 } from "effect"
+import { stepsOf } from "./steps.js"
 
 /** Lets every forked fiber run until it blocks. */
 const settle = Effect.gen(function*() {
@@ -33,31 +31,6 @@ const settle = Effect.gen(function*() {
 /** A call that records its start in `log` and finishes when `gate` opens. */
 const gated = (log: Array<string>, label: string, gate: Deferred.Deferred<void>) =>
   Effect.sync(() => log.push(label)).pipe(Effect.zipRight(Deferred.await(gate)), Effect.as(label))
-
-/** Counts the steps of the fiber's run loop while it runs an effect. */
-class StepCounter extends Supervisor.AbstractSupervisor<void> {
-  count = 0
-  get value() {
-    return Effect.void
-  }
-  override onEffect(): void {
-    this.count++
-  }
-}
-
-/** The run-loop steps `effect` takes, beyond those of a bare `Effect.succeed`. */
-const stepsOf = (effect: Effect.Effect<unknown, unknown>) => {
-  const count = (self: Effect.Effect<unknown, unknown>) =>
-    Effect.suspend(() => {
-      const counter = new StepCounter()
-      return Effect.exit(self).pipe(
-        Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision)),
-        Effect.supervised(counter),
-        Effect.zipRight(Effect.sync(() => counter.count))
-      )
-    })
-  return Effect.zipWith(count(effect), count(Effect.succeed(1)), (steps, bare) => steps - bare)
-}
 
 class Down extends Data.TaggedError("Down")<{}> {}
 

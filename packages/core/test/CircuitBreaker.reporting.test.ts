@@ -20,12 +20,10 @@ import {
   MetricLabel,
   Option,
   Ref,
-  RuntimeFlags,
-  RuntimeFlagsPatch,
   Stream,
-  Supervisor,
   TestClock
 } from "effect"
+import { stepsOf } from "./steps.js"
 
 class Refused extends Data.TaggedError("Refused")<{}> {}
 class BadInput extends Data.TaggedError("BadInput")<{}> {}
@@ -76,26 +74,6 @@ const keysOf = (breaker: string) =>
       tags: p.metricKey.tags.map((t) => `${t.key}=${t.value}`).sort().join(",")
     }))
     .sort((a, b) => `${a.name} ${a.tags}`.localeCompare(`${b.name} ${b.tags}`))
-
-/** Counts the steps of the fiber's run loop while it runs an effect. */
-class StepCounter extends Supervisor.AbstractSupervisor<void> {
-  count = 0
-  get value() {
-    return Effect.void
-  }
-  override onEffect(): void {
-    this.count++
-  }
-}
-const stepsOf = (effect: Effect.Effect<unknown, unknown>) =>
-  Effect.suspend(() => {
-    const steps = new StepCounter()
-    return Effect.exit(effect).pipe(
-      Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision)),
-      Effect.supervised(steps),
-      Effect.zipRight(Effect.sync(() => steps.count))
-    )
-  })
 
 describe("CircuitBreaker reporting", () => {
   it.scoped("log lines of every transition, with the breaker and its state as annotations", () => {

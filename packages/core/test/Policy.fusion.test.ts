@@ -1,43 +1,7 @@
 import { Bulkhead, CircuitBreaker, Fallback, Policy, Retry, RetryBudget } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
-import {
-  Cause,
-  Data,
-  Deferred,
-  Effect,
-  Exit,
-  Fiber,
-  Option,
-  RuntimeFlags,
-  RuntimeFlagsPatch,
-  Schedule,
-  Supervisor
-} from "effect"
-
-/** Counts the steps of the fiber's run loop while it runs an effect. */
-class StepCounter extends Supervisor.AbstractSupervisor<void> {
-  count = 0
-  get value() {
-    return Effect.void
-  }
-  override onEffect(): void {
-    this.count++
-  }
-}
-
-/** The run-loop steps `effect` takes, beyond those of a bare `Effect.succeed`. */
-const stepsOf = (effect: Effect.Effect<unknown, unknown>) => {
-  const count = (self: Effect.Effect<unknown, unknown>) =>
-    Effect.suspend(() => {
-      const counter = new StepCounter()
-      return Effect.exit(self).pipe(
-        Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision)),
-        Effect.supervised(counter),
-        Effect.zipRight(Effect.sync(() => counter.count))
-      )
-    })
-  return Effect.zipWith(count(effect), count(Effect.succeed(1)), (steps, bare) => steps - bare)
-}
+import { Cause, Data, Deferred, Effect, Exit, Fiber, Option, Schedule } from "effect"
+import { stepsOf } from "./steps.js"
 
 class Down extends Data.TaggedError("Down")<{}> {}
 
