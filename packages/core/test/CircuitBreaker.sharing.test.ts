@@ -92,6 +92,24 @@ describe("CircuitBreaker sharing its state", () => {
       expect(Chunk.toArray(yield* Fiber.join(seen)).map((t) => [t.from, t.to])).toEqual([["Closed", "Isolated"]])
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
+  it.scoped("a state without an open taken from the store does not step the open-duration schedule", () =>
+    Effect.gen(function*() {
+      const { inbox, store } = yield* recordingStore
+      let steps = 0
+      const breaker = yield* CircuitBreaker.make({
+        name: "shared",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: Schedule.spaced("1 second").pipe(Schedule.tapOutput(() => Effect.sync(() => steps++)))
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      yield* Effect.exit(breaker.protect(refused))
+      yield* settle
+      const before = steps
+      yield* Queue.offer(inbox, { ...snapshotOf("Closed", 0, null, 0), revision: 1 })
+      yield* settle
+      expect(yield* breaker.state).toBe("Closed")
+      expect(steps).toBe(before)
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
   it.effect("closing publishes only a snapshot the store has not had", () =>
     Effect.gen(function*() {
       const quiet = yield* recordingStore
