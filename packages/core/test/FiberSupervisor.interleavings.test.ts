@@ -131,25 +131,45 @@ describe("FiberSupervisor: interleavings", () => {
   it.scoped("a runner that dies once its supervisor has escalated escalates no second time", () =>
     Effect.gen(function*() {
       const { layer, lines } = yield* captureLogs
-      let heard = 0
-      // the listener dies: the escalation's own effect dies after the supervisor has escalated
-      const supervisor = yield* FiberSupervisor.make({ name: "died-escalated" }).pipe(
-        Effect.provideService(FiberSupervisor.EscalationListener, {
-          onEscalation: () => Effect.zipRight(Effect.sync(() => heard++), Effect.dieMessage("listener bug"))
-        })
+      // a logger that throws on the escalation's banner: the escalation's own effect dies after
+      // the supervisor has escalated (the escalation is delivered all the same)
+      const throwing = Logger.make(({ message }) => {
+        const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+        if (text.includes("escalated: program")) throw new Error("logger bug")
+      })
+      const supervisor = yield* FiberSupervisor.make({ name: "died-escalated" })
+      yield* supervisor.spawn("died-escalated-job", Effect.dieMessage("bug")).pipe(
+        Effect.provide(Layer.merge(layer, Logger.add(throwing)))
       )
-      yield* supervisor.spawn("died-escalated-job", Effect.dieMessage("bug")).pipe(Effect.provide(layer))
       yield* settle
-      expect(heard).toBe(1)
       expect(lines.filter((l) => l.level === "FATAL").map((l) => l.message.split("\n")[2])).toEqual([
         "║ FATAL: Program \"died-escalated-job\" of supervisor \"died-escalated\" terminated by a defect",
         "║ FATAL: Supervisor \"died-escalated\" escalated: program \"died-escalated-job\" died with a defect",
         "║ FATAL: Supervision of program \"died-escalated-job\" of supervisor \"died-escalated\" died"
       ])
+      const escalation = yield* Effect.flip(supervisor.awaitEscalation)
+      expect(escalation.program).toBe("died-escalated-job")
       const snapshot = yield* supervisor.snapshot
       expect([snapshot.escalated, snapshot.children.map((c) => [c.name, c.status])]).toEqual([
         true,
         [["died-escalated-job", "failed"]]
+      ])
+    }))
+
+  it.scoped("an escalation listener that dies: the escalation is delivered all the same, and the death logged", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const supervisor = yield* FiberSupervisor.make({ name: "listener-dies" }).pipe(
+        Effect.provideService(FiberSupervisor.EscalationListener, {
+          onEscalation: () => Effect.dieMessage("listener bug")
+        })
+      )
+      yield* supervisor.spawn("listener-dies-job", Effect.dieMessage("bug")).pipe(Effect.provide(layer))
+      yield* settle
+      const escalation = yield* Effect.flip(supervisor.awaitEscalation)
+      expect(escalation.program).toBe("listener-dies-job")
+      expect(lines.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
+        "the escalation listener of supervisor \"listener-dies\" died; the escalation goes on"
       ])
     }))
 })
