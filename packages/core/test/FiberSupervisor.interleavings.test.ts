@@ -130,16 +130,18 @@ describe("FiberSupervisor: interleavings", () => {
 
   it.scoped("a runner that dies once its supervisor has escalated escalates no second time", () =>
     Effect.gen(function*() {
-      const { layer, lines } = yield* captureLogs
-      // a logger that throws on the escalation's banner: the escalation's own effect dies after
-      // the supervisor has escalated (the escalation is delivered all the same)
-      const throwing = Logger.make(({ message }) => {
+      // a logger that throws on the escalation's banner, once it has kept the line: the
+      // escalation's own effect dies after the supervisor has escalated (and the escalation is
+      // delivered all the same)
+      const lines: Array<{ readonly level: string; readonly message: string }> = []
+      const throwing = Logger.make(({ logLevel, message }) => {
         const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+        lines.push({ level: logLevel.label, message: text })
         if (text.includes("escalated: program")) throw new Error("logger bug")
       })
       const supervisor = yield* FiberSupervisor.make({ name: "died-escalated" })
       yield* supervisor.spawn("died-escalated-job", Effect.dieMessage("bug")).pipe(
-        Effect.provide(Layer.merge(layer, Logger.add(throwing)))
+        Effect.provide(Logger.replace(Logger.defaultLogger, throwing))
       )
       yield* settle
       expect(lines.filter((l) => l.level === "FATAL").map((l) => l.message.split("\n")[2])).toEqual([
