@@ -9,12 +9,11 @@ const isNegative = (input: unknown): boolean => {
     case "bigint":
       return input < 0n
     case "string":
-      return input.trimStart().startsWith("-")
+      // `Duration.decodeUnknown` reads no leading blanks: " -5 seconds" is NaN either way
+      return input.startsWith("-")
     default:
-      if (Array.isArray(input)) {
-        return input.some((part) => (typeof part === "number" ? !(part >= 0) : typeof part === "bigint" && part < 0n))
-      }
-      return false
+      // a tuple decodes only when both parts are numbers: any other part is NaN either way
+      return Array.isArray(input) && input.some((part) => !(part >= 0))
   }
 }
 
