@@ -16,8 +16,8 @@ const envOptions: ConfigError.Options = { pathDelim: "_" }
 /** The ways a provider may have joined a path in a message: `.` (maps), `_` (env), U+FEFF (JSON). */
 const joins = [".", "\ufeff"]
 
+// a path of one key (or none) joins to itself: the message comes back as it was
 const renameKeys = (path: ReadonlyArray<string>, message: string): string => {
-  if (path.length < 2) return message
   const key = path.join("_")
   let out = message
   for (const join of joins) out = out.split(path.join(join)).join(key)
