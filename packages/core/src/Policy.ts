@@ -168,36 +168,82 @@ const catchFailure = <A, E, R, A2, E2, R2>(
 
 const unwrap = (error: unknown) => Effect.fail(isRejected(error) ? error.error : error)
 
-/** The error objects the protected call itself raised: anything else from the breaker is its own. */
-const fromCall = new WeakSet<object>()
-
-/** Records the typed failure of a cause as one the call raised. */
-const recordCallCause = (cause: Cause.Cause<unknown>): void => {
-  const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null) {
-    fromCall.add(failure.value)
-  }
+/**
+ * The failures that the attempts of one policy raised, as they leave the attempt (inside the
+ * breaker) and are marked as they leave the breaker: a failure that its attempt did not raise
+ * is the breaker's own (a rejection).
+ */
+interface CallFailures {
+  /** Records the typed failure of a cause as one the attempt raised. */
+  readonly record: (cause: Cause.Cause<unknown>) => void
+  /** `Effect.tapError(self, record)` in one failure frame (see {@link catchFailure}). */
+  readonly recording: AnyPolicy
+  /**
+   * {@link catchFailure} with the mark: a failure without a record is marked as the breaker's
+   * rejection, one with a record goes on as it is and its record is taken back.
+   */
+  readonly marking: AnyPolicy
 }
 
-/** `Effect.tapError(self, record)` in one failure frame (see {@link catchFailure}). */
-const recordCallErrors = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.catchAllCause(self, (cause) => {
-    recordCallCause(cause)
+/**
+ * One record store per policy built, keyed by error object, each record counted and taken back
+ * by the mark of its own attempt. A breaker fails every rejection of one millisecond with one
+ * error object, and a policy nested in another sees its inner policy's rejections come out of
+ * its call: a record that outlived its attempt (or that another policy made) would have the
+ * inner loop take its breaker's next rejection for its call's failure and retry it. Counted,
+ * one constant error object that concurrent attempts raise at once is the call's for each of
+ * them, and a policy nested in itself pairs each record with its own mark.
+ */
+const callFailures = (): CallFailures => {
+  const records = new WeakMap<object, number>()
+  const record = (cause: Cause.Cause<unknown>): void => {
+    const failure = Cause.failureOption(cause)
+    if (Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null) {
+      records.set(failure.value, (records.get(failure.value) ?? 0) + 1)
+    }
+  }
+  /** Takes back one record of `error`: whether it had one. */
+  const takeBack = (error: object): boolean => {
+    const count = records.get(error)
+    if (count === undefined) return false
+    if (count === 1) records.delete(error)
+    else records.set(error, count - 1)
+    return true
+  }
+  const mark = (error: unknown) =>
+    Effect.fail(typeof error === "object" && error !== null && !takeBack(error) ? new BreakerRejected(error) : error)
+  const onFailure = (cause: Cause.Cause<unknown>): Effect.Effect<never, unknown> => {
+    if (Cause.isDie(cause)) {
+      // not handled (catchAll's rule), but the attempt's record is taken back all the same
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null) {
+        takeBack(failure.value)
+      }
+      return Effect.failCause(electFailures(cause))
+    }
+    const failures = Cause.failures(cause)
+    return Chunk.isNonEmpty(failures) ? mark(Chunk.headNonEmpty(failures)) : Effect.failCause(cause)
+  }
+  const onRecord = (cause: Cause.Cause<unknown>) => {
+    record(cause)
     return Effect.failCause(cause)
-  })
-
-const markRejection = (error: unknown) =>
-  Effect.fail(typeof error === "object" && error !== null && !fromCall.has(error) ? new BreakerRejected(error) : error)
+  }
+  return {
+    record,
+    recording: (self) => Effect.catchAllCause(self, onRecord),
+    marking: (self) => Effect.catchAllCause(self, onFailure)
+  }
+}
 
 /**
  * Runs the breaker around one attempt. A failure that the attempt itself did not raise is the
  * breaker's own (a rejection): it is marked so that the retry loop stops on it. The success
  * path pays two failure frames, no handler and no allocation.
  */
-const throughBreaker = (breaker: AnyPolicy, recorded: boolean): AnyPolicy =>
+const throughBreaker = (breaker: AnyPolicy, calls: CallFailures, recorded: boolean): AnyPolicy =>
   recorded
-    ? (self) => catchFailure(breaker(self), markRejection)
-    : (self) => catchFailure(breaker(recordCallErrors(self)), markRejection)
+    ? (self) => calls.marking(breaker(self))
+    : (self) => calls.marking(breaker(calls.recording(self)))
 
 const withRejectionRule = (policy: Retry.RetryPolicy<any, any>): Retry.RetryPolicy<any, any> => {
   const { classify, while: retryWhile } = policy.options
@@ -250,7 +296,7 @@ export const retry = <XR = never, XB = never, RB = never>(
       self: Effect.Effect<A, E, R>
     ) => Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>>
   }
-  return retryThrough(policy, asPolicy(breaker), false) as <A, E, R>(
+  return retryThrough(policy, asPolicy(breaker), callFailures(), false) as <A, E, R>(
     self: Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | XR | SlotError<XB>, R | SlotContext<RB>>
 }
@@ -259,8 +305,13 @@ export const retry = <XR = never, XB = never, RB = never>(
  * {@link retry} with a breaker; `recorded`: the effect it is given already records the failures
  * it raises (a fused bulkhead does it from its own outcome handler), so no frame is added for it.
  */
-const retryThrough = (policy: Retry.RetryPolicy<any, any>, breaker: AnyPolicy, recorded: boolean): AnyPolicy => {
-  const guarded = throughBreaker(breaker, recorded)
+const retryThrough = (
+  policy: Retry.RetryPolicy<any, any>,
+  breaker: AnyPolicy,
+  calls: CallFailures,
+  recorded: boolean
+): AnyPolicy => {
+  const guarded = throughBreaker(breaker, calls, recorded)
   const retrying = Retry.retry(withRejectionRule(policy)) as unknown as AnyPolicy
   return (self) => catchFailure(retrying(guarded(self)), unwrap)
 }
@@ -278,12 +329,14 @@ type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, 
  * and runs with the caller's interruptibility under one outcome handler. That handler gives the
  * slot back and counts the outcome for the breaker (the handlers `protect` would use); a success
  * goes on with nothing else to run, a failure goes on with `afterFailure` (the retry loop, the
- * fallback), exactly as it would have left the breaker. Any other call takes `slow`: the same
- * stages composed one by one.
+ * fallback), exactly as it would have left the breaker; `record` records the failure as the
+ * attempt's first (for the mark of the retry loop's first attempt). Any other call takes `slow`:
+ * the same stages composed one by one.
  */
 const fused = (
   breaker: Fusion.BreakerAdmission,
   bulkhead: Fusion.BulkheadAdmission,
+  record: (cause: Cause.Cause<unknown>) => void,
   slow: AnyPolicy,
   afterFailure: (self: Effect.Effect<any, any, any>, settled: Cause.Cause<unknown>) => Effect.Effect<any, any, any>,
   deposit: Effect.Effect<void> | undefined
@@ -307,7 +360,7 @@ const fused = (
         },
         onFailure: (cause) => {
           bulkhead.release()
-          recordCallCause(cause)
+          record(cause)
           // counted before anything interruptible runs; what follows runs as the caller does
           return Effect.catchAllCause(outcome.onFailure(cause), (settled) => restore(afterFailure(self, settled)))
         }
@@ -320,14 +373,18 @@ const fused = (
   return deposit === undefined ? run : Effect.zipRight(deposit, run)
 }
 
+/** For a fused policy with no retry loop: no failure needs a record. */
+const recordNothing = (_cause: Cause.Cause<unknown>): void => {}
+
 /** The retry loop after a first attempt that failed with `settled` (already counted by the breaker). */
 const retryAfterFirst =
-  (retrying: AnyPolicy, later: AnyPolicy) => (self: Effect.Effect<any, any, any>, settled: Cause.Cause<unknown>) => {
+  (retrying: AnyPolicy, later: AnyPolicy, calls: CallFailures) =>
+  (self: Effect.Effect<any, any, any>, settled: Cause.Cause<unknown>) => {
     let first = true
     const attempt = Effect.suspend(() => {
       if (!first) return later(self)
       first = false
-      return catchFailure(Effect.failCause(settled), markRejection)
+      return calls.marking(Effect.failCause(settled))
     })
     return catchFailure(retrying(attempt), unwrap)
   }
@@ -550,21 +607,24 @@ export const make = <
     ? identity
     : stage("timeout")(Timeout.timeout(options.timeout, named))
   const breaker = options.breaker === undefined ? undefined : stage("breaker")(asPolicy(options.breaker))
+  // the failures this policy's attempts raised, when a retry loop marks what leaves its breaker;
+  // with no retry loop nothing is recorded (nothing would take a record back)
+  const calls = retryPolicy !== undefined && breaker !== undefined ? callFailures() : undefined
   // fused: a bulkhead inside retry and breaker records the failures the attempt raised from its
   // own outcome handler, instead of one more frame around it (not with spans: each stage then
   // runs in its own span)
-  const reporting = options.spans !== true && (retryPolicy !== undefined || fusing) && breaker !== undefined
+  const reporting = options.spans !== true && calls !== undefined
     ? Fusion.reportingVariant(options.bulkhead)
     : undefined
   const bulkhead: AnyPolicy = reporting !== undefined
-    ? reporting(recordCallCause)
+    ? reporting(calls!.record)
     : options.bulkhead === undefined
     ? identity
     : stage("bulkhead")(asPolicy(options.bulkhead))
   const retrying: AnyPolicy = retryPolicy !== undefined
     ? stage("retry")(
-      breaker !== undefined
-        ? retryThrough(retryPolicy, breaker, reporting !== undefined)
+      calls !== undefined
+        ? retryThrough(retryPolicy, breaker!, calls, reporting !== undefined)
         : Retry.retry(retryPolicy) as unknown as AnyPolicy
     )
     : breaker !== undefined
@@ -581,14 +641,15 @@ export const make = <
     // passes no frame of it
     const inner = options.totalTimeout === undefined ? fallbackStage : identity
     const outer = options.totalTimeout === undefined ? identity : fallbackStage
-    const guarded = throughBreaker(breaker!, true)
+    const guarded = calls !== undefined ? throughBreaker(breaker!, calls, reporting !== undefined) : identity
     const later: AnyPolicy = (self) => guarded(bulkhead(self))
-    const afterFirst = retryPolicy !== undefined
-      ? retryAfterFirst(Retry.retry(withRejectionRule(retryPolicy)) as unknown as AnyPolicy, later)
+    const afterFirst = calls !== undefined
+      ? retryAfterFirst(Retry.retry(withRejectionRule(retryPolicy!)) as unknown as AnyPolicy, later, calls)
       : (_self: Effect.Effect<any, any, any>, settled: Cause.Cause<unknown>) => Effect.failCause(settled)
     const admitted = fused(
       breakerAdmission!,
       bulkheadAdmission,
+      calls !== undefined ? calls.record : recordNothing,
       (self) => inner(retrying(bulkhead(self))),
       (self, settled) => inner(afterFirst(self, settled)),
       budget?.deposit
