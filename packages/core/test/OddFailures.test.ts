@@ -162,6 +162,12 @@ describe("describing a failure value, exactly", () => {
     expect(Describe.describe(getter)).toBe("{ ok: 1, bad: undefined }")
   })
 
+  it("a value whose keys cannot even be listed: the placeholder", () => {
+    const { proxy, revoke } = Proxy.revocable({ message: "gone" }, {})
+    revoke()
+    expect(Describe.describe(proxy)).toBe("an object that cannot be described")
+  })
+
   it("stringProperty and tagOf read functions too, and only strings", () => {
     const tagged = Object.assign(() => 1, { _tag: "Callback", code: 7 })
     expect(Describe.tagOf(tagged)).toBe("Callback")
