@@ -1152,6 +1152,7 @@ const runScriptSync = <R>(
 
   const result = Simulation.run(runtime, program, {
     horizon,
+    tasks: 10_000_000,
     onStop: () => {
       stopped = true
     },

@@ -25,12 +25,11 @@ import * as VirtualTimer from "./virtualTimer.js"
 
 interface Sleeper {
   readonly at: number
-  readonly seq: number
   resume: (() => void) | undefined
 }
 
 /** A scheduler whose tasks run only when {@link SimScheduler.drain} is called. */
-class SimScheduler implements Scheduler.Scheduler {
+export class SimScheduler implements Scheduler.Scheduler {
   private tasks: Array<Scheduler.Task> = []
   scheduleTask(task: Scheduler.Task): void {
     this.tasks.push(task)
@@ -61,7 +60,6 @@ class SimScheduler implements Scheduler.Scheduler {
 class SimClock implements Clock.Clock, VirtualTimer.VirtualTimer {
   readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
   now = 0
-  private seq = 0
   private sleepers: Array<Sleeper> = []
   unsafeCurrentTimeMillis(): number {
     return this.now
@@ -86,7 +84,7 @@ class SimClock implements Clock.Clock, VirtualTimer.VirtualTimer {
       return Effect.uninterruptibleMask((restore) =>
         Effect.catchAllCause(
           restore(Effect.async<void>((resume) => {
-            sleeper = { at: this.now + millis, seq: this.seq++, resume: () => resume(Effect.void) }
+            sleeper = { at: this.now + millis, resume: () => resume(Effect.void) }
             this.insert(sleeper)
           })),
           (cause) => {
@@ -98,12 +96,13 @@ class SimClock implements Clock.Clock, VirtualTimer.VirtualTimer {
     })
   }
   readonly [VirtualTimer.TypeId] = (millis: number, fire: () => void): () => void => {
-    const sleeper: Sleeper = { at: this.now + Math.max(0, millis), seq: this.seq++, resume: fire }
+    const sleeper: Sleeper = { at: this.now + Math.max(0, millis), resume: fire }
     this.insert(sleeper)
     return () => {
       sleeper.resume = undefined
     }
   }
+  /** After every sleeper due at the same time or earlier: sleepers of one time wake in order. */
   private insert(sleeper: Sleeper): void {
     const list = this.sleepers
     let i = list.length
@@ -143,6 +142,12 @@ export type Ending = "done" | "stuck" | "horizon"
  */
 export interface Options {
   readonly horizon: number
+  /**
+   * The most tasks one drain may run before time moves: past it a fiber loops without
+   * yielding to the clock, and the run throws.
+   */
+  readonly tasks: number
+  /** Called when the run stops before its effect completed (stuck or past the horizon). */
   readonly onStop?: ((now: number, ending: Ending) => void) | undefined
   /** The run's `Random`. Default: the runtime's. */
   readonly random?: Random.Random | undefined
@@ -221,7 +226,9 @@ const runUnsafe = <A, E, R>(
   })
   let ending: Ending = "done"
   for (;;) {
-    if (!scheduler.drain(10_000_000)) throw new Error("Testing: a run did not settle (a fiber loops without yielding)")
+    if (!scheduler.drain(options.tasks)) {
+      throw new Error("Testing: a run did not settle (a fiber loops without yielding)")
+    }
     if (exit !== undefined) break
     const next = clock.next()
     if (next === undefined) {
@@ -238,8 +245,9 @@ const runUnsafe = <A, E, R>(
     options.onStop?.(clock.now, ending)
     fiber.unsafeInterruptAsFork(fiber.id() as FiberId.FiberId)
     // finalizers may sleep: let them, up to a bounded number of steps
-    for (let i = 0; i < 10_000 && exit === undefined; i++) {
-      scheduler.drain(10_000_000)
+    // (only a drain completes the fiber: the check after it is the loop's only exit on `exit`)
+    for (let i = 0; i < 10_000; i++) {
+      scheduler.drain(options.tasks)
       if (exit !== undefined) break
       const next = clock.next()
       if (next === undefined) break
