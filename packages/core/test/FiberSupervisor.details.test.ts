@@ -486,7 +486,28 @@ describe("supervisor rules: details", () => {
     expect(p.gaveUp.map((g) => g.error)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
     // a loop of an earlier run is not heard
     S.loopGaveUp(p, p.generation - 1, { error: 9, classification })
-    expect(p.gaveUp).toHaveLength(8)
+    expect(p.gaveUp.map((g) => g.error)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+  })
+
+  it("an escalation's victims are the other active programs, latest started first", () => {
+    const state = S.make<S.Program>(config)
+    const first = program(state, "first")
+    const stopped = program(state, "stopped")
+    const last = program(state, "last")
+    const failing = program(state, "failing")
+    S.decide(state, stopped, "interrupted", 2_000)
+    expect(stopped.status).toBe("stopped")
+    const { victims } = S.escalate(state, failing)
+    expect(victims).toEqual([last, first])
+  })
+
+  it("the restart schedule starts afresh only after a run longer than the window", () => {
+    const state = S.make<S.Program>(config)
+    const p = program(state, "a")
+    p.position = "third step"
+    // the run lasted exactly the window (5 s from 1 s): the schedule goes on
+    expect(S.decide(state, p, "failure", 6_000)).toEqual({ _tag: "step", position: "third step" })
+    expect(S.decide(state, p, "failure", 6_001)).toEqual({ _tag: "step", position: undefined })
   })
 
   it("a finished program whose name was taken again leaves the new program in place", () => {
