@@ -537,7 +537,8 @@ const positiveDuration = (input: Duration.DurationInput, field: string): Duratio
  * escalation fails anything. A runtime provides it around the whole application (Layers
  * included) to know that a supervisor escalated even when the application caught the
  * {@link SupervisorEscalation} and ended normally, so that the process still exits with a
- * failure code.
+ * failure code. A listener that dies is logged at error level and the escalation goes on (as
+ * does one whose `Alerts` service dies): nothing it does can keep the escalation from failing.
  *
  * @example
  * ```ts
@@ -706,6 +707,24 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           cause,
           ...(lastError !== undefined ? { lastError } : {})
         })
+        // delivered whatever happens below: a listener, an alert sink or a logger that dies must not
+        // keep the escalation from `supervised` (the process would never exit)
+        yield* Effect.ensuring(
+          report(child, reason, error, cause, lastError, victims),
+          Deferred.fail(escalation, error)
+        )
+      })
+
+    /** The escalation's side effects, before it is delivered: the victims stopped, then told. */
+    const report = (
+      child: Child,
+      reason: EscalationReason,
+      error: SupervisorEscalation,
+      cause: Cause.Cause<unknown>,
+      lastError: Failure.ExecutionError | undefined,
+      victims: ReadonlyArray<Child>
+    ) =>
+      Effect.gen(function*() {
         yield* interruptAll(victims, true)
         yield* Metric.increment(Metric.tagged(Metric.tagged(escalationsTotal, "supervisor", name), "reason", reason))
         yield* Effect.logFatal(
@@ -722,24 +741,32 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           ...(lastError !== undefined ? { "bulwark.category": lastError.type, "bulwark.code": lastError.code } : {})
         }))
         if (Option.isSome(alerts)) {
-          yield* alerts.value.alert({
-            key: `supervisor:${name}`,
-            kind: "supervisor_escalation",
-            severity: "critical",
-            message: error.message,
-            annotations: {
-              supervisor: name,
-              program: child.name,
-              reason,
-              ...(lastError !== undefined
-                ? { category: lastError.type, code: lastError.code, severity: lastError.severity }
-                : {})
-            }
-          })
+          yield* contained(
+            "the alert of an escalation",
+            alerts.value.alert({
+              key: `supervisor:${name}`,
+              kind: "supervisor_escalation",
+              severity: "critical",
+              message: error.message,
+              annotations: {
+                supervisor: name,
+                program: child.name,
+                reason,
+                ...(lastError !== undefined
+                  ? { category: lastError.type, code: lastError.code, severity: lastError.severity }
+                  : {})
+              }
+            })
+          )
         }
-        if (Option.isSome(listener)) yield* listener.value.onEscalation(error)
-        yield* Deferred.fail(escalation, error)
+        if (Option.isSome(listener)) yield* contained("the escalation listener", listener.value.onEscalation(error))
       })
+
+    const contained = (what: string, effect: Effect.Effect<void>) =>
+      Effect.catchAllCause(effect, (cause) =>
+        Effect.logError(`${what} of supervisor "${name}" died; the escalation goes on`, cause).pipe(
+          Effect.annotateLogs({ "bulwark.supervisor": name })
+        ))
 
     /**
      * Forks the runner of a program; a restart first waits for its delay. The runner is one of
@@ -753,8 +780,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       let fork: Effect.Effect<Fiber.RuntimeFiber<void>> = Effect.uninterruptible(Effect.forkDaemon(
         restartDelay === undefined ? runner : restartedRunner
       ))
-      if (restartDelay !== undefined) fork = Effect.locally(fork, currentRestartDelay, restartDelay)
-      if (provideContext) fork = Effect.locally(fork, FiberRef.currentContext, child.context)
+      if (restartDelay !== undefined) {
+        fork = Effect.locally(fork, currentRestartDelay, restartDelay)
+      }
+      if (provideContext) {
+        fork = Effect.locally(fork, FiberRef.currentContext, child.context)
+      }
       return Effect.flatMap(
         Effect.locally(
           Effect.suspend(() => {
@@ -767,7 +798,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         (fiber) =>
           Effect.sync(() => {
             // the runner sets it too, first thing, in case it ran to its end before this point
-            if (!child.interrupting && child.fiber !== fiber && child.status !== "stopped") child.fiber = fiber
+            if (!child.interrupting && child.fiber !== fiber && child.status !== "stopped") {
+              child.fiber = fiber
+            }
           })
       )
     }
@@ -778,7 +811,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         yield* interruptAll([...group].reverse(), false)
         for (const c of group) {
           const requeued = SupervisorState.requeue(state, c)
-          if (requeued === undefined) continue
+          if (requeued === undefined) {
+            continue
+          }
           publish(requeued.change, yield* Clock.currentTimeMillis)
           yield* start(c, delayMillis, true)
         }
@@ -790,7 +825,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
      * Runs in the program's fiber: a failure no loop classified is classified with its context.
      */
     const observe = (child: Child, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
-      if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return Effect.void
+      if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) {
+        return Effect.void
+      }
       const cause = exit.cause
       return Effect.flatMap(
         Effect.zip(Failure.currentClassifier, Clock.currentTimeMillis),
@@ -868,7 +905,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           return undefined
         }
         publish(restart.change, now)
-        if (restart.group.length > 0) yield* restartGroup(restart.group, restart.delay)
+        if (restart.group.length > 0) {
+          yield* restartGroup(restart.group, restart.delay)
+        }
         return restart.delay
       })
 
@@ -886,7 +925,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           ? Metric.increment(Metric.tagged(Metric.tagged(restartsTotal, "supervisor", name), "program", child.name))
           : Effect.void
       }))
-    const runProgram = Effect.flatMap(thisChild, (child) => child.run)
+    const runProgram = Effect.flatMap(thisChild, (child) =>
+      child.run)
     // After a run: record how it ended (uninterruptibly, before waiting for the lock, so that a
     // failure is counted even if the program is interrupted while waiting), then take the lock and
     // decide. Every restart waits for a timer, a zero delay included: a program that fails at once
@@ -906,7 +946,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
       markRunning,
       Effect.flatMap(Effect.exit(runProgram), afterRun)
     )
-    const runAgain: Effect.Effect<void> = Effect.suspend(() => runRounds)
+    const runAgain: Effect.Effect<void> = Effect.suspend(() =>
+      runRounds
+    )
 
     // The runner is a daemon fiber that nobody joins: a defect outside the program itself (a
     // restart schedule or a classifier that throws) would end it silently and leave the program

@@ -92,6 +92,24 @@ describe("CircuitBreaker sharing its state", () => {
       expect(Chunk.toArray(yield* Fiber.join(seen)).map((t) => [t.from, t.to])).toEqual([["Closed", "Isolated"]])
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
+  it.scoped("a state without an open taken from the store does not step the open-duration schedule", () =>
+    Effect.gen(function*() {
+      const { inbox, store } = yield* recordingStore
+      let steps = 0
+      const breaker = yield* CircuitBreaker.make({
+        name: "shared",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: Schedule.spaced("1 second").pipe(Schedule.tapOutput(() => Effect.sync(() => steps++)))
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      yield* Effect.exit(breaker.protect(refused))
+      yield* settle
+      const before = steps
+      yield* Queue.offer(inbox, { ...snapshotOf("Closed", 0, null, 0), revision: 1 })
+      yield* settle
+      expect(yield* breaker.state).toBe("Closed")
+      expect(steps).toBe(before)
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
   it.effect("closing publishes only a snapshot the store has not had", () =>
     Effect.gen(function*() {
       const quiet = yield* recordingStore
@@ -109,6 +127,53 @@ describe("CircuitBreaker sharing its state", () => {
         Effect.scoped
       )
       expect(busy.published.map((s) => s.state)).toEqual(["Open"])
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("closing waits for the last publish when no earlier one is still on its way", () =>
+    Effect.gen(function*() {
+      const recording = yield* recordingStore
+      // a subscription that has ended: closing goes straight to the publisher
+      const store: BreakerStore.BreakerStore = {
+        ...recording.store,
+        subscribe: () => Effect.tap(Queue.unbounded<BreakerStore.Snapshot>(), Queue.shutdown)
+      }
+      const published = recording.published
+      yield* CircuitBreaker.make({ name: "shared", policy: CircuitBreaker.consecutive(1) }).pipe(
+        Effect.tap((breaker) => Effect.exit(breaker.protect(refused))),
+        // the open is published and answered; the close after it is still waiting to be sent
+        Effect.tap(() => settle),
+        Effect.tap((breaker) => breaker.reset),
+        Effect.provideService(BreakerStore.BreakerStore, store),
+        Effect.scoped
+      )
+      expect(published.map((s) => s.state)).toEqual(["Open", "Closed"])
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("closing does not wait for the last publish while an earlier one is still on its way", () =>
+    Effect.gen(function*() {
+      const published: Array<BreakerStore.BreakerState> = []
+      // every publish takes a second to be answered
+      const slow: BreakerStore.BreakerStore = {
+        load: () => Effect.succeed(Option.none()),
+        publish: (snapshot) =>
+          Effect.zipRight(Effect.sleep("1 second"), Effect.sync(() => void published.push(snapshot.state))),
+        subscribe: () => Queue.unbounded<BreakerStore.Snapshot>()
+      }
+      const closing = yield* CircuitBreaker.make({ name: "shared", policy: CircuitBreaker.consecutive(1) }).pipe(
+        Effect.tap((breaker) => Effect.exit(breaker.protect(refused))),
+        // the open is on its way to the store; the close is offered behind it
+        Effect.tap(() => settle),
+        Effect.tap((breaker) => breaker.reset),
+        Effect.provideService(BreakerStore.BreakerStore, slow),
+        Effect.scoped,
+        Effect.forkDaemon
+      )
+      for (let i = 0; i < 3; i++) yield* settle
+      expect(Option.isSome(yield* Fiber.poll(closing))).toBe(true)
+      // the close was sent without waiting for its answer
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      expect(published).toEqual(["Closed"])
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.scoped("from the store: the open the breaker is in already is a no-op; a half-open or a re-open of the same count is taken", () =>

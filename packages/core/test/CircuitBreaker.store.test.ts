@@ -126,6 +126,27 @@ describe("CircuitBreaker with a store", () => {
       expect(seen.map((t) => t.to)).toEqual(["Open", "Open"])
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
+  it.scoped("an open of the same count with an earlier end and no lease does not shorten the open", () =>
+    Effect.gen(function*() {
+      const { gate, inbox, store } = yield* heldStore
+      yield* Deferred.succeed(gate, undefined)
+      const breaker = yield* CircuitBreaker.make({
+        name: "svc",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "200 millis"
+      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      yield* settle
+      const t0 = yield* Clock.currentTimeMillis
+      yield* Queue.offer(inbox, snapshotOf("Open", t0, t0 + 5000, 1))
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      yield* Queue.offer(inbox, snapshotOf("Open", t0 + 100, t0 + 150, 1))
+      yield* settle
+      // a millisecond later: a rejection of its own, not the one made at the open
+      yield* TestClock.adjust("1 millis")
+      expect(yield* retryAfter(breaker)).toBe(99)
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
   it.scoped("two breakers on the in-memory store that change state at once end on the store's last snapshot", () =>
     Effect.gen(function*() {
       const store = yield* BreakerStore.makeMemory
