@@ -45,6 +45,16 @@ const heldStore = Effect.gen(function*() {
   return { gate, inbox, published, store }
 })
 
+/** A breaker "svc" that one failure opens, on a held store whose gate is already open. */
+const breakerOnStore = (openDuration: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const { gate, inbox, store } = yield* heldStore
+    yield* Deferred.succeed(gate, undefined)
+    const breaker = yield* CircuitBreaker.make({ name: "svc", policy: CircuitBreaker.consecutive(1), openDuration })
+      .pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+    return { breaker, inbox }
+  })
+
 const snapshotOf = (
   state: BreakerStore.BreakerState,
   since: number,
@@ -91,13 +101,7 @@ describe("CircuitBreaker with a store", () => {
 
   it.scoped("an open snapshot reaching an open breaker of the same count extends it without a transition", () =>
     Effect.gen(function*() {
-      const { gate, inbox, store } = yield* heldStore
-      yield* Deferred.succeed(gate, undefined)
-      const breaker = yield* CircuitBreaker.make({
-        name: "svc",
-        policy: CircuitBreaker.consecutive(1),
-        openDuration: "200 millis"
-      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      const { breaker, inbox } = yield* breakerOnStore("200 millis")
       const seen: Array<CircuitBreaker.Transition> = []
       yield* Effect.forkScoped(Stream.runForEach(breaker.changes, (t) => Effect.sync(() => seen.push(t))))
       yield* settle
@@ -128,13 +132,7 @@ describe("CircuitBreaker with a store", () => {
 
   it.scoped("an open of the same count with an earlier end and no lease does not shorten the open", () =>
     Effect.gen(function*() {
-      const { gate, inbox, store } = yield* heldStore
-      yield* Deferred.succeed(gate, undefined)
-      const breaker = yield* CircuitBreaker.make({
-        name: "svc",
-        policy: CircuitBreaker.consecutive(1),
-        openDuration: "200 millis"
-      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      const { breaker, inbox } = yield* breakerOnStore("200 millis")
       yield* settle
       const t0 = yield* Clock.currentTimeMillis
       yield* Queue.offer(inbox, snapshotOf("Open", t0, t0 + 5000, 1))
@@ -259,13 +257,7 @@ describe("CircuitBreaker with a store", () => {
 
   it.scoped("an open held by a lease stays open until the lease's end, past the breaker's own open duration", () =>
     Effect.gen(function*() {
-      const { gate, inbox, store } = yield* heldStore
-      yield* Deferred.succeed(gate, undefined)
-      const breaker = yield* CircuitBreaker.make({
-        name: "svc",
-        policy: CircuitBreaker.consecutive(1),
-        openDuration: "30 millis"
-      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      const { breaker, inbox } = yield* breakerOnStore("30 millis")
       const seen: Array<CircuitBreaker.Transition> = []
       yield* Effect.forkScoped(Stream.runForEach(breaker.changes, (t) => Effect.sync(() => seen.push(t))))
       yield* settle
@@ -286,13 +278,7 @@ describe("CircuitBreaker with a store", () => {
 
   it.scoped("a released lease leaves the breaker its own open duration", () =>
     Effect.gen(function*() {
-      const { gate, inbox, store } = yield* heldStore
-      yield* Deferred.succeed(gate, undefined)
-      const breaker = yield* CircuitBreaker.make({
-        name: "svc",
-        policy: CircuitBreaker.consecutive(1),
-        openDuration: "30 millis"
-      }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
+      const { breaker, inbox } = yield* breakerOnStore("30 millis")
       yield* settle
       const t0 = yield* Clock.currentTimeMillis
       const open = snapshotOf("Open", t0, t0 + 5000, 1)
