@@ -501,6 +501,16 @@ describe("supervisor rules: details", () => {
     expect(victims).toEqual([last, first])
   })
 
+  it("shutdown stops the active programs only: one stopped or failed whose runner has not ended yet is left out", () => {
+    const state = S.make<S.Program>(config)
+    const running = program(state, "running")
+    const stopped = program(state, "stopped")
+    const failed = program(state, "failed")
+    S.decide(state, stopped, "interrupted", 2_000)
+    S.setStatus(state, failed, "failed")
+    expect(S.shutdown(state)).toEqual([running])
+  })
+
   it("the restart schedule starts afresh only after a run longer than the window", () => {
     const state = S.make<S.Program>(config)
     const p = program(state, "a")
