@@ -159,12 +159,25 @@ const electFailures = (cause: Cause.Cause<unknown>): Cause.Cause<never> =>
 const catchFailure = <A, E, R, A2, E2, R2>(
   self: Effect.Effect<A, E, R>,
   f: (error: E) => Effect.Effect<A2, E2, R2>
-): Effect.Effect<A | A2, E2, R | R2> =>
-  Effect.catchAllCause(self, (cause) => {
-    if (Cause.isDie(cause)) return Effect.failCause(electFailures(cause))
-    const failures = Cause.failures(cause)
-    return Chunk.isNonEmpty(failures) ? f(Chunk.headNonEmpty(failures)) : Effect.failCause(cause as Cause.Cause<never>)
-  })
+): Effect.Effect<A | A2, E2, R | R2> => Effect.catchAllCause(self, (cause) => handleFailure(cause, f))
+
+/** {@link catchFailure}'s handler of a cause. */
+const handleFailure = <E, A2, E2, R2>(
+  cause: Cause.Cause<E>,
+  f: (error: E) => Effect.Effect<A2, E2, R2>
+): Effect.Effect<A2, E2, R2> => {
+  if (Cause.isDie(cause)) return Effect.failCause(electFailures(cause))
+  const failures = Cause.failures(cause)
+  return Chunk.isNonEmpty(failures) ? f(Chunk.headNonEmpty(failures)) : Effect.failCause(cause as Cause.Cause<never>)
+}
+
+/** The typed failure of a cause when it is an object (the only failures a record can key). */
+const failureObject = (cause: Cause.Cause<unknown>): object | undefined => {
+  const failure = Cause.failureOption(cause)
+  return Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null
+    ? failure.value
+    : undefined
+}
 
 const unwrap = (error: unknown) => Effect.fail(isRejected(error) ? error.error : error)
 
@@ -197,10 +210,8 @@ interface CallFailures {
 const callFailures = (): CallFailures => {
   const records = new WeakMap<object, number>()
   const record = (cause: Cause.Cause<unknown>): void => {
-    const failure = Cause.failureOption(cause)
-    if (Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null) {
-      records.set(failure.value, (records.get(failure.value) ?? 0) + 1)
-    }
+    const failure = failureObject(cause)
+    if (failure !== undefined) records.set(failure, (records.get(failure) ?? 0) + 1)
   }
   /** Takes back one record of `error`: whether it had one. */
   const takeBack = (error: object): boolean => {
@@ -215,14 +226,10 @@ const callFailures = (): CallFailures => {
   const onFailure = (cause: Cause.Cause<unknown>): Effect.Effect<never, unknown> => {
     if (Cause.isDie(cause)) {
       // not handled (catchAll's rule), but the attempt's record is taken back all the same
-      const failure = Cause.failureOption(cause)
-      if (Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null) {
-        takeBack(failure.value)
-      }
-      return Effect.failCause(electFailures(cause))
+      const failure = failureObject(cause)
+      if (failure !== undefined) takeBack(failure)
     }
-    const failures = Cause.failures(cause)
-    return Chunk.isNonEmpty(failures) ? mark(Chunk.headNonEmpty(failures)) : Effect.failCause(cause)
+    return handleFailure(cause, mark)
   }
   const onRecord = (cause: Cause.Cause<unknown>) => {
     record(cause)
