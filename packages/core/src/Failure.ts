@@ -135,6 +135,12 @@ export interface Classification {
    */
   readonly unclassified?: string | undefined
   /**
+   * Present (`true`) with `unclassified` when the failure had no `_tag`: `unclassified` is then
+   * a description of the value ("null", "a string", "an Error without a _tag"), not a tag to
+   * put in a table.
+   */
+  readonly untagged?: true | undefined
+  /**
    * Present when the rule that produced this classification had something unusable in it (an
    * unknown category, an invalid retry-after hint, a rule function that threw): one sentence
    * each, for the stage to log (see {@link warningsFor}).
@@ -800,13 +806,12 @@ export const makeClassifier = (options: ClassifierOptions = {}): Classifier => {
     if (rule !== undefined) {
       return withWarnings(completeRule(rule, matrix, tag, context, capMillis, unclassified), warnings)
     }
-    const name = tag ?? describeUntagged(error)
     return withWarnings({
       ...fromRule(
         { ...unclassified, code: unclassified.code ?? (tag !== undefined ? toCode(tag) : "UNKNOWN_ERROR") },
         { ...ruleOptions, context }
       ),
-      unclassified: name
+      ...(tag !== undefined ? { unclassified: tag } : { unclassified: describeUntagged(error), untagged: true })
     }, warnings)
   }
   return { matrix, maxRetryAfter, unclassified, classify, classifyDefect: classifyDefectWith(matrix) }
@@ -951,18 +956,20 @@ export const warningsFor = (classifier: Classifier, classification: Classificati
   const name = classification.unclassified
   const own = classification.warnings ?? []
   if (name === undefined) return own
+  // a description is printed as it is, a tag in quotes: a tag "null" is not the value null
+  const subject = classification.untagged === true ? name : `"${name}"`
   const root = rootOf.get(classifier) ?? classifier
   let warned = warnedTags.get(root)
   if (warned === undefined) {
     warned = new Set()
     warnedTags.set(root, warned)
   }
-  if (warned.has(name)) return own
-  warned.add(name)
+  if (warned.has(subject)) return own
+  warned.add(subject)
   const c = classification
   return [
     ...own,
-    `The failure ${/^(an? |null$)/.test(name) ? name : `"${name}"`} is not classified: ` +
+    `The failure ${subject} is not classified: ` +
     `no classify table given to this stage and no table of the Failure.Classifier in the caller's context names it, ` +
     `so it is treated as ${c.category} / ${c.severity}, ${
       c.retryable ? `retried at most ${c.maxRetries} times` : "not retried"

@@ -211,14 +211,22 @@ const callFailures = (): CallFailures => {
   const records = new WeakMap<object, number>()
   const record = (cause: Cause.Cause<unknown>): void => {
     const failure = failureObject(cause)
-    if (failure !== undefined) records.set(failure, (records.get(failure) ?? 0) + 1)
+    if (failure !== undefined) {
+      const key = Cause.originalError(failure)
+      records.set(key, (records.get(key) ?? 0) + 1)
+    }
   }
-  /** Takes back one record of `error`: whether it had one. */
+  /**
+   * Takes back one record of `error`: whether it had one. Both sides are keyed by the original
+   * object: `Effect.fail` inside a span raises a span-annotated proxy of its error, so a slot
+   * that re-raises its call's failure in a span passes on a different object than it got.
+   */
   const takeBack = (error: object): boolean => {
-    const count = records.get(error)
+    const key = Cause.originalError(error)
+    const count = records.get(key)
     if (count === undefined) return false
-    if (count === 1) records.delete(error)
-    else records.set(error, count - 1)
+    if (count === 1) records.delete(key)
+    else records.set(key, count - 1)
     return true
   }
   const mark = (error: unknown) =>

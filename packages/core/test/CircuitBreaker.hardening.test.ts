@@ -9,7 +9,6 @@ import {
   Cause,
   Clock,
   ConfigProvider,
-  Data,
   Duration,
   Effect,
   Exit,
@@ -20,13 +19,7 @@ import {
   Schedule,
   TestClock
 } from "effect"
-
-class Refused extends Data.TaggedError("Refused")<{}> {}
-const refused = Effect.fail(new Refused())
-const ok = Effect.succeed("ok")
-
-const failTimes = (breaker: CircuitBreaker.CircuitBreaker, n: number) =>
-  Effect.forEach(Array.from({ length: n }), () => Effect.exit(breaker.protect(refused)), { discard: true })
+import { failTimes, ok } from "./breakers.js"
 
 const retryAfter = (breaker: CircuitBreaker.CircuitBreaker) =>
   Effect.flatMap(Effect.flip(breaker.protect(ok)), (e) =>

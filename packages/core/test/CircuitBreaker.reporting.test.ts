@@ -23,21 +23,10 @@ import {
   Stream,
   TestClock
 } from "effect"
+import { failTimes, ok, Refused, refused, rejection } from "./breakers.js"
 import { stepsOf } from "./steps.js"
 
-class Refused extends Data.TaggedError("Refused")<{}> {}
 class BadInput extends Data.TaggedError("BadInput")<{}> {}
-const refused = Effect.fail(new Refused())
-const ok = Effect.succeed("ok")
-
-const failTimes = (breaker: CircuitBreaker.CircuitBreaker, n: number) =>
-  Effect.forEach(Array.from({ length: n }), () => Effect.exit(breaker.protect(refused)), { discard: true })
-
-const rejection = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.flatMap(
-    Effect.flip(effect),
-    (e) => e instanceof CircuitBreaker.CircuitOpenError ? Effect.succeed(e) : Effect.dieMessage(`not a rejection: ${e}`)
-  )
 
 /** Every log line with its level and all its annotations. */
 const captureLogs = () => {

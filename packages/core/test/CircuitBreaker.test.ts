@@ -21,26 +21,13 @@ import {
   Stream,
   TestClock
 } from "effect"
+import { failTimes, ok, Refused, refused, rejection } from "./breakers.js"
 
-class Refused extends Data.TaggedError("Refused")<{}> {}
 class BadInput extends Data.TaggedError("BadInput")<{}> {}
 
 const classifierLayer = Failure.layerClassifier({
   tables: [Failure.table<Refused | BadInput>({ Refused: "connection", BadInput: "validation" })]
 })
-
-const refused = Effect.fail(new Refused())
-const ok = Effect.succeed("ok")
-
-/** Runs `n` failing calls through the breaker. */
-const failTimes = (breaker: CircuitBreaker.CircuitBreaker, n: number) =>
-  Effect.forEach(Array.from({ length: n }), () => Effect.exit(breaker.protect(refused)), { discard: true })
-
-const rejection = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.flatMap(
-    Effect.flip(effect),
-    (e) => e instanceof CircuitBreaker.CircuitOpenError ? Effect.succeed(e) : Effect.dieMessage(`not a rejection: ${e}`)
-  )
 
 const captureLogs = () => {
   const lines: Array<{ level: string; message: string; breaker: unknown }> = []

@@ -753,6 +753,20 @@ describe("Failure", () => {
         `The failure "Quota exceeded"`,
         `The failure "nullReference"`
       ])
+      // a tag that reads like a description is still a tag: quoted, and warned apart from the value
+      const fresh = Failure.makeClassifier({})
+      const tagged = [{ _tag: "null" }, { _tag: "a string" }, { _tag: "an Error without a _tag" }]
+      expect([...tagged, null, "text", new Error("x")].map((value) => {
+        const c = fresh.classify(value)
+        return [c.unclassified, c.untagged, Failure.warningsFor(fresh, c)[0]?.split(" is not classified")[0]]
+      })).toEqual([
+        ["null", undefined, `The failure "null"`],
+        ["a string", undefined, `The failure "a string"`],
+        ["an Error without a _tag", undefined, `The failure "an Error without a _tag"`],
+        ["null", true, "The failure null"],
+        ["a string", true, "The failure a string"],
+        ["an Error without a _tag", true, "The failure an Error without a _tag"]
+      ])
       // a classified failure: its own warnings, or none
       const loud = Failure.fromRule({ category: "connection", severity: "loud" as Failure.Severity }, { tag: "X" })
       expect(Failure.warningsFor(strict, loud)).toEqual(loud.warnings)

@@ -1,4 +1,4 @@
-import { FiberSupervisor } from "@bulwark/core"
+import { Alerts, FiberSupervisor } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Cause,
@@ -172,6 +172,26 @@ describe("FiberSupervisor: interleavings", () => {
       expect(escalation.program).toBe("listener-dies-job")
       expect(lines.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
         "the escalation listener of supervisor \"listener-dies\" died; the escalation goes on"
+      ])
+    }))
+
+  it.scoped("an Alerts service that dies: the escalation is delivered, the listener still told, and the death logged", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      const told: Array<string> = []
+      const supervisor = yield* FiberSupervisor.make({ name: "alerts-die" }).pipe(
+        Effect.provideService(Alerts.Alerts, { alert: () => Effect.dieMessage("alerts bug") }),
+        Effect.provideService(FiberSupervisor.EscalationListener, {
+          onEscalation: (escalation) => Effect.sync(() => told.push(escalation.program))
+        })
+      )
+      yield* supervisor.spawn("alerts-die-job", Effect.dieMessage("bug")).pipe(Effect.provide(layer))
+      yield* settle
+      const escalation = yield* Effect.flip(supervisor.awaitEscalation)
+      expect(escalation.program).toBe("alerts-die-job")
+      expect(told).toEqual(["alerts-die-job"])
+      expect(lines.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
+        "the alert of an escalation of supervisor \"alerts-die\" died; the escalation goes on"
       ])
     }))
 })

@@ -1,6 +1,7 @@
 import { Alerts, Backoff, BreakerRegistry, CircuitBreaker, Health, Retry, RetryBudget } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { Data, Effect, Exit, Layer, Ref, TestClock } from "effect"
+import { failTimes } from "./breakers.js"
 
 class Down extends Data.TaggedError("Down")<{}> {}
 
@@ -10,10 +11,7 @@ const collectAlerts = Effect.gen(function*() {
   return { delivered: Ref.get(delivered), layer }
 })
 
-const failTimes = (breaker: CircuitBreaker.CircuitBreaker, n: number) =>
-  Effect.forEach(Array.from({ length: n }), () => Effect.exit(breaker.protect(Effect.fail(new Down()))), {
-    discard: true
-  })
+const failDown = (breaker: CircuitBreaker.CircuitBreaker, n: number) => failTimes(breaker, n, Effect.fail(new Down()))
 
 describe("wiring between modules", () => {
   it.scoped("a breaker that opens announces a breaker_open alert, rate-limited per breaker", () =>
@@ -23,7 +21,7 @@ describe("wiring between modules", () => {
       const breaker = yield* CircuitBreaker.make({ name: "payments", openDuration: "10 seconds" }).pipe(
         Effect.provide(context)
       )
-      yield* failTimes(breaker, 5)
+      yield* failDown(breaker, 5)
       expect(yield* breaker.state).toBe("Open")
       const [first] = yield* delivered
       expect(first).toMatchObject({
@@ -36,13 +34,13 @@ describe("wiring between modules", () => {
 
       // it flaps: half-open after 10 s, a probe fails, it opens again — within the minute
       yield* TestClock.adjust("10 seconds")
-      yield* failTimes(breaker, 1)
+      yield* failDown(breaker, 1)
       expect(yield* breaker.state).toBe("Open")
       expect((yield* delivered).length).toBe(1)
 
       // a minute later the next opening is delivered, with the count held back
       yield* TestClock.adjust("61 seconds")
-      yield* failTimes(breaker, 1)
+      yield* failDown(breaker, 1)
       const all = yield* delivered
       expect(all.length).toBe(2)
       expect(all[1]!.suppressed).toBe(1)
@@ -63,7 +61,7 @@ describe("wiring between modules", () => {
       expect(ready).toMatchObject({ ready: true, live: true, status: "up" })
       expect(ready.components.map((c) => c.name)).toContain("breaker:search")
 
-      yield* failTimes(breaker, 5)
+      yield* failDown(breaker, 5)
       const open = yield* health.report
       expect(open).toMatchObject({ ready: false, live: true, status: "degraded" })
       const line = open.components.find((c) => c.name === "breaker:search")!

@@ -173,3 +173,22 @@ describe("Policy with a constant error object", () => {
       expect({ attempts, failed }).toEqual({ attempts: [4, 4], failed: 8 })
     }))
 })
+
+describe("Policy with a breaker slot that re-raises its call's failure inside a span", () => {
+  it.effect("the re-raised failure, a span-annotated proxy of the call's, is retried as the call's, not taken for a rejection", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const call = Effect.suspend(() => {
+        calls++
+        return Effect.fail(new Down())
+      })
+      // the call runs outside the span, so only the re-raise makes a proxy
+      const slot = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+        Effect.catchAll(self, (error) => Effect.fail(error).pipe(Effect.withSpan("custom-slot")))
+      const error = yield* Effect.flip(call.pipe(Policy.make({ breaker: slot, retry: retryAll(2) })))
+      // the slot passed on a different object than the call raised: the proxy Effect makes in a span
+      expect(Cause.originalError(error)).not.toBe(error)
+      expect(Cause.originalError(error)).toBeInstanceOf(Down)
+      expect(calls).toBe(3)
+    }).pipe(Effect.provide(Logger.minimumLogLevel(LogLevel.None))))
+})
