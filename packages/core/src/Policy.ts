@@ -131,7 +131,6 @@ class BreakerRejected implements Failure.SelfClassifying {
       category: own?.category ?? "resource",
       code: own?.code ?? "CIRCUIT_OPEN",
       strategy: "abandon",
-      retryable: false,
       tripsBreaker: false
     }
   }
@@ -264,7 +263,6 @@ const withRejectionRule = (policy: Retry.RetryPolicy<any, any>): Retry.RetryPoli
   const { classify, while: retryWhile } = policy.options
   // tables and the context's classifier see the mark's own rule; a function or a predicate
   // could say "retry" to anything, so a rejection is kept from them
-  if (typeof classify !== "function" && retryWhile === undefined) return policy
   return Retry.policy({
     ...policy.options,
     ...(typeof classify === "function"
@@ -597,10 +595,9 @@ export const make = <
 >(
   options: Options<TO, TT, XR, XB, RB, XH, RH, A2, E2, R2>
 ): Policy<TO, TT, XR, XB, RB, XH, RH, A2, E2, R2> => {
-  const named = options.name === undefined ? {} : { name: options.name }
+  const named = { name: options.name }
   // the policy's name names its retries too, unless the retry policy has its own
-  const namedRetry = options.retry !== undefined && options.retry.options.name === undefined &&
-      options.name !== undefined
+  const namedRetry = options.retry !== undefined && options.retry.options.name === undefined
     ? Retry.policy({ ...options.retry.options, name: options.name }) as Retry.RetryPolicy<any, XR>
     : options.retry
   // breaker and bulkhead admitted in one step when both are Bulwark's and no stage has a span
@@ -656,7 +653,8 @@ export const make = <
     // passes no frame of it
     const inner = options.totalTimeout === undefined ? fallbackStage : identity
     const outer = options.totalTimeout === undefined ? identity : fallbackStage
-    const guarded = calls !== undefined ? throughBreaker(breaker!, calls, reporting !== undefined) : identity
+    // fused, the bulkhead is Bulwark's: with a retry loop it records from its reporting variant
+    const guarded = calls !== undefined ? throughBreaker(breaker!, calls, true) : identity
     const later: AnyPolicy = (self) => guarded(bulkhead(self))
     const afterFirst = calls !== undefined
       ? retryAfterFirst(Retry.retry(withRejectionRule(retryPolicy!)) as unknown as AnyPolicy, later, calls)

@@ -155,12 +155,20 @@ describe("Policy with a constant error object", () => {
       // failures have left the call before either reaches the retry loop
       const latch = yield* Effect.makeLatch(false)
       let failed = 0
+      let rejecting = false
+      let rejected = 0
       const breaker = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-        Effect.tapError(self, () =>
-          Effect.suspend(() => {
-            failed++
-            return failed === 2 ? latch.open : latch.await
-          }))
+        Effect.suspend((): Effect.Effect<A, E | Down, R> => {
+          if (!rejecting) {
+            return Effect.tapError(self, () =>
+              Effect.suspend(() => {
+                failed++
+                return failed === 2 ? latch.open : latch.await
+              }))
+          }
+          rejected++
+          return Effect.fail(constant)
+        })
       const policy = Policy.make({ breaker, retry: retryAll(3) })
       const attempts = [0, 0]
       const call = (fiber: number) =>
@@ -171,6 +179,11 @@ describe("Policy with a constant error object", () => {
       const errors = yield* Effect.all([call(0), call(1)], { concurrency: "unbounded" })
       expect(errors).toEqual([constant, constant])
       expect({ attempts, failed }).toEqual({ attempts: [4, 4], failed: 8 })
+      // every record of it was taken back: when the breaker later fails with it itself, without
+      // running the call, that is a rejection, and it is not retried
+      rejecting = true
+      expect(yield* Effect.flip(Effect.fail(new Down()).pipe(policy))).toBe(constant)
+      expect(rejected).toBe(1)
     }))
 })
 
@@ -191,4 +204,44 @@ describe("Policy with a breaker slot that re-raises its call's failure inside a 
       expect(Cause.originalError(error)).toBeInstanceOf(Down)
       expect(calls).toBe(3)
     }).pipe(Effect.provide(Logger.minimumLogLevel(LogLevel.None))))
+})
+
+describe("Policy whose retried attempt fails with its breaker's own rejection", () => {
+  const layouts = ["breaker", "breaker and bulkhead", "a breaker slot of its own and a bulkhead"] as const
+  it.scoped.each(layouts)(
+    "that failure is the call's and is retried once; the breaker's next rejection with the same object is not (%s)",
+    (layout) =>
+      Effect.gen(function*() {
+        const name = `retried-own-rejection-${layout}`
+        const breaker = yield* CircuitBreaker.make({
+          name,
+          policy: CircuitBreaker.consecutive(100),
+          openDuration: "1 minute"
+        })
+        const bulkhead = yield* Bulkhead.make({ name, maxConcurrent: 4 })
+        const policy = Policy.make({
+          breaker: layout === "a breaker slot of its own and a bulkhead"
+            ? <A, E, R>(self: Effect.Effect<A, E, R>) => breaker.protect(self)
+            : breaker.protect,
+          ...(layout === "breaker" ? {} : { bulkhead: bulkhead.protect }),
+          retry: retryAll(3)
+        })
+        let calls = 0
+        const call = Effect.suspend((): Effect.Effect<never, unknown> => {
+          calls++
+          if (calls === 1) return Effect.fail(new Down())
+          // the retry isolates the breaker and fails with the breaker's rejection of a call of
+          // its own: the object the breaker fails its rejections of this millisecond with
+          return Effect.zipRight(
+            breaker.isolate,
+            Effect.flatMap(Effect.flip(breaker.protect(Effect.void)), Effect.fail)
+          )
+        })
+        const error = yield* Effect.flip(call.pipe(policy))
+        expect(error).toBeInstanceOf(CircuitBreaker.CircuitOpenError)
+        // the second attempt's failure is retried; the breaker rejects the third attempt with that
+        // same object, and the loop stops there: one rejection besides the call's own
+        expect({ calls, rejections: (yield* breaker.metrics).rejections }).toEqual({ calls: 2, rejections: 2 })
+      }).pipe(Effect.provide(Logger.minimumLogLevel(LogLevel.None)))
+  )
 })
