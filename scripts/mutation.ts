@@ -22,6 +22,8 @@ const read = (file: string): string => fs.readFileSync(path.join(core, file), "u
 /** Test files beyond `test/<Module>.test.ts` and `test/<Module>.*.test.ts`. */
 const extraTests: Record<string, ReadonlyArray<string>> = {
   Failure: ["test/OddFailures.test.ts"],
+  // the deadline's bound on a backoff is Retry's, tested beside the other deadline checks
+  Retry: ["test/Deadline.test.ts"],
   BreakerStore: ["test/CircuitBreaker.test.ts", "test/CircuitBreaker.hardening.test.ts"]
 }
 

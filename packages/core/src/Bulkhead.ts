@@ -240,7 +240,7 @@ const resolve = (
   if (options.maxWait !== undefined) {
     const millis = InternalDuration.toMillis(options.maxWait)
     if (!(millis > 0)) return bad("maxWait", "a duration > 0", options.maxWait)
-    maxWait = Option.some(millis === Infinity ? Duration.infinity : Duration.millis(millis))
+    maxWait = Option.some(Duration.millis(millis)) // infinite millis make Duration.infinity
   }
   return Either.right({ name, maxConcurrent, maxQueued, maxWait, priorities, defaultPriority })
 }
@@ -379,7 +379,6 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
 
   /** The waiter gives up (interrupted or timed out); idempotent (see `BulkheadState.abandon`). */
   const abandon = (waiter: WaitQueue.Waiter): void => {
-    if (waiter.abandoned) return
     const granted = waiter.granted
     const next = BulkheadState.abandon(state, waiter)
     if (granted) handOver(next)

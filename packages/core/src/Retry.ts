@@ -348,7 +348,7 @@ export const policy: {
         let classification: Failure.Classification = defect
           ? { ...classifier.classifyDefect(error.defect, context), retryable: true, strategy: "backoff_retry" as const }
           : classifier.classify(error, context)
-        if (!defect) yield* Failure.logWarnings(classifier, classification)
+        yield* Failure.logWarnings(classifier, classification)
         const start = state.start ?? now
         const category = state.perCategory.get(classification.category)
         const stop = (verdict: Verdict) => {
@@ -389,8 +389,9 @@ export const policy: {
           forced = !classification.retryable
         } else if (!classification.retryable) {
           // retryable on its own but escalated to critical past attempt 2: abandoned, not unretryable
-          const unescalated = context !== undefined && !defect ? classifier.classify(error) : undefined
-          if (unescalated === undefined || !unescalated.retryable) return yield* stop("not_retryable")
+          // (a defect's classification here is retryable; without escalation this is the same one)
+          const unescalated = classifier.classify(error)
+          if (!unescalated.retryable) return yield* stop("not_retryable")
           // a number the user wrote here wins over escalation: keep the escalated severity, retry on
           if (userRetries === undefined) return yield* stop("abandoned")
           classification = { ...classification, strategy: unescalated.strategy, retryable: true }

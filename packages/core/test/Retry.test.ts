@@ -908,3 +908,91 @@ describe("Retry: what it reports", () => {
       expect(yield* delaysOf("backoff_retry", "none")).toEqual([0, 0, 0, 0, 0, 0])
     }))
 })
+
+describe("Retry: the bounds it reads", () => {
+  const times = (attempts: Effect.Effect<ReadonlyArray<number>>) =>
+    Effect.map(attempts, (xs) => xs.map((t) => t - xs[0]!))
+
+  it.effect("maxDelay caps each delay; a zero maxDelay or maxElapsed is a bound, not an error", () =>
+    Effect.gen(function*() {
+      const run = (options: Retry.Options<ApiError>) =>
+        Effect.gen(function*() {
+          const { attempts, effect } = yield* scripted<ApiError>([new ConnectionError({ reason: "x" })])
+          const fiber = yield* Effect.fork(effect.pipe(Retry.retry(options)))
+          yield* TestClock.adjust("1 hour")
+          yield* Fiber.await(fiber)
+          return yield* times(attempts)
+        })
+      // connection: 1 s, 2 s, 4 s, each cut to 1.5 s
+      expect(yield* run({ maxRetries: 3, maxDelay: "1500 millis" })).toEqual([0, 1000, 2500, 4000])
+      expect(yield* run({ maxRetries: 3, maxDelay: 0 })).toEqual([0, 0, 0, 0])
+      expect(yield* run({ maxElapsed: 0 })).toEqual([0])
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("a schedule that ends stops the retries before the count does", () =>
+    Effect.gen(function*() {
+      const { attempts, effect } = yield* scripted<ApiError>([new ConnectionError({ reason: "x" })])
+      const schedule = Backoff.linear({ base: "100 millis" }).pipe(Backoff.limit({ maxRetries: 2 }))
+      const fiber = yield* Effect.fork(effect.pipe(Retry.retry({ schedule, maxRetries: 10 })))
+      yield* TestClock.adjust("1 hour")
+      expect(yield* Fiber.await(fiber)).toEqual(Exit.fail(new ConnectionError({ reason: "x" })))
+      expect(yield* times(attempts)).toEqual([0, 100, 300])
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("a rule's own count: retryable with none allowed is one attempt; a forced retry keeps a count it gives", () =>
+    Effect.gen(function*() {
+      const run = (options: Retry.Options<ApiError>) =>
+        Effect.gen(function*() {
+          const { attempts, effect } = yield* scripted<ApiError>([new Invalid()])
+          const fiber = yield* Effect.fork(effect.pipe(Retry.retry(options)))
+          yield* TestClock.adjust("1 hour")
+          expect(yield* Fiber.await(fiber)).toEqual(Exit.fail(new Invalid()))
+          return (yield* attempts).length
+        })
+      expect(yield* run({ classify: () => ({ category: "connection", retryable: true, maxRetries: 0 }) })).toBe(1)
+      // validation abandons: the predicate retries it anyway, as often as the rule says (not the forced 3)
+      expect(yield* run({ classify: () => ({ category: "validation", maxRetries: 2 }), while: () => true })).toBe(3)
+      expect(yield* run({ classify: () => ({ category: "validation", maxRetries: 5 }), while: () => true })).toBe(6)
+      // with no count of its own, a forced retry gets 3
+      expect(yield* run({ classify: () => "validation", while: () => true })).toBe(4)
+    }))
+
+  it.effect("with a budget, a failure given up on for another reason fails as itself", () =>
+    Effect.gen(function*() {
+      const budget = yield* RetryBudget.make({
+        name: "roomy",
+        ratio: 1,
+        minRetriesPerSecond: 100,
+        window: "10 seconds"
+      })
+      const policy = Retry.policy<ApiError>({ budget })
+      expect(yield* Effect.flip(Effect.fail(new Invalid()).pipe(Retry.retry(policy)))).toEqual(new Invalid())
+      const fiber = yield* Effect.fork(
+        Effect.flip(Effect.fail(new ConnectionError({ reason: "x" })).pipe(Retry.retry(policy)))
+      )
+      yield* TestClock.adjust("1 hour")
+      expect(yield* Fiber.join(fiber)).toEqual(new ConnectionError({ reason: "x" }))
+    }).pipe(Effect.provide(Classified)))
+
+  it.effect("a step past escalation that the user's count retries is reported retryable, with the unescalated strategy", () =>
+    Effect.gen(function*() {
+      const policy = Retry.policy<ApiError>({ maxRetries: 5 })
+      let state = policy.initial
+      const steps: Array<Retry.Step> = []
+      for (let i = 0; i < 4; i++) {
+        const [next, step] = yield* policy.step(i * 1000, new Timeout(), state)
+        steps.push(step)
+        state = next
+      }
+      expect(
+        steps.map((s) => [s.verdict, s.classification.severity, s.classification.strategy, s.classification.retryable])
+      )
+        .toEqual([
+          ["retry", "major", "backoff_retry", true],
+          ["retry", "major", "backoff_retry", true],
+          ["retry", "major", "backoff_retry", true],
+          // escalated to critical (which abandons), retried on because the user wrote a count
+          ["retry", "critical", "backoff_retry", true]
+        ])
+    }).pipe(Effect.provide(Classified)))
+})
