@@ -379,6 +379,7 @@ const unsafeMake = (options: ResolvedOptions): Bulkhead => {
 
   /** The waiter gives up (interrupted or timed out); idempotent (see `BulkheadState.abandon`). */
   const abandon = (waiter: WaitQueue.Waiter): void => {
+    if (waiter.abandoned) return
     const granted = waiter.granted
     const next = BulkheadState.abandon(state, waiter)
     if (granted) handOver(next)

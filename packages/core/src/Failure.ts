@@ -135,9 +135,9 @@ export interface Classification {
    */
   readonly unclassified?: string | undefined
   /**
-   * Present (`true`) with `unclassified` when the failure had no `_tag`: `unclassified` is then
-   * a description of the value ("null", "a string", "an Error without a _tag"), not a tag to
-   * put in a table.
+   * Present (`true`) with `unclassified` when the failure had no tag (no `_tag`, and no Error
+   * `name` other than "Error"): `unclassified` is then a description of the value ("null",
+   * "a string", "an Error without a _tag"), not a tag to put in a table.
    */
   readonly untagged?: true | undefined
   /**

@@ -506,7 +506,11 @@ export interface Options<
   readonly bulkhead?: Slot<XH, RH> | undefined
   /** A circuit breaker's policy function, e.g. `breaker.protect`. Default: none. */
   readonly breaker?: Slot<XB, RB> | undefined
-  /** A retry policy (`Retry.policy(...)`, with a budget if you like). Default: no retries. */
+  /**
+   * A retry policy (`Retry.policy(...)`, with a budget if you like). Default: no retries. The
+   * policy runs it from its options: named after the policy when it has no name of its own, and
+   * with the breaker's rejections kept from its `classify` or `while` function.
+   */
   readonly retry?: Retry.RetryPolicy<any, XR> | undefined
   /** The time limit of the whole call, retries included. Default: none. */
   readonly totalTimeout?: TT

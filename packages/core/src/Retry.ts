@@ -345,10 +345,14 @@ export const policy: {
         const attempt = state.attempt + 1
         const context = escalate ? { attempt } : undefined
         const defect = isDefect(error)
-        let classification: Failure.Classification = defect
-          ? { ...classifier.classifyDefect(error.defect, context), retryable: true, strategy: "backoff_retry" as const }
+        const classified = defect
+          ? classifier.classifyDefect(error.defect, context)
           : classifier.classify(error, context)
-        yield* Failure.logWarnings(classifier, classification)
+        // the warnings speak of the classifier's answer, before a retried defect is made retryable
+        yield* Failure.logWarnings(classifier, classified)
+        let classification: Failure.Classification = defect
+          ? { ...classified, retryable: true, strategy: "backoff_retry" as const }
+          : classified
         const start = state.start ?? now
         const category = state.perCategory.get(classification.category)
         const stop = (verdict: Verdict) => {
@@ -389,8 +393,8 @@ export const policy: {
           forced = !classification.retryable
         } else if (!classification.retryable) {
           // retryable on its own but escalated to critical past attempt 2: abandoned, not unretryable
-          // (a defect's classification here is retryable; without escalation this is the same one)
-          const unescalated = classifier.classify(error)
+          // (a defect's classification here is retryable; without escalation it is this one)
+          const unescalated = context === undefined ? classification : classifier.classify(error)
           if (!unescalated.retryable) return yield* stop("not_retryable")
           // a number the user wrote here wins over escalation: keep the escalated severity, retry on
           if (userRetries === undefined) return yield* stop("abandoned")

@@ -148,6 +148,10 @@ describe("AdaptiveLimit", () => {
       yield* settle
       yield* TestClock.adjust("1 second")
       expect(yield* Fiber.join(hurried)).toMatchObject({ reason: "wait_timeout", maxWaitMillis: 1000 })
+      // the waiter that gave up leaves the queue and frees nothing: the others still wait for the holder
+      yield* settle
+      expect(order).toEqual([])
+      expect(yield* limiter.state).toMatchObject({ active: 1, queued: 2 })
       yield* Deferred.succeed(gate, void 0)
       yield* Fiber.join(holder)
       yield* Fiber.join(high)

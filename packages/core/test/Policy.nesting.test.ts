@@ -148,7 +148,7 @@ describe("Policy around a policy, with failures that are not passed on as they c
 })
 
 describe("Policy with a constant error object", () => {
-  it.effect("raised by two fibers at once, it is retried for both as the call's failure", () =>
+  it.effect("raised by two fibers at once, it is retried for both as the call's failure, and no record of it outlives the calls", () =>
     Effect.gen(function*() {
       const constant = new Down()
       // a breaker that holds each failure of the first round until both fibers have failed: both

@@ -957,6 +957,18 @@ describe("Retry: the bounds it reads", () => {
       expect(yield* run({ classify: () => "validation", while: () => true })).toBe(4)
     }))
 
+  it.effect("without escalation, a classify function runs once for a failure it does not retry", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const classify = () => {
+        calls++
+        return "validation" as const
+      }
+      expect(yield* Effect.flip(Effect.fail(new Invalid()).pipe(Retry.retry({ classify, escalate: false }))))
+        .toEqual(new Invalid())
+      expect(calls).toBe(1)
+    }))
+
   it.effect("with a budget, a failure given up on for another reason fails as itself", () =>
     Effect.gen(function*() {
       const budget = yield* RetryBudget.make({
