@@ -698,6 +698,34 @@ describe("Failure", () => {
       ])
     })
 
+    it("a rule function that gives nothing defers without a warning; one that gives a number is not a rule", () => {
+      class Boom extends Data.TaggedError("Boom")<{}> {}
+      const session = Failure.table<Boom>({ Boom: "session" })
+      // a table without the tag, and a function that gives undefined, both defer silently
+      const other = Failure.table<{ readonly _tag: "Other" }>({ Other: "connection" })
+      const nothing = Failure.table<Boom>({ Boom: () => undefined as unknown as Failure.Category })
+      const deferred = Failure.makeClassifier({ tables: [other as Failure.Table<unknown>, nothing, session] })
+        .classify(new Boom())
+      expect(deferred.category).toBe("session")
+      expect(deferred.warnings).toBeUndefined()
+      const giveNumber = Failure.table<Boom>({ Boom: () => 42 as unknown as Failure.Category })
+      const next = Failure.makeClassifier({ tables: [giveNumber, session] }).classify(new Boom())
+      expect(next.category).toBe("session")
+      expect(next.warnings).toEqual([`The rule for "Boom" gave 42, which is not a rule; the next rule is tried`])
+      const base = Failure.makeClassifier({ tables: [session] })
+      const refined = Failure.refine<Boom>(base, () => 42 as unknown as Failure.Category).classify(new Boom())
+      expect(refined.category).toBe("session")
+      expect(refined.warnings).toEqual([
+        `The stage's rule for "Boom" gave 42, which is not a rule; the classifier in the context is used`
+      ])
+      // a failure with no name is "a failure" in the warning
+      const untagged = Failure.refine<unknown>(base, () => null as unknown as Failure.Category).classify("odd")
+      expect(untagged.unclassified).toBe("a string")
+      expect(untagged.warnings).toEqual([
+        `The stage's rule for a failure gave null, which is not a rule; the classifier in the context is used`
+      ])
+    })
+
     it("a table names an Error without a _tag by its own name", () => {
       class QuotaError extends Error {
         override name = "QuotaError"
@@ -787,10 +815,11 @@ describe("Failure", () => {
         const c = Failure.makeClassifier({})
         const log = (classification: Failure.Classification) =>
           Failure.logWarnings(c, classification).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
-        yield* log(c.classify(new Refused()))
+        // it succeeds with nothing: the logs are its only output
+        expect(yield* log(c.classify(new Refused()))).toBeUndefined()
         const loud = Failure.fromRule({ category: "connection", severity: "loud" as Failure.Severity }, { tag: "X" })
-        yield* log(loud)
-        yield* log(Failure.fromRule({ category: "connection" }))
+        expect(yield* log(loud)).toBeUndefined()
+        expect(yield* log(Failure.fromRule({ category: "connection" }))).toBeUndefined()
         expect(lines).toEqual([
           {
             level: "WARN",
