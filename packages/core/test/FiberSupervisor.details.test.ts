@@ -648,6 +648,26 @@ describe("FiberSupervisor: how a run's end is classified", () => {
         ])
     }))
 
+  it.scoped("a failure is logged at the level of its severity: minor at WARN, warning at INFO", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = yield* captureLogs
+      for (const severity of ["minor", "warning"] as const) {
+        const fiber = yield* FiberSupervisor.loop(Effect.fail(new Busy()), {
+          classify: Failure.table<Busy>({ Busy: { category: "connection", severity } }),
+          schedule: Schedule.recurs(1)
+        }).pipe(Effect.provide(layer), Effect.flip, Effect.fork)
+        yield* TestClock.adjust("10 seconds")
+        expect((yield* Fiber.join(fiber))._tag).toBe("Busy")
+      }
+      expect(lines.map((l) => [l.level, l.annotations["bulwark.attempt"], l.annotations["bulwark.severity"]]))
+        .toEqual([
+          ["WARN", 1, "minor"],
+          ["WARN", 2, "minor"],
+          ["INFO", 1, "warning"],
+          ["INFO", 2, "warning"]
+        ])
+    }))
+
   it.scoped("a failure value that cannot be rendered is logged as an error named by its tag, or Error", () =>
     Effect.gen(function*() {
       const { layer, lines } = yield* captureLogs

@@ -21,12 +21,15 @@ const settle = Effect.gen(function*() {
 
 /** Collects log lines with their level and message. */
 const captureLogs = Effect.sync(() => {
-  const lines: Array<{ readonly level: string; readonly message: string; readonly program: unknown }> = []
+  const lines: Array<
+    { readonly level: string; readonly message: string; readonly program: unknown; readonly supervisor: unknown }
+  > = []
   const logger = Logger.make(({ annotations, logLevel, message }) => {
     lines.push({
       level: logLevel.label,
       message: Array.isArray(message) ? message.map(String).join(" ") : String(message),
-      program: Option.getOrUndefined(HashMap.get(annotations, "bulwark.program"))
+      program: Option.getOrUndefined(HashMap.get(annotations, "bulwark.program")),
+      supervisor: Option.getOrUndefined(HashMap.get(annotations, "bulwark.supervisor"))
     })
   })
   return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
@@ -170,8 +173,8 @@ describe("FiberSupervisor: interleavings", () => {
       yield* settle
       const escalation = yield* Effect.flip(supervisor.awaitEscalation)
       expect(escalation.program).toBe("listener-dies-job")
-      expect(lines.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
-        "the escalation listener of supervisor \"listener-dies\" died; the escalation goes on"
+      expect(lines.filter((l) => l.level === "ERROR").map((l) => [l.message, l.supervisor])).toEqual([
+        ["the escalation listener of supervisor \"listener-dies\" died; the escalation goes on", "listener-dies"]
       ])
     }))
 
@@ -190,8 +193,8 @@ describe("FiberSupervisor: interleavings", () => {
       const escalation = yield* Effect.flip(supervisor.awaitEscalation)
       expect(escalation.program).toBe("alerts-die-job")
       expect(told).toEqual(["alerts-die-job"])
-      expect(lines.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
-        "the alert of an escalation of supervisor \"alerts-die\" died; the escalation goes on"
+      expect(lines.filter((l) => l.level === "ERROR").map((l) => [l.message, l.supervisor])).toEqual([
+        ["the alert of an escalation of supervisor \"alerts-die\" died; the escalation goes on", "alerts-die"]
       ])
     }))
 })

@@ -110,6 +110,19 @@ describe("FiberSupervisor.loop: predicates, budgets and log levels", () => {
       yield* TestClock.adjust("10 seconds")
       yield* Fiber.join(forcedFiber)
       expect(yield* Ref.get(forced)).toBe(4)
+      // a rule that is not retried but writes its own count keeps it when the predicate retries it
+      const counted = yield* Ref.make(0)
+      const countedFiber = yield* FiberSupervisor.loop(
+        Effect.zipRight(Ref.update(counted, (n) => n + 1), Effect.fail(new BadRecord())),
+        {
+          classify: Failure.table<BadRecord>({ BadRecord: { category: "validation", maxRetries: 1 } }),
+          schedule: Schedule.spaced("1 second"),
+          retryWhile: () => true
+        }
+      ).pipe(Effect.flip, Effect.fork)
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(countedFiber)
+      expect(yield* Ref.get(counted)).toBe(2)
 
       const connects = yield* Ref.make(0)
       const refused = yield* FiberSupervisor.loop(

@@ -166,6 +166,9 @@ describe("FiberSupervisor (outer tier)", () => {
       // the snapshot is serialisable
       const json = Schema.encodeSync(FiberSupervisor.Snapshot)(snapshot)
       expect(JSON.parse(JSON.stringify(json)).children[1].lastError.code).toBe("BAD_RECORD")
+      // its dates are encoded as strings, and decoding the JSON gives the snapshot back
+      expect(json.children.map((child) => typeof child.startedAt)).toEqual(["string", "string"])
+      expect(Schema.decodeUnknownSync(FiberSupervisor.Snapshot)(JSON.parse(JSON.stringify(json)))).toEqual(snapshot)
     }))
 
   it.scoped("a cancelled task still runs its cleanup and is not an error", () =>
