@@ -243,6 +243,9 @@ describe("CircuitBreaker options", () => {
         policy: { _tag: "CountWindow", size: 1_000_000, rateThreshold: 1, minimumCalls: 2 },
         slowCall: { duration: Duration.seconds(2), rateThreshold: 0.5 }
       })
+      // the smallest window, of one call
+      const smallest = yield* readOptions([["POLICY", "count"], ["WINDOW_SIZE", "1"], ["MINIMUM_CALLS", "1"]])
+      expect(smallest.policy).toMatchObject({ _tag: "CountWindow", size: 1, minimumCalls: 1 })
       const slowDefault = yield* readOptions([["POLICY", "count"], ["SLOW_CALL_DURATION", "2 seconds"]])
       expect(slowDefault.slowCall).toStrictEqual({ duration: Duration.seconds(2), rateThreshold: 1 })
       const time = yield* readOptions([

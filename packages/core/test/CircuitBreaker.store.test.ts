@@ -261,6 +261,8 @@ describe("CircuitBreaker with a store", () => {
       const seen: Array<CircuitBreaker.Transition> = []
       yield* Effect.forkScoped(Stream.runForEach(breaker.changes, (t) => Effect.sync(() => seen.push(t))))
       yield* settle
+      // not at time 0: the lease's end is a time, the open lasts until then from now
+      yield* TestClock.adjust("1 second")
       const t0 = yield* Clock.currentTimeMillis
       // another process opened for 5 s; this one is held while the fleet's prober works
       const open = snapshotOf("Open", t0, t0 + 5000, 1)
@@ -280,6 +282,8 @@ describe("CircuitBreaker with a store", () => {
     Effect.gen(function*() {
       const { breaker, inbox } = yield* breakerOnStore("30 millis")
       yield* settle
+      // not at time 0: a first open from the store that carries a lease lasts until its end
+      yield* TestClock.adjust("1 second")
       const t0 = yield* Clock.currentTimeMillis
       const open = snapshotOf("Open", t0, t0 + 5000, 1)
       yield* Queue.offer(inbox, { ...open, openUntil: t0 + 6000, leaseUntil: t0 + 6000 })
