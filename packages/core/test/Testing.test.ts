@@ -888,6 +888,11 @@ describe("Testing scripted outcomes", () => {
     expect([failure._tag, failure.message]).toEqual(["ScriptedFailure", "scripted timeout failure"])
     expect(failure[Failure.RuleKey]).toEqual({ category: "timeout", code: "SCRIPTED_TIMEOUT" })
     expect(new Testing.ScriptedFailure("timeout")[Failure.RuleKey]).toBe(failure[Failure.RuleKey])
+    // a category no other test scripts: its rule is made here (the rules are kept per category)
+    expect(new Testing.ScriptedFailure("user_code")[Failure.RuleKey]).toEqual({
+      category: "user_code",
+      code: "SCRIPTED_USER_CODE"
+    })
     const defect = new Testing.ScriptedDefect()
     expect([defect._tag, defect.message]).toEqual(["ScriptedDefect", "scripted defect"])
   })
