@@ -284,6 +284,11 @@ describe("CircuitBreaker options", () => {
           [["OPEN_DURATION", "-1 seconds"]],
           "(Invalid data at OPEN_DURATION: \"must be a finite duration >= 0, got \"-1 seconds\"\")"
         ],
+        // a number too large for a double decodes to an infinite duration
+        [
+          [["OPEN_DURATION", `${"9".repeat(400)} millis`]],
+          `(Invalid data at OPEN_DURATION: "must be a finite duration >= 0, got \"${"9".repeat(400)} millis\"")`
+        ],
         [
           [["WINDOW_DURATION", "0 seconds"]],
           "(Invalid data at WINDOW_DURATION: \"must be a finite duration > 0, got \"0 seconds\"\")"
