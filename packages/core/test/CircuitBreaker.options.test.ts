@@ -266,6 +266,8 @@ describe("CircuitBreaker options", () => {
       expect(edges.policy).toMatchObject({ buckets: 10_000 })
       expect((yield* readOptions([["POLICY", "time"], ["WINDOW_BUCKETS", "1"]])).policy).toMatchObject({ buckets: 1 })
 
+      // a number too large for a double decodes to an infinite duration
+      const tooLarge = `${"9".repeat(400)} millis`
       const errors: ReadonlyArray<[ReadonlyArray<[string, string]>, string]> = [
         [[["FAILURE_THRESHOLD", "0"]], "(Invalid data at FAILURE_THRESHOLD: \"must be a whole number >= 1\")"],
         [[["FAILURE_RATE_THRESHOLD", "0"]], "(Invalid data at FAILURE_RATE_THRESHOLD: \"must be a rate in (0, 1]\")"],
@@ -284,10 +286,9 @@ describe("CircuitBreaker options", () => {
           [["OPEN_DURATION", "-1 seconds"]],
           "(Invalid data at OPEN_DURATION: \"must be a finite duration >= 0, got \"-1 seconds\"\")"
         ],
-        // a number too large for a double decodes to an infinite duration
         [
-          [["OPEN_DURATION", `${"9".repeat(400)} millis`]],
-          `(Invalid data at OPEN_DURATION: "must be a finite duration >= 0, got \"${"9".repeat(400)} millis\"")`
+          [["OPEN_DURATION", tooLarge]],
+          `(Invalid data at OPEN_DURATION: "must be a finite duration >= 0, got \"${tooLarge}\"")`
         ],
         [
           [["WINDOW_DURATION", "0 seconds"]],

@@ -165,10 +165,11 @@ describe("FiberSupervisor (outer tier)", () => {
       expect(childOf(snapshot, "failure").lastError).toMatchObject({ code: "BAD_RECORD" })
       // the snapshot is serialisable
       const json = Schema.encodeSync(FiberSupervisor.Snapshot)(snapshot)
-      expect(JSON.parse(JSON.stringify(json)).children[1].lastError.code).toBe("BAD_RECORD")
+      const parsed = JSON.parse(JSON.stringify(json))
+      expect(parsed.children[1].lastError.code).toBe("BAD_RECORD")
       // its dates are encoded as strings, and decoding the JSON gives the snapshot back
       expect(json.children.map((child) => typeof child.startedAt)).toEqual(["string", "string"])
-      expect(Schema.decodeUnknownSync(FiberSupervisor.Snapshot)(JSON.parse(JSON.stringify(json)))).toEqual(snapshot)
+      expect(Schema.decodeUnknownSync(FiberSupervisor.Snapshot)(parsed)).toEqual(snapshot)
     }))
 
   it.scoped("a cancelled task still runs its cleanup and is not an error", () =>
