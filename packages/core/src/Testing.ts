@@ -100,7 +100,8 @@ export interface ScheduleLaws<In = unknown> {
   readonly monotone?: boolean | undefined
   /**
    * Each delay lies within bounds: fixed ones, or a function of the retry number and the
-   * previous delay (in milliseconds).
+   * previous delay (in milliseconds). The function may skip a run with `FastCheck.pre`; when
+   * FastCheck gives up on too many skips, the check dies with an error saying so.
    */
   readonly jitter?:
     | { readonly min: Duration.DurationInput; readonly max: Duration.DurationInput }
@@ -220,6 +221,16 @@ const positiveWhole = (where: string, field: string, value: number | undefined, 
 }
 
 /**
+ * Why a property failed with no counterexample: the only way is a callback of the caller's that
+ * calls `fc.pre` and so skips too many runs (FastCheck gives up after many skips in a row).
+ */
+const tooManySkips = (where: string, callback: string, details: fc.RunDetails<unknown>): Error =>
+  new Error(
+    `${where}: too many runs were skipped (${details.numSkips} skipped, ${details.numRuns} checked): ` +
+      `an fc.pre in ${callback} rejects them`
+  )
+
+/**
  * Steps a schedule through one run: a fresh `Random` seeded by the run, a virtual clock that
  * moves by each delay plus the attempt's duration. Returns the delays it chose.
  */
@@ -296,7 +307,7 @@ export const scheduleLaws = <Out, In = unknown, R = never>(
     )
     if (!details.failed) return Effect.void
     if (details.counterexample === null) {
-      return Effect.die(details.errorInstance ?? new Error(`${where}: the property failed without a counterexample`))
+      return Effect.die(tooManySkips(where, "the jitter bounds", details))
     }
     const [run] = details.counterexample
     const stepped = evaluate(run)
@@ -1135,12 +1146,12 @@ const runScriptSync = <R>(
       const fibers: Array<Fiber.RuntimeFiber<void>> = []
       for (const call of calls) {
         const ended = (exit: CallExit): void => {
-          if (stopped) return
           call.end = clock.unsafeCurrentTimeMillis()
           call.exit = exit
         }
-        // `Effect.exit` and a step after it, in one: recorded when the call ends (an interrupted
-        // call fiber records nothing, as before: the run was stopped)
+        // `Effect.exit` and a step after it, in one: recorded when the call ends. Only the stop
+        // interrupts a call fiber (the root is interruptible), and an interrupted fiber runs
+        // neither handler, even when its policy ends after the stop: nothing is recorded then
         const run = Effect.matchCause(made.policy(dependency(call.call)), {
           onSuccess: () => ended(callSucceeded),
           onFailure: (cause) => ended(exitOfCause(cause))
@@ -1541,7 +1552,9 @@ const minimize = (script: Script, fails: (script: Script) => boolean): Script =>
 
 /**
  * Checks that a policy keeps its invariants over random call scripts. A failure is shrunk to
- * a small script and reported with its timeline in an {@link InvariantError}.
+ * a small script and reported with its timeline in an {@link InvariantError}. An invariant may
+ * skip a script with `FastCheck.pre`; when FastCheck gives up on too many skips, the check dies
+ * with an error saying so.
  *
  * @example
  * ```ts
@@ -1571,7 +1584,7 @@ export const policyLaws = <R = never>(
       )
       if (!details.failed) return Effect.void
       if (details.counterexample === null) {
-        return Effect.die(details.errorInstance ?? new Error("Testing.policyLaws: the property failed"))
+        return Effect.die(tooManySkips("Testing.policyLaws", "an invariant", details))
       }
       const fails = (script: Script) => firstBroken(play(script), checks) !== undefined
       const timeline = play(minimize(details.counterexample[0], fails))

@@ -12,6 +12,7 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
   Logger,
   LogLevel,
   Option,
@@ -120,6 +121,31 @@ describe("CircuitBreaker hardening", () => {
       }).pipe(Effect.scoped, Effect.provideService(BreakerStore.BreakerStore, store))
       const stored = yield* store.load("svc")
       expect(Option.map(stored, (s) => s.state)).toEqual(Option.some("Open"))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+
+  it.effect("closing waits for the store's answer to a snapshot no publish was running for", () =>
+    Effect.gen(function*() {
+      const memory = yield* BreakerStore.makeMemory
+      // a remote store that answers a second after each publish, and whose feed has ended
+      const slow: BreakerStore.BreakerStore = {
+        ...memory,
+        publish: (snapshot) => Effect.zipRight(Effect.sleep("1 second"), memory.publish(snapshot)),
+        subscribe: () => Effect.tap(Queue.unbounded<BreakerStore.Snapshot>(), Queue.shutdown)
+      }
+      const closing = yield* Effect.gen(function*() {
+        const breaker = yield* CircuitBreaker.make({ name: "svc", policy: CircuitBreaker.consecutive(1) })
+        for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+        // the scope closes before the publishing fiber took the Open snapshot: with the feed's
+        // fiber already ended, nothing else runs first, and the publisher is interrupted waiting
+        yield* failTimes(breaker, 1)
+      }).pipe(Effect.scoped, Effect.provideService(BreakerStore.BreakerStore, slow), Effect.fork)
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
+      // the store has not answered: closing is still waiting for it
+      expect(Option.isNone(yield* Fiber.poll(closing))).toBe(true)
+      expect(Option.isNone(yield* memory.load("svc"))).toBe(true)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
+      expect(Option.map(yield* memory.load("svc"), (s) => s.state)).toEqual(Option.some("Open"))
     }).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
 
   it.effect("a store still busy publishing when the scope closes still gets the last state", () =>

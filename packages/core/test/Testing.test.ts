@@ -712,6 +712,20 @@ describe("Testing.scheduleLaws: each law on its limit and one past it", () => {
       yield* Testing.scheduleLaws(Backoff.linear({ base: 10 }), { maxRetries: 2, steps: 2, runs: 20 })
     }))
 
+  it.effect("jitter bounds that skip every run with fc.pre are a defect saying so", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Testing.scheduleLaws(Backoff.fromDelays([10]), {
+        runs: 5,
+        jitter: () => {
+          fc.pre(false)
+          return [0, 10]
+        }
+      }))
+      expect(exit._tag === "Failure" && String(Cause.squash(exit.cause))).toMatch(
+        /^Error: Testing\.scheduleLaws: too many runs were skipped \(\d+ skipped, 0 checked\): an fc\.pre in the jitter bounds rejects them$/
+      )
+    }))
+
   it.effect("default inputs are shown when the run without them breaks the law differently", () =>
     Effect.gen(function*() {
       // the delay depends on the input: 3,000 ms without one, 2,000 ms with one
@@ -1011,8 +1025,10 @@ describe("Testing.Arbitrary: option ranges", () => {
     expect(new Set(options.map((o) => o._tag))).toEqual(
       new Set(["fromDelays", "linear", "exponential", "fibonacci", "decorrelatedJitter", "fullJitter", "equalJitter"])
     )
-    expect(options.some((o) => "limits" in o)).toBe(true)
+    // some draws have limits; the others have no limits key at all (not one set to undefined)
+    expect(options.some((o) => o.limits !== undefined)).toBe(true)
     expect(options.some((o) => !("limits" in o))).toBe(true)
+    expect(options.filter((o) => "limits" in o && o.limits === undefined)).toEqual([])
     const factors = options.flatMap((o) => "factor" in o ? [o.factor] : [])
     expect(factors.every((f) => f >= 1 && f <= 4)).toBe(true)
   })
@@ -1461,6 +1477,34 @@ describe("Testing.runScript: how calls end, and when the run stops", () => {
       expect([timeline.end, timeline.ending]).toEqual([5_050, "horizon"])
     }))
 
+  it.effect("a call that ends after the run stopped (its policy cannot be interrupted) is not recorded", () =>
+    Effect.gen(function*() {
+      const uninterruptible: Testing.Subject = { policy: (self) => Effect.uninterruptible(self) }
+      const timeline = yield* Testing.runScript(uninterruptible, {
+        calls: [{ at: 0, outcomes: [success(1_000)] }],
+        seed: 1
+      }, { horizon: 100 })
+      // the run stopped at its horizon with the call in flight; the call's success at 1,000 ms,
+      // after the stop, is not part of the timeline
+      expect(timeline.calls.map((c) => [c.end, c.exit._tag])).toEqual([[undefined, "Pending"]])
+      expect(timeline.attempts.map((a) => [a.end, a.outcome._tag])).toEqual([[undefined, "Running"]])
+      expect(timeline.ending).toBe("horizon")
+    }))
+
+  it.effect("a run started from an uninterruptible region still stops at its horizon", () =>
+    Effect.gen(function*() {
+      const script: Testing.Script = {
+        calls: [{ at: 0, outcomes: [success(1_000)] }, { at: 0, outcomes: [{ _tag: "Hang" }] }],
+        seed: 1
+      }
+      const run = Testing.runScript(Testing.policy({}), script, { horizon: 100 })
+      const outside = yield* run
+      expect([outside.end, outside.ending]).toEqual([0, "horizon"])
+      expect(outside.calls.map((c) => c.exit._tag)).toEqual(["Pending", "Pending"])
+      // the caller's region does not reach into the run: it is interrupted at the same point
+      expect(yield* Effect.uninterruptible(run)).toEqual(outside)
+    }))
+
   it.effect("a breaker or a bulkhead of the user's own, alone, is observed the same as the toolkit's", () =>
     Effect.gen(function*() {
       const script: Testing.Script = {
@@ -1665,6 +1709,18 @@ describe("Testing.policyLaws: options and the shrunk counterexample", () => {
         "  call 1 at 10ms: fail validation, then succeeds",
         "  Random seed 2"
       ])
+    }))
+
+  it.effect("an invariant that skips every script with fc.pre is a defect saying so", () =>
+    Effect.gen(function*() {
+      const skipping = Testing.invariant("skipping", () => {
+        fc.pre(false)
+        return undefined
+      })
+      const exit = yield* Effect.exit(Testing.policyLaws(Testing.policy({}), { invariants: [skipping], runs: 5 }))
+      expect(exit._tag === "Failure" && String(Cause.squash(exit.cause))).toMatch(
+        /^Error: Testing\.policyLaws: too many runs were skipped \(\d+ skipped, 0 checked\): an fc\.pre in an invariant rejects them$/
+      )
     }))
 
   it.effect("runs plays that many scripts; a bad count is a defect naming it", () =>

@@ -20,6 +20,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Random from "effect/Random"
 import type * as Runtime from "effect/Runtime"
 import * as RuntimeModule from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as Scheduler from "effect/Scheduler"
 import * as VirtualTimer from "./virtualTimer.js"
 
@@ -185,7 +186,9 @@ export const run = <A, E, R>(
 
 /**
  * The runtime with the run's clock (and `Random`, and no logging when quiet) already in its
- * fiber refs, so the run's root fiber starts with them.
+ * fiber refs, so the run's root fiber starts with them. The root is interruptible even when the
+ * run was started from an uninterruptible region: the stop interrupts it, and the run must end
+ * where it stopped whatever the caller's region.
  */
 const withServices = <R>(runtime: Runtime.Runtime<R>, clock: Clock.Clock, options: Options): Runtime.Runtime<R> => {
   let services = Context.add(
@@ -206,7 +209,11 @@ const withServices = <R>(runtime: Runtime.Runtime<R>, clock: Clock.Clock, option
       value: LogLevel.None
     })
   }
-  return RuntimeModule.make({ context: runtime.context, runtimeFlags: runtime.runtimeFlags, fiberRefs })
+  return RuntimeModule.make({
+    context: runtime.context,
+    runtimeFlags: RuntimeFlags.enable(runtime.runtimeFlags, RuntimeFlags.Interruption),
+    fiberRefs
+  })
 }
 
 /** The fiber id the run's settings are written as. */
