@@ -224,7 +224,11 @@ const positiveWhole = (where: string, field: string, value: number | undefined, 
  * Why a property failed with no counterexample: the only way is a callback of the caller's that
  * calls `fc.pre` and so skips too many runs (FastCheck gives up after many skips in a row).
  */
-const tooManySkips = (where: string, callback: string, details: fc.RunDetails<unknown>): Error =>
+const tooManySkips = (
+  where: string,
+  callback: string,
+  details: { readonly numSkips: number; readonly numRuns: number }
+): Error =>
   new Error(
     `${where}: too many runs were skipped (${details.numSkips} skipped, ${details.numRuns} checked): ` +
       `an fc.pre in ${callback} rejects them`
