@@ -49,8 +49,8 @@ class LoadFailures implements Reporter {
  * package the `node_modules` link points to, and every package sees the same copy of the core.
  * `BULWARK_MUTATION_PACKAGE` names the package whose tests run (its folder is the root) and
  * `BULWARK_MUTATION_TESTS` lists the test files of the module under test (both set by
- * `scripts/mutation.ts`). A child process a test starts (a bundled fixture) loads the
- * workspace's sources, not the sandbox's: mutants only a child runs are not seen.
+ * `scripts/mutation.ts`). A child process a test starts (a bundled fixture) has no mutant
+ * switched on and reports no coverage: a mutant only a child reaches counts as not covered.
  */
 export default defineConfig({
   resolve: {
