@@ -6,6 +6,11 @@ import type { Reporter } from "vitest/reporters"
 
 const root = path.dirname(fileURLToPath(import.meta.url))
 const tests = (process.env.BULWARK_MUTATION_TESTS ?? "").split(",").filter((t) => t.length > 0)
+const pkg = process.env.BULWARK_MUTATION_PACKAGE ?? "core"
+if (pkg !== "core" && pkg !== "node" && pkg !== "redis") {
+  throw new Error(`BULWARK_MUTATION_PACKAGE must be core, node or redis, got "${pkg}"`)
+}
+const sources = (name: string) => path.join(root, "packages", name, "src")
 
 /**
  * A test file that fails to load (a mutant that throws while `@bulwark/core` is imported, as a
@@ -38,22 +43,31 @@ class LoadFailures implements Reporter {
 }
 
 /**
- * The vitest config StrykerJS runs (`stryker.config.mjs`). `@bulwark/core` resolves to the sources
+ * The vitest config StrykerJS runs (`stryker.config.mjs`). `@bulwark/core`, `@bulwark/node` and
+ * `@bulwark/redis` (and the core's `internal/` modules the others import) resolve to the sources
  * next to this file, so inside Stryker's sandbox the tests see the mutated copy, not the workspace
- * package the `node_modules` link points to. `BULWARK_MUTATION_TESTS` (set by
- * `scripts/mutation.ts`) lists the test files of the module under test.
+ * package the `node_modules` link points to, and every package sees the same copy of the core.
+ * `BULWARK_MUTATION_PACKAGE` names the package whose tests run (its folder is the root) and
+ * `BULWARK_MUTATION_TESTS` lists the test files of the module under test (both set by
+ * `scripts/mutation.ts`). A child process a test starts (a bundled fixture) has no mutant
+ * switched on and reports no coverage: a mutant only a child reaches counts as not covered.
  */
 export default defineConfig({
   resolve: {
-    alias: [{ find: /^@bulwark\/core$/, replacement: path.join(root, "packages/core/src/index.ts") }],
+    alias: [
+      { find: /^@bulwark\/(core|node|redis)$/, replacement: path.join(root, "packages/$1/src/index.ts") },
+      { find: /^@bulwark\/core\/(.+)$/, replacement: path.join(sources("core"), "$1.ts") }
+    ],
     conditions: ["source", "import", "default"]
   },
   ssr: { resolve: { conditions: ["source", "import", "default"] } },
   test: {
-    root: path.join(root, "packages/core"),
+    root: path.join(root, "packages", pkg),
     include: tests.length > 0 ? tests : ["test/**/*.test.ts"],
     testTimeout: 60_000,
     sequence: { concurrent: false },
+    // the Redis tests start their servers themselves; this only refuses a machine without one
+    ...(pkg === "redis" ? { globalSetup: [path.join(root, "packages/redis/test/globalSetup.ts")] } : {}),
     reporters: ["default", new LoadFailures()]
   }
 })

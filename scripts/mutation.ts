@@ -1,10 +1,12 @@
 /**
- * Mutation testing for @bulwark/core, one module at a time, against only the test files that
- * exercise it, incrementally (results are kept in `reports/mutation/<module>.incremental.json`,
- * committed, so a fresh clone only re-runs the mutants whose code or tests changed).
+ * Mutation testing for the packages' sources (`packages/{core,node,redis}/src`), one module at a
+ * time, against only the test files that exercise it, incrementally (results are kept in
+ * `reports/mutation/<module>.incremental.json`, committed, so a fresh clone only re-runs the
+ * mutants whose code or tests changed).
  *
  * - `pnpm test:mutation <Module> [stryker options]`: `Backoff`, or `internal/breakerState` for a
- *   module of `src/internal/`;
+ *   module of the core's `src/internal/`; `node/HealthServer`, `redis/RateLimit`,
+ *   `redis/internal/breakerStoreState` for the other packages;
  * - `pnpm test:mutation --all [stryker options]`: every module, one after the other, then the
  *   summary table;
  * - `pnpm test:mutation --summary`: the table from the incremental results, without running;
@@ -16,15 +18,36 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const core = path.join(root, "packages/core")
-const read = (file: string): string => fs.readFileSync(path.join(core, file), "utf8")
 
-/** Test files beyond `test/<Module>.test.ts` and `test/<Module>.*.test.ts`. */
+/**
+ * The packages whose sources are mutated. A module is named by its path under the package's
+ * `src/` without `.ts`, after the package's prefix: `Backoff` and `internal/breakerState` in the
+ * core, `node/HealthServer`, `redis/internal/breakerStoreState`.
+ */
+interface Package {
+  readonly name: "core" | "node" | "redis"
+  readonly prefix: string
+}
+const packages: ReadonlyArray<Package> = [
+  { name: "core", prefix: "" },
+  { name: "node", prefix: "node/" },
+  { name: "redis", prefix: "redis/" }
+]
+
+const dirOf = (pkg: Package): string => path.join(root, "packages", pkg.name)
+const read = (pkg: Package, file: string): string => fs.readFileSync(path.join(dirOf(pkg), file), "utf8")
+
+/** Test files beyond `test/<Module>.test.ts`, `test/<Module>.*.test.ts` and those importing `../src/<Module>.js`. */
 const extraTests: Record<string, ReadonlyArray<string>> = {
   Failure: ["test/OddFailures.test.ts"],
   // the deadline's bound on a backoff is Retry's, tested beside the other deadline checks
   Retry: ["test/Deadline.test.ts"],
-  BreakerStore: ["test/CircuitBreaker.test.ts", "test/CircuitBreaker.hardening.test.ts"]
+  BreakerStore: ["test/CircuitBreaker.test.ts", "test/CircuitBreaker.hardening.test.ts"],
+  "node/Main": ["test/MainCleanup.test.ts"],
+  "redis/RedisBreakerStore": ["test/Fleet.breaker.test.ts"],
+  "redis/RedisRetryBudget": ["test/Fleet.budget.test.ts", "test/Fleet.budgetMinimum.test.ts"],
+  // every Redis module talks through the client; its failure tests and the two it serves most
+  "redis/RedisClient": ["test/RedisFailure.test.ts", "test/RedisBreakerStore.test.ts", "test/RateLimit.test.ts"]
 }
 
 /**
@@ -44,43 +67,71 @@ const internalTests: Record<string, ReadonlyArray<string>> = {
   ]
 }
 
-const sourcesIn = (dir: string): Array<string> =>
-  fs.readdirSync(path.join(core, dir)).filter((f) => f.endsWith(".ts") && f !== "index.ts").map((f) => f.slice(0, -3))
-    .sort()
+const sourcesIn = (pkg: Package, dir: string): Array<string> =>
+  fs.readdirSync(path.join(dirOf(pkg), dir)).filter((f) => f.endsWith(".ts") && f !== "index.ts").map((f) =>
+    f.slice(0, -3)
+  ).sort()
 
-const publicModules = sourcesIn("src")
-const internalModules = sourcesIn("src/internal").map((m) => `internal/${m}`)
-const modules = [...publicModules, ...internalModules]
-const testFiles = fs.readdirSync(path.join(core, "test")).filter((f) => f.endsWith(".test.ts")).sort()
+/** A package's modules, by their local names (`Backoff`, `internal/breakerState`). */
+const localModules = (pkg: Package): Array<string> => [
+  ...sourcesIn(pkg, "src"),
+  ...sourcesIn(pkg, "src/internal").map((m) => `internal/${m}`)
+]
+const testFilesOf = (pkg: Package): Array<string> =>
+  fs.readdirSync(path.join(dirOf(pkg), "test")).filter((f) => f.endsWith(".test.ts")).sort()
 
-const ownTests = (module: string): Array<string> => [
-  ...testFiles.filter((f) => f === `${module}.test.ts` || f.startsWith(`${module}.`)).map((f) => `test/${f}`),
-  ...(extraTests[module] ?? [])
+const modules: Array<string> = packages.flatMap((pkg) => localModules(pkg).map((m) => pkg.prefix + m))
+
+/** The package of a module and its local name. */
+const locate = (module: string): { readonly pkg: Package; readonly local: string } => {
+  const pkg = packages.find((p) => p.prefix !== "" && module.startsWith(p.prefix)) ?? packages[0]!
+  return { pkg, local: module.slice(pkg.prefix.length) }
+}
+
+const ownTests = (pkg: Package, local: string): Array<string> => [
+  ...testFilesOf(pkg).filter((f) =>
+    f === `${local}.test.ts` || f.startsWith(`${local}.`) ||
+    read(pkg, `test/${f}`).includes(`"../src/${local}.js"`)
+  ).map((f) => `test/${f}`),
+  ...(extraTests[pkg.prefix + local] ?? [])
 ]
 
-/** The modules (public or internal) whose source imports `internal/<name>`. */
-const importersOf = (name: string): Array<string> =>
-  modules.filter((m) => {
-    const source = read(`src/${m}.ts`)
+/** The modules (public or internal) of a package whose source imports `internal/<name>`. */
+const importersOf = (pkg: Package, name: string): Array<string> =>
+  localModules(pkg).filter((m) => {
+    const source = read(pkg, `src/${m}.ts`)
     return m.startsWith("internal/")
       ? source.includes(`"./${name}.js"`)
       : source.includes(`"./internal/${name}.js"`)
   })
 
-const testsOf = (module: string, seen: Set<string> = new Set()): Array<string> => {
-  if (!module.startsWith("internal/")) return [...new Set(ownTests(module))]
-  if (internalTests[module] !== undefined) return [...internalTests[module]]
-  if (seen.has(module)) return []
-  seen.add(module)
-  const name = module.slice("internal/".length)
-  const direct = testFiles.filter((f) => read(`test/${f}`).includes(`/internal/${name}.js"`)).map((f) => `test/${f}`)
-  return [...new Set([...direct, ...importersOf(name).flatMap((m) => testsOf(m, seen))])]
+const localTestsOf = (pkg: Package, local: string, seen: Set<string>): Array<string> => {
+  if (!local.startsWith("internal/")) return [...new Set(ownTests(pkg, local))]
+  const fixed = internalTests[pkg.prefix + local]
+  if (fixed !== undefined) return [...fixed]
+  if (seen.has(local)) return []
+  seen.add(local)
+  const name = local.slice("internal/".length)
+  const direct = testFilesOf(pkg).filter((f) => read(pkg, `test/${f}`).includes(`/internal/${name}.js"`)).map((f) =>
+    `test/${f}`
+  )
+  return [...new Set([...direct, ...importersOf(pkg, name).flatMap((m) => localTestsOf(pkg, m, seen))])]
 }
 
-/** `internal/breakerState` → `reports/mutation/internal.breakerState.incremental.json` (one flat folder). */
-const incrementalFile = (module: string): string => `reports/mutation/${module.replace("/", ".")}.incremental.json`
+/** The test files a module's mutants run against, relative to its package. */
+const testsOf = (module: string): Array<string> => {
+  const { local, pkg } = locate(module)
+  return localTestsOf(pkg, local, new Set())
+}
+
+/**
+ * `internal/breakerState` → `reports/mutation/internal.breakerState.incremental.json`,
+ * `node/HealthServer` → `reports/mutation/node.HealthServer.incremental.json` (one flat folder).
+ */
+const incrementalFile = (module: string): string => `reports/mutation/${module.replaceAll("/", ".")}.incremental.json`
 
 const run = (module: string, options: ReadonlyArray<string>): number => {
+  const { local, pkg } = locate(module)
   const tests = testsOf(module)
   if (tests.length === 0) {
     console.error(`No test files for ${module}`)
@@ -94,9 +145,12 @@ const run = (module: string, options: ReadonlyArray<string>): number => {
       "run",
       "stryker.config.mjs",
       "--mutate",
-      `packages/core/src/${module}.ts`,
+      `packages/${pkg.name}/src/${local}.ts`,
       "--incrementalFile",
       incrementalFile(module),
+      // the package's own project: a mutant that does not compile there is dropped
+      "--tsconfigFile",
+      `packages/${pkg.name}/tsconfig.json`,
       ...options
     ],
     {
@@ -104,7 +158,10 @@ const run = (module: string, options: ReadonlyArray<string>): number => {
       stdio: "inherit",
       env: {
         ...process.env,
+        BULWARK_MUTATION_PACKAGE: pkg.name,
         BULWARK_MUTATION_TESTS: tests.join(","),
+        // a Redis test without `redis-server` is skipped, which would count its mutants survived
+        ...(pkg.name === "redis" ? { BULWARK_REQUIRE_REDIS: "1" } : {}),
         // Stryker runs vitest in worker threads, which take no V8 flags of their own: the memory
         // tests' `gc` comes from the process (vitest.config.ts gives it to its forks instead)
         NODE_OPTIONS: [process.env.NODE_OPTIONS, "--expose-gc"].filter(Boolean).join(" ")
@@ -154,22 +211,30 @@ const score = (c: Counts): string => {
 const summary = (): void => {
   const header = ["module", "mutants", "errors", "killed", "timeout", "survived", "no coverage", "score"]
   const rows: Array<Array<string>> = []
-  const total: Counts = { mutants: 0, errors: 0, killed: 0, timeout: 0, survived: 0, noCoverage: 0 }
   const unmeasured: Array<string> = []
-  for (const module of modules) {
-    const c = countsOf(module)
-    if (c === undefined) {
-      unmeasured.push(module)
-      continue
+  const keys = ["mutants", "errors", "killed", "timeout", "survived", "noCoverage"] as const
+  for (const pkg of packages) {
+    const total: Counts = { mutants: 0, errors: 0, killed: 0, timeout: 0, survived: 0, noCoverage: 0 }
+    let measured = 0
+    for (const local of localModules(pkg)) {
+      const module = pkg.prefix + local
+      const c = countsOf(module)
+      if (c === undefined) {
+        unmeasured.push(module)
+        continue
+      }
+      measured++
+      for (const key of keys) total[key] += c[key]
+      rows.push([module, ...keys.map((key) => String(c[key])), score(c)])
     }
-    for (const key of Object.keys(total) as Array<keyof Counts>) total[key] += c[key]
-    rows.push([module, ...[c.mutants, c.errors, c.killed, c.timeout, c.survived, c.noCoverage].map(String), score(c)])
+    if (measured > 0) {
+      rows.push([
+        `${pkg.name} (measured modules)`,
+        ...keys.map((key) => String(total[key])),
+        score(total)
+      ])
+    }
   }
-  rows.push([
-    "core (measured modules)",
-    ...[total.mutants, total.errors, total.killed, total.timeout, total.survived, total.noCoverage].map(String),
-    score(total)
-  ])
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: ReadonlyArray<string>) =>
     cells.map((cell, i) => i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)).join("  ")
