@@ -17,8 +17,9 @@ export default {
   testRunner: "vitest",
   vitest: { configFile: "vitest.mutation.config.ts", related: false },
   checkers: ["typescript"],
-  // the source project only: a mutant that does not compile is dropped before any test runs
-  tsconfigFile: "packages/core/tsconfig.json",
+  // the source project of the package under test (`BULWARK_MUTATION_PACKAGE`, set by
+  // scripts/mutation.ts): a mutant that does not compile is dropped before any test runs
+  tsconfigFile: `packages/${process.env.BULWARK_MUTATION_PACKAGE ?? "core"}/tsconfig.json`,
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },
   coverageAnalysis: "perTest",
   incremental: true,

@@ -148,9 +148,6 @@ const run = (module: string, options: ReadonlyArray<string>): number => {
       `packages/${pkg.name}/src/${local}.ts`,
       "--incrementalFile",
       incrementalFile(module),
-      // the package's own project: a mutant that does not compile there is dropped
-      "--tsconfigFile",
-      `packages/${pkg.name}/tsconfig.json`,
       ...options
     ],
     {
@@ -158,6 +155,7 @@ const run = (module: string, options: ReadonlyArray<string>): number => {
       stdio: "inherit",
       env: {
         ...process.env,
+        // the package whose tests run, and whose tsconfig.json checks the mutants
         BULWARK_MUTATION_PACKAGE: pkg.name,
         BULWARK_MUTATION_TESTS: tests.join(","),
         // a Redis test without `redis-server` is skipped, which would count its mutants survived
