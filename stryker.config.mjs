@@ -7,6 +7,8 @@ import { createRequire } from "node:module"
 // pnpm keeps each package's dependencies apart: name the plugins by path so Stryker finds them
 const require = createRequire(import.meta.url)
 
+const pkg = process.env.BULWARK_MUTATION_PACKAGE ?? "core"
+
 /** @type {import("@stryker-mutator/api/core").PartialStrykerOptions} */
 export default {
   packageManager: "pnpm",
@@ -18,8 +20,9 @@ export default {
   vitest: { configFile: "vitest.mutation.config.ts", related: false },
   checkers: ["typescript"],
   // the source project of the package under test (`BULWARK_MUTATION_PACKAGE`, set by
-  // scripts/mutation.ts): a mutant that does not compile is dropped before any test runs
-  tsconfigFile: `packages/${process.env.BULWARK_MUTATION_PACKAGE ?? "core"}/tsconfig.json`,
+  // scripts/mutation.ts): a mutant that does not compile is dropped before any test runs. The
+  // other packages use a project that reads the core from its sources, so no build is needed
+  tsconfigFile: pkg === "core" ? "packages/core/tsconfig.json" : `packages/${pkg}/tsconfig.mutation.json`,
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },
   coverageAnalysis: "perTest",
   incremental: true,
