@@ -162,7 +162,8 @@ describe("HealthServer", () => {
         .pipe(Metric.tagged("dependency", "ledger"))
       const scrape = Effect.map(get(`${url}/metrics`), (res) => {
         expect(res.status).toBe(200)
-        expect(res.contentType).toContain("text/plain")
+        // the text exposition format's own type, which scrapers read the version from
+        expect(res.contentType).toBe("text/plain; version=0.0.4; charset=utf-8")
         return parsePrometheus(res.body)
       })
       const calls = (families: ReturnType<typeof parsePrometheus>) => {
@@ -194,6 +195,9 @@ describe("HealthServer", () => {
       expect(text).toMatch(/bulwark_test_latency_seconds_sum\{dependency="ledger"\} 6(\.0+1?)?\n/)
       const state = families.find((f) => f.name === "bulwark_breaker_state")
       expect(state?.type).toBe("GAUGE")
+      // the service, as OpenTelemetry's resource: one target_info sample naming it
+      const target = families.find((f) => f.name === "target_info")
+      expect(target?.metrics.map((m) => [m.labels?.service_name, m.value])).toEqual([["billing", "1"]])
     }).pipe(Effect.scoped, Effect.provide(ServerLive())))
 
   it.live("/events streams the status as Server-Sent Events", () =>
