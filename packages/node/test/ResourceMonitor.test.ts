@@ -35,6 +35,37 @@ describe("resource levels (model)", () => {
     expect(Levels.next("critical", 0.1, thresholds, 0.05)).toBe("ok")
   })
 
+  it("falling never lands above the level it falls from, however wide the hysteresis", () => {
+    // 0.45 + 0.3 reaches critical: held there would be a rise; the level stays warning
+    const close: Levels.Thresholds = { warning: 0.5, degraded: 0.6, critical: 0.7 }
+    expect(Levels.next("warning", 0.45, close, 0.3)).toBe("warning")
+    expect(Levels.next("degraded", 0.45, close, 0.3)).toBe("degraded")
+  })
+
+  it("validate: ratios in (0, 1], rising or equal thresholds, hysteresis in [0, 1)", () => {
+    const check = (t: Levels.Thresholds, hysteresis = 0.05) => {
+      try {
+        Levels.validate(t, hysteresis, "where")
+        return "ok"
+      } catch (e) {
+        return (e as Error).message
+      }
+    }
+    expect(check({ warning: 0, degraded: 0.5, critical: 0.9 })).toBe("where: warning must be a ratio in (0, 1], got 0")
+    expect(check({ warning: 0.5, degraded: 0.9, critical: 1 })).toBe("ok")
+    expect(check({ warning: 0.5, degraded: 0.9, critical: 1.01 })).toBe(
+      "where: critical must be a ratio in (0, 1], got 1.01"
+    )
+    // equal neighbours are allowed; a fall between any two is not
+    expect(check({ warning: 0.8, degraded: 0.8, critical: 0.8 })).toBe("ok")
+    expect(check({ warning: 0.5, degraded: 0.9, critical: 0.8 })).toBe(
+      "where: thresholds must rise: warning (0.5) <= degraded (0.9) <= critical (0.8)"
+    )
+    expect(check(thresholds, 0)).toBe("ok")
+    expect(check(thresholds, -0.01)).toBe("where: hysteresis must be in [0, 1), got -0.01")
+    expect(check(thresholds, 1)).toBe("where: hysteresis must be in [0, 1), got 1")
+  })
+
   it.prop(
     "a value hovering within the hysteresis band of a threshold never leaves the level it reached",
     [fc.array(fc.double({ min: 0.8 - 0.0499, max: 0.8499, noNaN: true }), { minLength: 1, maxLength: 50 })],
