@@ -88,6 +88,28 @@ describe("HttpDeadline", () => {
     expect(HttpDeadline.decodeGrpcTimeout("10x")).toBeUndefined()
   })
 
+  it("grpc-timeout at the edges: a millisecond, the largest 8 digits, past every unit, nanoseconds, spaces", () => {
+    expect(HttpDeadline.encodeGrpcTimeout(1)).toBe("1m")
+    expect(HttpDeadline.encodeGrpcTimeout(99_999_999)).toBe("99999999m")
+    expect(HttpDeadline.encodeGrpcTimeout(100_000_000)).toBe("100000S")
+    expect(HttpDeadline.encodeGrpcTimeout(Number.POSITIVE_INFINITY)).toBe("99999999H")
+    expect(HttpDeadline.decodeGrpcTimeout("5000n")).toBeCloseTo(0.005, 12)
+    expect(HttpDeadline.decodeGrpcTimeout(" 5m ")).toBe(5)
+    expect(HttpDeadline.decodeGrpcTimeout("5mx")).toBeUndefined()
+    expect(HttpDeadline.decodeGrpcTimeout("x5m")).toBeUndefined()
+  })
+
+  it.scoped("a millis header with anything around the digits is ignored, even what Number reads", () =>
+    Effect.gen(function*() {
+      yield* serve("bulwark-timeout-ms", {})
+      const client = (yield* HttpClient.HttpClient).pipe(HttpDeadline.client())
+      // `Number` reads "1e3" as 1000 and "0x10" as 16: only plain digits are a time left
+      for (const value of ["1500x", "x1500", "1e3", "0x10"]) {
+        const request = HttpClientRequest.get("/").pipe(HttpClientRequest.setHeader("bulwark-timeout-ms", value))
+        expect(yield* fetchSeen(client, request)).toEqual({ left: null, header: value })
+      }
+    }).pipe(Effect.provide(NodeHttpServer.layerTest)))
+
   it("options that break a rule throw, naming the field", () => {
     expect(() => HttpDeadline.client({ header: "bad header" })).toThrow(
       /HttpDeadline.client: header must be a valid HTTP header name/
@@ -98,5 +120,11 @@ describe("HttpDeadline", () => {
     expect(() => HttpDeadline.client({ encoding: "json" as HttpDeadline.Encoding })).toThrow(
       /encoding must be "millis" or "grpc"/
     )
+    expect(() => HttpDeadline.server({ header: "bad header" })).toThrow(
+      /^HttpDeadline.server: header must be a valid HTTP header name, got "bad header"$/
+    )
+    // the bounds themselves are allowed
+    expect(() => HttpDeadline.client({ encoding: "millis" })).not.toThrow()
+    expect(() => HttpDeadline.server({ encoding: "millis", networkAllowanceMillis: 0 })).not.toThrow()
   })
 })
