@@ -27,15 +27,32 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 interface Package {
   readonly name: "core" | "node" | "redis"
   readonly prefix: string
+  /** Its modules by their local names (`Backoff`, `internal/breakerState`), listed once. */
+  readonly modules: ReadonlyArray<string>
+  /** Its test files (`*.test.ts` in `test/`), listed once. */
+  readonly testFiles: ReadonlyArray<string>
 }
-const packages: ReadonlyArray<Package> = [
-  { name: "core", prefix: "" },
-  { name: "node", prefix: "node/" },
-  { name: "redis", prefix: "redis/" }
-]
 
-const dirOf = (pkg: Package): string => path.join(root, "packages", pkg.name)
-const read = (pkg: Package, file: string): string => fs.readFileSync(path.join(dirOf(pkg), file), "utf8")
+const dirOf = (name: Package["name"]): string => path.join(root, "packages", name)
+const read = (pkg: Package, file: string): string => fs.readFileSync(path.join(dirOf(pkg.name), file), "utf8")
+
+const sourcesIn = (name: Package["name"], dir: string): Array<string> =>
+  fs.readdirSync(path.join(dirOf(name), dir)).filter((f) => f.endsWith(".ts") && f !== "index.ts").map((f) =>
+    f.slice(0, -3)
+  ).sort()
+
+const packageOf = (name: Package["name"], prefix: string): Package => ({
+  name,
+  prefix,
+  modules: [...sourcesIn(name, "src"), ...sourcesIn(name, "src/internal").map((m) => `internal/${m}`)],
+  testFiles: fs.readdirSync(path.join(dirOf(name), "test")).filter((f) => f.endsWith(".test.ts")).sort()
+})
+
+const packages: ReadonlyArray<Package> = [
+  packageOf("core", ""),
+  packageOf("node", "node/"),
+  packageOf("redis", "redis/")
+]
 
 /** Test files beyond `test/<Module>.test.ts`, `test/<Module>.*.test.ts` and those importing `../src/<Module>.js`. */
 const extraTests: Record<string, ReadonlyArray<string>> = {
@@ -67,20 +84,7 @@ const internalTests: Record<string, ReadonlyArray<string>> = {
   ]
 }
 
-const sourcesIn = (pkg: Package, dir: string): Array<string> =>
-  fs.readdirSync(path.join(dirOf(pkg), dir)).filter((f) => f.endsWith(".ts") && f !== "index.ts").map((f) =>
-    f.slice(0, -3)
-  ).sort()
-
-/** A package's modules, by their local names (`Backoff`, `internal/breakerState`). */
-const localModules = (pkg: Package): Array<string> => [
-  ...sourcesIn(pkg, "src"),
-  ...sourcesIn(pkg, "src/internal").map((m) => `internal/${m}`)
-]
-const testFilesOf = (pkg: Package): Array<string> =>
-  fs.readdirSync(path.join(dirOf(pkg), "test")).filter((f) => f.endsWith(".test.ts")).sort()
-
-const modules: Array<string> = packages.flatMap((pkg) => localModules(pkg).map((m) => pkg.prefix + m))
+const modules: Array<string> = packages.flatMap((pkg) => pkg.modules.map((m) => pkg.prefix + m))
 
 /** The package of a module and its local name. */
 const locate = (module: string): { readonly pkg: Package; readonly local: string } => {
@@ -89,7 +93,7 @@ const locate = (module: string): { readonly pkg: Package; readonly local: string
 }
 
 const ownTests = (pkg: Package, local: string): Array<string> => [
-  ...testFilesOf(pkg).filter((f) =>
+  ...pkg.testFiles.filter((f) =>
     f === `${local}.test.ts` || f.startsWith(`${local}.`) ||
     read(pkg, `test/${f}`).includes(`"../src/${local}.js"`)
   ).map((f) => `test/${f}`),
@@ -98,7 +102,7 @@ const ownTests = (pkg: Package, local: string): Array<string> => [
 
 /** The modules (public or internal) of a package whose source imports `internal/<name>`. */
 const importersOf = (pkg: Package, name: string): Array<string> =>
-  localModules(pkg).filter((m) => {
+  pkg.modules.filter((m) => {
     const source = read(pkg, `src/${m}.ts`)
     return m.startsWith("internal/")
       ? source.includes(`"./${name}.js"`)
@@ -112,7 +116,7 @@ const localTestsOf = (pkg: Package, local: string, seen: Set<string>): Array<str
   if (seen.has(local)) return []
   seen.add(local)
   const name = local.slice("internal/".length)
-  const direct = testFilesOf(pkg).filter((f) => read(pkg, `test/${f}`).includes(`/internal/${name}.js"`)).map((f) =>
+  const direct = pkg.testFiles.filter((f) => read(pkg, `test/${f}`).includes(`/internal/${name}.js"`)).map((f) =>
     `test/${f}`
   )
   return [...new Set([...direct, ...importersOf(pkg, name).flatMap((m) => localTestsOf(pkg, m, seen))])]
@@ -214,7 +218,7 @@ const summary = (): void => {
   for (const pkg of packages) {
     const total: Counts = { mutants: 0, errors: 0, killed: 0, timeout: 0, survived: 0, noCoverage: 0 }
     let measured = 0
-    for (const local of localModules(pkg)) {
+    for (const local of pkg.modules) {
       const module = pkg.prefix + local
       const c = countsOf(module)
       if (c === undefined) {
