@@ -287,7 +287,7 @@ describe.skipIf(!hasRedisServer())("RedisRetryBudget: shares, liveness and keys"
       expect(yield* syncsOf(name, "unreachable")).toBe(0)
     }))
 
-  it.scoped("calls made while a sync waits for Redis count in the share it brings back", () =>
+  it.scoped("calls made while a sync waits for Redis add their ratio once, to this process's share", () =>
     Effect.gen(function*() {
       const server = yield* startRedisServer
       const client = yield* RedisClient.make({ connection: { path: server.socket } })
@@ -310,10 +310,10 @@ describe.skipIf(!hasRedisServer())("RedisRetryBudget: shares, liveness and keys"
         for (let i = 0; i < 20; i++) yield* a.deposit
       }))
       yield* syncedTimes(name, 5)
-      // 10 + 20 * 10% allowed, 6 spent: 6 left, 3 each, and a's 20 new calls add 2 to its share;
-      // the fleet's rule stops it at 12 - 6 - 5 = 1 left
+      // the synced calls allow 10, 6 spent: 4 left, 2 each; a's 20 calls made during the sync add
+      // 2 to its share, once (the fleet's rule, 10 + 20 * 10% = 12, would allow 6)
       expect(yield* a.snapshot).toEqual({ name, calls: 20, retries: 6, available: 6 })
-      expect(yield* drain(a)).toBe(5)
+      expect(yield* drain(a)).toBe(4)
     }))
 
   it.scoped("until Redis answers a first sync, the local budget decides, and counts its refusals", () =>
