@@ -188,6 +188,8 @@ export const make = (
       Effect.forkScoped
     )
 
+    const exhausted = Metric.increment(Metric.tagged(RetryBudget.exhaustedCounter, "budget", name))
+
     const budget: RetryBudget.RetryBudget = {
       name,
       ratio,
@@ -210,7 +212,7 @@ export const make = (
           if (unsyncedRetries + 1 > share + ratio * unsyncedCalls) return false
           unsyncedRetries++
           return true
-        }).pipe(Effect.tap((ok) => ok ? Effect.ignore(local.tryWithdraw) : Effect.void))
+        }).pipe(Effect.tap((ok) => ok ? Effect.ignore(local.tryWithdraw) : exhausted))
       }),
       snapshot: Effect.flatMap(Clock.currentTimeMillis, (now) =>
         fresh(now)

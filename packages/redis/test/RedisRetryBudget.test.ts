@@ -206,6 +206,9 @@ describe.skipIf(!hasRedisServer())("RedisRetryBudget: shares, liveness and keys"
       expect(yield* drain(b)).toBe(1)
       expect(yield* drain(a)).toBe(1)
       expect(yield* drain(c)).toBe(1)
+      // each drain ended on one refusal of the shared budget, counted like a local budget's
+      const exhausted = Metric.tagged(RetryBudget.exhaustedCounter, "budget", name)
+      expect((yield* Metric.value(exhausted)).count).toBe(5)
     }))
 
   it.scoped("floorMode minimum: the fleet's floor is a minimum, not an extra, and its new calls add their ratio past it", () =>
