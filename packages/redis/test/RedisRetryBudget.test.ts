@@ -101,15 +101,7 @@ describe.skipIf(!hasRedisServer())("RedisRetryBudget", () => {
       expect(yield* until(Effect.map(a.snapshot, (s) => s.retries === floor))).toBe(true)
       // a's caller reads a clock one second ahead of its sync fiber, as when the event loop was
       // too busy to sync: Redis answered the last sync, so the fleet's totals still decide
-      const clock = yield* Effect.clock
-      const late: Clock.Clock = {
-        [Clock.ClockTypeId]: Clock.ClockTypeId,
-        unsafeCurrentTimeMillis: () => clock.unsafeCurrentTimeMillis() + 1000,
-        currentTimeMillis: Effect.map(clock.currentTimeMillis, (t) => t + 1000),
-        unsafeCurrentTimeNanos: () => clock.unsafeCurrentTimeNanos() + 1_000_000_000n,
-        currentTimeNanos: Effect.map(clock.currentTimeNanos, (t) => t + 1_000_000_000n),
-        sleep: (duration) => clock.sleep(duration)
-      }
+      const late = shifted(yield* Effect.clock, 1000)
       expect(yield* Effect.withClock(a.tryWithdraw, late)).toBe(false)
       expect(yield* Effect.withClock(a.snapshot, late)).toMatchObject({ retries: floor, available: 0 })
     }))
