@@ -8,7 +8,7 @@ import {
   PeriodicExportingMetricReader
 } from "@opentelemetry/sdk-metrics"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { ConfigProvider, Data, Effect, Exit, Fiber, Layer, TestClock } from "effect"
+import { ConfigProvider, Data, Duration, Effect, Exit, Fiber, Layer, TestClock } from "effect"
 import * as Telemetry from "../src/Telemetry.js"
 
 class CardDeclined extends Data.TaggedError("CardDeclined")<{ readonly message: string }> {}
@@ -27,6 +27,7 @@ describe("Telemetry", () => {
       const TelemetryLive = Telemetry.layer({
         serviceName: "billing",
         serviceVersion: "1.2.3",
+        attributes: { "deployment.environment": "test" },
         spanProcessors: [new SimpleSpanProcessor(spans)],
         metricReaders: [reader],
         logRecordProcessors: [new SimpleLogRecordProcessor({ exporter: logs })]
@@ -59,6 +60,8 @@ describe("Telemetry", () => {
         expect(interrupted!.attributes).toMatchObject({ "bulwark.interrupted": true })
         expect(interrupted!.status.code).not.toBe(2)
         expect(ok!.resource.attributes["service.name"]).toBe("billing")
+        expect(ok!.resource.attributes["service.version"]).toBe("1.2.3")
+        expect(ok!.resource.attributes["deployment.environment"]).toBe("test")
 
         const exported = metricExporter.getMetrics().flatMap((r) => r.scopeMetrics.flatMap((s) => s.metrics))
         const calls = exported.find((m) => m.descriptor.name === "bulwark_breaker_calls_total")
@@ -120,10 +123,59 @@ describe("Telemetry", () => {
       expect(String(Exit.isFailure(missing) && missing.cause)).toContain("SERVICE_NAME")
       const bad = yield* read({ SERVICE_NAME: "billing", SHUTDOWN_TIMEOUT: "later" })
       expect(String(Exit.isFailure(bad) && bad.cause)).toContain("SHUTDOWN_TIMEOUT")
+      const timed = yield* read({ SERVICE_NAME: "billing", SHUTDOWN_TIMEOUT: "5 seconds" })
+      expect(Exit.isSuccess(timed) && Duration.toMillis(timed.value.shutdownTimeout!)).toBe(5_000)
+      for (const zero of ["0 seconds", "-1 seconds"]) {
+        const rejected = yield* read({ SERVICE_NAME: "billing", SHUTDOWN_TIMEOUT: zero })
+        const message = String(Exit.isFailure(rejected) && rejected.cause)
+        expect(message).toContain("SHUTDOWN_TIMEOUT")
+        expect(message).toContain("must be a duration > 0")
+      }
+    }))
+
+  it.live("layerConfig builds the Layer from Config, and fails with the missing key named", () =>
+    Effect.gen(function*() {
+      const spans = new InMemorySpanExporter()
+      const provider = (map: Record<string, string>) =>
+        Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(map)), { pathDelim: "_" }))
+      const live = Telemetry.layerConfig({ spanProcessors: [new SimpleSpanProcessor(spans)] })
+      yield* Effect.gen(function*() {
+        yield* Effect.void.pipe(Telemetry.stage("retry"))
+        const [span] = spans.getFinishedSpans()
+        expect(span?.name).toBe("bulwark.retry")
+        expect(span?.resource.attributes).toMatchObject({ "service.name": "ledger", "service.version": "4.5.6" })
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(live.pipe(Layer.provide(provider({ SERVICE_NAME: "ledger", SERVICE_VERSION: "4.5.6" }))))
+      )
+      const missing = yield* Effect.void.pipe(Effect.provide(live.pipe(Layer.provide(provider({})))), Effect.exit)
+      expect(String(Exit.isFailure(missing) && missing.cause)).toContain("SERVICE_NAME")
+    }))
+
+  it.effect("closing the Layer flushes each span processor, then shuts it down", () =>
+    Effect.gen(function*() {
+      const calls: Array<string> = []
+      const processor = {
+        forceFlush: () => {
+          calls.push("flush")
+          return Promise.resolve()
+        },
+        shutdown: () => {
+          calls.push("shutdown")
+          return Promise.resolve()
+        },
+        onStart: () => {},
+        onEnd: () => {}
+      }
+      yield* Effect.void.pipe(Effect.provide(Telemetry.layer({ serviceName: "closes", spanProcessors: [processor] })))
+      expect(calls).toEqual(["flush", "shutdown"])
     }))
 
   it("rejects bad literal options with the field named", () => {
     expect(() => Telemetry.layer({ serviceName: "" })).toThrow(/serviceName/)
     expect(() => Telemetry.layer({ serviceName: "x", shutdownTimeout: "-1 seconds" })).toThrow(/shutdownTimeout/)
+    expect(() => Telemetry.layer({ serviceName: "x", shutdownTimeout: 0 })).toThrow(
+      /shutdownTimeout must be a duration > 0/
+    )
   })
 })
