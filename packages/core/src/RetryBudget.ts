@@ -117,7 +117,14 @@ export const RetryBudget: Context.Tag<RetryBudget, RetryBudget> = Context.Generi
 
 const BUCKETS = 10
 
-const exhaustedCounter = Metric.counter("bulwark_retry_budget_exhausted_total", {
+/**
+ * Retries refused because a budget was spent (`budget` label). Budgets kept elsewhere (a shared
+ * budget in Redis) count their refusals here too.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const exhaustedCounter = Metric.counter("bulwark_retry_budget_exhausted_total", {
   description: "Retries refused because a retry budget was spent",
   incremental: true
 })

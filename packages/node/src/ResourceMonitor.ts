@@ -26,6 +26,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as fs from "node:fs"
 import * as os from "node:os"
+import * as path from "node:path"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import * as v8 from "node:v8"
 import * as Levels from "./internal/resourceLevel.js"
@@ -344,26 +345,29 @@ const readNumber = (file: string): number | undefined => {
 }
 
 /**
- * The cgroup's memory limit in bytes (v2 `memory.max`, v1 `memory.limit_in_bytes`), if any.
+ * The cgroup's memory limit in bytes (v2 `memory.max`, v1 `memory/memory.limit_in_bytes`), if
+ * any, read under `root` (default `/sys/fs/cgroup`).
  *
  * @since 0.1.0
  * @category the machine
  */
-export const cgroupMemoryLimit = (): number | undefined => {
-  const limit = readNumber("/sys/fs/cgroup/memory.max") ?? readNumber("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+export const cgroupMemoryLimit = (root: string = "/sys/fs/cgroup"): number | undefined => {
+  const limit = readNumber(path.join(root, "memory.max")) ??
+    readNumber(path.join(root, "memory", "memory.limit_in_bytes"))
   // v1 reports "no limit" as a huge number
   return limit !== undefined && limit < 2 ** 60 ? limit : undefined
 }
 
 /**
- * The CPUs available: the cgroup's quota (`cpu.max`) when set, else the machine's.
+ * The CPUs available: the cgroup's quota (`cpu.max` under `root`, default `/sys/fs/cgroup`) when
+ * set, else the machine's.
  *
  * @since 0.1.0
  * @category the machine
  */
-export const availableCpus = (): number => {
+export const availableCpus = (root: string = "/sys/fs/cgroup"): number => {
   try {
-    const [quota, period] = fs.readFileSync("/sys/fs/cgroup/cpu.max", "utf8").trim().split(/\s+/)
+    const [quota, period] = fs.readFileSync(path.join(root, "cpu.max"), "utf8").trim().split(/\s+/)
     const q = Number(quota)
     const p = Number(period)
     if (Number.isFinite(q) && Number.isFinite(p) && q > 0 && p > 0) return q / p

@@ -1,19 +1,29 @@
 import { Health } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import {
+  Cause,
+  type Config,
+  type ConfigError,
   ConfigProvider,
+  Context,
+  Duration,
   Effect,
   Exit,
   FastCheck as fc,
+  HashMap,
   Layer,
   List,
   Logger,
   Metric,
+  Option,
   Ref,
   Schedule,
   TestClock
 } from "effect"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
 import * as os from "node:os"
+import * as path from "node:path"
 import * as Levels from "../src/internal/resourceLevel.js"
 import * as ResourceMonitor from "../src/ResourceMonitor.js"
 import * as Status from "../src/Status.js"
@@ -214,4 +224,273 @@ describe("ResourceMonitor", () => {
     )
     expect(() => build({ hysteresis: 1 })).toThrow(/hysteresis/)
   })
+})
+
+/** A sampler that answers the readings given, the same every time. */
+const fixed = (readings: ResourceMonitor.Readings) =>
+  Layer.succeed(ResourceMonitor.Sampler, { sample: Effect.succeed(readings) })
+
+/** Every log line with its level and annotations. */
+const allLogs = Effect.gen(function*() {
+  const entries: Array<{ level: string; text: string; annotations: Record<string, unknown>; cause: string }> = []
+  const logger = Logger.make(({ annotations, cause, logLevel, message }) => {
+    entries.push({
+      level: logLevel.label,
+      text: (Array.isArray(message) ? message : [message]).map(String).join(" "),
+      annotations: Object.fromEntries(HashMap.toEntries(annotations)),
+      cause: Cause.pretty(cause)
+    })
+  })
+  return { entries, logger: Logger.replace(Logger.defaultLogger, logger) }
+})
+
+describe("ResourceMonitor details", () => {
+  it("its tags and gauges have their published names", () => {
+    expect(ResourceMonitor.Sampler.key).toBe("@bulwark/node/ResourceMonitor/Sampler")
+    expect(ResourceMonitor.ResourceMonitor.key).toBe("@bulwark/node/ResourceMonitor")
+  })
+
+  it.scoped("the gauges are named and described", () =>
+    Effect.gen(function*() {
+      yield* Layer.build(ResourceMonitor.layer().pipe(Layer.provide(fixed({ cpu: { used: 1, limit: 4 } }))))
+      yield* Effect.yieldNow()
+      const pairs = yield* Metric.snapshot
+      const described = (name: string) => pairs.find((p) => p.metricKey.name === name)?.metricKey.description
+      expect(described("bulwark_resource_usage_ratio")).toEqual(
+        Option.some("Usage of a resource against its limit, at the last sample")
+      )
+      expect(described("bulwark_resource_level")).toEqual(
+        Option.some("Level of a resource: 0 ok, 1 warning, 2 degraded, 3 critical")
+      )
+    }))
+
+  it.scoped("a crossing's log carries the resource and the level as annotations", () =>
+    Effect.gen(function*() {
+      const { entries, logger } = yield* allLogs
+      yield* Layer.build(
+        ResourceMonitor.layer().pipe(Layer.provide(fixed({ heap: { used: 81, limit: 100 } })), Layer.provide(logger))
+      )
+      yield* Effect.yieldNow()
+      const crossing = entries.find((e) => e.text.startsWith("Resource heap"))
+      expect(crossing).toMatchObject({
+        level: "WARN",
+        text: "Resource heap at 81.0%: warning (threshold 80.0%)",
+        annotations: { "bulwark.resource": "heap", "bulwark.level": "warning" }
+      })
+    }))
+
+  it.scoped("a sampler that fails is logged as such, with its cause", () =>
+    Effect.gen(function*() {
+      const { entries, logger } = yield* allLogs
+      const broken = Layer.succeed(ResourceMonitor.Sampler, { sample: Effect.die(new Error("statfs failed")) })
+      yield* Layer.build(ResourceMonitor.layer().pipe(Layer.provide(broken), Layer.provide(logger)))
+      yield* Effect.yieldNow()
+      const warning = entries.find((e) => e.level === "WARN")
+      expect(warning?.text).toBe("ResourceMonitor: sampling failed")
+      expect(warning?.cause).toContain("statfs failed")
+    }))
+
+  it.scoped("a limit of 0 reads as a ratio of 0; the readiness check is \"resources\" with each ratio to 3 places", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(
+        ResourceMonitor.layer().pipe(
+          Layer.provide(fixed({
+            cpu: { used: 0.9, limit: 1 },
+            memory: { used: 5, limit: 0 },
+            heap: { used: 12_345, limit: 100_000 }
+          })),
+          Layer.provideMerge(Health.layer())
+        )
+      )
+      yield* Effect.yieldNow()
+      const monitor = Context.get(context, ResourceMonitor.ResourceMonitor)
+      expect(yield* monitor.sampleNow).toBeUndefined()
+      expect((yield* monitor.state).map((s) => [s.resource, s.ratio, s.level])).toEqual([
+        ["cpu", 0.9, "critical"],
+        ["memory", 0, "ok"],
+        ["heap", 0.12345, "ok"]
+      ])
+      const report = yield* Effect.flatMap(Health.Health, (h) => h.report).pipe(Effect.provide(context))
+      expect(report.ready).toBe(false)
+      expect(report.components.find((c) => c.name === "resources")).toMatchObject({
+        status: "degraded",
+        details: {
+          cpu: { level: "critical", ratio: 0.9 },
+          memory: { level: "ok", ratio: 0 },
+          heap: { level: "ok", ratio: 0.123 }
+        }
+      })
+    }))
+
+  it("bad thresholds are named after their field", () => {
+    const build = (options: ResourceMonitor.Options) =>
+      Layer.build(ResourceMonitor.layer(options).pipe(Layer.provide(scripted([0])))).pipe(Effect.scoped, Effect.runSync)
+    expect(() => build({ thresholds: { warning: 0 } })).toThrow(/^ResourceMonitor: thresholds: warning/)
+  })
+
+  it("the node sampler rejects a memoryLimit or eventLoopDelayLimit out of range, with the field named", () => {
+    const build = (options: ResourceMonitor.NodeSamplerOptions) =>
+      Layer.build(ResourceMonitor.layerSamplerNode(options)).pipe(Effect.scoped, Effect.runSync)
+    for (const memoryLimit of [0, -1, Number.NaN]) {
+      expect(() => build({ memoryLimit })).toThrow(
+        `ResourceMonitor: memoryLimit must be a number of bytes > 0, got ${memoryLimit}`
+      )
+    }
+    expect(() => build({ memoryLimit: 1 })).not.toThrow()
+    for (const eventLoopDelayLimit of [0, "-1 millis"] as const) {
+      expect(() => build({ eventLoopDelayLimit })).toThrow(
+        `ResourceMonitor: eventLoopDelayLimit must be a duration > 0, got ${eventLoopDelayLimit}`
+      )
+    }
+    expect(() => build({ eventLoopDelayLimit: "1 millis" })).not.toThrow()
+  })
+
+  describe("cgroup limits", () => {
+    const root = (files: Record<string, string>) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bulwark-cgroup-"))
+      for (const [file, text] of Object.entries(files)) {
+        fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true })
+        fs.writeFileSync(path.join(dir, file), text)
+      }
+      return dir
+    }
+
+    it("memory: v2 memory.max, else v1 memory.limit_in_bytes; none when unlimited, zero or absent", () => {
+      expect(ResourceMonitor.cgroupMemoryLimit(root({ "memory.max": "536870912\n" }))).toBe(536_870_912)
+      expect(ResourceMonitor.cgroupMemoryLimit(root({ "memory.max": "max\n" }))).toBeUndefined()
+      expect(ResourceMonitor.cgroupMemoryLimit(root({ "memory/memory.limit_in_bytes": "1073741824\n" }))).toBe(
+        1_073_741_824
+      )
+      expect(ResourceMonitor.cgroupMemoryLimit(root({
+        "memory.max": "268435456\n",
+        "memory/memory.limit_in_bytes": "1073741824\n"
+      }))).toBe(268_435_456)
+      // v1 says "no limit" with a huge number
+      expect(ResourceMonitor.cgroupMemoryLimit(root({ "memory/memory.limit_in_bytes": "9223372036854771712\n" })))
+        .toBeUndefined()
+      expect(ResourceMonitor.cgroupMemoryLimit(root({ "memory/memory.limit_in_bytes": String(2 ** 60) })))
+        .toBeUndefined()
+      expect(ResourceMonitor.cgroupMemoryLimit(root({ "memory.max": "0\n" }))).toBeUndefined()
+      expect(ResourceMonitor.cgroupMemoryLimit(root({ "memory.max": "-5\n" }))).toBeUndefined()
+      expect(ResourceMonitor.cgroupMemoryLimit(root({}))).toBeUndefined()
+    })
+
+    it("CPUs: the cpu.max quota over its period, else the machine's", () => {
+      expect(ResourceMonitor.availableCpus(root({ "cpu.max": "150000 100000\n" }))).toBe(1.5)
+      expect(ResourceMonitor.availableCpus(root({ "cpu.max": "max 100000\n" }))).toBe(os.availableParallelism())
+      expect(ResourceMonitor.availableCpus(root({ "cpu.max": "0 100000\n" }))).toBe(os.availableParallelism())
+      expect(ResourceMonitor.availableCpus(root({ "cpu.max": "100000 0\n" }))).toBe(os.availableParallelism())
+      expect(ResourceMonitor.availableCpus(root({}))).toBe(os.availableParallelism())
+    })
+  })
+
+  it.live("the node sampler measures busy CPU, the event loop's delay in milliseconds and the disk as df does", () =>
+    Effect.gen(function*() {
+      const sampler = yield* ResourceMonitor.Sampler
+      yield* sampler.sample
+      // keep one core busy for 300 ms
+      const start = Date.now()
+      let x = 0
+      while (Date.now() - start < 300) x += Math.sqrt(x + 1)
+      expect(x).toBeGreaterThan(0)
+      yield* Effect.sleep("20 millis")
+      const readings = yield* sampler.sample
+      // p99 of the loop's delays since the last sample, in milliseconds (the 20 ms wait recorded some)
+      expect(readings.event_loop!.used).toBeGreaterThan(0)
+      expect(readings.event_loop!.used).toBeLessThan(60_000)
+      expect(readings.event_loop!.limit).toBe(500)
+      // cores busy: some of one core, never more than the machine has
+      expect(readings.cpu!.used).toBeGreaterThan(0.05)
+      expect(readings.cpu!.used).toBeLessThanOrEqual(os.availableParallelism() + 0.5)
+      expect(readings.memory!.limit).toBe(8 * 1024 ** 3)
+      const df = execFileSync("df", ["-B1", "--output=used,avail", os.tmpdir()], { encoding: "utf8" })
+      const [used, avail] = df.trim().split("\n")[1]!.trim().split(/\s+/).map(Number)
+      expect(readings.disk!.used / used!).toBeCloseTo(1, 1)
+      expect(readings.disk!.limit / (used! + avail!)).toBeCloseTo(1, 1)
+    }).pipe(
+      Effect.provide(ResourceMonitor.layerSamplerNode({
+        diskPath: os.tmpdir(),
+        memoryLimit: 8 * 1024 ** 3,
+        eventLoopDelayLimit: "500 millis"
+      }))
+    ))
+
+  it.effect("Config: each key named, the bounds of each value, and rising thresholds that may be equal", () =>
+    Effect.gen(function*() {
+      const read = <A>(config: Config.Config<A>, map: Record<string, string>) =>
+        Effect.exit(Effect.withConfigProvider(config, ConfigProvider.fromMap(new Map(Object.entries(map)))))
+      const failure = <A>(exit: Exit.Exit<A, ConfigError.ConfigError>) => String(Exit.isFailure(exit) && exit.cause)
+      const thresholds = (exit: Exit.Exit<ResourceMonitor.Options, ConfigError.ConfigError>) =>
+        Exit.isSuccess(exit) ? exit.value.thresholds : "failed"
+      for (const key of ["WARNING_THRESHOLD", "DEGRADED_THRESHOLD", "CRITICAL_THRESHOLD"]) {
+        for (const bad of ["0", "-0.5", "1.01"]) {
+          const message = failure(yield* read(ResourceMonitor.config, { [key]: bad }))
+          expect(message).toContain(key)
+          expect(message).toContain("must be a ratio in (0, 1]")
+        }
+      }
+      expect(thresholds(yield* read(ResourceMonitor.config, { CRITICAL_THRESHOLD: "1" }))).toEqual({
+        warning: 0.8,
+        degraded: 0.85,
+        critical: 1
+      })
+      const equal = { WARNING_THRESHOLD: "0.9", DEGRADED_THRESHOLD: "0.9", CRITICAL_THRESHOLD: "0.9" }
+      expect(thresholds(yield* read(ResourceMonitor.config, equal))).toEqual({
+        warning: 0.9,
+        degraded: 0.9,
+        critical: 0.9
+      })
+      expect(failure(yield* read(ResourceMonitor.config, { DEGRADED_THRESHOLD: "0.95" }))).toContain(
+        "thresholds must rise"
+      )
+      for (const bad of ["-0.1", "1"]) {
+        const message = failure(yield* read(ResourceMonitor.config, { HYSTERESIS: bad }))
+        expect(message).toContain("HYSTERESIS")
+        expect(message).toContain("must be in [0, 1)")
+      }
+      const noHysteresis = yield* read(ResourceMonitor.config, { HYSTERESIS: "0" })
+      expect(Exit.isSuccess(noHysteresis) && noHysteresis.value.hysteresis).toBe(0)
+      for (const bad of ["0 seconds", "soon"]) {
+        expect(failure(yield* read(ResourceMonitor.config, { INTERVAL: bad }))).toContain("INTERVAL")
+      }
+      expect(failure(yield* read(ResourceMonitor.config, { INTERVAL: "0 seconds" }))).toContain(
+        "must be a duration > 0"
+      )
+
+      const sampler = yield* read(ResourceMonitor.samplerConfig, {
+        DISK_PATH: "/var/lib/app",
+        MEMORY_LIMIT: "1",
+        EVENT_LOOP_DELAY_LIMIT: "50 millis"
+      })
+      expect(sampler).toEqual(Exit.succeed({
+        diskPath: "/var/lib/app",
+        memoryLimit: 1,
+        eventLoopDelayLimit: Duration.millis(50)
+      }))
+      expect(yield* read(ResourceMonitor.samplerConfig, {})).toEqual(
+        Exit.succeed({ eventLoopDelayLimit: Duration.millis(200) })
+      )
+      const zero = failure(yield* read(ResourceMonitor.samplerConfig, { MEMORY_LIMIT: "0" }))
+      expect(zero).toContain("MEMORY_LIMIT")
+      expect(zero).toContain("must be a number of bytes > 0")
+      for (const bad of ["0 millis", "-5 millis"]) {
+        const message = failure(yield* read(ResourceMonitor.samplerConfig, { EVENT_LOOP_DELAY_LIMIT: bad }))
+        expect(message).toContain("EVENT_LOOP_DELAY_LIMIT")
+        expect(message).toContain("must be a duration > 0")
+      }
+    }))
+
+  it.scoped("layerConfig: the monitor and the node sampler from Config", () =>
+    Effect.gen(function*() {
+      const provider = ConfigProvider.fromMap(new Map([["WARNING_THRESHOLD", "0.01"], ["MEMORY_LIMIT", "1"]]))
+      const context = yield* Layer.build(
+        ResourceMonitor.layerConfig().pipe(Layer.provide(Layer.setConfigProvider(provider)))
+      )
+      const monitor = Context.get(context, ResourceMonitor.ResourceMonitor)
+      yield* monitor.sampleNow
+      const memory = (yield* monitor.state).find((s) => s.resource === "memory")
+      // RSS against a limit of one byte: far past critical
+      expect(memory?.usage.limit).toBe(1)
+      expect(memory?.level).toBe("critical")
+    }))
 })

@@ -403,15 +403,18 @@ export const make = (
         return yield* finish(e, State.giveUp(e, w))
       })
 
-    /** Reads the stored snapshot and version. */
+    /**
+     * Reads the stored version and snapshot: `undefined` inside when there is no key, none when
+     * Redis could not be read or holds what does not decode.
+     */
     const read = (breaker: string) =>
       Effect.map(
         run(() => client.hmget(stateKey(breaker), "v", "s")),
         Either.match({
-          onLeft: () => Option.none<readonly [number, BreakerStore.Snapshot]>(),
+          onLeft: () => Option.none<readonly [number, BreakerStore.Snapshot] | undefined>(),
           onRight: ([v, s]) =>
             v === null || s === null
-              ? Option.none()
+              ? Option.some(undefined)
               : Option.map(decode(s), (snapshot) => [Number(v), snapshot] as const)
         })
       )
@@ -426,7 +429,8 @@ export const make = (
             Effect.gen(function*() {
               const e = entry(breaker)
               const stored = yield* read(breaker)
-              const next = State.onResync(e, Option.getOrUndefined(stored))
+              if (Option.isNone(stored)) return
+              const next = State.onResync(e, stored.value)
               if (next._tag === "Write") return yield* Effect.asVoid(write(next.snapshot))
               if (next._tag === "CatchUp") yield* handOver(breaker, e, e.version, next.delivery)
             }),
@@ -489,7 +493,7 @@ export const make = (
         Effect.gen(function*() {
           const e = entry(breaker)
           const stored = yield* read(breaker)
-          if (Option.isNone(stored)) return Option.none()
+          if (Option.isNone(stored) || stored.value === undefined) return Option.none()
           const [version, snapshot] = stored.value
           State.onLoad(e, version)
           if (snapshot.state === "HalfOpen") {

@@ -172,10 +172,11 @@ export const make = (
       unsyncedRetries -= retries
       fleetCalls = Number(reply.value[0])
       fleetRetries = Number(reply.value[1])
-      // the shares add up to what is left: the remainder goes one each to some of the processes,
-      // by rank, turning every interval so that none is left out
+      // the shares add up to what the synced calls leave: the remainder goes one each to some of
+      // the processes, by rank, turning every interval so that none is left out (the calls made
+      // since this sync began add their ratio to this process's share alone, in tryWithdraw)
       const processes = Math.max(1, Number(reply.value[2]))
-      const left = Math.max(0, allowedBy(fleetCalls + unsyncedCalls) - fleetRetries)
+      const left = Math.max(0, allowedBy(fleetCalls) - fleetRetries)
       const turn = (Number(reply.value[3]) + Math.floor(now / syncMillis)) % processes
       share = Math.floor(left / processes) + (turn < left % processes ? 1 : 0)
     })
@@ -186,6 +187,8 @@ export const make = (
       Effect.interruptible,
       Effect.forkScoped
     )
+
+    const exhausted = Metric.increment(Metric.tagged(RetryBudget.exhaustedCounter, "budget", name))
 
     const budget: RetryBudget.RetryBudget = {
       name,
@@ -209,7 +212,7 @@ export const make = (
           if (unsyncedRetries + 1 > share + ratio * unsyncedCalls) return false
           unsyncedRetries++
           return true
-        }).pipe(Effect.tap((ok) => ok ? Effect.ignore(local.tryWithdraw) : Effect.void))
+        }).pipe(Effect.tap((ok) => ok ? Effect.ignore(local.tryWithdraw) : exhausted))
       }),
       snapshot: Effect.flatMap(Clock.currentTimeMillis, (now) =>
         fresh(now)

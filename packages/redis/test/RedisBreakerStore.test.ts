@@ -380,6 +380,30 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       expect(ttl).toBeLessThanOrEqual(10_000)
     }))
 
+  it.scopedLive("after the key expires, the next transition of one process still reaches the others", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const options = { ttl: "300 millis", syncInterval: "100 millis" } as const
+      const shape = { name: "expiring", policy: CircuitBreaker.consecutive(1), openDuration: "1 minute" } as const
+      const a = yield* breakerOn(yield* storeOn(server.socket, options), shape)
+      const b = yield* breakerOn(yield* storeOn(server.socket, options), shape)
+      yield* Effect.exit(a.protect(fail))
+      expect(yield* eventually(Effect.map(b.state, (s) => s === "Open"))).toBe(true)
+      yield* a.reset
+      expect(yield* eventually(Effect.map(b.state, (s) => s === "Closed"))).toBe(true)
+      // nothing is written for longer than the ttl: the key is gone, and versions start again at 1
+      const raw = new Redis({ path: server.socket })
+      yield* Effect.addFinalizer(() => Effect.sync(() => raw.disconnect()))
+      expect(
+        yield* eventually(Effect.map(Effect.promise(() => raw.exists("bulwark:breaker:{expiring}")), (n) => n === 0))
+      )
+        .toBe(true)
+      yield* Effect.sleep("300 millis") // a resync or more in each process
+      yield* Effect.exit(a.protect(fail))
+      expect(yield* a.state).toBe("Open")
+      expect(yield* eventually(Effect.map(b.state, (s) => s === "Open"))).toBe(true)
+    }))
+
   it.scopedLive("bad literal options are defects naming the field", () =>
     Effect.gen(function*() {
       const server = yield* startRedisServer

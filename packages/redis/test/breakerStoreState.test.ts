@@ -195,7 +195,24 @@ describe("RedisBreakerStore rules", () => {
       S.onReply(e, S.beginWrite(e, own), written(2), STORE)
       expect(S.onResync(e, [2, own])).toEqual({ _tag: "Nothing" })
       expect(e.version).toBe(2)
+    })
+
+    it("a resync that finds no key (expired, or Redis lost its data) forgets the versions seen: the next write at version 1 is taken", () => {
+      const e = S.make()
+      S.onMessage(e, 1, snap("Open", 1, OTHER), false)
+      S.onMessage(e, 2, snap("Closed", 2, OTHER), false)
       expect(S.onResync(e, undefined)).toEqual({ _tag: "Nothing" })
+      expect(e).toMatchObject({ version: 0, foreignVersion: 0, foreignSnapshot: undefined, decisive: 0 })
+      // another process opens after the key expired: its write lands at version 1 again
+      const open = snap("Open", 3, OTHER)
+      expect(S.onMessage(e, 1, open, false)).toEqual(foreignDelivery(open))
+      expect(e.version).toBe(1)
+      // this process's own next write hands its outcome back over the open it took
+      const closed = snap("Closed", 4, OWN)
+      expect(S.onReply(e, S.beginWrite(e, closed), written(2), STORE)).toEqual({
+        _tag: "Done",
+        handBack: { snapshot: { ...closed, origin: STORE }, version: 2 }
+      })
     })
 
     it("a resync that finds the fleet's probers half-open takes the version and leaves the breakers as they are", () => {

@@ -192,7 +192,7 @@ export type Resync =
   | { readonly _tag: "Write"; readonly snapshot: Snapshot }
   | { readonly _tag: "CatchUp"; readonly delivery: Delivery }
 
-/** Takes a resync read: the stored version and snapshot, if any. */
+/** Takes a resync read: the stored version and snapshot, or `undefined` when there is no key. */
 export const onResync = (e: Entry, stored: readonly [number, Snapshot] | undefined): Resync => {
   const pending = e.pending
   if (stored !== undefined) {
@@ -215,8 +215,13 @@ export const onResync = (e: Entry, stored: readonly [number, Snapshot] | undefin
     if (snapshot.state === "HalfOpen") return { _tag: "Nothing" }
     return { _tag: "CatchUp", delivery: takeForeign(e, version, snapshot) }
   }
-  if (pending === undefined) return { _tag: "Nothing" }
+  // no key: it expired, or Redis lost its data. Versions start again from 1, so what this process
+  // saw before no longer orders what comes next
   e.version = 0
+  e.foreignVersion = 0
+  e.foreignSnapshot = undefined
+  e.decisive = 0
+  if (pending === undefined) return { _tag: "Nothing" }
   return { _tag: "Write", snapshot: pending }
 }
 
