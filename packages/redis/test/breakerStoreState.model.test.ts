@@ -8,20 +8,9 @@ import type { BreakerStore } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import * as S from "../src/internal/breakerStoreState.js"
+import { OWN, snap, STORE } from "./breakerSnapshots.js"
 
 type Snapshot = BreakerStore.Snapshot
-const STORE = "@bulwark/redis"
-const OWN = "local#1"
-
-const snap = (state: BreakerStore.BreakerState, since: number, origin: string): Snapshot => ({
-  version: 1,
-  breaker: "svc",
-  state,
-  since,
-  openUntil: state === "Open" ? since + 60_000 : null,
-  opens: state === "Open" ? 1 : 0,
-  origin
-})
 
 type Command =
   | { readonly _tag: "Foreign"; readonly state: "Open" | "Closed" | "Isolated" }

@@ -6,21 +6,9 @@
 import type { BreakerStore } from "@bulwark/core"
 import { describe, expect, it } from "@effect/vitest"
 import * as S from "../src/internal/breakerStoreState.js"
+import { OTHER, OWN, snap, STORE } from "./breakerSnapshots.js"
 
 type Snapshot = BreakerStore.Snapshot
-const STORE = "@bulwark/redis"
-const OWN = "local#1"
-const OTHER = "other#1"
-
-const snap = (state: BreakerStore.BreakerState, since: number, origin: string): Snapshot => ({
-  version: 1,
-  breaker: "svc",
-  state,
-  since,
-  openUntil: state === "Open" ? since + 60_000 : null,
-  opens: state === "Open" ? 1 : 0,
-  origin
-})
 
 const written = (version: number): S.Reply => ({ _tag: "Written", version })
 const conflict = (current: number): S.Reply => ({ _tag: "Conflict", current })
