@@ -1,6 +1,6 @@
 import { FiberSupervisor } from "@bulwark/core"
 import { beforeAll, describe, expect, it } from "@effect/vitest"
-import { Cause, Exit } from "effect"
+import { Cause, ConfigProvider, Duration, Effect, Exit } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -197,5 +197,61 @@ describe("Main.outcome", () => {
   it("rejects bad literal options with the field named", () => {
     expect(() => Main.run(Exit.void, { gracePeriod: "-1 seconds" })).toThrow(/gracePeriod/)
     expect(() => Main.run(Exit.void, { gracePeriodExitCode: 1 })).toThrow(/gracePeriodExitCode/)
+    expect(() => Main.run(Exit.void, { name: "" })).toThrow("Main: name must not be empty")
+  })
+
+  it("an escalation from another copy of the core is known by its tag; other values are not escalations", () => {
+    // a second copy of @bulwark/core in node_modules makes an escalation that is not an instance
+    const copied = { _tag: "SupervisorEscalation", supervisor: "app" }
+    expect(Main.outcome(Exit.fail(copied), false)).toEqual({ _tag: "Fatal", reason: "escalation" })
+    expect(Main.outcome(Exit.die(copied), false)).toEqual({ _tag: "Fatal", reason: "escalation" })
+    expect(Main.hasEscalation(Cause.fail({ _tag: "Other" }))).toBe(false)
+    expect(Main.hasEscalation(Cause.fail(null))).toBe(false)
+    expect(Main.hasEscalation(Cause.fail("SupervisorEscalation"))).toBe(false)
+    expect(Main.hasEscalation(Cause.die(undefined))).toBe(false)
+  })
+
+  it("a defect is fatal; a typed failure is not", () => {
+    expect(Main.outcome(Exit.die(new Error("bug")), false)).toEqual({ _tag: "Fatal", reason: "defect" })
+    expect(Main.outcome(Exit.fail("declined"), false)).toEqual({ _tag: "Failure", error: "declined" })
+  })
+
+  it("the FATAL banner is framed by 72-wide bars and says why the process stops", () => {
+    const lines = Main.fatalBanner("billing", "defect", Cause.die("bug")).split("\n")
+    expect(lines.slice(1, 5)).toEqual([
+      `╔${"═".repeat(72)}`,
+      "║ FATAL: \"billing\" died with a defect",
+      "║ exit code 1: the process stops so that it can be restarted",
+      `╚${"═".repeat(72)}`
+    ])
+  })
+})
+
+describe("Main.config", () => {
+  const read = (map: Record<string, string>) =>
+    Effect.runSync(Effect.exit(Effect.withConfigProvider(
+      Main.config,
+      ConfigProvider.fromMap(new Map(Object.entries(map)), { pathDelim: "_" })
+    )))
+
+  it("reads NAME, GRACE_PERIOD and GRACE_PERIOD_EXIT_CODE, each optional", () => {
+    expect(read({})).toEqual(Exit.succeed({ gracePeriod: Duration.seconds(25), gracePeriodExitCode: 124 }))
+    expect(read({ NAME: "billing", GRACE_PERIOD: "10 seconds", GRACE_PERIOD_EXIT_CODE: "2" })).toEqual(
+      Exit.succeed({ name: "billing", gracePeriod: Duration.seconds(10), gracePeriodExitCode: 2 })
+    )
+  })
+
+  it("a bad value fails naming the key and the rule", () => {
+    const failure = (map: Record<string, string>) => {
+      const exit = read(map)
+      return Exit.isFailure(exit) ? String(exit.cause) : "read"
+    }
+    expect(failure({ GRACE_PERIOD: "0 seconds" })).toMatch(/GRACE_PERIOD.*must be a duration > 0/s)
+    for (const code of ["1", "126"]) {
+      expect(failure({ GRACE_PERIOD_EXIT_CODE: code })).toMatch(
+        /GRACE_PERIOD_EXIT_CODE.*must be an integer in \[2, 125\]/s
+      )
+    }
+    expect(failure({ GRACE_PERIOD_EXIT_CODE: "125" })).toBe("read")
   })
 })
