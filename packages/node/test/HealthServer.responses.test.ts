@@ -7,18 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, Config, ConfigProvider, Duration, Effect, Exit, HashMap, Layer, Logger, Option, Scope } from "effect"
 import * as HealthServer from "../src/HealthServer.js"
 import * as Status from "../src/Status.js"
-
-interface Fetched {
-  readonly status: number
-  readonly headers: Headers
-  readonly body: string
-}
-
-const get = (url: string, init?: RequestInit): Effect.Effect<Fetched> =>
-  Effect.promise(async (signal) => {
-    const response = await fetch(url, { ...init, signal })
-    return { status: response.status, headers: response.headers, body: await response.text() }
-  })
+import { get } from "./fetched.js"
 
 /** The headers of an event stream, and its first event; the stream is then cancelled. */
 const firstEvent = (url: string) =>

@@ -4,24 +4,7 @@ import { Config, ConfigProvider, Effect, Exit, Layer, Metric, MetricBoundaries, 
 import parsePrometheus from "parse-prometheus-text-format"
 import * as HealthServer from "../src/HealthServer.js"
 import * as Status from "../src/Status.js"
-
-interface Fetched {
-  readonly status: number
-  readonly contentType: string
-  readonly headers: Headers
-  readonly body: string
-}
-
-const get = (url: string, init?: RequestInit): Effect.Effect<Fetched> =>
-  Effect.promise(async (signal) => {
-    const response = await fetch(url, { ...init, signal })
-    return {
-      status: response.status,
-      contentType: response.headers.get("content-type") ?? "",
-      headers: response.headers,
-      body: await response.text()
-    }
-  })
+import { get } from "./fetched.js"
 
 const ServerLive = (options: HealthServer.Options = {}) =>
   HealthServer.layer({ port: 0, ...options }).pipe(

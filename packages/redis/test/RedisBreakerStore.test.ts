@@ -3,7 +3,7 @@ import { RedisBreakerStore, RedisClient } from "@bulwark/redis"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, FastCheck as fc, Layer, Metric, Queue, Scope, Stream } from "effect"
 import { Redis } from "ioredis"
-import { hasRedisServer, startRedisServer } from "./redisServer.js"
+import { eventually, hasRedisServer, startRedisServer } from "./redisServer.js"
 
 /** A "process": its own connection and store. */
 const storeOn = (socket: string, options: RedisBreakerStore.Options = {}) =>
@@ -13,17 +13,6 @@ const storeOn = (socket: string, options: RedisBreakerStore.Options = {}) =>
 
 const breakerOn = (store: BreakerStore.BreakerStore, options: CircuitBreaker.Options) =>
   CircuitBreaker.make({ health: false, ...options }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
-
-/** Polls until `check` holds, for at most `within` ms (a liveness bound, not a timing assertion). */
-const eventually = (check: Effect.Effect<boolean>, within = 5000) =>
-  Effect.gen(function*() {
-    const start = Date.now()
-    while (Date.now() - start < within) {
-      if (yield* check) return true
-      yield* Effect.sleep("5 millis")
-    }
-    return yield* check
-  })
 
 const fail = Effect.fail("boom")
 

@@ -5,17 +5,7 @@ import { Redis } from "ioredis"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as RedisClient from "../src/RedisClient.js"
-import { hasRedisServer, startRedisServer } from "./redisServer.js"
-
-const eventually = (check: Effect.Effect<boolean>, within = 10_000) =>
-  Effect.gen(function*() {
-    const start = Date.now()
-    while (Date.now() - start < within) {
-      if (yield* check) return true
-      yield* Effect.sleep("5 millis")
-    }
-    return yield* check
-  })
+import { eventually, hasRedisServer, startRedisServer } from "./redisServer.js"
 
 const missingSocket = (name: string) => path.join(os.tmpdir(), `bulwark-no-redis-${process.pid}-${name}.sock`)
 

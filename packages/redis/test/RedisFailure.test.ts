@@ -4,17 +4,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel } from "effect"
 import * as os from "node:os"
 import * as path from "node:path"
-import { hasRedisServer, startRedisServer } from "./redisServer.js"
-
-const eventually = (check: Effect.Effect<boolean>, within = 10_000) =>
-  Effect.gen(function*() {
-    const start = Date.now()
-    while (Date.now() - start < within) {
-      if (yield* check) return true
-      yield* Effect.sleep("5 millis")
-    }
-    return yield* check
-  })
+import { eventually, hasRedisServer, startRedisServer } from "./redisServer.js"
 
 /** One "process": a Health registry, a client, a store and a breaker. */
 const member = (socket: string) =>

@@ -84,3 +84,14 @@ export const startRedisServer: Effect.Effect<RedisServer, never, Scope.Scope> = 
     })
   }
 })
+
+/** Polls until `check` holds, for at most `within` ms (a liveness bound, not a timing assertion). */
+export const eventually = (check: Effect.Effect<boolean>, within = 10_000): Effect.Effect<boolean> =>
+  Effect.gen(function*() {
+    const start = Date.now()
+    while (Date.now() - start < within) {
+      if (yield* check) return true
+      yield* Effect.sleep("5 millis")
+    }
+    return yield* check
+  })
