@@ -7,22 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, Config, ConfigProvider, Duration, Effect, Exit, HashMap, Layer, Logger, Option, Scope } from "effect"
 import * as HealthServer from "../src/HealthServer.js"
 import * as Status from "../src/Status.js"
-import { get } from "./fetched.js"
-
-/** The headers of an event stream, and its first event; the stream is then cancelled. */
-const firstEvent = (url: string) =>
-  Effect.promise(async (signal) => {
-    const response = await fetch(url, { signal })
-    const reader = response.body!.getReader()
-    let text = ""
-    while (!text.includes("\n\n")) {
-      const { done, value } = await reader.read()
-      if (done) break
-      text += new TextDecoder().decode(value)
-    }
-    await reader.cancel()
-    return { status: response.status, headers: response.headers, text }
-  })
+import { firstEvent, get } from "./fetched.js"
 
 const ServerLive = (options: HealthServer.Options = {}) =>
   HealthServer.layer({ port: 0, ...options }).pipe(

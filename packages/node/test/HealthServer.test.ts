@@ -4,7 +4,7 @@ import { Config, ConfigProvider, Effect, Exit, Layer, Metric, MetricBoundaries, 
 import parsePrometheus from "parse-prometheus-text-format"
 import * as HealthServer from "../src/HealthServer.js"
 import * as Status from "../src/Status.js"
-import { get } from "./fetched.js"
+import { firstEvent, get } from "./fetched.js"
 
 const ServerLive = (options: HealthServer.Options = {}) =>
   HealthServer.layer({ port: 0, ...options }).pipe(
@@ -186,19 +186,9 @@ describe("HealthServer", () => {
   it.live("/events streams the status as Server-Sent Events", () =>
     Effect.gen(function*() {
       const url = yield* server
-      const first = yield* Effect.promise(async (signal) => {
-        const response = await fetch(`${url}/events`, { signal })
-        expect(response.headers.get("content-type")).toContain("text/event-stream")
-        const reader = response.body!.getReader()
-        let text = ""
-        while (!text.includes("\n\n")) {
-          const { done, value } = await reader.read()
-          if (done) break
-          text += new TextDecoder().decode(value)
-        }
-        await reader.cancel()
-        return text
-      })
+      const events = yield* firstEvent(`${url}/events`)
+      expect(events.headers.get("content-type")).toContain("text/event-stream")
+      const first = events.text
       expect(first.startsWith("event: status\ndata: ")).toBe(true)
       const data = JSON.parse(first.slice("event: status\ndata: ".length, first.indexOf("\n\n")))
       expect(data.service).toBe("billing")

@@ -1,4 +1,4 @@
-/** A real HTTP GET for the server tests: status, headers and the whole body. */
+/** Real HTTP requests for the server tests. */
 import { Effect } from "effect"
 
 export interface Fetched {
@@ -17,4 +17,21 @@ export const get = (url: string, init?: RequestInit): Effect.Effect<Fetched> =>
       headers: response.headers,
       body: await response.text()
     }
+  })
+
+/** The headers of an event stream, and its first event; the stream is then cancelled. */
+export const firstEvent = (
+  url: string
+): Effect.Effect<{ readonly status: number; readonly headers: Headers; readonly text: string }> =>
+  Effect.promise(async (signal) => {
+    const response = await fetch(url, { signal })
+    const reader = response.body!.getReader()
+    let text = ""
+    while (!text.includes("\n\n")) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += new TextDecoder().decode(value)
+    }
+    await reader.cancel()
+    return { status: response.status, headers: response.headers, text }
   })

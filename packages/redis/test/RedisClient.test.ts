@@ -7,6 +7,22 @@ import * as path from "node:path"
 import * as RedisClient from "../src/RedisClient.js"
 import { eventually, hasRedisServer, startRedisServer } from "./redisServer.js"
 
+/** What is written to `console.error` until the scope closes (ioredis reports unhandled errors there). */
+const consoleErrors = Effect.acquireRelease(
+  Effect.sync(() => {
+    const errors: Array<string> = []
+    const original = console.error
+    console.error = (...args: Array<unknown>) => {
+      errors.push(args.map(String).join(" "))
+    }
+    return { errors, original }
+  }),
+  ({ original }) =>
+    Effect.sync(() => {
+      console.error = original
+    })
+).pipe(Effect.map(({ errors }) => errors))
+
 const missingSocket = (name: string) => path.join(os.tmpdir(), `bulwark-no-redis-${process.pid}-${name}.sock`)
 
 /** The defect message `make` dies with, if it dies. */
@@ -150,16 +166,7 @@ describe("RedisClient", () => {
     it.scopedLive("one warning per outage and one info when Redis is back, annotated with the target; subscribers hear of the return", () =>
       Effect.gen(function*() {
         const logs: Array<Logged> = []
-        const errors: Array<string> = []
-        const consoleError = console.error
-        console.error = (...args: Array<unknown>) => {
-          errors.push(args.map(String).join(" "))
-        }
-        yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            console.error = consoleError
-          })
-        )
+        const errors = yield* consoleErrors
         const server = yield* startRedisServer
         const target = `unix:${server.socket}`
         const warning = {
@@ -195,16 +202,7 @@ describe("RedisClient", () => {
 
     it.scopedLive("a duplicate connects by itself, does not resubscribe after a reconnect and closes with its scope", () =>
       Effect.gen(function*() {
-        const errors: Array<string> = []
-        const consoleError = console.error
-        console.error = (...args: Array<unknown>) => {
-          errors.push(args.map(String).join(" "))
-        }
-        yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            console.error = consoleError
-          })
-        )
+        const errors = yield* consoleErrors
         const server = yield* startRedisServer
         const service = yield* RedisClient.make({ connection: { path: server.socket } })
         const scope = yield* Scope.make()
