@@ -11,8 +11,10 @@ import { Health } from "@bulwark/core"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
@@ -197,19 +199,22 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisConnect
       Effect.forkScoped
     )
     if (owned) client.connect().catch(() => undefined)
-    const connected = yield* Effect.async<boolean>((resume) => {
-      if (client.status === "ready") return resume(Effect.succeed(true))
-      const timer = setTimeout(() => resume(Effect.succeed(false)), connectTimeout)
-      const ready = () => {
-        clearTimeout(timer)
-        resume(Effect.succeed(true))
-      }
-      client.once("ready", ready)
-      return Effect.sync(() => {
-        clearTimeout(timer)
-        client.off("ready", ready)
-      })
-    })
+    // the wait's timer and listener go however it ends: ready, timed out or interrupted
+    const connected = client.status === "ready" || (yield* Effect.acquireUseRelease(
+      Effect.flatMap(Deferred.make<boolean>(), (done) =>
+        Effect.sync(() => {
+          const ready = () => Deferred.unsafeDone(done, Exit.succeed(true))
+          const timer = setTimeout(() => Deferred.unsafeDone(done, Exit.succeed(false)), connectTimeout)
+          client.once("ready", ready)
+          return { done, ready, timer }
+        })),
+      ({ done }) => Deferred.await(done),
+      ({ ready, timer }) =>
+        Effect.sync(() => {
+          clearTimeout(timer)
+          client.off("ready", ready)
+        })
+    ))
     if (!connected && options.failFast === true) {
       return yield* new RedisConnectionError({ target, reason: `not ready within ${connectTimeout} ms` })
     }

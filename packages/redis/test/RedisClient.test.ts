@@ -103,6 +103,21 @@ describe("RedisClient", () => {
       expect(error.message).toBe("Cannot connect to Redis at 127.0.0.1:1: not ready within 50 ms")
     }))
 
+  it.scopedLive("a wait for a given client that times out leaves none of its listeners on the client", () =>
+    Effect.gen(function*() {
+      const given = new Redis({ path: missingSocket("listeners"), lazyConnect: true })
+      const events = ["ready", "close", "error", "end"]
+      const before = events.map((e) => given.listenerCount(e))
+      const error = yield* Effect.flip(
+        Effect.scoped(RedisClient.make({ client: given, failFast: true, connectTimeout: 0 }))
+      )
+      expect(error.reason).toBe("not ready within 0 ms")
+      const service = yield* Effect.scoped(RedisClient.make({ client: given, connectTimeout: 0 }))
+      expect(yield* service.status).toBe("degraded")
+      expect(events.map((e) => given.listenerCount(e))).toEqual(before)
+      expect(given.status).toBe("wait")
+    }))
+
   it.scopedLive("commands fail at once while disconnected instead of waiting in a queue", () =>
     Effect.gen(function*() {
       const client = yield* RedisClient.make({ connection: { path: missingSocket("queue") }, connectTimeout: 0 })
