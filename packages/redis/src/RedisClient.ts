@@ -8,11 +8,12 @@
  * @since 0.1.0
  */
 import { Health } from "@bulwark/core"
+import * as InternalDuration from "@bulwark/core/internal/duration"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -102,7 +103,10 @@ export interface Options {
    * `connectTimeout`. Default: false (start on local state, report degraded, keep trying).
    */
   readonly failFast?: boolean | undefined
-  /** How long the Layer waits for the first connection. Default: 2 seconds. */
+  /**
+   * How long the Layer waits for the first connection: a finite duration >= 0 (a negative one, in
+   * any written form, is a defect naming the option). Default: 2 seconds.
+   */
   readonly connectTimeout?: Duration.DurationInput | undefined
   /** The name of the readiness check registered with `Health` when provided. Default: `"redis"`. */
   readonly healthName?: string | undefined
@@ -138,8 +142,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisConnect
   Effect.gen(function*() {
     const given = [options.url, options.connection, options.client].filter((x) => x !== undefined).length
     if (given > 1) throw new Error("RedisClient: give at most one of `url`, `connection` and `client`")
-    const connectTimeout = Duration.toMillis(Duration.decode(options.connectTimeout ?? "2 seconds"))
-    if (!(connectTimeout >= 0) || !Number.isFinite(connectTimeout)) {
+    // the raw option, not `Duration.decode`'s: a negative one in any written form is NaN, not 0
+    const connectTimeout = InternalDuration.toMillis(options.connectTimeout ?? "2 seconds")
+    if (!Number.isFinite(connectTimeout)) {
       throw new Error("RedisClient: `connectTimeout` must be a finite, non-negative duration")
     }
     const owned = options.client === undefined

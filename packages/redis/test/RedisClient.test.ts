@@ -86,6 +86,17 @@ describe("RedisClient", () => {
       expect(yield* defectOf({ connection: { path: socket }, connectTimeout: 0 })).toBeUndefined()
     }))
 
+  it.scopedLive("a negative (in any written form), NaN or unreadable connect timeout is a defect naming the option", () =>
+    Effect.gen(function*() {
+      const connection = { path: missingSocket("negative") }
+      const inputs: ReadonlyArray<unknown> = [-1, -0.5, Number.NaN, "-5 seconds", -5n, [-5, 0], "soon"]
+      for (const connectTimeout of inputs) {
+        expect(yield* defectOf({ connection, connectTimeout: connectTimeout as Duration.DurationInput })).toBe(
+          "RedisClient: `connectTimeout` must be a finite, non-negative duration"
+        )
+      }
+    }))
+
   it.scopedLive("the target is unix:<path> for a socket, host:port otherwise, and names it in the fail-fast error", () =>
     Effect.gen(function*() {
       const socket = missingSocket("target")
