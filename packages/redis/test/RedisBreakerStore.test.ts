@@ -550,6 +550,33 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore: writes, claims, loads and
       expect(yield* claims("granted")).toBe(1)
     }))
 
+  it.scopedLive("fleet probes: a slot granted after a newer transition leaves the process on the newer one", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      const other = yield* breakerOn(yield* storeOn(server.socket, { fleetProbes: 1, probeLease: "1 minute" }), {
+        name: "overtaken",
+        openDuration: "1 minute"
+      })
+      // an open with a free slot, then its close broadcast before this process's claim is answered
+      const now = Date.now()
+      const open = snap("Open", now, "opener#1", "overtaken")
+      yield* storeRaw(raw, 1, open)
+      yield* Effect.promise(() => raw.hset("bulwark:breaker:{overtaken}", { pe: 1, pc: 0 }))
+      yield* publishRaw(raw, 1, open)
+      yield* publishRaw(raw, 2, snap("Closed", now + 1, "opener#1", "overtaken"))
+      expect(
+        yield* eventually(Effect.map(
+          counted(RedisBreakerStore.probeClaimsCounter, { breaker: "overtaken", result: "granted" }),
+          (n) => n === 1
+        ))
+      ).toBe(true)
+      expect(yield* eventually(Effect.map(other.state, (s) => s === "Closed"))).toBe(true)
+      // the grant releases nothing: the open it was for is over
+      yield* Effect.sleep("200 millis")
+      expect(yield* other.state).toBe("Closed")
+    }))
+
   it.scopedLive("fleet probes: when the claim cannot be answered, the process probes on its own", () =>
     Effect.gen(function*() {
       const server = yield* startRedisServer
