@@ -515,11 +515,15 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore: writes, claims, loads and
       const server = yield* startRedisServer
       const raw = yield* rawOn(server.socket)
       const store = yield* storeOn(server.socket, { prefix: "q2:", quorum: 2 })
+      const writes = Effect.forEach(
+        ["vote", "local", "written"],
+        (result) => counted(RedisBreakerStore.writesCounter, { breaker: "quorate", result })
+      )
       yield* store.publish(snap("Open", 1, "quorate#1", "quorate"))
       expect(yield* Effect.promise(() => raw.keys("*"))).toEqual(["q2:breaker:{quorate}:votes"])
+      expect(yield* writes).toEqual([1, 0, 0])
       yield* store.publish(snap("Closed", 2, "quorate#1", "quorate"))
-      const writes = (result: string) => counted(RedisBreakerStore.writesCounter, { breaker: "quorate", result })
-      expect([yield* writes("vote"), yield* writes("local"), yield* writes("written")]).toEqual([1, 1, 0])
+      expect(yield* writes).toEqual([1, 1, 0])
     }))
 
   it.scopedLive("fleet probes: a process granted a slot probes when the opener's open ends, not a lease later", () =>
