@@ -7,6 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { bundleFixture } from "../../../test-support/bundleFixture.js"
+import { childEnv } from "../../../test-support/childEnv.js"
 import * as Main from "../src/Main.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -37,7 +38,7 @@ const runFixture = (
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bulwark-main-${mode}-`))
   const child = spawn(process.execPath, [fixture, mode, dir], {
     cwd: repoRoot,
-    env: { ...process.env, ...options.env },
+    env: childEnv(options.env),
     stdio: ["ignore", "pipe", "pipe"]
   })
   let stdout = ""
