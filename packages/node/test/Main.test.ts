@@ -27,16 +27,30 @@ interface Ended {
   readonly files: ReadonlyArray<string>
 }
 
+/** The bundle copied to a file of that name, in a folder of its own whose package is an ES module. */
+const copyOfFixture = (name: string): string => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bulwark-main-entry-"))
+  fs.writeFileSync(path.join(dir, "package.json"), "{\"type\": \"module\"}\n")
+  fs.copyFileSync(fixture, path.join(dir, name))
+  return path.join(dir, name)
+}
+
 /**
  * Runs the bundled fixture in a child `node` (never through pnpm, which eats signals).
  * `signals` are sent once the program printed READY (its handlers are installed by then).
  */
 const runFixture = (
   mode: string,
-  options: { readonly signals?: ReadonlyArray<NodeJS.Signals>; readonly env?: Record<string, string> } = {}
+  options: {
+    readonly signals?: ReadonlyArray<NodeJS.Signals>
+    readonly env?: Record<string, string>
+    /** A copy of the bundle to run instead, by its file name (Main's default name comes from it). */
+    readonly entry?: string
+  } = {}
 ): Promise<Ended> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bulwark-main-${mode}-`))
-  const child = spawn(process.execPath, [fixture, mode, dir], {
+  const entry = options.entry === undefined ? fixture : copyOfFixture(options.entry)
+  const child = spawn(process.execPath, [entry, mode, dir], {
     cwd: repoRoot,
     env: childEnv(options.env),
     stdio: ["ignore", "pipe", "pipe"]
@@ -130,13 +144,14 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.files).toEqual([])
   })
 
-  it("exits at once on a second signal during shutdown", async () => {
+  it("exits at once on a second signal during shutdown, with 128 + the signal's number", async () => {
     const ended = await runFixture("hang", {
-      signals: ["SIGTERM", "SIGTERM"],
-      env: { FIXTURE_GRACE_PERIOD: "1 minute" }
+      signals: ["SIGTERM", "SIGINT"],
+      // the lowest grace-period exit code is a valid option too
+      env: { FIXTURE_GRACE_PERIOD: "1 minute", FIXTURE_GRACE_PERIOD_EXIT_CODE: "2" }
     })
-    expect(ended.code).toBe(128 + 15)
-    expect(ended.stderr).toContain("second signal (SIGTERM)")
+    expect(ended.code).toBe(128 + 2)
+    expect(ended.stderr).toContain("second signal (SIGINT)")
     expect(ended.stderr).not.toContain("shutdown did not finish")
   })
 
@@ -167,7 +182,16 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     const ended = await runFixture("config", { env: { GRACE_PERIOD: "soon" } })
     expect(ended.code).toBe(1)
     expect(ended.stdout).toMatch(/Invalid data at GRACE_PERIOD/)
+    // no name in the options: the entry file's name (main.mjs) without its extension
+    expect(ended.stdout).toContain("Main \"main\" failed:")
     expect(ended.files).toEqual([])
+  })
+
+  it("is named after its entry file when no name is given: only the extension at the end goes", async () => {
+    const ended = await runFixture("config", { entry: "orders.ts-export.js", env: { GRACE_PERIOD_EXIT_CODE: "1" } })
+    expect(ended.code).toBe(1)
+    expect(ended.stdout).toContain("Main \"orders.ts-export\" failed:")
+    expect(ended.stdout).toMatch(/Invalid data at GRACE_PERIOD_EXIT_CODE/)
   })
 })
 
@@ -197,6 +221,7 @@ describe("Main.outcome", () => {
 
   it("rejects bad literal options with the field named", () => {
     expect(() => Main.run(Exit.void, { gracePeriod: "-1 seconds" })).toThrow(/gracePeriod/)
+    expect(() => Main.run(Exit.void, { gracePeriod: 0 })).toThrow("Main: gracePeriod must be a duration > 0, got 0")
     expect(() => Main.run(Exit.void, { gracePeriodExitCode: 1 })).toThrow(/gracePeriodExitCode/)
     expect(() => Main.run(Exit.void, { name: "" })).toThrow("Main: name must not be empty")
   })
