@@ -129,10 +129,11 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.stdout).toContain("stopped after SIGTERM")
   })
 
-  it("shuts down gracefully on SIGINT: every finalizer runs, exit 0", async () => {
-    const ended = await runFixture("serve", { signals: ["SIGINT"] })
+  it("shuts down gracefully on SIGINT: every finalizer runs, exit 0; disablePrettyLogger keeps Effect's logger", async () => {
+    const ended = await runFixture("serve", { signals: ["SIGINT"], env: { FIXTURE_PLAIN_LOGGER: "1" } })
     expect(ended.code).toBe(0)
     expect(ended.files).toEqual(["first", "second"])
+    expect(ended.stdout).toMatch(/ level=INFO fiber=#\d+ message="Main \\"fixture-serve\\": stopped after SIGINT"\n/)
   })
 
   it("exits with the grace-period code and names what still runs when shutdown hangs", async () => {
