@@ -140,7 +140,13 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     const ended = await runFixture("hang", { signals: ["SIGTERM"] })
     expect(ended.code).toBe(70)
     expect(ended.stderr).toContain("shutdown did not finish within 300ms")
-    expect(ended.stderr).toContain("in span \"close-database\"")
+    // main in its finalizer's span, then its children, one level deeper each, down to depth 8
+    const running = ended.stderr.slice(ended.stderr.indexOf("Still running:\n") + "Still running:\n".length)
+    expect(running.replaceAll(/#\d+/g, "#N").split("\n")).toEqual([
+      "  fiber #N Suspended in span \"close-database\"",
+      ...Array.from({ length: 8 }, (_, i) => `${"  ".repeat(i + 2)}fiber #N Suspended`),
+      ""
+    ])
     // the hanging finalizer runs first (reverse order) and never lets the other run
     expect(ended.files).toEqual([])
   })
