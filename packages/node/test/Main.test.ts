@@ -87,8 +87,8 @@ const banners = (text: string) => text.split("\n").filter((line) => line.startsW
 // each test starts a Node process (2-3 s of CPU, far longer to wait for on a busy machine): they
 // run concurrently, with room to wait
 describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
-  it("exits 0 when main succeeds, after its finalizers", async () => {
-    const ended = await runFixture("ok")
+  it("exits 0 when main succeeds, after its finalizers, also with no entry file to name it after", async () => {
+    const ended = await runFixture("ok", { env: { FIXTURE_NO_ENTRY: "1" } })
     expect(ended.code).toBe(0)
     expect(ended.files).toEqual(["done"])
     expect(ended.stderr).not.toContain("FATAL")
