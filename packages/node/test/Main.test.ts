@@ -90,6 +90,8 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
   it("exits 0 when main succeeds, after its finalizers, also with no entry file to name it after", async () => {
     const ended = await runFixture("ok", { env: { FIXTURE_NO_ENTRY: "1" } })
     expect(ended.code).toBe(0)
+    // nothing to log: no signal stopped it
+    expect(ended.stdout).toBe("")
     expect(ended.files).toEqual(["done"])
     expect(ended.stderr).not.toContain("FATAL")
   })
@@ -112,6 +114,7 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     const json = JSON.parse(line!.trim())
     expect(json).toMatchObject({ code: "PAYMENT_DECLINED", message: "card declined", task_id: "fixture-typed" })
     expect(ended.stdout).toContain("Main \"fixture-typed\" failed: card declined")
+    expect(ended.stdout).toContain("\n  bulwark.category: system\n  bulwark.main: fixture-typed\n")
     expect(ended.files).toEqual(["cleanup"])
   })
 
@@ -197,8 +200,8 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
   it("is named after its entry file when no name is given: only the extension at the end goes", async () => {
     const ended = await runFixture("config", { entry: "orders.ts-export.js", env: { GRACE_PERIOD_EXIT_CODE: "1" } })
     expect(ended.code).toBe(1)
-    expect(ended.stdout).toContain("Main \"orders.ts-export\" failed:")
-    expect(ended.stdout).toMatch(/Invalid data at GRACE_PERIOD_EXIT_CODE/)
+    // a ConfigError's message alone would leave out the key
+    expect(ended.stdout).toContain("Main \"orders.ts-export\" failed: (Invalid data at GRACE_PERIOD_EXIT_CODE: ")
   })
 })
 
