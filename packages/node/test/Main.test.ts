@@ -118,6 +118,12 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.files).toEqual(["cleanup"])
   })
 
+  it("leaves no signal handler behind once main ended, while something else keeps the process alive", async () => {
+    const ended = await runFixture("linger")
+    expect(ended.code).toBe(0)
+    expect(ended.stdout).toBe("SIGINT 0 SIGTERM 0\n")
+  })
+
   it("does not treat interruption as fatal", async () => {
     const ended = await runFixture("interrupt")
     expect(ended.code).toBe(0)
