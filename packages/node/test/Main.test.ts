@@ -187,9 +187,9 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.stderr).toContain("stopped: a supervisor escalated")
   })
 
-  it("exits 1 after an escalation the program caught and survived", async () => {
+  it("exits 1 after an escalation the program caught and survived, also one its own listener heard", async () => {
     const ended = await runFixture("escalation-caught")
-    expect(ended.files).toContain("caught-escalation")
+    expect(ended.files).toEqual(["caught-escalation", "own-listener"])
     expect(ended.code).toBe(1)
     expect(banners(ended.stderr)).toBe(1)
   })
