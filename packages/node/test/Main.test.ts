@@ -194,6 +194,14 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(banners(ended.stderr)).toBe(1)
   })
 
+  it("exits 1 on SIGTERM after an escalation the program caught before the signal", async () => {
+    const ended = await runFixture("escalation-caught-serve", { signals: ["SIGTERM"] })
+    expect(ended.files).toEqual(["caught-escalation", "own-listener"])
+    expect(ended.code).toBe(1)
+    expect(banners(ended.stderr)).toBe(1)
+    expect(ended.stderr).toContain("SIGTERM received; shutting down")
+  })
+
   it("reads its options from Config and names a bad key", async () => {
     const ended = await runFixture("config", { env: { GRACE_PERIOD: "soon" } })
     expect(ended.code).toBe(1)
