@@ -721,5 +721,6 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore: writes, claims, loads and
       expect(Option.getOrUndefined(key!.metricKey.description)).toBe(
         "Comparisons of the local breakers with the state stored in Redis"
       )
+      expect(key!.metricKey.keyType).toMatchObject({ incremental: true })
     }))
 })
