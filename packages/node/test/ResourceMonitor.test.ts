@@ -382,6 +382,12 @@ describe("ResourceMonitor details", () => {
       expect(ResourceMonitor.availableCpus(root({ "cpu.max": "100000 0\n" }))).toBe(os.availableParallelism())
       expect(ResourceMonitor.availableCpus(root({}))).toBe(os.availableParallelism())
     })
+
+    it("both read under cgroupRoot, /sys/fs/cgroup, by default", () => {
+      expect(ResourceMonitor.cgroupRoot).toBe("/sys/fs/cgroup")
+      expect(ResourceMonitor.availableCpus()).toBe(ResourceMonitor.availableCpus(ResourceMonitor.cgroupRoot))
+      expect(ResourceMonitor.cgroupMemoryLimit()).toBe(ResourceMonitor.cgroupMemoryLimit(ResourceMonitor.cgroupRoot))
+    })
   })
 
   it.live("the node sampler measures busy CPU, the event loop's delay in milliseconds and the disk as df does", () =>
