@@ -383,6 +383,12 @@ describe("ResourceMonitor details", () => {
       expect(ResourceMonitor.availableCpus(root({}))).toBe(os.availableParallelism())
     })
 
+    it("CPUs: a quota or period that is not a finite number > 0 counts as no quota", () => {
+      for (const cpuMax of ["Infinity 100000", "100000 Infinity", "-Infinity 100000", "-50000 100000"]) {
+        expect(ResourceMonitor.availableCpus(root({ "cpu.max": `${cpuMax}\n` }))).toBe(os.availableParallelism())
+      }
+    })
+
     it("both read under cgroupRoot, /sys/fs/cgroup, by default", () => {
       expect(ResourceMonitor.cgroupRoot).toBe("/sys/fs/cgroup")
       expect(ResourceMonitor.availableCpus()).toBe(ResourceMonitor.availableCpus(ResourceMonitor.cgroupRoot))
