@@ -202,6 +202,14 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.stderr).toContain("SIGTERM received; shutting down")
   })
 
+  it("exits 1 after an escalation reported only to its listener, by a supervisor whose count it cannot see", async () => {
+    const ended = await runFixture("escalation-listener-only")
+    expect(ended.files).toEqual(["reported"])
+    expect(ended.code).toBe(1)
+    expect(banners(ended.stderr)).toBe(1)
+    expect(ended.stderr).toContain("FATAL: \"fixture-escalation-listener-only\" stopped: a supervisor escalated")
+  })
+
   it("reads its options from Config and names a bad key", async () => {
     const ended = await runFixture("config", { env: { GRACE_PERIOD: "soon" } })
     expect(ended.code).toBe(1)
