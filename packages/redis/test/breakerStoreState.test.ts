@@ -85,6 +85,17 @@ describe("RedisBreakerStore rules", () => {
       expect(S.onReply(e, w2, written(3), STORE)).toEqual(nothingBack)
     })
 
+    it("a hand-back is dropped when a newer foreign snapshot reached the breakers before it was due", () => {
+      const e = S.make()
+      S.onMessage(e, 1, snap("Open", 1, OTHER), false)
+      const own = snap("Closed", 2, OWN)
+      const next = S.onReply(e, S.beginWrite(e, own), written(2), STORE)
+      expect(next).toEqual({ _tag: "Done", handBack: { snapshot: { ...own, origin: STORE }, version: 2 } })
+      // another process's open at 3 arrives within the hand-back's delay: it is newer
+      S.onMessage(e, 3, snap("Open", 3, OTHER), false)
+      expect(S.handBackNow(e, (next as { handBack: S.HandBack }).handBack)).toBe(false)
+    })
+
     it("a write that conflicts is retried on top of the current version and hands its outcome back", () => {
       const e = S.make()
       const own = snap("Open", 1, OWN)
