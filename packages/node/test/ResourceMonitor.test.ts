@@ -415,6 +415,18 @@ describe("ResourceMonitor details", () => {
       }))
     ))
 
+  it.live("the node sampler stops measuring the event loop when its scope closes", () =>
+    Effect.gen(function*() {
+      const sampler = yield* Effect.scoped(
+        Effect.map(Layer.build(ResourceMonitor.layerSamplerNode()), (ctx) => Context.get(ctx, ResourceMonitor.Sampler))
+      )
+      // the first sample clears what was measured before the scope closed
+      yield* sampler.sample
+      // a measuring histogram would record some of the loop's turns meanwhile (it turns every 10 ms)
+      yield* Effect.sleep("50 millis")
+      expect((yield* sampler.sample).event_loop!.used).toBe(0)
+    }))
+
   it.effect("Config: each key named, the bounds of each value, and rising thresholds that may be equal", () =>
     Effect.gen(function*() {
       const read = <A>(config: Config.Config<A>, map: Record<string, string>) =>

@@ -8,11 +8,14 @@
  * @since 0.1.0
  */
 import { Health } from "@bulwark/core"
+import * as InternalDuration from "@bulwark/core/internal/duration"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
@@ -100,7 +103,10 @@ export interface Options {
    * `connectTimeout`. Default: false (start on local state, report degraded, keep trying).
    */
   readonly failFast?: boolean | undefined
-  /** How long the Layer waits for the first connection. Default: 2 seconds. */
+  /**
+   * How long the Layer waits for the first connection: a finite duration >= 0 (a negative one, in
+   * any written form, is a defect naming the option). Default: 2 seconds.
+   */
   readonly connectTimeout?: Duration.DurationInput | undefined
   /** The name of the readiness check registered with `Health` when provided. Default: `"redis"`. */
   readonly healthName?: string | undefined
@@ -136,8 +142,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisConnect
   Effect.gen(function*() {
     const given = [options.url, options.connection, options.client].filter((x) => x !== undefined).length
     if (given > 1) throw new Error("RedisClient: give at most one of `url`, `connection` and `client`")
-    const connectTimeout = Duration.toMillis(Duration.decode(options.connectTimeout ?? "2 seconds"))
-    if (!(connectTimeout >= 0) || !Number.isFinite(connectTimeout)) {
+    // the raw option, not `Duration.decode`'s: a negative one in any written form is NaN, not 0
+    const connectTimeout = InternalDuration.toMillis(options.connectTimeout ?? "2 seconds")
+    if (!Number.isFinite(connectTimeout)) {
       throw new Error("RedisClient: `connectTimeout` must be a finite, non-negative duration")
     }
     const owned = options.client === undefined
@@ -197,19 +204,22 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisConnect
       Effect.forkScoped
     )
     if (owned) client.connect().catch(() => undefined)
-    const connected = yield* Effect.async<boolean>((resume) => {
-      if (client.status === "ready") return resume(Effect.succeed(true))
-      const timer = setTimeout(() => resume(Effect.succeed(false)), connectTimeout)
-      const ready = () => {
-        clearTimeout(timer)
-        resume(Effect.succeed(true))
-      }
-      client.once("ready", ready)
-      return Effect.sync(() => {
-        clearTimeout(timer)
-        client.off("ready", ready)
-      })
-    })
+    // the wait's timer and listener go however it ends: ready, timed out or interrupted
+    const connected = client.status === "ready" || (yield* Effect.acquireUseRelease(
+      Effect.flatMap(Deferred.make<boolean>(), (done) =>
+        Effect.sync(() => {
+          const ready = () => Deferred.unsafeDone(done, Exit.succeed(true))
+          const timer = setTimeout(() => Deferred.unsafeDone(done, Exit.succeed(false)), connectTimeout)
+          client.once("ready", ready)
+          return { done, ready, timer }
+        })),
+      ({ done }) => Deferred.await(done),
+      ({ ready, timer }) =>
+        Effect.sync(() => {
+          clearTimeout(timer)
+          client.off("ready", ready)
+        })
+    ))
     if (!connected && options.failFast === true) {
       return yield* new RedisConnectionError({ target, reason: `not ready within ${connectTimeout} ms` })
     }

@@ -1,8 +1,9 @@
 import { BreakerStore, CircuitBreaker } from "@bulwark/core"
 import { RedisBreakerStore, RedisClient } from "@bulwark/redis"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, FastCheck as fc, Layer, Metric, Queue, Scope, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, FastCheck as fc, Layer, Metric, Option, Queue, Stream } from "effect"
 import { Redis } from "ioredis"
+import { snap } from "./breakerSnapshots.js"
 import { eventually, hasRedisServer, startRedisServer } from "./redisServer.js"
 
 /** A "process": its own connection and store. */
@@ -15,6 +16,57 @@ const breakerOn = (store: BreakerStore.BreakerStore, options: CircuitBreaker.Opt
   CircuitBreaker.make({ health: false, ...options }).pipe(Effect.provideService(BreakerStore.BreakerStore, store))
 
 const fail = Effect.fail("boom")
+
+const tagged = (counter: Metric.Metric.Counter<number>, tags: Record<string, string>) =>
+  Object.entries(tags).reduce((m, [k, v]) => Metric.tagged(m, k, v), counter)
+
+const counted = (counter: Metric.Metric.Counter<number>, tags: Record<string, string>) =>
+  Effect.map(Metric.value(tagged(counter, tags)), (state) => state.count)
+
+/** The probe-slot claims of `breaker`, whatever their result. */
+const claims = (breaker: string) =>
+  Effect.map(
+    Effect.forEach(
+      ["granted", "taken", "stale", "unreachable"],
+      (result) => counted(RedisBreakerStore.probeClaimsCounter, { breaker, result })
+    ),
+    (ns) => ns.reduce((a, b) => a + b, 0)
+  )
+
+/** A plain connection to the test's server, closed with the scope. */
+const rawOn = (socket: string) =>
+  Effect.acquireRelease(Effect.sync(() => new Redis({ path: socket })), (r) => Effect.sync(() => r.disconnect()))
+
+/** Stores `snapshot` at `version` under the store's key, as a writer's script would have. */
+const storeRaw = (raw: Redis, version: number | string, snapshot: BreakerStore.Snapshot, prefix = "bulwark:") =>
+  Effect.promise(() =>
+    raw.hset(`${prefix}breaker:{${snapshot.breaker}}`, {
+      v: version,
+      s: JSON.stringify(BreakerStore.encodeSnapshot(snapshot)),
+      st: snapshot.state
+    })
+  )
+
+/** Broadcasts `snapshot` at `version` as another process's store (`writer`) would. */
+const publishRaw = (raw: Redis, version: number, snapshot: BreakerStore.Snapshot, writer = "elsewhere") =>
+  Effect.promise(() =>
+    raw.publish("bulwark:breaker", `${version}|${writer}|${JSON.stringify(BreakerStore.encodeSnapshot(snapshot))}`)
+  )
+
+/** Takes deliveries from `q` until one matches `p` (at most 5 s): what was taken, in order. */
+const takeUntil = (q: Queue.Dequeue<BreakerStore.Snapshot>, p: (s: BreakerStore.Snapshot) => boolean) =>
+  Effect.gen(function*() {
+    const taken: Array<BreakerStore.Snapshot> = []
+    const start = Date.now()
+    while (Date.now() - start < 5000) {
+      const next = yield* Queue.take(q).pipe(Effect.timeout("100 millis"), Effect.option)
+      if (Option.isSome(next)) {
+        taken.push(next.value)
+        if (p(next.value)) break
+      }
+    }
+    return taken
+  })
 
 describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
   it.scopedLive("an open in one process rejects calls in another, and a close reaches it too", () =>
@@ -177,7 +229,7 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
     Effect.gen(function*() {
       const server = yield* startRedisServer
       const other = yield* breakerOn(yield* storeOn(server.socket, { fleetProbes: 1, probeLease: "1 minute" }), {
-        name: "ledger",
+        name: "replaced",
         policy: CircuitBreaker.consecutive(1),
         openDuration: "30 millis",
         halfOpenProbes: 1
@@ -189,16 +241,16 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       const now = Date.now()
       const open: BreakerStore.Snapshot = {
         version: 1,
-        breaker: "ledger",
+        breaker: "replaced",
         state: "Open",
         since: now,
         openUntil: now + 5000,
         opens: 1,
-        origin: "ledger#opener"
+        origin: "replaced#opener"
       }
       const halfOpen = { ...open, state: "HalfOpen" as const, since: now + 5000, openUntil: null }
       yield* Effect.promise(() =>
-        raw.hset("bulwark:breaker:{ledger}", {
+        raw.hset("bulwark:breaker:{replaced}", {
           v: 2,
           s: JSON.stringify(BreakerStore.encodeSnapshot(halfOpen)),
           st: "HalfOpen",
@@ -219,6 +271,8 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       }
       expect(probes).toBe(0)
       expect(yield* other.state).toBe("Open")
+      expect(yield* counted(RedisBreakerStore.probeClaimsCounter, { breaker: "replaced", result: "stale" })).toBe(1)
+      expect(yield* claims("replaced")).toBe(1)
     }))
 
   it.scopedLive(
@@ -314,11 +368,6 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
     Effect.gen(function*() {
       const server = yield* startRedisServer
       const name = "metered"
-      const counted = (counter: Metric.Metric.Counter<number>, tags: Record<string, string>) =>
-        Effect.map(
-          Metric.value(Object.entries(tags).reduce((m, [k, v]) => Metric.tagged(m, k, v), counter)),
-          (state) => state.count
-        )
       const a = yield* breakerOn(yield* storeOn(server.socket), {
         name,
         policy: CircuitBreaker.consecutive(1),
@@ -337,6 +386,23 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
         ))
       ).toBe(true)
       expect(yield* counted(RedisBreakerStore.probeClaimsCounter, { breaker: name, result: "granted" })).toBe(0)
+      // a's own open came back to it too: it is neither received nor claimed for
+      yield* Effect.sleep("200 millis")
+      expect(yield* counted(RedisBreakerStore.receivedCounter, { breaker: name })).toBe(1)
+      expect(yield* claims(name)).toBe(1)
+      const keys = Metric.unsafeSnapshot()
+        .filter((p) =>
+          p.metricKey.name.startsWith("bulwark_redis_") &&
+          p.metricKey.tags.some((t) => t.key === "breaker" && t.value === name)
+        )
+        .map((p) => p.metricKey)
+      const described = [...new Set(keys.map((k) => `${k.name}: ${Option.getOrElse(k.description, () => "")}`))].sort()
+      expect(described).toEqual([
+        "bulwark_redis_breaker_probe_claims_total: Claims of a fleet-wide half-open probe slot, by result",
+        "bulwark_redis_breaker_received_total: Breaker transitions received from other processes and applied",
+        "bulwark_redis_breaker_writes_total: Breaker transitions written to Redis, by result"
+      ])
+      for (const k of keys) expect(k.keyType).toMatchObject({ incremental: true })
       yield* server.kill
       yield* a.reset
       expect(
@@ -393,11 +459,236 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       expect(yield* eventually(Effect.map(b.state, (s) => s === "Open"))).toBe(true)
     }))
 
-  it.scopedLive("bad literal options are defects naming the field", () =>
+  it.scopedLive("a bad duration or count is a defect naming the option", () =>
     Effect.gen(function*() {
       const server = yield* startRedisServer
-      const scope = yield* Scope.make()
-      const exit = yield* Effect.exit(Scope.extend(storeOn(server.socket, { quorum: 0 }), scope))
-      expect(Exit.isFailure(exit) && String(Exit.isFailure(exit) ? exit.cause : "")).toContain("quorum")
+      const cases: ReadonlyArray<readonly [RedisBreakerStore.Options, string]> = [
+        [{ ttl: "0 millis" }, "`ttl` must be a positive, finite duration"],
+        [{ probeLease: Duration.infinity }, "`probeLease` must be a positive, finite duration"],
+        [{ quorumWindow: -5 }, "`quorumWindow` must be a positive, finite duration"],
+        [{ commandTimeout: "soon" as Duration.DurationInput }, "`commandTimeout` must be a positive, finite duration"],
+        [{ syncInterval: "0 seconds" }, "`syncInterval` must be a positive, finite duration"],
+        [{ fleetProbes: 0 }, "`fleetProbes` must be an integer >= 1, got 0"],
+        [{ quorum: 1.5 }, "`quorum` must be an integer >= 1, got 1.5"]
+      ]
+      for (const [options, message] of cases) {
+        const exit = yield* Effect.exit(Effect.scoped(storeOn(server.socket, options)))
+        const cause = Exit.isFailure(exit) ? exit.cause : Cause.empty
+        expect(Cause.isDie(cause)).toBe(true)
+        expect(Cause.squash(cause)).toEqual(new Error(`RedisBreakerStore: ${message}`))
+      }
+    }))
+})
+
+describe.skipIf(!hasRedisServer())("RedisBreakerStore: writes, claims, loads and deliveries", () => {
+  it.scopedLive("a write that lost a race is re-based, counted as a conflict, and its outcome handed back", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      // another process wrote version 3; this one has seen nothing yet
+      yield* storeRaw(raw, 3, snap("Closed", 1, "other#1", "rebased"))
+      const store = yield* storeOn(server.socket)
+      const inbox = yield* store.subscribe("rebased")
+      yield* store.publish(snap("Isolated", 2, "rebased#1", "rebased"))
+      expect(yield* counted(RedisBreakerStore.writesCounter, { breaker: "rebased", result: "conflict" })).toBe(1)
+      expect(yield* counted(RedisBreakerStore.writesCounter, { breaker: "rebased", result: "written" })).toBe(1)
+      expect(yield* Effect.promise(() => raw.hget("bulwark:breaker:{rebased}", "v"))).toBe("4")
+      // the local breakers may have taken what it raced: they are told the outcome
+      const taken = yield* takeUntil(inbox, (s) => s.origin === "@bulwark/redis")
+      expect(taken[taken.length - 1]).toMatchObject({ state: "Isolated", since: 2, origin: "@bulwark/redis" })
+    }))
+
+  it.scopedLive("a write that keeps losing gives up after 16 attempts", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      // a version no write can expect: every attempt conflicts
+      yield* storeRaw(raw, "1.5", snap("Closed", 1, "other#1", "stuck"))
+      const store = yield* storeOn(server.socket)
+      yield* store.publish(snap("Isolated", 2, "stuck#1", "stuck"))
+      expect(yield* counted(RedisBreakerStore.writesCounter, { breaker: "stuck", result: "conflict" })).toBe(16)
+      expect(yield* counted(RedisBreakerStore.writesCounter, { breaker: "stuck", result: "written" })).toBe(0)
+    }))
+
+  it.scopedLive("quorum: an open short of it is counted as a vote under the votes key, a close as local", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      const store = yield* storeOn(server.socket, { prefix: "q2:", quorum: 2 })
+      yield* store.publish(snap("Open", 1, "quorate#1", "quorate"))
+      expect(yield* Effect.promise(() => raw.keys("*"))).toEqual(["q2:breaker:{quorate}:votes"])
+      yield* store.publish(snap("Closed", 2, "quorate#1", "quorate"))
+      const writes = (result: string) => counted(RedisBreakerStore.writesCounter, { breaker: "quorate", result })
+      expect([yield* writes("vote"), yield* writes("local"), yield* writes("written")]).toEqual([1, 1, 0])
+    }))
+
+  it.scopedLive("fleet probes: a process granted a slot probes when the opener's open ends, not a lease later", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const options = { fleetProbes: 2, probeLease: "1 minute" } as const
+      const shape = {
+        name: "granted",
+        policy: CircuitBreaker.consecutive(1),
+        openDuration: "300 millis",
+        halfOpenProbes: 1
+      } as const
+      const opener = yield* breakerOn(yield* storeOn(server.socket, options), shape)
+      const other = yield* breakerOn(yield* storeOn(server.socket, options), shape)
+      yield* Effect.exit(opener.protect(fail))
+      expect(yield* eventually(Effect.map(other.state, (s) => s === "Open"))).toBe(true)
+      expect(
+        yield* eventually(Effect.map(
+          counted(RedisBreakerStore.probeClaimsCounter, { breaker: "granted", result: "granted" }),
+          (n) => n === 1
+        ))
+      ).toBe(true)
+      let probes = 0
+      const probe = Effect.sync(() => probes++)
+      expect(
+        yield* eventually(Effect.map(Effect.exit(other.protect(probe)), () => probes === 1), 5000)
+      ).toBe(true)
+      expect(yield* claims("granted")).toBe(1)
+    }))
+
+  it.scopedLive("fleet probes: when the claim cannot be answered, the process probes on its own", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      // the breaker's key holds what the claim script cannot read: its call fails
+      yield* Effect.promise(() => raw.set("bulwark:breaker:{unanswered}", "not a hash"))
+      const other = yield* breakerOn(yield* storeOn(server.socket, { probeLease: "1 minute" }), {
+        name: "unanswered",
+        openDuration: "1 minute",
+        halfOpenProbes: 1
+      })
+      const now = Date.now()
+      yield* publishRaw(raw, 1, { ...snap("Open", now, "opener#1", "unanswered"), openUntil: now + 300 })
+      expect(yield* eventually(Effect.map(other.state, (s) => s === "Open"))).toBe(true)
+      expect(
+        yield* eventually(Effect.map(
+          counted(RedisBreakerStore.probeClaimsCounter, { breaker: "unanswered", result: "unreachable" }),
+          (n) => n === 1
+        ))
+      ).toBe(true)
+      let probes = 0
+      const probe = Effect.sync(() => probes++)
+      expect(
+        yield* eventually(Effect.map(Effect.exit(other.protect(probe)), () => probes === 1), 5000)
+      ).toBe(true)
+    }))
+
+  it.scopedLive("a process's own transitions coming back are neither received nor claimed for", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      const store = yield* storeOn(server.socket)
+      // its breaker's transitions, each written before the next (their messages may come back
+      // before or after the write's reply)
+      for (let i = 0; i < 20; i++) yield* store.publish(snap(i % 2 === 0 ? "Open" : "Closed", i, "own#1", "own"))
+      // a marker published after them: once it is delivered, they have come back and been taken
+      const marker = yield* store.subscribe("own-marker")
+      yield* publishRaw(raw, 1, snap("Isolated", 1, "other#1", "own-marker"))
+      yield* Queue.take(marker)
+      expect(yield* counted(RedisBreakerStore.receivedCounter, { breaker: "own" })).toBe(0)
+      expect(yield* claims("own")).toBe(0)
+      expect(yield* counted(RedisBreakerStore.writesCounter, { breaker: "own", result: "written" })).toBe(20)
+    }))
+
+  it.scopedLive("load: a half-open fleet is an open held for the probe lease, and the next write is handed back", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      const halfOpen = { ...snap("HalfOpen", 1, "prober#1", "probing"), opens: 3 }
+      yield* storeRaw(raw, 2, halfOpen)
+      const store = yield* storeOn(server.socket, { probeLease: "7 seconds" })
+      const loaded = yield* store.load("probing")
+      expect(Option.isSome(loaded)).toBe(true)
+      const open = Option.getOrThrow(loaded)
+      expect(open).toMatchObject({ breaker: "probing", state: "Open", opens: 3, origin: "@bulwark/redis" })
+      expect([open.openUntil! - open.since, open.leaseUntil]).toEqual([7000, open.openUntil])
+      // the breakers made from it took the store's snapshot: their next transition comes back
+      const inbox = yield* store.subscribe("probing")
+      yield* store.publish(snap("Closed", Date.now(), "probing#1", "probing"))
+      const taken = yield* takeUntil(inbox, (s) => s.origin === "@bulwark/redis")
+      expect(taken[taken.length - 1]).toMatchObject({ state: "Closed", origin: "@bulwark/redis" })
+      expect(yield* claims("probing")).toBe(0)
+    }))
+
+  it.scopedLive("load: an open claims a probe slot, a close does not", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      yield* storeRaw(raw, 1, snap("Closed", 1, "other#1", "loaded-closed"))
+      yield* storeRaw(raw, 1, snap("Open", 1, "other#1", "loaded-open"))
+      // the opener holds the one slot
+      yield* Effect.promise(() => raw.hset("bulwark:breaker:{loaded-open}", { pe: 1, pc: 1 }))
+      const store = yield* storeOn(server.socket, { fleetProbes: 1 })
+      expect(yield* store.load("loaded-closed")).toMatchObject(Option.some({ state: "Closed" }))
+      expect(yield* store.load("loaded-open")).toMatchObject(Option.some({ state: "Open" }))
+      // claims go out in order on one connection: once the open's is counted, a close's would be
+      expect(
+        yield* eventually(Effect.map(
+          counted(RedisBreakerStore.probeClaimsCounter, { breaker: "loaded-open", result: "taken" }),
+          (n) => n === 1
+        ))
+      ).toBe(true)
+      expect(yield* claims("loaded-closed")).toBe(0)
+    }))
+
+  it.scopedLive("deliveries: an older message is ignored, and revisions order deliveries and writes", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      const store = yield* storeOn(server.socket)
+      const inbox = yield* store.subscribe("ordered")
+      yield* storeRaw(raw, 2, snap("Closed", 2, "other#1", "ordered"))
+      yield* publishRaw(raw, 2, snap("Closed", 2, "other#1", "ordered"))
+      yield* publishRaw(raw, 1, snap("Open", 1, "other#1", "ordered"))
+      yield* publishRaw(raw, 3, snap("Isolated", 3, "other#1", "ordered"))
+      const taken = yield* takeUntil(inbox, (s) => s.state === "Isolated")
+      expect(taken.map((s) => [s.state, s.since])).toEqual([["Closed", 2], ["Isolated", 3]])
+      expect(taken[1]!.revision!).toBeGreaterThan(taken[0]!.revision!)
+      yield* storeRaw(raw, 3, snap("Isolated", 3, "other#1", "ordered"))
+      const first = yield* store.publish(snap("Closed", 4, "ordered#1", "ordered"))
+      const second = yield* store.publish(snap("Isolated", 5, "ordered#1", "ordered"))
+      // a breaker ignores a delivery ordered before its own publish: each publish takes the next revision
+      expect(Number(first)).toBeGreaterThan(taken[1]!.revision!)
+      expect(Number(second)).toBeGreaterThan(Number(first))
+    }))
+
+  it.scopedLive("after its subscription connection drops, a process subscribes again and catches up at once", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      const options = { syncInterval: "1 minute" } as const
+      const shape = { name: "resubscribed", openDuration: "1 minute" } as const
+      const a = yield* breakerOn(yield* storeOn(server.socket, options), shape)
+      // b's connections come back a second after they drop (a caller's client, its own reconnect delay)
+      const slow = yield* Effect.acquireRelease(
+        Effect.sync(() => new Redis({ path: server.socket, retryStrategy: () => 1000 })),
+        (c) => Effect.sync(() => c.disconnect())
+      )
+      const bStore = yield* Layer.build(
+        RedisBreakerStore.layer(options).pipe(Layer.provide(RedisClient.layer({ client: slow })))
+      ).pipe(Effect.map((ctx) => ctx.unsafeMap.get(BreakerStore.BreakerStore.key) as BreakerStore.BreakerStore))
+      const b = yield* breakerOn(bStore, shape)
+      const subscribers = Effect.map(
+        Effect.promise(() => raw.pubsub("NUMSUB", "bulwark:breaker")),
+        (reply) => Number((reply as Array<unknown>)[1])
+      )
+      expect(yield* eventually(Effect.map(subscribers, (n) => n === 2))).toBe(true)
+      const resyncs = yield* Metric.value(RedisBreakerStore.resyncsCounter)
+      yield* Effect.promise(() => raw.client("KILL", "TYPE", "pubsub"))
+      expect(yield* eventually(Effect.map(subscribers, (n) => n < 2))).toBe(true)
+      // published while b's subscription is down: only its catch-up brings it
+      yield* a.isolate
+      expect(yield* subscribers).toBeLessThan(2)
+      expect(yield* eventually(Effect.map(b.state, (s) => s === "Isolated"))).toBe(true)
+      expect(yield* eventually(Effect.map(subscribers, (n) => n === 2))).toBe(true)
+      expect((yield* Metric.value(RedisBreakerStore.resyncsCounter)).count).toBeGreaterThan(resyncs.count)
+      const key = Metric.unsafeSnapshot().find((p) => p.metricKey.name === "bulwark_redis_breaker_resyncs_total")
+      expect(Option.getOrUndefined(key!.metricKey.description)).toBe(
+        "Comparisons of the local breakers with the state stored in Redis"
+      )
     }))
 })

@@ -86,6 +86,17 @@ describe("RedisClient", () => {
       expect(yield* defectOf({ connection: { path: socket }, connectTimeout: 0 })).toBeUndefined()
     }))
 
+  it.scopedLive("a negative (in any written form), NaN or unreadable connect timeout is a defect naming the option", () =>
+    Effect.gen(function*() {
+      const connection = { path: missingSocket("negative") }
+      const inputs: ReadonlyArray<unknown> = [-1, -0.5, Number.NaN, "-5 seconds", -5n, [-5, 0], "soon"]
+      for (const connectTimeout of inputs) {
+        expect(yield* defectOf({ connection, connectTimeout: connectTimeout as Duration.DurationInput })).toBe(
+          "RedisClient: `connectTimeout` must be a finite, non-negative duration"
+        )
+      }
+    }))
+
   it.scopedLive("the target is unix:<path> for a socket, host:port otherwise, and names it in the fail-fast error", () =>
     Effect.gen(function*() {
       const socket = missingSocket("target")
@@ -101,6 +112,21 @@ describe("RedisClient", () => {
         RedisClient.make({ connection: { host: "127.0.0.1", port: 1 }, failFast: true, connectTimeout: "50 millis" })
       )
       expect(error.message).toBe("Cannot connect to Redis at 127.0.0.1:1: not ready within 50 ms")
+    }))
+
+  it.scopedLive("a wait for a given client that times out leaves none of its listeners on the client", () =>
+    Effect.gen(function*() {
+      const given = new Redis({ path: missingSocket("listeners"), lazyConnect: true })
+      const events = ["ready", "close", "error", "end"]
+      const before = events.map((e) => given.listenerCount(e))
+      const error = yield* Effect.flip(
+        Effect.scoped(RedisClient.make({ client: given, failFast: true, connectTimeout: 0 }))
+      )
+      expect(error.reason).toBe("not ready within 0 ms")
+      const service = yield* Effect.scoped(RedisClient.make({ client: given, connectTimeout: 0 }))
+      expect(yield* service.status).toBe("degraded")
+      expect(events.map((e) => given.listenerCount(e))).toEqual(before)
+      expect(given.status).toBe("wait")
     }))
 
   it.scopedLive("commands fail at once while disconnected instead of waiting in a queue", () =>

@@ -6,14 +6,15 @@ export const STORE = "@bulwark/redis"
 export const OWN = "local#1"
 export const OTHER = "other#1"
 
-/** A snapshot of breaker `svc` in `state` since `since`, from `origin` (an open lasts a minute). */
+/** A snapshot of `breaker` (`svc`) in `state` since `since`, from `origin` (an open lasts a minute). */
 export const snap = (
   state: BreakerStore.BreakerState,
   since: number,
-  origin: string
+  origin: string,
+  breaker = "svc"
 ): BreakerStore.Snapshot => ({
   version: 1,
-  breaker: "svc",
+  breaker,
   state,
   since,
   openUntil: state === "Open" ? since + 60_000 : null,

@@ -1,4 +1,4 @@
-// Shared with @bulwark/node through the package's one exported internal path
+// Shared with @bulwark/node and @bulwark/redis through the package's one exported internal path
 // ("@bulwark/core/internal/duration"); every other internal module stays private.
 import * as Duration from "effect/Duration"
 
