@@ -49,8 +49,9 @@ class LoadFailures implements Reporter {
  * package the `node_modules` link points to, and every package sees the same copy of the core.
  * `BULWARK_MUTATION_PACKAGE` names the package whose tests run (its folder is the root) and
  * `BULWARK_MUTATION_TESTS` lists the test files of the module under test (both set by
- * `scripts/mutation.ts`). A child process a test starts (a bundled fixture) has no mutant
- * switched on and reports no coverage: a mutant only a child reaches counts as not covered.
+ * `scripts/mutation.ts`). A child process a test starts (a bundled fixture) reports no coverage,
+ * and has the test's mutant switched on only when the test passes it on (test-support/childEnv.ts):
+ * a module such tests reach runs with coverage analysis off (`childProcessModules` in the script).
  */
 export default defineConfig({
   resolve: {

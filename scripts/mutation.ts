@@ -11,6 +11,9 @@
  *   summary table;
  * - `pnpm test:mutation --summary`: the table from the incremental results, without running;
  * - `pnpm test:mutation --list`: the modules and the test files each one runs.
+ *
+ * A module whose tests reach it mostly in child processes (`node/Main`) runs without coverage
+ * analysis, and all of its mutants every time (see `childProcessModules`).
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -66,6 +69,17 @@ const extraTests: Record<string, ReadonlyArray<string>> = {
   // every Redis module talks through the client; its failure tests and the two it serves most
   "redis/RedisClient": ["test/RedisFailure.test.ts", "test/RedisBreakerStore.test.ts", "test/RateLimit.test.ts"]
 }
+
+/**
+ * Modules whose tests reach much of their code only in child processes (a bundled fixture run by
+ * `node`, see test-support/childEnv.ts). A child reports no coverage to StrykerJS, so per-test
+ * coverage would count every mutant only a child reaches as not covered and never run it: these
+ * run with `--coverageAnalysis off`, every mutant against all of the module's test files. Without
+ * coverage Stryker would also reuse every earlier result of an unchanged mutant even after the
+ * tests changed (it cannot tell which tests cover it), so they also run with `--force`: all their
+ * mutants each time (narrow a run with `--mutate "packages/node/src/Main.ts:120-130"`).
+ */
+const childProcessModules: ReadonlySet<string> = new Set(["node/Main"])
 
 /**
  * Internal modules shared by so many modules that the tests of all of them would take hours:
@@ -152,6 +166,7 @@ const run = (module: string, options: ReadonlyArray<string>): number => {
       `packages/${pkg.name}/src/${local}.ts`,
       "--incrementalFile",
       incrementalFile(module),
+      ...(childProcessModules.has(module) ? ["--coverageAnalysis", "off", "--force"] : []),
       ...options
     ],
     {

@@ -243,6 +243,11 @@ export const run = <A, E>(
 
   const escalationsAtStart = escalationCount()
   let signalled: string | undefined
+  // every supervisor built inside the program reports its escalation here before failing anything
+  let escalationHeard = false
+  const escalatedSoFar = () => escalationHeard || escalationCount() > escalationsAtStart
+  // escalations before the first signal count; what the shutdown it starts brings does not
+  let escalatedBeforeSignal = false
   let mainFiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
   let exiting = false
 
@@ -282,6 +287,7 @@ export const run = <A, E>(
       return
     }
     signalled = signal
+    escalatedBeforeSignal = escalatedSoFar()
     process.stderr.write(
       `Main "${resolved.name}": ${signal} received; shutting down (grace period ${
         Duration.format(Duration.millis(resolved.gracePeriodMillis))
@@ -295,8 +301,6 @@ export const run = <A, E>(
   process.on("SIGTERM", onSignal)
 
   let code = 0
-  // every supervisor built inside the program reports its escalation here before failing anything
-  let escalationHeard = false
   const main = Effect.gen(function*() {
     mainFiber = yield* Effect.withFiberRuntime<Fiber.RuntimeFiber<unknown, unknown>>((fiber) => Effect.succeed(fiber))
     if (Config.isConfig(options)) {
@@ -313,8 +317,7 @@ export const run = <A, E>(
     }),
     Effect.onExit((exit) =>
       Effect.suspend(() => {
-        const escalated = signalled === undefined &&
-          (escalationHeard || escalationCount() > escalationsAtStart)
+        const escalated = signalled === undefined ? escalatedSoFar() : escalatedBeforeSignal
         const ended = outcome(exit, escalated)
         switch (ended._tag) {
           case "Success":

@@ -7,6 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { bundleFixture } from "../../../test-support/bundleFixture.js"
+import { childEnv } from "../../../test-support/childEnv.js"
 import * as Main from "../src/Main.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -26,18 +27,32 @@ interface Ended {
   readonly files: ReadonlyArray<string>
 }
 
+/** The bundle copied to a file of that name, in a folder of its own whose package is an ES module. */
+const copyOfFixture = (name: string): string => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bulwark-main-entry-"))
+  fs.writeFileSync(path.join(dir, "package.json"), "{\"type\": \"module\"}\n")
+  fs.copyFileSync(fixture, path.join(dir, name))
+  return path.join(dir, name)
+}
+
 /**
  * Runs the bundled fixture in a child `node` (never through pnpm, which eats signals).
  * `signals` are sent once the program printed READY (its handlers are installed by then).
  */
 const runFixture = (
   mode: string,
-  options: { readonly signals?: ReadonlyArray<NodeJS.Signals>; readonly env?: Record<string, string> } = {}
+  options: {
+    readonly signals?: ReadonlyArray<NodeJS.Signals>
+    readonly env?: Record<string, string>
+    /** A copy of the bundle to run instead, by its file name (Main's default name comes from it). */
+    readonly entry?: string
+  } = {}
 ): Promise<Ended> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bulwark-main-${mode}-`))
-  const child = spawn(process.execPath, [fixture, mode, dir], {
+  const entry = options.entry === undefined ? fixture : copyOfFixture(options.entry)
+  const child = spawn(process.execPath, [entry, mode, dir], {
     cwd: repoRoot,
-    env: { ...process.env, ...options.env },
+    env: childEnv(options.env),
     stdio: ["ignore", "pipe", "pipe"]
   })
   let stdout = ""
@@ -72,9 +87,11 @@ const banners = (text: string) => text.split("\n").filter((line) => line.startsW
 // each test starts a Node process (2-3 s of CPU, far longer to wait for on a busy machine): they
 // run concurrently, with room to wait
 describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
-  it("exits 0 when main succeeds, after its finalizers", async () => {
-    const ended = await runFixture("ok")
+  it("exits 0 when main succeeds, after its finalizers, also with no entry file to name it after", async () => {
+    const ended = await runFixture("ok", { env: { FIXTURE_NO_ENTRY: "1" } })
     expect(ended.code).toBe(0)
+    // nothing to log: no signal stopped it
+    expect(ended.stdout).toBe("")
     expect(ended.files).toEqual(["done"])
     expect(ended.stderr).not.toContain("FATAL")
   })
@@ -97,7 +114,14 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     const json = JSON.parse(line!.trim())
     expect(json).toMatchObject({ code: "PAYMENT_DECLINED", message: "card declined", task_id: "fixture-typed" })
     expect(ended.stdout).toContain("Main \"fixture-typed\" failed: card declined")
+    expect(ended.stdout).toContain("\n  bulwark.category: system\n  bulwark.main: fixture-typed\n")
     expect(ended.files).toEqual(["cleanup"])
+  })
+
+  it("leaves no signal handler behind once main ended, while something else keeps the process alive", async () => {
+    const ended = await runFixture("linger")
+    expect(ended.code).toBe(0)
+    expect(ended.stdout).toBe("SIGINT 0 SIGTERM 0\n")
   })
 
   it("does not treat interruption as fatal", async () => {
@@ -114,28 +138,36 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.stdout).toContain("stopped after SIGTERM")
   })
 
-  it("shuts down gracefully on SIGINT: every finalizer runs, exit 0", async () => {
-    const ended = await runFixture("serve", { signals: ["SIGINT"] })
+  it("shuts down gracefully on SIGINT: every finalizer runs, exit 0; disablePrettyLogger keeps Effect's logger", async () => {
+    const ended = await runFixture("serve", { signals: ["SIGINT"], env: { FIXTURE_PLAIN_LOGGER: "1" } })
     expect(ended.code).toBe(0)
     expect(ended.files).toEqual(["first", "second"])
+    expect(ended.stdout).toMatch(/ level=INFO fiber=#\d+ message="Main \\"fixture-serve\\": stopped after SIGINT"\n/)
   })
 
   it("exits with the grace-period code and names what still runs when shutdown hangs", async () => {
     const ended = await runFixture("hang", { signals: ["SIGTERM"] })
     expect(ended.code).toBe(70)
     expect(ended.stderr).toContain("shutdown did not finish within 300ms")
-    expect(ended.stderr).toContain("in span \"close-database\"")
+    // main in its finalizer's span, then its children, one level deeper each, down to depth 8
+    const running = ended.stderr.slice(ended.stderr.indexOf("Still running:\n") + "Still running:\n".length)
+    expect(running.replaceAll(/#\d+/g, "#N").split("\n")).toEqual([
+      "  fiber #N Suspended in span \"close-database\"",
+      ...Array.from({ length: 8 }, (_, i) => `${"  ".repeat(i + 2)}fiber #N Suspended`),
+      ""
+    ])
     // the hanging finalizer runs first (reverse order) and never lets the other run
     expect(ended.files).toEqual([])
   })
 
-  it("exits at once on a second signal during shutdown", async () => {
+  it("exits at once on a second signal during shutdown, with 128 + the signal's number", async () => {
     const ended = await runFixture("hang", {
-      signals: ["SIGTERM", "SIGTERM"],
-      env: { FIXTURE_GRACE_PERIOD: "1 minute" }
+      signals: ["SIGTERM", "SIGINT"],
+      // the lowest grace-period exit code is a valid option too
+      env: { FIXTURE_GRACE_PERIOD: "1 minute", FIXTURE_GRACE_PERIOD_EXIT_CODE: "2" }
     })
-    expect(ended.code).toBe(128 + 15)
-    expect(ended.stderr).toContain("second signal (SIGTERM)")
+    expect(ended.code).toBe(128 + 2)
+    expect(ended.stderr).toContain("second signal (SIGINT)")
     expect(ended.stderr).not.toContain("shutdown did not finish")
   })
 
@@ -155,18 +187,35 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.stderr).toContain("stopped: a supervisor escalated")
   })
 
-  it("exits 1 after an escalation the program caught and survived", async () => {
+  it("exits 1 after an escalation the program caught and survived, also one its own listener heard", async () => {
     const ended = await runFixture("escalation-caught")
-    expect(ended.files).toContain("caught-escalation")
+    expect(ended.files).toEqual(["caught-escalation", "own-listener"])
     expect(ended.code).toBe(1)
     expect(banners(ended.stderr)).toBe(1)
+  })
+
+  it("exits 1 on SIGTERM after an escalation the program caught before the signal", async () => {
+    const ended = await runFixture("escalation-caught-serve", { signals: ["SIGTERM"] })
+    expect(ended.files).toEqual(["caught-escalation", "own-listener"])
+    expect(ended.code).toBe(1)
+    expect(banners(ended.stderr)).toBe(1)
+    expect(ended.stderr).toContain("SIGTERM received; shutting down")
   })
 
   it("reads its options from Config and names a bad key", async () => {
     const ended = await runFixture("config", { env: { GRACE_PERIOD: "soon" } })
     expect(ended.code).toBe(1)
     expect(ended.stdout).toMatch(/Invalid data at GRACE_PERIOD/)
+    // no name in the options: the entry file's name (main.mjs) without its extension
+    expect(ended.stdout).toContain("Main \"main\" failed:")
     expect(ended.files).toEqual([])
+  })
+
+  it("is named after its entry file when no name is given: only the extension at the end goes", async () => {
+    const ended = await runFixture("config", { entry: "orders.ts-export.js", env: { GRACE_PERIOD_EXIT_CODE: "1" } })
+    expect(ended.code).toBe(1)
+    // a ConfigError's message alone would leave out the key
+    expect(ended.stdout).toContain("Main \"orders.ts-export\" failed: (Invalid data at GRACE_PERIOD_EXIT_CODE: ")
   })
 })
 
@@ -196,6 +245,7 @@ describe("Main.outcome", () => {
 
   it("rejects bad literal options with the field named", () => {
     expect(() => Main.run(Exit.void, { gracePeriod: "-1 seconds" })).toThrow(/gracePeriod/)
+    expect(() => Main.run(Exit.void, { gracePeriod: 0 })).toThrow("Main: gracePeriod must be a duration > 0, got 0")
     expect(() => Main.run(Exit.void, { gracePeriodExitCode: 1 })).toThrow(/gracePeriodExitCode/)
     expect(() => Main.run(Exit.void, { name: "" })).toThrow("Main: name must not be empty")
   })

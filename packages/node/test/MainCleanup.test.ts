@@ -5,6 +5,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { bundleFixture } from "../../../test-support/bundleFixture.js"
+import { childEnv } from "../../../test-support/childEnv.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const repoRoot = path.resolve(here, "../../..")
@@ -22,7 +23,11 @@ interface Ended {
 /** Runs the bundled fixture in a child `node` and sends it SIGTERM once it printed READY. */
 const terminate = (mode: string): Promise<Ended> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bulwark-cleanup-${mode}-`))
-  const child = spawn(process.execPath, [fixture, mode, dir], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(process.execPath, [fixture, mode, dir], {
+    cwd: repoRoot,
+    env: childEnv(),
+    stdio: ["ignore", "pipe", "pipe"]
+  })
   let stdout = ""
   let stderr = ""
   let sent = false
