@@ -51,7 +51,8 @@ class LoadFailures implements Reporter {
  * `BULWARK_MUTATION_TESTS` lists the test files of the module under test (both set by
  * `scripts/mutation.ts`). A child process a test starts (a bundled fixture) reports no coverage,
  * and has the test's mutant switched on only when the test passes it on (test-support/childEnv.ts):
- * a module such tests reach runs with coverage analysis off (`childProcessModules` in the script).
+ * a module such tests reach runs with coverage analysis off (`childProcessModules` in the script,
+ * `BULWARK_MUTATION_COVERAGE=off`).
  */
 export default defineConfig({
   resolve: {
@@ -66,7 +67,12 @@ export default defineConfig({
     root: path.join(root, "packages", pkg),
     include: tests.length > 0 ? tests : ["test/**/*.test.ts"],
     testTimeout: 60_000,
-    sequence: { concurrent: false },
+    // "stack": a setup file's `afterAll` runs before those of the setup files listed before it
+    sequence: { concurrent: false, hooks: "stack" },
+    // a module the tests reach in child processes: see test-support/withoutCoverage.ts
+    ...(process.env.BULWARK_MUTATION_COVERAGE === "off"
+      ? { setupFiles: [path.join(root, "test-support/withoutCoverage.ts")] }
+      : {}),
     // the Redis tests start their servers themselves; this only refuses a machine without one
     ...(pkg === "redis" ? { globalSetup: [path.join(root, "packages/redis/test/globalSetup.ts")] } : {}),
     reporters: ["default", new LoadFailures()]

@@ -179,6 +179,8 @@ const run = (module: string, options: ReadonlyArray<string>): number => {
         BULWARK_MUTATION_TESTS: tests.join(","),
         // a Redis test without `redis-server` is skipped, which would count its mutants survived
         ...(pkg.name === "redis" ? { BULWARK_REQUIRE_REDIS: "1" } : {}),
+        // see test-support/withoutCoverage.ts
+        ...(childProcessModules.has(module) ? { BULWARK_MUTATION_COVERAGE: "off" } : {}),
         // Stryker runs vitest in worker threads, which take no V8 flags of their own: the memory
         // tests' `gc` comes from the process (vitest.config.ts gives it to its forks instead)
         NODE_OPTIONS: [process.env.NODE_OPTIONS, "--expose-gc"].filter(Boolean).join(" ")

@@ -345,13 +345,22 @@ const readNumber = (file: string): number | undefined => {
 }
 
 /**
- * The cgroup's memory limit in bytes (v2 `memory.max`, v1 `memory/memory.limit_in_bytes`), if
- * any, read under `root` (default `/sys/fs/cgroup`).
+ * Where the cgroup files are read by default: `/sys/fs/cgroup`, the cgroup v2 mount point (v1's
+ * memory controller under it, at `memory/`).
  *
  * @since 0.1.0
  * @category the machine
  */
-export const cgroupMemoryLimit = (root: string = "/sys/fs/cgroup"): number | undefined => {
+export const cgroupRoot = "/sys/fs/cgroup"
+
+/**
+ * The cgroup's memory limit in bytes (v2 `memory.max`, v1 `memory/memory.limit_in_bytes`), if
+ * any, read under `root` (default {@link cgroupRoot}).
+ *
+ * @since 0.1.0
+ * @category the machine
+ */
+export const cgroupMemoryLimit = (root: string = cgroupRoot): number | undefined => {
   const limit = readNumber(path.join(root, "memory.max")) ??
     readNumber(path.join(root, "memory", "memory.limit_in_bytes"))
   // v1 reports "no limit" as a huge number
@@ -359,13 +368,13 @@ export const cgroupMemoryLimit = (root: string = "/sys/fs/cgroup"): number | und
 }
 
 /**
- * The CPUs available: the cgroup's quota (`cpu.max` under `root`, default `/sys/fs/cgroup`) when
- * set, else the machine's.
+ * The CPUs available: the cgroup's quota (`cpu.max` under `root`, default {@link cgroupRoot})
+ * when set, else the machine's.
  *
  * @since 0.1.0
  * @category the machine
  */
-export const availableCpus = (root: string = "/sys/fs/cgroup"): number => {
+export const availableCpus = (root: string = cgroupRoot): number => {
   try {
     const [quota, period] = fs.readFileSync(path.join(root, "cpu.max"), "utf8").trim().split(/\s+/)
     const q = Number(quota)

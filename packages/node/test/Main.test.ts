@@ -160,6 +160,14 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.files).toEqual([])
   })
 
+  it("still exits with the grace-period code when the hanging fibers do not answer the log's status request", async () => {
+    const ended = await runFixture("hang-deaf", { signals: ["SIGTERM"] })
+    expect(ended.code).toBe(70)
+    expect(ended.stderr).toContain(
+      "shutdown did not finish within 300ms; exiting with code 70. Still running:\n  (the fibers did not answer)\n"
+    )
+  })
+
   it("exits at once on a second signal during shutdown, with 128 + the signal's number", async () => {
     const ended = await runFixture("hang", {
       signals: ["SIGTERM", "SIGINT"],
@@ -200,6 +208,14 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.code).toBe(1)
     expect(banners(ended.stderr)).toBe(1)
     expect(ended.stderr).toContain("SIGTERM received; shutting down")
+  })
+
+  it("exits 1 after an escalation reported only to its listener, by a supervisor whose count it cannot see", async () => {
+    const ended = await runFixture("escalation-listener-only")
+    expect(ended.files).toEqual(["reported"])
+    expect(ended.code).toBe(1)
+    expect(banners(ended.stderr)).toBe(1)
+    expect(ended.stderr).toContain("FATAL: \"fixture-escalation-listener-only\" stopped: a supervisor escalated")
   })
 
   it("reads its options from Config and names a bad key", async () => {

@@ -382,6 +382,18 @@ describe("ResourceMonitor details", () => {
       expect(ResourceMonitor.availableCpus(root({ "cpu.max": "100000 0\n" }))).toBe(os.availableParallelism())
       expect(ResourceMonitor.availableCpus(root({}))).toBe(os.availableParallelism())
     })
+
+    it("CPUs: a quota or period that is not a finite number > 0 counts as no quota", () => {
+      for (const cpuMax of ["Infinity 100000", "100000 Infinity", "-Infinity 100000", "-50000 100000"]) {
+        expect(ResourceMonitor.availableCpus(root({ "cpu.max": `${cpuMax}\n` }))).toBe(os.availableParallelism())
+      }
+    })
+
+    it("both read under cgroupRoot, /sys/fs/cgroup, by default", () => {
+      expect(ResourceMonitor.cgroupRoot).toBe("/sys/fs/cgroup")
+      expect(ResourceMonitor.availableCpus()).toBe(ResourceMonitor.availableCpus(ResourceMonitor.cgroupRoot))
+      expect(ResourceMonitor.cgroupMemoryLimit()).toBe(ResourceMonitor.cgroupMemoryLimit(ResourceMonitor.cgroupRoot))
+    })
   })
 
   it.live("the node sampler measures busy CPU, the event loop's delay in milliseconds and the disk as df does", () =>
@@ -414,6 +426,35 @@ describe("ResourceMonitor details", () => {
         eventLoopDelayLimit: "500 millis"
       }))
     ))
+
+  it.live("the node sampler counts the CPU time spent in the kernel as busy, as well as the user time", () =>
+    Effect.gen(function*() {
+      const sampler = yield* ResourceMonitor.Sampler
+      // this test's CPU time is measured inside the sampler's window, its wall time outside it
+      const start = process.hrtime.bigint()
+      yield* sampler.sample
+      const own = yield* Effect.sync(() => {
+        const before = process.cpuUsage()
+        const fd = fs.openSync("/dev/zero", "r")
+        const buffer = Buffer.alloc(1024 * 1024)
+        try {
+          // reading /dev/zero keeps the kernel busy: mostly system time
+          let used = process.cpuUsage(before)
+          for (let i = 0; i < 100_000 && used.system < 100_000; i++) {
+            fs.readSync(fd, buffer, 0, buffer.length, null)
+            if (i % 10 === 9) used = process.cpuUsage(before)
+          }
+          return process.cpuUsage(before)
+        } finally {
+          fs.closeSync(fd)
+        }
+      })
+      const readings = yield* sampler.sample
+      const elapsedMicros = Number(process.hrtime.bigint() - start) / 1000
+      expect(own.system).toBeGreaterThan(own.user)
+      // the sampler's window holds all of this CPU time and lasts no longer than this wall time
+      expect(readings.cpu!.used).toBeGreaterThanOrEqual((own.user + own.system) / elapsedMicros)
+    }).pipe(Effect.provide(ResourceMonitor.layerSamplerNode())))
 
   it.live("the node sampler stops measuring the event loop when its scope closes", () =>
     Effect.gen(function*() {
