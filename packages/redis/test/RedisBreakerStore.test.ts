@@ -33,6 +33,18 @@ const claims = (breaker: string) =>
     (ns) => ns.reduce((a, b) => a + b, 0)
   )
 
+/** Waits (at most 10 s) until one probe-slot claim of `breaker` was counted with `result`. */
+const claimedOnce = (breaker: string, result: string) =>
+  eventually(Effect.map(counted(RedisBreakerStore.probeClaimsCounter, { breaker, result }), (n) => n === 1))
+
+/** Calls through `breaker` until one call runs, for at most 5 s: whether one did. */
+const probesWithin5s = (breaker: CircuitBreaker.CircuitBreaker) =>
+  Effect.suspend(() => {
+    let probes = 0
+    const probe = Effect.sync(() => probes++)
+    return eventually(Effect.map(Effect.exit(breaker.protect(probe)), () => probes === 1), 5000)
+  })
+
 /** A plain connection to the test's server, closed with the scope. */
 const rawOn = (socket: string) =>
   Effect.acquireRelease(Effect.sync(() => new Redis({ path: socket })), (r) => Effect.sync(() => r.disconnect()))
@@ -379,12 +391,7 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore", () => {
       expect(yield* counted(RedisBreakerStore.writesCounter, { breaker: name, result: "written" })).toBe(1)
       expect(yield* counted(RedisBreakerStore.receivedCounter, { breaker: name })).toBe(1)
       // the opener holds the fleet's one probe slot: b's claim finds it taken
-      expect(
-        yield* eventually(Effect.map(
-          counted(RedisBreakerStore.probeClaimsCounter, { breaker: name, result: "taken" }),
-          (n) => n === 1
-        ))
-      ).toBe(true)
+      expect(yield* claimedOnce(name, "taken")).toBe(true)
       expect(yield* counted(RedisBreakerStore.probeClaimsCounter, { breaker: name, result: "granted" })).toBe(0)
       // a's own open came back to it too: it is neither received nor claimed for
       yield* Effect.sleep("200 millis")
@@ -540,17 +547,8 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore: writes, claims, loads and
       const other = yield* breakerOn(yield* storeOn(server.socket, options), shape)
       yield* Effect.exit(opener.protect(fail))
       expect(yield* eventually(Effect.map(other.state, (s) => s === "Open"))).toBe(true)
-      expect(
-        yield* eventually(Effect.map(
-          counted(RedisBreakerStore.probeClaimsCounter, { breaker: "granted", result: "granted" }),
-          (n) => n === 1
-        ))
-      ).toBe(true)
-      let probes = 0
-      const probe = Effect.sync(() => probes++)
-      expect(
-        yield* eventually(Effect.map(Effect.exit(other.protect(probe)), () => probes === 1), 5000)
-      ).toBe(true)
+      expect(yield* claimedOnce("granted", "granted")).toBe(true)
+      expect(yield* probesWithin5s(other)).toBe(true)
       expect(yield* claims("granted")).toBe(1)
     }))
 
@@ -569,12 +567,7 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore: writes, claims, loads and
       yield* Effect.promise(() => raw.hset("bulwark:breaker:{overtaken}", { pe: 1, pc: 0 }))
       yield* publishRaw(raw, 1, open)
       yield* publishRaw(raw, 2, snap("Closed", now + 1, "opener#1", "overtaken"))
-      expect(
-        yield* eventually(Effect.map(
-          counted(RedisBreakerStore.probeClaimsCounter, { breaker: "overtaken", result: "granted" }),
-          (n) => n === 1
-        ))
-      ).toBe(true)
+      expect(yield* claimedOnce("overtaken", "granted")).toBe(true)
       expect(yield* eventually(Effect.map(other.state, (s) => s === "Closed"))).toBe(true)
       // the grant releases nothing: the open it was for is over
       yield* Effect.sleep("200 millis")
@@ -595,17 +588,8 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore: writes, claims, loads and
       const now = Date.now()
       yield* publishRaw(raw, 1, { ...snap("Open", now, "opener#1", "unanswered"), openUntil: now + 300 })
       expect(yield* eventually(Effect.map(other.state, (s) => s === "Open"))).toBe(true)
-      expect(
-        yield* eventually(Effect.map(
-          counted(RedisBreakerStore.probeClaimsCounter, { breaker: "unanswered", result: "unreachable" }),
-          (n) => n === 1
-        ))
-      ).toBe(true)
-      let probes = 0
-      const probe = Effect.sync(() => probes++)
-      expect(
-        yield* eventually(Effect.map(Effect.exit(other.protect(probe)), () => probes === 1), 5000)
-      ).toBe(true)
+      expect(yield* claimedOnce("unanswered", "unreachable")).toBe(true)
+      expect(yield* probesWithin5s(other)).toBe(true)
     }))
 
   it.scopedLive("a process's own transitions coming back are neither received nor claimed for", () =>
@@ -657,12 +641,7 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore: writes, claims, loads and
       expect(yield* store.load("loaded-closed")).toMatchObject(Option.some({ state: "Closed" }))
       expect(yield* store.load("loaded-open")).toMatchObject(Option.some({ state: "Open" }))
       // claims go out in order on one connection: once the open's is counted, a close's would be
-      expect(
-        yield* eventually(Effect.map(
-          counted(RedisBreakerStore.probeClaimsCounter, { breaker: "loaded-open", result: "taken" }),
-          (n) => n === 1
-        ))
-      ).toBe(true)
+      expect(yield* claimedOnce("loaded-open", "taken")).toBe(true)
       expect(yield* claims("loaded-closed")).toBe(0)
     }))
 
