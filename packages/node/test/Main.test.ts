@@ -1,6 +1,6 @@
 import { FiberSupervisor } from "@bulwark/core"
 import { beforeAll, describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Duration, Effect, Exit } from "effect"
+import { Cause, ConfigProvider, Duration, Effect, Exit, FiberId } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -115,6 +115,9 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(json).toMatchObject({ code: "PAYMENT_DECLINED", message: "card declined", task_id: "fixture-typed" })
     expect(ended.stdout).toContain("Main \"fixture-typed\" failed: card declined")
     expect(ended.stdout).toContain("\n  bulwark.category: system\n  bulwark.main: fixture-typed\n")
+    // reported once, by Main: the runtime's own report of the failure is off
+    expect(ended.stdout.match(/ ERROR /g)).toEqual([" ERROR "])
+    expect(ended.stderr).toBe("")
     expect(ended.files).toEqual(["cleanup"])
   })
 
@@ -161,10 +164,14 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
   })
 
   it("still exits with the grace-period code when the hanging fibers do not answer the log's status request", async () => {
-    const ended = await runFixture("hang-deaf", { signals: ["SIGTERM"] })
-    expect(ended.code).toBe(70)
+    // and the highest grace-period exit code there is
+    const ended = await runFixture("hang-deaf", {
+      signals: ["SIGTERM"],
+      env: { FIXTURE_GRACE_PERIOD_EXIT_CODE: "125" }
+    })
+    expect(ended.code).toBe(125)
     expect(ended.stderr).toContain(
-      "shutdown did not finish within 300ms; exiting with code 70. Still running:\n  (the fibers did not answer)\n"
+      "shutdown did not finish within 300ms; exiting with code 125. Still running:\n  (the fibers did not answer)\n"
     )
   })
 
@@ -227,6 +234,19 @@ describe.concurrent("Main.run (child processes)", { timeout: 240_000 }, () => {
     expect(ended.files).toEqual([])
   })
 
+  it("is named main when its entry file's name is only an extension", async () => {
+    const ended = await runFixture("config", { entry: ".js", env: { GRACE_PERIOD_EXIT_CODE: "1" } })
+    expect(ended.code).toBe(1)
+    expect(ended.stdout).toContain("Main \"main\" failed: (Invalid data at GRACE_PERIOD_EXIT_CODE: ")
+  })
+
+  it("exits 0 on SIGTERM when the only escalation comes during the shutdown", async () => {
+    const ended = await runFixture("escalation-during-shutdown", { signals: ["SIGTERM"] })
+    expect(ended.files).toEqual(["reported"])
+    expect(ended.code).toBe(0)
+    expect(ended.stderr).not.toContain("FATAL")
+  })
+
   it("is named after its entry file when no name is given: only the extension at the end goes", async () => {
     const ended = await runFixture("config", { entry: "orders.ts-export.js", env: { GRACE_PERIOD_EXIT_CODE: "1" } })
     expect(ended.code).toBe(1)
@@ -263,6 +283,9 @@ describe("Main.outcome", () => {
     expect(() => Main.run(Exit.void, { gracePeriod: "-1 seconds" })).toThrow(/gracePeriod/)
     expect(() => Main.run(Exit.void, { gracePeriod: 0 })).toThrow("Main: gracePeriod must be a duration > 0, got 0")
     expect(() => Main.run(Exit.void, { gracePeriodExitCode: 1 })).toThrow(/gracePeriodExitCode/)
+    expect(() => Main.run(Exit.void, { gracePeriodExitCode: 126 })).toThrow(
+      "Main: gracePeriodExitCode must be an integer in [2, 125], got 126"
+    )
     expect(() => Main.run(Exit.void, { name: "" })).toThrow("Main: name must not be empty")
   })
 
@@ -280,6 +303,18 @@ describe("Main.outcome", () => {
   it("a defect is fatal; a typed failure is not", () => {
     expect(Main.outcome(Exit.die(new Error("bug")), false)).toEqual({ _tag: "Fatal", reason: "defect" })
     expect(Main.outcome(Exit.fail("declined"), false)).toEqual({ _tag: "Failure", error: "declined" })
+  })
+
+  it("the FATAL banner shows an error's own cause, and says where to look when main was only interrupted", () => {
+    const nested = Main.fatalBanner(
+      "billing",
+      "defect",
+      Cause.die(new Error("outer", { cause: new Error("inner root") }))
+    )
+    expect(nested).toContain("[cause]: Error: inner root")
+    expect(Main.fatalBanner("billing", "escalation", Cause.interrupt(FiberId.none))).toContain(
+      "\n(main was interrupted by the supervisor's escalation; its log above holds the program's cause)\n"
+    )
   })
 
   it("the FATAL banner is framed by 72-wide bars and says why the process stops", () => {
