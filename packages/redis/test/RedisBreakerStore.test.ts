@@ -574,6 +574,21 @@ describe.skipIf(!hasRedisServer())("RedisBreakerStore: writes, claims, loads and
       expect(yield* other.state).toBe("Closed")
     }))
 
+  it.scopedLive("fleet probes: an open whose lease is already over is not held", () =>
+    Effect.gen(function*() {
+      const server = yield* startRedisServer
+      const raw = yield* rawOn(server.socket)
+      const store = yield* storeOn(server.socket, { probeLease: "1 second" })
+      const inbox = yield* store.subscribe("lapsed")
+      // an open that ended 10 s ago: its lease ended 9 s ago
+      const now = Date.now()
+      yield* publishRaw(raw, 1, { ...snap("Open", now - 70_000, "opener#1", "lapsed"), openUntil: now - 10_000 })
+      // no key: the claim finds that open no longer current
+      expect(yield* claimedOnce("lapsed", "stale")).toBe(true)
+      // the claim holds first: by now a hold would have been delivered
+      expect(Array.from(yield* Queue.takeAll(inbox))).toMatchObject([{ state: "Open", origin: "opener#1" }])
+    }))
+
   it.scopedLive("fleet probes: when the claim cannot be answered, the process probes on its own", () =>
     Effect.gen(function*() {
       const server = yield* startRedisServer
