@@ -119,6 +119,21 @@ describe("Status", () => {
     expect(Either.isLeft(Schema.decodeUnknownEither(Status.BulkheadStatus)(badRejected))).toBe(true)
   })
 
+  it("a retry budget's and a resource's status keep every field, and need each of them", () => {
+    const budget = { name: "payments", calls: 10, retries: 1, available: 0 }
+    const resource = { resource: "memory", level: "warning", ratio: 0.8, used: 800, limit: 1000 }
+    expect(Schema.decodeUnknownSync(Status.RetryBudgetStatus)(budget)).toEqual(budget)
+    expect(Schema.decodeUnknownSync(Status.ResourceStatus)(resource)).toEqual(resource)
+    for (const key of Object.keys(budget)) {
+      const { [key]: _, ...missing } = budget as Record<string, unknown>
+      expect(Either.isLeft(Schema.decodeUnknownEither(Status.RetryBudgetStatus)(missing))).toBe(true)
+    }
+    for (const key of Object.keys(resource)) {
+      const { [key]: _, ...missing } = resource as Record<string, unknown>
+      expect(Either.isLeft(Schema.decodeUnknownEither(Status.ResourceStatus)(missing))).toBe(true)
+    }
+  })
+
   it("the registry's tag is @bulwark/node/Status", () => {
     expect(Status.Status.key).toBe("@bulwark/node/Status")
   })
