@@ -451,7 +451,8 @@ describe("ResourceMonitor details", () => {
       })
       const readings = yield* sampler.sample
       const elapsedMicros = Number(process.hrtime.bigint() - start) / 1000
-      expect(own.system).toBeGreaterThan(own.user)
+      // a good share of it in the kernel (the process's user time also counts its other threads)
+      expect(own.system).toBeGreaterThanOrEqual(100_000)
       // the sampler's window holds all of this CPU time and lasts no longer than this wall time
       expect(readings.cpu!.used).toBeGreaterThanOrEqual((own.user + own.system) / elapsedMicros)
     }).pipe(Effect.provide(ResourceMonitor.layerSamplerNode())))
