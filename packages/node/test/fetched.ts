@@ -1,4 +1,5 @@
 /** Real HTTP requests for the server tests. */
+import { expect } from "@effect/vitest"
 import { Effect } from "effect"
 
 export interface Fetched {
@@ -18,6 +19,20 @@ export const get = (url: string, init?: RequestInit): Effect.Effect<Fetched> =>
       body: await response.text()
     }
   })
+
+/**
+ * Checks a problem-details answer whole: its status (the body's), its media type, that it is not
+ * cached, and its body exactly.
+ */
+export const expectProblem = (
+  response: Fetched,
+  body: { readonly status: number; readonly [key: string]: unknown }
+): void => {
+  expect(response.status).toBe(body.status)
+  expect(response.contentType).toBe("application/problem+json")
+  expect(response.headers.get("cache-control")).toBe("no-store")
+  expect(JSON.parse(response.body)).toEqual(body)
+}
 
 /** The headers of an event stream, and its first event; the stream is then cancelled. */
 export const firstEvent = (
