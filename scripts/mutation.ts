@@ -74,7 +74,8 @@ const extraTests: Record<string, ReadonlyArray<string>> = {
  * Modules whose tests reach much of their code only in child processes (a bundled fixture run by
  * `node`, see test-support/childEnv.ts). A child reports no coverage to StrykerJS, so per-test
  * coverage would count every mutant only a child reaches as not covered and never run it: these
- * run with `--coverageAnalysis off`, every mutant against all of the module's test files. Without
+ * run with `--coverageAnalysis off` and without the coverage the vitest runner reports anyway
+ * (test-support/withoutCoverage.ts), every mutant against all of the module's test files. Without
  * coverage Stryker would also reuse every earlier result of an unchanged mutant even after the
  * tests changed (it cannot tell which tests cover it), so they also run with `--force`: all their
  * mutants each time (narrow a run with `--mutate "packages/node/src/Main.ts:120-130"`).
@@ -151,6 +152,7 @@ const incrementalFile = (module: string): string => `reports/mutation/${module.r
 const run = (module: string, options: ReadonlyArray<string>): number => {
   const { local, pkg } = locate(module)
   const tests = testsOf(module)
+  const childProcesses = childProcessModules.has(module)
   if (tests.length === 0) {
     console.error(`No test files for ${module}`)
     return 1
@@ -166,7 +168,7 @@ const run = (module: string, options: ReadonlyArray<string>): number => {
       `packages/${pkg.name}/src/${local}.ts`,
       "--incrementalFile",
       incrementalFile(module),
-      ...(childProcessModules.has(module) ? ["--coverageAnalysis", "off", "--force"] : []),
+      ...(childProcesses ? ["--coverageAnalysis", "off", "--force"] : []),
       ...options
     ],
     {
@@ -180,7 +182,7 @@ const run = (module: string, options: ReadonlyArray<string>): number => {
         // a Redis test without `redis-server` is skipped, which would count its mutants survived
         ...(pkg.name === "redis" ? { BULWARK_REQUIRE_REDIS: "1" } : {}),
         // see test-support/withoutCoverage.ts
-        ...(childProcessModules.has(module) ? { BULWARK_MUTATION_COVERAGE: "off" } : {}),
+        ...(childProcesses ? { BULWARK_MUTATION_COVERAGE: "off" } : {}),
         // Stryker runs vitest in worker threads, which take no V8 flags of their own: the memory
         // tests' `gc` comes from the process (vitest.config.ts gives it to its forks instead)
         NODE_OPTIONS: [process.env.NODE_OPTIONS, "--expose-gc"].filter(Boolean).join(" ")
